@@ -1,0 +1,56 @@
+use crate::actor::{Channel, Role};
+use crate::cancellation::CancellationPolicy;
+use crate::pricing::PriceBreakdown;
+use crate::values::{DateRange, Kzt};
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum BookingEvent {
+    BookingHeld {
+        booking_id: Uuid,
+        listing_id: Uuid,
+        host_id: Uuid,
+        guest_id: Uuid,
+        range: DateRange,
+        guests: u32,
+        channel: Channel,
+        price: PriceBreakdown,
+        cancellation_policy: CancellationPolicy,
+        hold_expires_at: DateTime<Utc>,
+    },
+    BookingConfirmed {
+        payment_id: Uuid,
+        paid_kzt: Kzt,
+    },
+    BookingCancelled {
+        by_user: Uuid,
+        by_role: Role,
+        reason: String,
+        /// What the guest gets back; executed by the payment flow.
+        refund_kzt: Kzt,
+    },
+    BookingExpired {},
+    BookingCheckedIn {},
+    BookingCompleted {},
+}
+
+impl DomainEvent for BookingEvent {
+    fn event_type(&self) -> String {
+        match self {
+            BookingEvent::BookingHeld { .. } => "BookingHeld",
+            BookingEvent::BookingConfirmed { .. } => "BookingConfirmed",
+            BookingEvent::BookingCancelled { .. } => "BookingCancelled",
+            BookingEvent::BookingExpired { .. } => "BookingExpired",
+            BookingEvent::BookingCheckedIn { .. } => "BookingCheckedIn",
+            BookingEvent::BookingCompleted { .. } => "BookingCompleted",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_string()
+    }
+}

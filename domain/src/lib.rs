@@ -1,0 +1,36 @@
+//! ZhilyeGO's domain: pure decisions, no IO.
+//!
+//! - [`values`]: value objects that parse rather than validate (`DateRange`, `Kzt`, `Location`).
+//! - [`pricing`]: nightly price with weekday and date-range overrides plus cleaning fee.
+//! - [`cancellation`]: cancellation-policy tiers (days before check-in → refund share).
+//! - [`listing`]: a host's apartment and its calendar (reservations by booking, host blocks).
+//!   The calendar is where "no two live stays overlap" is decided.
+//! - [`booking`]: one stay, `held → confirmed → checked_in → completed`, or cancelled/expired.
+//! - [`payment`]: one charge for a booking and its refunds.
+//! - [`user`]: a person's profile.
+//! - [`actor`]: who issues a command (user id + role) and through which channel.
+//!
+//! Every aggregate runs on cqrs-es with `Services = ()`: everything a decision needs
+//! (today's date, the current instant, the booking's price) travels in the command.
+#![forbid(unsafe_code)]
+
+pub mod actor;
+pub mod booking;
+pub mod cancellation;
+pub mod listing;
+pub mod payment;
+pub mod pricing;
+pub mod user;
+pub mod values;
+
+pub use actor::{Actor, Channel, Role};
+pub use values::{DateRange, Kzt, Location};
+
+/// Local time zone of every property: Kazakhstan, UTC+5.
+pub const KZ_UTC_OFFSET_SECONDS: i32 = 5 * 3600;
+
+/// Today's date in Kazakhstan for an instant.
+pub fn local_date(now: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
+    let offset = chrono::FixedOffset::east_opt(KZ_UTC_OFFSET_SECONDS).expect("valid offset");
+    now.with_timezone(&offset).date_naive()
+}

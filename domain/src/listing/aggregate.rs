@@ -1,0 +1,366 @@
+use super::{
+    FieldProblem, ListingCommand, ListingDetails, ListingEvent, ListingStatus,
+    BOOKING_HORIZON_DAYS, MAX_STAY_NIGHTS,
+};
+use crate::actor::{Actor, Role};
+use crate::values::DateRange;
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationState {
+    Held,
+    Confirmed,
+}
+
+/// Nights taken by one live booking.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub guest_id: Uuid,
+    pub range: DateRange,
+    pub state: ReservationState,
+    pub hold_expires_at: DateTime<Utc>,
+}
+
+/// Nights the host closed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Block {
+    pub range: DateRange,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Listing {
+    pub id: Option<Uuid>,
+    pub host_id: Uuid,
+    pub details: ListingDetails,
+    pub status: ListingStatus,
+    /// Live reservations by booking id; released ones are removed.
+    pub reservations: BTreeMap<Uuid, Reservation>,
+    /// Host blocks by block id.
+    pub blocks: BTreeMap<Uuid, Block>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ListingError {
+    #[error("listing not found")]
+    NotFound,
+    #[error("listing already exists")]
+    AlreadyExists,
+    #[error("only the listing's host or an admin may do this")]
+    Forbidden,
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: &'static str,
+    },
+    #[error("the listing is not taking bookings")]
+    NotBookable,
+    #[error("some of these nights are already taken")]
+    DatesUnavailable,
+    #[error("the listing takes at most {max} guests")]
+    TooManyGuests { max: u32 },
+    #[error("the listing needs a stay of at least {min} nights")]
+    BelowMinNights { min: u32 },
+    #[error("the listing allows a stay of at most {max} nights")]
+    AboveMaxNights { max: u32 },
+    #[error("check_in is in the past")]
+    PastCheckIn,
+    #[error("check_in is too far ahead (at most {BOOKING_HORIZON_DAYS} days)")]
+    BeyondHorizon,
+    #[error("no such reservation")]
+    UnknownReservation,
+    #[error("no such block")]
+    UnknownBlock,
+}
+
+impl From<FieldProblem> for ListingError {
+    fn from(p: FieldProblem) -> Self {
+        ListingError::Invalid {
+            field: p.field,
+            message: p.message,
+        }
+    }
+}
+
+impl Listing {
+    fn exists(&self) -> Result<(), ListingError> {
+        self.id.map(|_| ()).ok_or(ListingError::NotFound)
+    }
+
+    /// Hosts manage only their own listings; admins manage all.
+    pub fn may_manage(&self, actor: &Actor) -> bool {
+        match actor.role {
+            Role::Admin | Role::System => true,
+            Role::Host => actor.user_id == self.host_id,
+            _ => false,
+        }
+    }
+
+    fn authorize(&self, actor: &Actor) -> Result<(), ListingError> {
+        self.exists()?;
+        if self.may_manage(actor) {
+            Ok(())
+        } else {
+            Err(ListingError::Forbidden)
+        }
+    }
+
+    /// True when no live reservation or block shares a night with `range`.
+    pub fn is_free(&self, range: &DateRange) -> bool {
+        !self.reservations.values().any(|r| r.range.overlaps(range))
+            && !self.blocks.values().any(|b| b.range.overlaps(range))
+    }
+
+    fn check_stay(
+        &self,
+        range: &DateRange,
+        guests: u32,
+        today: chrono::NaiveDate,
+    ) -> Result<(), ListingError> {
+        if self.status != ListingStatus::Active {
+            return Err(ListingError::NotBookable);
+        }
+        if range.check_in() < today {
+            return Err(ListingError::PastCheckIn);
+        }
+        if (range.check_in() - today).num_days() > BOOKING_HORIZON_DAYS {
+            return Err(ListingError::BeyondHorizon);
+        }
+        if guests == 0 {
+            return Err(ListingError::Invalid {
+                field: "guests",
+                message: "must be at least 1",
+            });
+        }
+        if guests > self.details.max_guests {
+            return Err(ListingError::TooManyGuests {
+                max: self.details.max_guests,
+            });
+        }
+        if range.nights() < self.details.min_nights {
+            return Err(ListingError::BelowMinNights {
+                min: self.details.min_nights,
+            });
+        }
+        let max = self.details.max_nights.min(MAX_STAY_NIGHTS);
+        if range.nights() > max {
+            return Err(ListingError::AboveMaxNights { max });
+        }
+        Ok(())
+    }
+}
+
+impl Aggregate for Listing {
+    const TYPE: &'static str = "Listing";
+    type Command = ListingCommand;
+    type Event = ListingEvent;
+    type Error = ListingError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: ListingCommand,
+        _services: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), ListingError> {
+        match command {
+            ListingCommand::CreateListing {
+                listing_id,
+                host_id,
+                details,
+                status,
+            } => {
+                if self.id.is_some() {
+                    return Err(ListingError::AlreadyExists);
+                }
+                details.validate()?;
+                sink.write(
+                    ListingEvent::ListingCreated {
+                        listing_id,
+                        host_id,
+                        details,
+                        status,
+                    },
+                    self,
+                )
+                .await;
+            }
+            ListingCommand::UpdateListing { actor, changes } => {
+                self.authorize(&actor)?;
+                let details = changes.apply_to(&self.details);
+                details.validate()?;
+                if details != self.details {
+                    sink.write(ListingEvent::ListingUpdated { details }, self).await;
+                }
+                if let Some(status) = changes.status {
+                    if status != self.status {
+                        sink.write(ListingEvent::ListingStatusChanged { status }, self)
+                            .await;
+                    }
+                }
+            }
+            ListingCommand::ReserveDates {
+                booking_id,
+                guest_id,
+                range,
+                guests,
+                today,
+                hold_expires_at,
+            } => {
+                self.exists()?;
+                if let Some(existing) = self.reservations.get(&booking_id) {
+                    // A retried step of the same booking: already done.
+                    return if existing.range == range {
+                        Ok(())
+                    } else {
+                        Err(ListingError::DatesUnavailable)
+                    };
+                }
+                self.check_stay(&range, guests, today)?;
+                if !self.is_free(&range) {
+                    return Err(ListingError::DatesUnavailable);
+                }
+                let price = self.details.pricing.quote(&range);
+                sink.write(
+                    ListingEvent::DatesReserved {
+                        booking_id,
+                        guest_id,
+                        range,
+                        guests,
+                        price,
+                        hold_expires_at,
+                    },
+                    self,
+                )
+                .await;
+            }
+            ListingCommand::ConfirmReservation { booking_id } => {
+                self.exists()?;
+                let r = self
+                    .reservations
+                    .get(&booking_id)
+                    .ok_or(ListingError::UnknownReservation)?;
+                if r.state == ReservationState::Held {
+                    sink.write(ListingEvent::ReservationConfirmed { booking_id }, self)
+                        .await;
+                }
+            }
+            ListingCommand::ReleaseDates { booking_id, reason } => {
+                self.exists()?;
+                // Releasing twice is a no-op so that process steps may be retried.
+                if let Some(r) = self.reservations.get(&booking_id) {
+                    let range = r.range;
+                    sink.write(
+                        ListingEvent::DatesReleased {
+                            booking_id,
+                            range,
+                            reason,
+                        },
+                        self,
+                    )
+                    .await;
+                }
+            }
+            ListingCommand::BlockDates {
+                actor,
+                block_id,
+                range,
+                reason,
+                today,
+            } => {
+                self.authorize(&actor)?;
+                if self.blocks.contains_key(&block_id) {
+                    return Ok(());
+                }
+                if range.check_out() <= today {
+                    return Err(ListingError::PastCheckIn);
+                }
+                if reason.chars().count() > 500 {
+                    return Err(ListingError::Invalid {
+                        field: "reason",
+                        message: "must be at most 500 characters",
+                    });
+                }
+                if !self.is_free(&range) {
+                    return Err(ListingError::DatesUnavailable);
+                }
+                sink.write(
+                    ListingEvent::DatesBlocked {
+                        block_id,
+                        range,
+                        reason,
+                    },
+                    self,
+                )
+                .await;
+            }
+            ListingCommand::UnblockDates { actor, block_id } => {
+                self.authorize(&actor)?;
+                let block = self.blocks.get(&block_id).ok_or(ListingError::UnknownBlock)?;
+                let range = block.range;
+                sink.write(ListingEvent::DatesUnblocked { block_id, range }, self)
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: ListingEvent) {
+        match event {
+            ListingEvent::ListingCreated {
+                listing_id,
+                host_id,
+                details,
+                status,
+            } => {
+                self.id = Some(listing_id);
+                self.host_id = host_id;
+                self.details = details;
+                self.status = status;
+            }
+            ListingEvent::ListingUpdated { details } => self.details = details,
+            ListingEvent::ListingStatusChanged { status } => self.status = status,
+            ListingEvent::DatesReserved {
+                booking_id,
+                guest_id,
+                range,
+                hold_expires_at,
+                ..
+            } => {
+                self.reservations.insert(
+                    booking_id,
+                    Reservation {
+                        guest_id,
+                        range,
+                        state: ReservationState::Held,
+                        hold_expires_at,
+                    },
+                );
+            }
+            ListingEvent::ReservationConfirmed { booking_id } => {
+                if let Some(r) = self.reservations.get_mut(&booking_id) {
+                    r.state = ReservationState::Confirmed;
+                }
+            }
+            ListingEvent::DatesReleased { booking_id, .. } => {
+                self.reservations.remove(&booking_id);
+            }
+            ListingEvent::DatesBlocked {
+                block_id,
+                range,
+                reason,
+            } => {
+                self.blocks.insert(block_id, Block { range, reason });
+            }
+            ListingEvent::DatesUnblocked { block_id, .. } => {
+                self.blocks.remove(&block_id);
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+use super::{ListingDetails, ListingStatus};
+use crate::pricing::PriceBreakdown;
+use crate::values::DateRange;
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseReason {
+    Cancelled,
+    Expired,
+    /// A later step of the booking flow failed; the reservation is undone.
+    Compensated,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ListingEvent {
+    ListingCreated {
+        listing_id: Uuid,
+        host_id: Uuid,
+        details: ListingDetails,
+        status: ListingStatus,
+    },
+    ListingUpdated {
+        details: ListingDetails,
+    },
+    ListingStatusChanged {
+        status: ListingStatus,
+    },
+    DatesReserved {
+        booking_id: Uuid,
+        guest_id: Uuid,
+        range: DateRange,
+        guests: u32,
+        price: PriceBreakdown,
+        hold_expires_at: DateTime<Utc>,
+    },
+    ReservationConfirmed {
+        booking_id: Uuid,
+    },
+    DatesReleased {
+        booking_id: Uuid,
+        range: DateRange,
+        reason: ReleaseReason,
+    },
+    DatesBlocked {
+        block_id: Uuid,
+        range: DateRange,
+        reason: String,
+    },
+    DatesUnblocked {
+        block_id: Uuid,
+        range: DateRange,
+    },
+}
+
+impl DomainEvent for ListingEvent {
+    fn event_type(&self) -> String {
+        match self {
+            ListingEvent::ListingCreated { .. } => "ListingCreated",
+            ListingEvent::ListingUpdated { .. } => "ListingUpdated",
+            ListingEvent::ListingStatusChanged { .. } => "ListingStatusChanged",
+            ListingEvent::DatesReserved { .. } => "DatesReserved",
+            ListingEvent::ReservationConfirmed { .. } => "ReservationConfirmed",
+            ListingEvent::DatesReleased { .. } => "DatesReleased",
+            ListingEvent::DatesBlocked { .. } => "DatesBlocked",
+            ListingEvent::DatesUnblocked { .. } => "DatesUnblocked",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_string()
+    }
+}

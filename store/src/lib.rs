@@ -1,1 +1,127 @@
-//! placeholder
+//! The event store and the database handle everything else shares.
+//!
+//! - [`Database`]: one connection pool, PostgreSQL (production) or SQLite (embedded), with the
+//!   migrations of `migrations/postgres` or `migrations/sqlite`.
+//! - [`AggregateStore`]: a cqrs-es `EventStore` over postgres-es or sqlite-es, with every write
+//!   going through [`chain::ChainedRepository`], which stamps each event with an id and a hash
+//!   chained to the previous event of its aggregate.
+//! - [`history`]: reading events back in global order (audit, projections) and verifying chains.
+#![forbid(unsafe_code)]
+
+pub mod chain;
+pub mod history;
+mod aggregate_store;
+
+pub use aggregate_store::AggregateStore;
+pub use history::{Checkpoint, StoredEvent, VerifyReport};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The service's database: production PostgreSQL or the embedded SQLite file.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL (expected postgres:// or sqlite://): {0}")]
+    Url(String),
+}
+
+impl Database {
+    /// Connects to `url` (`postgres://…` or `sqlite://path`), creating an SQLite file if needed.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Database, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            Ok(Database::Postgres(pool))
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await?;
+            Ok(Database::Sqlite(pool))
+        } else {
+            Err(StoreError::Url(url.to_string()))
+        }
+    }
+
+    /// Applies every pending migration of this backend.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Database::Postgres(pool) => sqlx::migrate!("../migrations/postgres").run(pool).await?,
+            Database::Sqlite(pool) => sqlx::migrate!("../migrations/sqlite").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Database::Postgres(_) => "postgres",
+            Database::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// A trivial round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Database::Postgres(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+            Database::Sqlite(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A cqrs-es event store for aggregate `A`; `snapshot_every` events a snapshot is kept.
+    pub fn aggregate_store<A: cqrs_es::Aggregate>(
+        &self,
+        snapshot_every: Option<usize>,
+    ) -> AggregateStore<A> {
+        AggregateStore::new(self.clone(), snapshot_every)
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Database::Postgres(pool) => pool.close().await,
+            Database::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Runs the same code against whichever pool `db` holds. SQL written with `$1`-style
+/// placeholders and shared syntax runs unchanged on both backends (sqlx binds `$N` by number on
+/// SQLite too); the body is compiled once per backend.
+#[macro_export]
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::Database::Postgres($pool) => $body,
+            $crate::Database::Sqlite($pool) => $body,
+        }
+    };
+}

@@ -1,0 +1,386 @@
+//! Reading the store back: in commit-safe order for projections, by aggregate for audits, and
+//! walking every hash chain.
+//!
+//! On PostgreSQL, positions are handed out at insert time but transactions commit in any
+//! order, so a reader that follows positions alone could pass an event that commits late with a
+//! lower position. Readers therefore follow `(tx, position)` order and only read transactions
+//! older than the oldest one still running (`pg_snapshot_xmin(pg_current_snapshot())`): every
+//! event that can still appear sorts after what has been read. On SQLite, writers are serial,
+//! so `tx` is simply the position.
+use crate::chain::{event_hash, ChainInput, GENESIS_HASH};
+use crate::{Database, StoreError};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+
+/// One event as stored, with everything the store added.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StoredEvent {
+    pub position: i64,
+    /// Commit-safe order key (PostgreSQL transaction id; the position on SQLite).
+    #[serde(skip)]
+    pub tx: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+    pub hash: String,
+}
+
+/// Where a reader stands: the last event it has taken, in `(tx, position)` order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Checkpoint {
+    pub tx: i64,
+    pub position: i64,
+}
+
+const PG_COLUMNS: &str = "position, xid::text::bigint AS tx, aggregate_type, aggregate_id, sequence, \
+     event_type, event_version, payload, metadata, recorded_at";
+const LITE_COLUMNS: &str = "position, position AS tx, aggregate_type, aggregate_id, sequence, \
+     event_type, event_version, payload, metadata, recorded_at";
+
+fn from_pg(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
+    let metadata: Value = row.try_get("metadata")?;
+    Ok(StoredEvent {
+        position: row.try_get("position")?,
+        tx: row.try_get("tx")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        hash: hash_of(&metadata),
+        metadata,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}
+
+fn from_lite(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Error> {
+    let metadata: Value = row.try_get("metadata")?;
+    let recorded: String = row.try_get("recorded_at")?;
+    Ok(StoredEvent {
+        position: row.try_get("position")?,
+        tx: row.try_get("tx")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        hash: hash_of(&metadata),
+        metadata,
+        recorded_at: DateTime::parse_from_rfc3339(&recorded)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+    })
+}
+
+fn hash_of(metadata: &Value) -> String {
+    metadata
+        .get("hash")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl StoredEvent {
+    /// The event's id (also its message id on the bus).
+    pub fn event_id(&self) -> &str {
+        self.metadata
+            .get("event_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            tx: self.tx,
+            position: self.position,
+        }
+    }
+
+    fn chain_input(&self) -> ChainInput<'_> {
+        ChainInput {
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            payload: &self.payload,
+            metadata: &self.metadata,
+        }
+    }
+}
+
+/// Committed events after `after`, in commit-safe order, at most `limit`.
+pub async fn events_after(
+    db: &Database,
+    after: Checkpoint,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    match db {
+        Database::Postgres(pool) => {
+            let sql = format!(
+                "SELECT {PG_COLUMNS} FROM events \
+                 WHERE (xid::text::bigint, position) > ($1, $2) \
+                   AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY xid::text::bigint, position LIMIT $3"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(after.tx)
+                .bind(after.position)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            Ok(rows.iter().map(from_pg).collect::<Result<_, _>>()?)
+        }
+        Database::Sqlite(pool) => {
+            let sql = format!(
+                "SELECT {LITE_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(after.position)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            Ok(rows.iter().map(from_lite).collect::<Result<_, _>>()?)
+        }
+    }
+}
+
+/// Committed events with a position above `after`, in position order (the audit feed).
+pub async fn events_by_position(
+    db: &Database,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    match db {
+        Database::Postgres(pool) => {
+            let sql = format!(
+                "SELECT {PG_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+            );
+            let rows = sqlx::query(&sql).bind(after).bind(limit).fetch_all(pool).await?;
+            Ok(rows.iter().map(from_pg).collect::<Result<_, _>>()?)
+        }
+        Database::Sqlite(pool) => {
+            let sql = format!(
+                "SELECT {LITE_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+            );
+            let rows = sqlx::query(&sql).bind(after).bind(limit).fetch_all(pool).await?;
+            Ok(rows.iter().map(from_lite).collect::<Result<_, _>>()?)
+        }
+    }
+}
+
+/// Every event of one aggregate, by sequence.
+pub async fn aggregate_events(
+    db: &Database,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    match db {
+        Database::Postgres(pool) => {
+            let sql = format!(
+                "SELECT {PG_COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                 ORDER BY sequence"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .fetch_all(pool)
+                .await?;
+            Ok(rows.iter().map(from_pg).collect::<Result<_, _>>()?)
+        }
+        Database::Sqlite(pool) => {
+            let sql = format!(
+                "SELECT {LITE_COLUMNS} FROM events WHERE aggregate_type = ? AND aggregate_id = ? \
+                 ORDER BY sequence"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .fetch_all(pool)
+                .await?;
+            Ok(rows.iter().map(from_lite).collect::<Result<_, _>>()?)
+        }
+    }
+}
+
+/// The hash stored with one event, if that event exists.
+pub async fn stored_hash(
+    db: &Database,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: usize,
+) -> Result<Option<String>, StoreError> {
+    let metadata: Option<Value> = match db {
+        Database::Postgres(pool) => sqlx::query_scalar(
+            "SELECT metadata FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(sequence as i64)
+        .fetch_optional(pool)
+        .await?,
+        Database::Sqlite(pool) => sqlx::query_scalar(
+            "SELECT metadata FROM events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(sequence as i64)
+        .fetch_optional(pool)
+        .await?,
+    };
+    Ok(metadata.map(|m| hash_of(&m)))
+}
+
+/// The global position of one event, if that event exists.
+pub async fn position_of(
+    db: &Database,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: usize,
+) -> Result<Option<i64>, StoreError> {
+    Ok(match db {
+        Database::Postgres(pool) => sqlx::query_scalar(
+            "SELECT position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(sequence as i64)
+        .fetch_optional(pool)
+        .await?,
+        Database::Sqlite(pool) => sqlx::query_scalar(
+            "SELECT position FROM events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(sequence as i64)
+        .fetch_optional(pool)
+        .await?,
+    })
+}
+
+/// The commit-safe order key of the event at `position`.
+pub async fn checkpoint_of(db: &Database, position: i64) -> Result<Option<Checkpoint>, StoreError> {
+    let tx: Option<i64> = match db {
+        Database::Postgres(pool) => {
+            sqlx::query_scalar("SELECT xid::text::bigint FROM events WHERE position = $1")
+                .bind(position)
+                .fetch_optional(pool)
+                .await?
+        }
+        Database::Sqlite(_) => Some(position),
+    };
+    Ok(tx.map(|tx| Checkpoint { tx, position }))
+}
+
+/// A place where a hash chain does not hold.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BrokenLink {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub position: i64,
+    pub problem: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub checked_events: u64,
+    pub broken: Vec<BrokenLink>,
+}
+
+struct ChainWalk {
+    report: VerifyReport,
+    current: Option<(String, String)>,
+    prev_hash: String,
+    prev_sequence: i64,
+}
+
+impl ChainWalk {
+    fn new() -> Self {
+        ChainWalk {
+            report: VerifyReport::default(),
+            current: None,
+            prev_hash: GENESIS_HASH.to_string(),
+            prev_sequence: 0,
+        }
+    }
+
+    fn step(&mut self, e: &StoredEvent) {
+        let key = (e.aggregate_type.clone(), e.aggregate_id.clone());
+        if self.current.as_ref() != Some(&key) {
+            self.current = Some(key);
+            self.prev_hash = GENESIS_HASH.to_string();
+            self.prev_sequence = 0;
+        }
+        self.report.checked_events += 1;
+        let mut problem = None;
+        if e.sequence != self.prev_sequence + 1 {
+            problem = Some(format!(
+                "sequence {} follows {}: events are missing",
+                e.sequence, self.prev_sequence
+            ));
+        }
+        let expected = event_hash(&self.prev_hash, &e.chain_input());
+        if problem.is_none() && expected != e.hash {
+            problem = Some(if e.hash.is_empty() {
+                "event carries no hash".to_string()
+            } else {
+                "hash does not match the event and its predecessor".to_string()
+            });
+        }
+        if let Some(problem) = problem {
+            self.report.broken.push(BrokenLink {
+                aggregate_type: e.aggregate_type.clone(),
+                aggregate_id: e.aggregate_id.clone(),
+                sequence: e.sequence,
+                position: e.position,
+                problem,
+            });
+        }
+        // Continue from the stored hash so that one bad event is reported once.
+        self.prev_hash = e.hash.clone();
+        self.prev_sequence = e.sequence;
+    }
+
+    fn finish(mut self) -> VerifyReport {
+        self.report.ok = self.report.broken.is_empty();
+        self.report
+    }
+}
+
+/// Walks every aggregate's chain and reports each break.
+pub async fn verify(db: &Database) -> Result<VerifyReport, StoreError> {
+    let mut walk = ChainWalk::new();
+    match db {
+        Database::Postgres(pool) => {
+            let sql = format!(
+                "SELECT {PG_COLUMNS} FROM events ORDER BY aggregate_type, aggregate_id, sequence"
+            );
+            let mut rows = sqlx::query(&sql).fetch(pool);
+            while let Some(row) = rows.try_next().await? {
+                walk.step(&from_pg(&row)?);
+            }
+        }
+        Database::Sqlite(pool) => {
+            let sql = format!(
+                "SELECT {LITE_COLUMNS} FROM events ORDER BY aggregate_type, aggregate_id, sequence"
+            );
+            let mut rows = sqlx::query(&sql).fetch(pool);
+            while let Some(row) = rows.try_next().await? {
+                walk.step(&from_lite(&row)?);
+            }
+        }
+    }
+    Ok(walk.finish())
+}

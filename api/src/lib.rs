@@ -1,1 +1,26 @@
-//! placeholder
+//! ZhilyeGO's edge: the `zhilego` binary's library.
+//!
+//! - [`settings`]: typed configuration from the environment (and an optional file).
+//! - [`app`]: `Application::build` / `run_until_stopped`, the embedded/production switch.
+//! - [`routes`]: `/api/v1` per shared/API.md (listings, blocks, bookings, users), the OpenAPI
+//!   document and docs UI, `/healthz`, `/readyz`, `/metrics`.
+//! - [`auth`]: JWT bearer tokens and roles; [`error`]: problem+json; [`extract`]: extractors
+//!   whose rejections name the bad field; [`idempotency`]: `Idempotency-Key` replay;
+//!   [`rate_limit`]: per-client limits.
+//! - [`cli`]: `serve`, `migrate`, `token`, `audit verify`.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod rate_limit;
+pub mod routes;
+pub mod settings;
+pub mod state;
+pub mod telemetry;
+
+pub use app::Application;
+pub use settings::Settings;

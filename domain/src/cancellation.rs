@@ -32,21 +32,53 @@ impl CancellationPolicy {
         }
     }
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancellationPolicy::Flexible => "flexible",
+            CancellationPolicy::Moderate => "moderate",
+            CancellationPolicy::Strict => "strict",
+        }
+    }
+
     /// Tiers from the most generous down; the first whose threshold is met applies.
     pub fn tiers(self) -> &'static [RefundTier] {
         const FLEXIBLE: &[RefundTier] = &[
-            RefundTier { min_days_before: 1, percent: 100 },
-            RefundTier { min_days_before: i64::MIN, percent: 50 },
+            RefundTier {
+                min_days_before: 1,
+                percent: 100,
+            },
+            RefundTier {
+                min_days_before: i64::MIN,
+                percent: 50,
+            },
         ];
         const MODERATE: &[RefundTier] = &[
-            RefundTier { min_days_before: 5, percent: 100 },
-            RefundTier { min_days_before: 1, percent: 50 },
-            RefundTier { min_days_before: i64::MIN, percent: 0 },
+            RefundTier {
+                min_days_before: 5,
+                percent: 100,
+            },
+            RefundTier {
+                min_days_before: 1,
+                percent: 50,
+            },
+            RefundTier {
+                min_days_before: i64::MIN,
+                percent: 0,
+            },
         ];
         const STRICT: &[RefundTier] = &[
-            RefundTier { min_days_before: 14, percent: 100 },
-            RefundTier { min_days_before: 7, percent: 50 },
-            RefundTier { min_days_before: i64::MIN, percent: 0 },
+            RefundTier {
+                min_days_before: 14,
+                percent: 100,
+            },
+            RefundTier {
+                min_days_before: 7,
+                percent: 50,
+            },
+            RefundTier {
+                min_days_before: i64::MIN,
+                percent: 0,
+            },
         ];
         match self {
             CancellationPolicy::Flexible => FLEXIBLE,

@@ -97,8 +97,14 @@ mod tests {
             nightly_price_kzt: Kzt(20_000),
             cleaning_fee_kzt: Kzt(5_000),
             weekday_prices: vec![
-                WeekdayPrice { weekday: 5, nightly_price_kzt: Kzt(25_000) },
-                WeekdayPrice { weekday: 6, nightly_price_kzt: Kzt(27_000) },
+                WeekdayPrice {
+                    weekday: 5,
+                    nightly_price_kzt: Kzt(25_000),
+                },
+                WeekdayPrice {
+                    weekday: 6,
+                    nightly_price_kzt: Kzt(27_000),
+                },
             ],
             range_prices: vec![RangePrice {
                 range: DateRange::parse(d("2030-12-30"), d("2031-01-02")).unwrap(),
@@ -129,14 +135,23 @@ mod tests {
         let q = rules().quote(&DateRange::parse(d("2030-12-29"), d("2031-01-03")).unwrap());
         assert_eq!(
             q.nightly_kzt,
-            vec![Kzt(20_000), Kzt(50_000), Kzt(50_000), Kzt(50_000), Kzt(20_000)]
+            vec![
+                Kzt(20_000),
+                Kzt(50_000),
+                Kzt(50_000),
+                Kzt(50_000),
+                Kzt(20_000)
+            ]
         );
     }
 
     #[test]
     fn duplicate_or_bad_weekdays_are_refused() {
         let mut r = rules();
-        r.weekday_prices.push(WeekdayPrice { weekday: 5, nightly_price_kzt: Kzt(1) });
+        r.weekday_prices.push(WeekdayPrice {
+            weekday: 5,
+            nightly_price_kzt: Kzt(1),
+        });
         assert!(r.validate().is_err());
         let mut r = rules();
         r.weekday_prices[0].weekday = 8;

@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Whole tenge. Money never has fractions in ZhilyeGO.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Kzt(pub i64);
 
@@ -213,7 +215,9 @@ mod tests {
             Err(ValueError::EmptyRange)
         );
         assert_eq!(
-            DateRange::parse(d("2030-01-01"), d("2030-01-03")).unwrap().nights(),
+            DateRange::parse(d("2030-01-01"), d("2030-01-03"))
+                .unwrap()
+                .nights(),
             2
         );
     }

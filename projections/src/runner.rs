@@ -36,7 +36,11 @@ impl ProjectionRunner {
     }
 
     /// Runs until `shutdown` resolves.
-    pub async fn run(&self, poll_interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run(
+        &self,
+        poll_interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         loop {
             match self.projection.catch_up(BATCH).await {
@@ -48,7 +52,9 @@ impl ProjectionRunner {
                         continue;
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, projection = self.projection.name(), "projection step failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, projection = self.projection.name(), "projection step failed")
+                }
             }
             tokio::select! {
                 _ = &mut shutdown => return,
@@ -68,7 +74,9 @@ impl ProjectionRunner {
                 return Ok(true);
             }
             self.nudge();
-            let step = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + Duration::from_millis(50)));
+            let step = tokio::time::sleep_until(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(50)),
+            );
             tokio::select! {
                 _ = rx.changed() => {}
                 _ = step => {}

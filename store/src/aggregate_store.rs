@@ -28,11 +28,13 @@ impl<A: Aggregate> AggregateStore<A> {
         }
         match &db {
             Database::Postgres(pool) => {
-                let repo = ChainedRepository::new(PostgresEventRepository::new(pool.clone()), db.clone());
+                let repo =
+                    ChainedRepository::new(PostgresEventRepository::new(pool.clone()), db.clone());
                 AggregateStore::Postgres(build(repo, snapshot_every))
             }
             Database::Sqlite(pool) => {
-                let repo = ChainedRepository::new(SqliteEventRepository::new(pool.clone()), db.clone());
+                let repo =
+                    ChainedRepository::new(SqliteEventRepository::new(pool.clone()), db.clone());
                 AggregateStore::Sqlite(build(repo, snapshot_every))
             }
         }

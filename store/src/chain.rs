@@ -69,7 +69,12 @@ pub fn event_hash(prev_hash: &str, e: &ChainInput<'_>) -> String {
     }
     let mut text = String::with_capacity(512);
     text.push_str(prev_hash);
-    for part in [e.aggregate_type, e.aggregate_id, e.event_type, e.event_version] {
+    for part in [
+        e.aggregate_type,
+        e.aggregate_id,
+        e.event_type,
+        e.event_version,
+    ] {
         text.push('\n');
         text.push_str(part);
     }
@@ -163,7 +168,9 @@ impl<R: PersistedEventRepository> PersistedEventRepository for ChainedRepository
         aggregate_id: &str,
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.inner.get_last_events::<A>(aggregate_id, last_sequence).await
+        self.inner
+            .get_last_events::<A>(aggregate_id, last_sequence)
+            .await
     }
 
     async fn get_snapshot<A: Aggregate>(
@@ -182,7 +189,11 @@ impl<R: PersistedEventRepository> PersistedEventRepository for ChainedRepository
             return self.inner.persist::<A>(events, snapshot_update).await;
         };
         let mut prev = self
-            .previous_hash(&first.aggregate_type, &first.aggregate_id, first.sequence - 1)
+            .previous_hash(
+                &first.aggregate_type,
+                &first.aggregate_id,
+                first.sequence - 1,
+            )
             .await?;
         let mut chained = Vec::with_capacity(events.len());
         for event in events {
@@ -214,8 +225,12 @@ impl<R: PersistedEventRepository> PersistedEventRepository for ChainedRepository
         }
         self.inner.persist::<A>(&chained, snapshot_update).await?;
         let last = chained.last().expect("non-empty");
-        self.heads
-            .put(&last.aggregate_type, &last.aggregate_id, last.sequence, prev);
+        self.heads.put(
+            &last.aggregate_type,
+            &last.aggregate_id,
+            last.sequence,
+            prev,
+        );
         Ok(())
     }
 
@@ -250,8 +265,10 @@ mod tests {
 
     #[test]
     fn key_order_does_not_change_the_hash() {
-        let p1: Value = serde_json::from_str(r#"{"b":1,"a":{"y":2,"x":[1,{"k":1,"j":2}]}}"#).unwrap();
-        let p2: Value = serde_json::from_str(r#"{"a":{"x":[1,{"j":2,"k":1}],"y":2},"b":1}"#).unwrap();
+        let p1: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"y":2,"x":[1,{"k":1,"j":2}]}}"#).unwrap();
+        let p2: Value =
+            serde_json::from_str(r#"{"a":{"x":[1,{"j":2,"k":1}],"y":2},"b":1}"#).unwrap();
         let m = json!({"actor": "u"});
         assert_eq!(
             event_hash(GENESIS_HASH, &input(&p1, &m)),
@@ -276,7 +293,10 @@ mod tests {
         let m = json!({"actor": "u"});
         let base = event_hash(GENESIS_HASH, &input(&p, &m));
         assert_ne!(base, event_hash(GENESIS_HASH, &input(&json!({"a": 2}), &m)));
-        assert_ne!(base, event_hash(GENESIS_HASH, &input(&p, &json!({"actor": "v"}))));
+        assert_ne!(
+            base,
+            event_hash(GENESIS_HASH, &input(&p, &json!({"actor": "v"})))
+        );
         assert_ne!(base, event_hash(&base, &input(&p, &m)));
         let mut moved = input(&p, &m);
         moved.sequence = 2;

@@ -40,7 +40,8 @@ pub struct Checkpoint {
     pub position: i64,
 }
 
-const PG_COLUMNS: &str = "position, xid::text::bigint AS tx, aggregate_type, aggregate_id, sequence, \
+const PG_COLUMNS: &str =
+    "position, xid::text::bigint AS tx, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, recorded_at";
 const LITE_COLUMNS: &str = "position, position AS tx, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, recorded_at";
@@ -166,14 +167,22 @@ pub async fn events_by_position(
             let sql = format!(
                 "SELECT {PG_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
             );
-            let rows = sqlx::query(&sql).bind(after).bind(limit).fetch_all(pool).await?;
+            let rows = sqlx::query(&sql)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
             Ok(rows.iter().map(from_pg).collect::<Result<_, _>>()?)
         }
         Database::Sqlite(pool) => {
             let sql = format!(
                 "SELECT {LITE_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
             );
-            let rows = sqlx::query(&sql).bind(after).bind(limit).fetch_all(pool).await?;
+            let rows = sqlx::query(&sql)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
             Ok(rows.iter().map(from_lite).collect::<Result<_, _>>()?)
         }
     }

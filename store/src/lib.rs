@@ -8,9 +8,9 @@
 //! - [`history`]: reading events back in global order (audit, projections) and verifying chains.
 #![forbid(unsafe_code)]
 
+mod aggregate_store;
 pub mod chain;
 pub mod history;
-mod aggregate_store;
 
 pub use aggregate_store::AggregateStore;
 pub use history::{Checkpoint, StoredEvent, VerifyReport};

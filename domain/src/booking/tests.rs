@@ -110,11 +110,18 @@ fn held() -> BookingEvent {
 }
 
 fn confirmed() -> BookingEvent {
-    BookingEvent::BookingConfirmed { payment_id: payment_id(), paid_kzt: TOTAL }
+    BookingEvent::BookingConfirmed {
+        payment_id: payment_id(),
+        paid_kzt: TOTAL,
+    }
 }
 
 fn cancel(by: Actor, today: &str) -> BookingCommand {
-    BookingCommand::CancelBooking { actor: by, reason: "plans changed".to_string(), today: d(today) }
+    BookingCommand::CancelBooking {
+        actor: by,
+        reason: "plans changed".to_string(),
+        today: d(today),
+    }
 }
 
 fn cancelled(by: Actor, refund: i64) -> BookingEvent {
@@ -181,7 +188,10 @@ fn holding_an_existing_booking_for_another_stay_fails() {
 fn paying_the_total_confirms_a_held_booking() {
     BookingTest::with(())
         .given(vec![held()])
-        .when(BookingCommand::ConfirmBooking { payment_id: payment_id(), paid_kzt: TOTAL })
+        .when(BookingCommand::ConfirmBooking {
+            payment_id: payment_id(),
+            paid_kzt: TOTAL,
+        })
         .then_expect_events(vec![confirmed()]);
 }
 
@@ -189,15 +199,24 @@ fn paying_the_total_confirms_a_held_booking() {
 fn paying_a_different_amount_does_not_confirm() {
     BookingTest::with(())
         .given(vec![held()])
-        .when(BookingCommand::ConfirmBooking { payment_id: payment_id(), paid_kzt: Kzt(65_000) })
-        .then_expect_error(BookingError::AmountMismatch { paid: Kzt(65_000), due: TOTAL });
+        .when(BookingCommand::ConfirmBooking {
+            payment_id: payment_id(),
+            paid_kzt: Kzt(65_000),
+        })
+        .then_expect_error(BookingError::AmountMismatch {
+            paid: Kzt(65_000),
+            due: TOTAL,
+        });
 }
 
 #[test]
 fn confirming_again_with_the_same_payment_emits_nothing() {
     BookingTest::with(())
         .given(vec![held(), confirmed()])
-        .when(BookingCommand::ConfirmBooking { payment_id: payment_id(), paid_kzt: TOTAL })
+        .when(BookingCommand::ConfirmBooking {
+            payment_id: payment_id(),
+            paid_kzt: TOTAL,
+        })
         .then_expect_events(vec![]);
 }
 
@@ -216,7 +235,10 @@ fn confirming_again_with_another_payment_fails() {
 fn an_expired_booking_cannot_be_confirmed() {
     BookingTest::with(())
         .given(vec![held(), BookingEvent::BookingExpired {}])
-        .when(BookingCommand::ConfirmBooking { payment_id: payment_id(), paid_kzt: TOTAL })
+        .when(BookingCommand::ConfirmBooking {
+            payment_id: payment_id(),
+            paid_kzt: TOTAL,
+        })
         .then_expect_error(BookingError::WrongStatus("expired"));
 }
 
@@ -224,7 +246,10 @@ fn an_expired_booking_cannot_be_confirmed() {
 fn confirming_a_booking_that_does_not_exist_fails() {
     BookingTest::with(())
         .given_no_previous_events()
-        .when(BookingCommand::ConfirmBooking { payment_id: payment_id(), paid_kzt: TOTAL })
+        .when(BookingCommand::ConfirmBooking {
+            payment_id: payment_id(),
+            paid_kzt: TOTAL,
+        })
         .then_expect_error(BookingError::NotFound);
 }
 
@@ -302,7 +327,10 @@ fn an_admin_cancelling_refunds_everything() {
 fn another_guest_may_not_cancel() {
     BookingTest::with(())
         .given(vec![held(), confirmed()])
-        .when(cancel(actor(Uuid::from_u128(0x6E58), Role::Guest), "2030-02-01"))
+        .when(cancel(
+            actor(Uuid::from_u128(0x6E58), Role::Guest),
+            "2030-02-01",
+        ))
         .then_expect_error(BookingError::Forbidden);
 }
 
@@ -310,7 +338,10 @@ fn another_guest_may_not_cancel() {
 fn the_host_of_another_listing_may_not_cancel() {
     BookingTest::with(())
         .given(vec![held(), confirmed()])
-        .when(cancel(actor(Uuid::from_u128(0x4058), Role::Host), "2030-02-01"))
+        .when(cancel(
+            actor(Uuid::from_u128(0x4058), Role::Host),
+            "2030-02-01",
+        ))
         .then_expect_error(BookingError::Forbidden);
 }
 
@@ -318,7 +349,10 @@ fn the_host_of_another_listing_may_not_cancel() {
 fn an_analyst_may_not_cancel() {
     BookingTest::with(())
         .given(vec![held(), confirmed()])
-        .when(cancel(actor(Uuid::from_u128(0xA7), Role::Analyst), "2030-02-01"))
+        .when(cancel(
+            actor(Uuid::from_u128(0xA7), Role::Analyst),
+            "2030-02-01",
+        ))
         .then_expect_error(BookingError::Forbidden);
 }
 
@@ -326,7 +360,10 @@ fn an_analyst_may_not_cancel() {
 fn an_auditor_may_not_cancel() {
     BookingTest::with(())
         .given(vec![held()])
-        .when(cancel(actor(Uuid::from_u128(0xA8), Role::Auditor), "2030-02-01"))
+        .when(cancel(
+            actor(Uuid::from_u128(0xA8), Role::Auditor),
+            "2030-02-01",
+        ))
         .then_expect_error(BookingError::Forbidden);
 }
 
@@ -382,7 +419,9 @@ fn cancelling_a_booking_that_does_not_exist_fails() {
 fn a_hold_cannot_expire_before_its_end() {
     BookingTest::with(())
         .given(vec![held()])
-        .when(BookingCommand::ExpireHold { now: at("2030-01-01T12:14:59Z") })
+        .when(BookingCommand::ExpireHold {
+            now: at("2030-01-01T12:14:59Z"),
+        })
         .then_expect_error(BookingError::HoldNotExpired);
 }
 
@@ -398,7 +437,9 @@ fn a_hold_expires_once_its_end_is_reached() {
 fn a_confirmed_booking_does_not_expire() {
     BookingTest::with(())
         .given(vec![held(), confirmed()])
-        .when(BookingCommand::ExpireHold { now: at("2030-01-02T00:00:00Z") })
+        .when(BookingCommand::ExpireHold {
+            now: at("2030-01-02T00:00:00Z"),
+        })
         .then_expect_error(BookingError::WrongStatus("confirmed"));
 }
 
@@ -410,7 +451,9 @@ fn a_confirmed_booking_does_not_expire() {
 fn checking_in_before_the_check_in_day_fails() {
     BookingTest::with(())
         .given(vec![held(), confirmed()])
-        .when(BookingCommand::CheckIn { today: d("2030-02-09") })
+        .when(BookingCommand::CheckIn {
+            today: d("2030-02-09"),
+        })
         .then_expect_error(BookingError::WrongStatus("not yet started"));
 }
 
@@ -418,7 +461,9 @@ fn checking_in_before_the_check_in_day_fails() {
 fn a_confirmed_booking_checks_in_on_the_check_in_day() {
     BookingTest::with(())
         .given(vec![held(), confirmed()])
-        .when(BookingCommand::CheckIn { today: d("2030-02-10") })
+        .when(BookingCommand::CheckIn {
+            today: d("2030-02-10"),
+        })
         .then_expect_events(vec![BookingEvent::BookingCheckedIn {}]);
 }
 
@@ -426,7 +471,9 @@ fn a_confirmed_booking_checks_in_on_the_check_in_day() {
 fn an_unpaid_hold_cannot_check_in() {
     BookingTest::with(())
         .given(vec![held()])
-        .when(BookingCommand::CheckIn { today: d("2030-02-10") })
+        .when(BookingCommand::CheckIn {
+            today: d("2030-02-10"),
+        })
         .then_expect_error(BookingError::WrongStatus("held"));
 }
 
@@ -434,7 +481,9 @@ fn an_unpaid_hold_cannot_check_in() {
 fn completing_before_the_check_out_day_fails() {
     BookingTest::with(())
         .given(vec![held(), confirmed(), BookingEvent::BookingCheckedIn {}])
-        .when(BookingCommand::Complete { today: d("2030-02-12") })
+        .when(BookingCommand::Complete {
+            today: d("2030-02-12"),
+        })
         .then_expect_error(BookingError::WrongStatus("not yet over"));
 }
 
@@ -442,7 +491,9 @@ fn completing_before_the_check_out_day_fails() {
 fn a_checked_in_booking_completes_on_the_check_out_day() {
     BookingTest::with(())
         .given(vec![held(), confirmed(), BookingEvent::BookingCheckedIn {}])
-        .when(BookingCommand::Complete { today: d("2030-02-13") })
+        .when(BookingCommand::Complete {
+            today: d("2030-02-13"),
+        })
         .then_expect_events(vec![BookingEvent::BookingCompleted {}]);
 }
 
@@ -450,6 +501,8 @@ fn a_checked_in_booking_completes_on_the_check_out_day() {
 fn a_booking_that_never_checked_in_cannot_complete() {
     BookingTest::with(())
         .given(vec![held(), confirmed()])
-        .when(BookingCommand::Complete { today: d("2030-02-13") })
+        .when(BookingCommand::Complete {
+            today: d("2030-02-13"),
+        })
         .then_expect_error(BookingError::WrongStatus("confirmed"));
 }

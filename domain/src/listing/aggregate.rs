@@ -196,7 +196,8 @@ impl Aggregate for Listing {
                 let details = changes.apply_to(&self.details);
                 details.validate()?;
                 if details != self.details {
-                    sink.write(ListingEvent::ListingUpdated { details }, self).await;
+                    sink.write(ListingEvent::ListingUpdated { details }, self)
+                        .await;
                 }
                 if let Some(status) = changes.status {
                     if status != self.status {
@@ -275,8 +276,13 @@ impl Aggregate for Listing {
                 today,
             } => {
                 self.authorize(&actor)?;
-                if self.blocks.contains_key(&block_id) {
-                    return Ok(());
+                if let Some(existing) = self.blocks.get(&block_id) {
+                    // The same block retried is already done; another range under its id is not.
+                    return if existing.range == range {
+                        Ok(())
+                    } else {
+                        Err(ListingError::DatesUnavailable)
+                    };
                 }
                 if range.check_out() <= today {
                     return Err(ListingError::PastCheckIn);
@@ -302,7 +308,10 @@ impl Aggregate for Listing {
             }
             ListingCommand::UnblockDates { actor, block_id } => {
                 self.authorize(&actor)?;
-                let block = self.blocks.get(&block_id).ok_or(ListingError::UnknownBlock)?;
+                let block = self
+                    .blocks
+                    .get(&block_id)
+                    .ok_or(ListingError::UnknownBlock)?;
                 let range = block.range;
                 sink.write(ListingEvent::DatesUnblocked { block_id, range }, self)
                     .await;

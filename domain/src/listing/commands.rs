@@ -28,7 +28,9 @@ pub enum ListingCommand {
         hold_expires_at: DateTime<Utc>,
     },
     /// The booking was paid: its nights stay taken past the hold.
-    ConfirmReservation { booking_id: Uuid },
+    ConfirmReservation {
+        booking_id: Uuid,
+    },
     /// Give the booking's nights back (cancelled, expired, or a failed booking step undone).
     ReleaseDates {
         booking_id: Uuid,
@@ -41,7 +43,10 @@ pub enum ListingCommand {
         reason: String,
         today: NaiveDate,
     },
-    UnblockDates { actor: Actor, block_id: Uuid },
+    UnblockDates {
+        actor: Actor,
+        block_id: Uuid,
+    },
 }
 
 /// A partial update of a listing; `None` leaves a field as it is.
@@ -72,7 +77,18 @@ impl ListingChanges {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { d.$field = v.clone(); } )* };
         }
-        set!(title, city, address, rooms, max_guests, min_nights, max_nights, cancellation_policy, photos, amenities);
+        set!(
+            title,
+            city,
+            address,
+            rooms,
+            max_guests,
+            min_nights,
+            max_nights,
+            cancellation_policy,
+            photos,
+            amenities
+        );
         if let Some(l) = self.location {
             d.location = Some(l);
         }

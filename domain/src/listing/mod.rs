@@ -90,20 +90,30 @@ impl ListingDetails {
             return Err(problem("max_guests", "must be between 1 and 50"));
         }
         if self.pricing.nightly_price_kzt.0 <= 0 {
-            return Err(problem("nightly_price_kzt", "must be a positive whole number of tenge"));
+            return Err(problem(
+                "nightly_price_kzt",
+                "must be a positive whole number of tenge",
+            ));
         }
         if self.pricing.cleaning_fee_kzt.0 < 0 {
             return Err(problem("cleaning_fee_kzt", "must not be negative"));
         }
         if let Err(field) = self.pricing.validate() {
-            return Err(problem(field, "each weekday (1 = Monday … 7 = Sunday) at most once"));
+            return Err(problem(
+                field,
+                "each weekday (1 = Monday … 7 = Sunday) at most once",
+            ));
         }
         if self
             .pricing
             .weekday_prices
             .iter()
             .any(|w| w.nightly_price_kzt.0 <= 0)
-            || self.pricing.range_prices.iter().any(|r| r.nightly_price_kzt.0 <= 0)
+            || self
+                .pricing
+                .range_prices
+                .iter()
+                .any(|r| r.nightly_price_kzt.0 <= 0)
         {
             return Err(problem("nightly_price_kzt", "overrides must be positive"));
         }

@@ -268,7 +268,10 @@ fn nightly_price_must_be_positive() {
     d.pricing.nightly_price_kzt = Kzt(0);
     creating_fails(
         d,
-        invalid("nightly_price_kzt", "must be a positive whole number of tenge"),
+        invalid(
+            "nightly_price_kzt",
+            "must be a positive whole number of tenge",
+        ),
     );
 }
 
@@ -283,30 +286,51 @@ fn cleaning_fee_must_not_be_negative() {
 fn a_weekday_may_be_priced_at_most_once() {
     let mut d = details();
     d.pricing.weekday_prices = vec![
-        WeekdayPrice { weekday: 5, nightly_price_kzt: Kzt(25_000) },
-        WeekdayPrice { weekday: 5, nightly_price_kzt: Kzt(26_000) },
+        WeekdayPrice {
+            weekday: 5,
+            nightly_price_kzt: Kzt(25_000),
+        },
+        WeekdayPrice {
+            weekday: 5,
+            nightly_price_kzt: Kzt(26_000),
+        },
     ];
     creating_fails(
         d,
-        invalid("weekday_prices.weekday", "each weekday (1 = Monday … 7 = Sunday) at most once"),
+        invalid(
+            "weekday_prices.weekday",
+            "each weekday (1 = Monday … 7 = Sunday) at most once",
+        ),
     );
 }
 
 #[test]
 fn a_weekday_price_needs_a_weekday_between_1_and_7() {
     let mut d = details();
-    d.pricing.weekday_prices = vec![WeekdayPrice { weekday: 0, nightly_price_kzt: Kzt(25_000) }];
+    d.pricing.weekday_prices = vec![WeekdayPrice {
+        weekday: 0,
+        nightly_price_kzt: Kzt(25_000),
+    }];
     creating_fails(
         d,
-        invalid("weekday_prices.weekday", "each weekday (1 = Monday … 7 = Sunday) at most once"),
+        invalid(
+            "weekday_prices.weekday",
+            "each weekday (1 = Monday … 7 = Sunday) at most once",
+        ),
     );
 }
 
 #[test]
 fn weekday_price_overrides_must_be_positive() {
     let mut d = details();
-    d.pricing.weekday_prices = vec![WeekdayPrice { weekday: 6, nightly_price_kzt: Kzt(0) }];
-    creating_fails(d, invalid("nightly_price_kzt", "overrides must be positive"));
+    d.pricing.weekday_prices = vec![WeekdayPrice {
+        weekday: 6,
+        nightly_price_kzt: Kzt(0),
+    }];
+    creating_fails(
+        d,
+        invalid("nightly_price_kzt", "overrides must be positive"),
+    );
 }
 
 #[test]
@@ -316,7 +340,10 @@ fn date_range_price_overrides_must_be_positive() {
         range: range("2030-12-30", "2031-01-02"),
         nightly_price_kzt: Kzt(-5),
     }];
-    creating_fails(d, invalid("nightly_price_kzt", "overrides must be positive"));
+    creating_fails(
+        d,
+        invalid("nightly_price_kzt", "overrides must be positive"),
+    );
 }
 
 #[test]
@@ -339,14 +366,20 @@ fn max_nights_must_not_be_below_min_nights() {
     let mut d = details();
     d.min_nights = 5;
     d.max_nights = 4;
-    creating_fails(d, invalid("max_nights", "must be between min_nights and 90"));
+    creating_fails(
+        d,
+        invalid("max_nights", "must be between min_nights and 90"),
+    );
 }
 
 #[test]
 fn max_nights_may_be_at_most_90() {
     let mut d = details();
     d.max_nights = 91;
-    creating_fails(d, invalid("max_nights", "must be between min_nights and 90"));
+    creating_fails(
+        d,
+        invalid("max_nights", "must be between min_nights and 90"),
+    );
 }
 
 #[test]
@@ -369,7 +402,9 @@ fn a_photo_url_may_be_at_most_2000_bytes() {
 #[test]
 fn a_listing_may_have_at_most_50_photos() {
     let mut d = details();
-    d.photos = (0..51).map(|i| format!("http://img.zhilyego.kz/{i}.jpg")).collect();
+    d.photos = (0..51)
+        .map(|i| format!("http://img.zhilyego.kz/{i}.jpg"))
+        .collect();
     creating_fails(d, invalid("photos", "must be at most 50 http(s) URLs"));
 }
 
@@ -377,7 +412,10 @@ fn a_listing_may_have_at_most_50_photos() {
 fn amenities_must_not_be_blank() {
     let mut d = details();
     d.amenities = vec!["wifi".to_string(), "  ".to_string()];
-    creating_fails(d, invalid("amenities", "must be at most 100 non-empty names"));
+    creating_fails(
+        d,
+        invalid("amenities", "must be at most 100 non-empty names"),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,7 +428,10 @@ fn updating_a_listing_that_does_not_exist_fails() {
         .given_no_previous_events()
         .when(update(
             actor(host_id(), Role::Admin),
-            ListingChanges { title: Some("New".to_string()), ..Default::default() },
+            ListingChanges {
+                title: Some("New".to_string()),
+                ..Default::default()
+            },
         ))
         .then_expect_error(ListingError::NotFound);
 }
@@ -419,7 +460,10 @@ fn another_host_may_not_update_the_listing() {
         .given(vec![created()])
         .when(update(
             actor(other_host_id(), Role::Host),
-            ListingChanges { title: Some("Mine now".to_string()), ..Default::default() },
+            ListingChanges {
+                title: Some("Mine now".to_string()),
+                ..Default::default()
+            },
         ))
         .then_expect_error(ListingError::Forbidden);
 }
@@ -430,7 +474,10 @@ fn a_guest_may_not_update_a_listing() {
         .given(vec![created()])
         .when(update(
             actor(guest_id(), Role::Guest),
-            ListingChanges { max_guests: Some(10), ..Default::default() },
+            ListingChanges {
+                max_guests: Some(10),
+                ..Default::default()
+            },
         ))
         .then_expect_error(ListingError::Forbidden);
 }
@@ -443,7 +490,10 @@ fn an_admin_may_update_any_listing() {
         .given(vec![created()])
         .when(update(
             actor(Uuid::from_u128(0xAD), Role::Admin),
-            ListingChanges { max_guests: Some(6), ..Default::default() },
+            ListingChanges {
+                max_guests: Some(6),
+                ..Default::default()
+            },
         ))
         .then_expect_events(vec![ListingEvent::ListingUpdated { details: expected }]);
 }
@@ -454,7 +504,10 @@ fn an_update_that_breaks_a_rule_is_refused() {
         .given(vec![created()])
         .when(update(
             the_host(),
-            ListingChanges { min_nights: Some(20), ..Default::default() },
+            ListingChanges {
+                min_nights: Some(20),
+                ..Default::default()
+            },
         ))
         .then_expect_error(invalid("max_nights", "must be between min_nights and 90"));
 }
@@ -481,7 +534,10 @@ fn changing_only_the_status_emits_only_a_status_change() {
         .given(vec![created()])
         .when(update(
             the_host(),
-            ListingChanges { status: Some(ListingStatus::Paused), ..Default::default() },
+            ListingChanges {
+                status: Some(ListingStatus::Paused),
+                ..Default::default()
+            },
         ))
         .then_expect_events(vec![ListingEvent::ListingStatusChanged {
             status: ListingStatus::Paused,
@@ -504,7 +560,9 @@ fn changing_details_and_status_emits_the_update_then_the_status_change() {
         ))
         .then_expect_events(vec![
             ListingEvent::ListingUpdated { details: expected },
-            ListingEvent::ListingStatusChanged { status: ListingStatus::Active },
+            ListingEvent::ListingStatusChanged {
+                status: ListingStatus::Active,
+            },
         ]);
 }
 
@@ -555,7 +613,9 @@ fn a_paused_listing_takes_no_bookings() {
     ListingTest::with(())
         .given(vec![
             created(),
-            ListingEvent::ListingStatusChanged { status: ListingStatus::Paused },
+            ListingEvent::ListingStatusChanged {
+                status: ListingStatus::Paused,
+            },
         ])
         .when(reserve(booking(1), range("2030-02-04", "2030-02-07"), 2))
         .then_expect_error(ListingError::NotBookable);
@@ -649,7 +709,10 @@ fn a_stay_of_exactly_max_nights_is_allowed() {
 #[test]
 fn nights_held_by_another_booking_are_unavailable() {
     ListingTest::with(())
-        .given(vec![created(), reserved(booking(1), range("2030-02-04", "2030-02-08"), 2)])
+        .given(vec![
+            created(),
+            reserved(booking(1), range("2030-02-04", "2030-02-08"), 2),
+        ])
         .when(reserve(booking(2), range("2030-02-07", "2030-02-10"), 2))
         .then_expect_error(ListingError::DatesUnavailable);
 }
@@ -660,7 +723,9 @@ fn nights_of_a_confirmed_booking_are_unavailable() {
         .given(vec![
             created(),
             reserved(booking(1), range("2030-02-04", "2030-02-08"), 2),
-            ListingEvent::ReservationConfirmed { booking_id: booking(1) },
+            ListingEvent::ReservationConfirmed {
+                booking_id: booking(1),
+            },
         ])
         .when(reserve(booking(2), range("2030-02-02", "2030-02-05"), 2))
         .then_expect_error(ListingError::DatesUnavailable);
@@ -669,7 +734,10 @@ fn nights_of_a_confirmed_booking_are_unavailable() {
 #[test]
 fn a_stay_inside_a_longer_reservation_is_unavailable() {
     ListingTest::with(())
-        .given(vec![created(), reserved(booking(1), range("2030-02-01", "2030-02-12"), 2)])
+        .given(vec![
+            created(),
+            reserved(booking(1), range("2030-02-01", "2030-02-12"), 2),
+        ])
         .when(reserve(booking(2), range("2030-02-04", "2030-02-06"), 2))
         .then_expect_error(ListingError::DatesUnavailable);
 }
@@ -677,7 +745,10 @@ fn a_stay_inside_a_longer_reservation_is_unavailable() {
 #[test]
 fn nights_blocked_by_the_host_are_unavailable() {
     ListingTest::with(())
-        .given(vec![created(), blocked(block(1), range("2030-02-06", "2030-02-07"), "repairs")])
+        .given(vec![
+            created(),
+            blocked(block(1), range("2030-02-06", "2030-02-07"), "repairs"),
+        ])
         .when(reserve(booking(1), range("2030-02-04", "2030-02-08"), 2))
         .then_expect_error(ListingError::DatesUnavailable);
 }
@@ -686,7 +757,10 @@ fn nights_blocked_by_the_host_are_unavailable() {
 fn a_stay_checking_out_on_anothers_check_in_day_is_allowed() {
     let stay = range("2030-02-01", "2030-02-04");
     ListingTest::with(())
-        .given(vec![created(), reserved(booking(1), range("2030-02-04", "2030-02-08"), 2)])
+        .given(vec![
+            created(),
+            reserved(booking(1), range("2030-02-04", "2030-02-08"), 2),
+        ])
         .when(reserve(booking(2), stay, 2))
         .then_expect_events(vec![reserved(booking(2), stay, 2)]);
 }
@@ -708,8 +782,14 @@ fn a_stay_checking_in_on_anothers_check_out_day_is_allowed() {
 fn the_quoted_price_applies_weekday_overrides_and_the_cleaning_fee() {
     let mut priced = details();
     priced.pricing.weekday_prices = vec![
-        WeekdayPrice { weekday: 5, nightly_price_kzt: Kzt(25_000) }, // Friday
-        WeekdayPrice { weekday: 6, nightly_price_kzt: Kzt(27_000) }, // Saturday
+        WeekdayPrice {
+            weekday: 5,
+            nightly_price_kzt: Kzt(25_000),
+        }, // Friday
+        WeekdayPrice {
+            weekday: 6,
+            nightly_price_kzt: Kzt(27_000),
+        }, // Saturday
     ];
     // Thu 2030-01-10 .. Sun 2030-01-13: Thu, Fri, Sat nights.
     let stay = range("2030-01-10", "2030-01-13");
@@ -735,8 +815,10 @@ fn the_quoted_price_applies_weekday_overrides_and_the_cleaning_fee() {
 #[test]
 fn the_quoted_price_applies_date_range_overrides_over_weekday_ones() {
     let mut priced = details();
-    priced.pricing.weekday_prices =
-        vec![WeekdayPrice { weekday: 2, nightly_price_kzt: Kzt(21_000) }]; // Tuesday
+    priced.pricing.weekday_prices = vec![WeekdayPrice {
+        weekday: 2,
+        nightly_price_kzt: Kzt(21_000),
+    }]; // Tuesday
     priced.pricing.range_prices = vec![RangePrice {
         range: range("2030-12-31", "2031-01-02"),
         nightly_price_kzt: Kzt(50_000),
@@ -774,7 +856,10 @@ fn retrying_a_reservation_for_the_same_booking_and_range_emits_nothing() {
 #[test]
 fn the_same_booking_may_not_reserve_a_different_range() {
     ListingTest::with(())
-        .given(vec![created(), reserved(booking(1), range("2030-02-04", "2030-02-07"), 2)])
+        .given(vec![
+            created(),
+            reserved(booking(1), range("2030-02-04", "2030-02-07"), 2),
+        ])
         .when(reserve(booking(1), range("2030-03-04", "2030-03-07"), 2))
         .then_expect_error(ListingError::DatesUnavailable);
 }
@@ -786,9 +871,16 @@ fn the_same_booking_may_not_reserve_a_different_range() {
 #[test]
 fn confirming_a_held_reservation_records_the_confirmation() {
     ListingTest::with(())
-        .given(vec![created(), reserved(booking(1), range("2030-02-04", "2030-02-07"), 2)])
-        .when(ListingCommand::ConfirmReservation { booking_id: booking(1) })
-        .then_expect_events(vec![ListingEvent::ReservationConfirmed { booking_id: booking(1) }]);
+        .given(vec![
+            created(),
+            reserved(booking(1), range("2030-02-04", "2030-02-07"), 2),
+        ])
+        .when(ListingCommand::ConfirmReservation {
+            booking_id: booking(1),
+        })
+        .then_expect_events(vec![ListingEvent::ReservationConfirmed {
+            booking_id: booking(1),
+        }]);
 }
 
 #[test]
@@ -797,24 +889,36 @@ fn confirming_an_already_confirmed_reservation_emits_nothing() {
         .given(vec![
             created(),
             reserved(booking(1), range("2030-02-04", "2030-02-07"), 2),
-            ListingEvent::ReservationConfirmed { booking_id: booking(1) },
+            ListingEvent::ReservationConfirmed {
+                booking_id: booking(1),
+            },
         ])
-        .when(ListingCommand::ConfirmReservation { booking_id: booking(1) })
+        .when(ListingCommand::ConfirmReservation {
+            booking_id: booking(1),
+        })
         .then_expect_events(vec![]);
 }
 
 #[test]
 fn confirming_an_unknown_reservation_fails() {
     ListingTest::with(())
-        .given(vec![created(), reserved(booking(1), range("2030-02-04", "2030-02-07"), 2)])
-        .when(ListingCommand::ConfirmReservation { booking_id: booking(2) })
+        .given(vec![
+            created(),
+            reserved(booking(1), range("2030-02-04", "2030-02-07"), 2),
+        ])
+        .when(ListingCommand::ConfirmReservation {
+            booking_id: booking(2),
+        })
         .then_expect_error(ListingError::UnknownReservation);
 }
 
 #[test]
 fn releasing_a_reservation_records_its_range_and_reason() {
     ListingTest::with(())
-        .given(vec![created(), reserved(booking(1), range("2030-02-04", "2030-02-07"), 2)])
+        .given(vec![
+            created(),
+            reserved(booking(1), range("2030-02-04", "2030-02-07"), 2),
+        ])
         .when(ListingCommand::ReleaseDates {
             booking_id: booking(1),
             reason: ReleaseReason::Expired,
@@ -833,7 +937,9 @@ fn released_nights_can_be_reserved_again() {
         .given(vec![
             created(),
             reserved(booking(1), stay, 2),
-            ListingEvent::ReservationConfirmed { booking_id: booking(1) },
+            ListingEvent::ReservationConfirmed {
+                booking_id: booking(1),
+            },
             ListingEvent::DatesReleased {
                 booking_id: booking(1),
                 range: stay,
@@ -872,23 +978,48 @@ fn releasing_an_unknown_or_already_released_booking_emits_nothing() {
 fn the_host_blocks_free_nights() {
     ListingTest::with(())
         .given(vec![created()])
-        .when(block_cmd(the_host(), block(1), range("2030-03-01", "2030-03-05"), "repairs"))
-        .then_expect_events(vec![blocked(block(1), range("2030-03-01", "2030-03-05"), "repairs")]);
+        .when(block_cmd(
+            the_host(),
+            block(1),
+            range("2030-03-01", "2030-03-05"),
+            "repairs",
+        ))
+        .then_expect_events(vec![blocked(
+            block(1),
+            range("2030-03-01", "2030-03-05"),
+            "repairs",
+        )]);
 }
 
 #[test]
 fn blocking_nights_of_a_reservation_is_refused() {
     ListingTest::with(())
-        .given(vec![created(), reserved(booking(1), range("2030-02-04", "2030-02-07"), 2)])
-        .when(block_cmd(the_host(), block(1), range("2030-02-06", "2030-02-10"), "repairs"))
+        .given(vec![
+            created(),
+            reserved(booking(1), range("2030-02-04", "2030-02-07"), 2),
+        ])
+        .when(block_cmd(
+            the_host(),
+            block(1),
+            range("2030-02-06", "2030-02-10"),
+            "repairs",
+        ))
         .then_expect_error(ListingError::DatesUnavailable);
 }
 
 #[test]
 fn blocking_nights_already_blocked_is_refused() {
     ListingTest::with(())
-        .given(vec![created(), blocked(block(1), range("2030-03-01", "2030-03-05"), "repairs")])
-        .when(block_cmd(the_host(), block(2), range("2030-03-04", "2030-03-06"), "guests"))
+        .given(vec![
+            created(),
+            blocked(block(1), range("2030-03-01", "2030-03-05"), "repairs"),
+        ])
+        .when(block_cmd(
+            the_host(),
+            block(2),
+            range("2030-03-04", "2030-03-06"),
+            "guests",
+        ))
         .then_expect_error(ListingError::DatesUnavailable);
 }
 
@@ -910,7 +1041,12 @@ fn a_block_entirely_in_the_past_is_refused() {
     // check_out == today: no night of the block is in the future.
     ListingTest::with(())
         .given(vec![created()])
-        .when(block_cmd(the_host(), block(1), range("2029-12-28", TODAY), "late"))
+        .when(block_cmd(
+            the_host(),
+            block(1),
+            range("2029-12-28", TODAY),
+            "late",
+        ))
         .then_expect_error(ListingError::PastCheckIn);
 }
 
@@ -918,23 +1054,42 @@ fn a_block_entirely_in_the_past_is_refused() {
 fn a_block_reason_may_have_at_most_500_characters() {
     ListingTest::with(())
         .given(vec![created()])
-        .when(block_cmd(the_host(), block(1), range("2030-03-01", "2030-03-05"), &"x".repeat(501)))
+        .when(block_cmd(
+            the_host(),
+            block(1),
+            range("2030-03-01", "2030-03-05"),
+            &"x".repeat(501),
+        ))
         .then_expect_error(invalid("reason", "must be at most 500 characters"));
 }
 
 #[test]
 fn repeating_a_block_with_the_same_id_emits_nothing() {
     ListingTest::with(())
-        .given(vec![created(), blocked(block(1), range("2030-03-01", "2030-03-05"), "repairs")])
-        .when(block_cmd(the_host(), block(1), range("2030-03-01", "2030-03-05"), "repairs"))
+        .given(vec![
+            created(),
+            blocked(block(1), range("2030-03-01", "2030-03-05"), "repairs"),
+        ])
+        .when(block_cmd(
+            the_host(),
+            block(1),
+            range("2030-03-01", "2030-03-05"),
+            "repairs",
+        ))
         .then_expect_events(vec![]);
 }
 
 #[test]
 fn unblocking_records_the_freed_range() {
     ListingTest::with(())
-        .given(vec![created(), blocked(block(1), range("2030-03-01", "2030-03-05"), "repairs")])
-        .when(ListingCommand::UnblockDates { actor: the_host(), block_id: block(1) })
+        .given(vec![
+            created(),
+            blocked(block(1), range("2030-03-01", "2030-03-05"), "repairs"),
+        ])
+        .when(ListingCommand::UnblockDates {
+            actor: the_host(),
+            block_id: block(1),
+        })
         .then_expect_events(vec![ListingEvent::DatesUnblocked {
             block_id: block(1),
             range: range("2030-03-01", "2030-03-05"),
@@ -948,7 +1103,10 @@ fn unblocked_nights_can_be_reserved() {
         .given(vec![
             created(),
             blocked(block(1), stay, "repairs"),
-            ListingEvent::DatesUnblocked { block_id: block(1), range: stay },
+            ListingEvent::DatesUnblocked {
+                block_id: block(1),
+                range: stay,
+            },
         ])
         .when(reserve(booking(1), stay, 2))
         .then_expect_events(vec![reserved(booking(1), stay, 2)]);
@@ -957,15 +1115,24 @@ fn unblocked_nights_can_be_reserved() {
 #[test]
 fn unblocking_an_unknown_block_fails() {
     ListingTest::with(())
-        .given(vec![created(), blocked(block(1), range("2030-03-01", "2030-03-05"), "repairs")])
-        .when(ListingCommand::UnblockDates { actor: the_host(), block_id: block(2) })
+        .given(vec![
+            created(),
+            blocked(block(1), range("2030-03-01", "2030-03-05"), "repairs"),
+        ])
+        .when(ListingCommand::UnblockDates {
+            actor: the_host(),
+            block_id: block(2),
+        })
         .then_expect_error(ListingError::UnknownBlock);
 }
 
 #[test]
 fn another_host_may_not_unblock_dates() {
     ListingTest::with(())
-        .given(vec![created(), blocked(block(1), range("2030-03-01", "2030-03-05"), "repairs")])
+        .given(vec![
+            created(),
+            blocked(block(1), range("2030-03-01", "2030-03-05"), "repairs"),
+        ])
         .when(ListingCommand::UnblockDates {
             actor: actor(other_host_id(), Role::Host),
             block_id: block(1),

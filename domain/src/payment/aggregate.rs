@@ -44,10 +44,20 @@ pub enum PaymentCommand {
         expires_at: DateTime<Utc>,
     },
     /// The provider reports money received under its transaction id.
-    RecordSuccess { txn_id: String, amount_kzt: Kzt },
-    RecordFailure { reason: String },
-    Expire { now: DateTime<Utc> },
-    Refund { refund_id: Uuid, amount_kzt: Kzt },
+    RecordSuccess {
+        txn_id: String,
+        amount_kzt: Kzt,
+    },
+    RecordFailure {
+        reason: String,
+    },
+    Expire {
+        now: DateTime<Utc>,
+    },
+    Refund {
+        refund_id: Uuid,
+        amount_kzt: Kzt,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -208,7 +218,8 @@ impl Aggregate for Payment {
                 if self.status != PaymentStatus::Pending {
                     return Err(PaymentError::WrongStatus(self.status.as_str()));
                 }
-                sink.write(PaymentEvent::PaymentFailed { reason }, self).await;
+                sink.write(PaymentEvent::PaymentFailed { reason }, self)
+                    .await;
             }
             PaymentCommand::Expire { now } => {
                 if self.status != PaymentStatus::Pending {

@@ -59,15 +59,24 @@ fn created() -> PaymentEvent {
 }
 
 fn succeeded() -> PaymentEvent {
-    PaymentEvent::PaymentSucceeded { txn_id: "kaspi-1".to_string(), amount_kzt: AMOUNT }
+    PaymentEvent::PaymentSucceeded {
+        txn_id: "kaspi-1".to_string(),
+        amount_kzt: AMOUNT,
+    }
 }
 
 fn success_cmd(txn: &str, amount: i64) -> PaymentCommand {
-    PaymentCommand::RecordSuccess { txn_id: txn.to_string(), amount_kzt: Kzt(amount) }
+    PaymentCommand::RecordSuccess {
+        txn_id: txn.to_string(),
+        amount_kzt: Kzt(amount),
+    }
 }
 
 fn refund_cmd(n: u128, amount: i64) -> PaymentCommand {
-    PaymentCommand::Refund { refund_id: refund(n), amount_kzt: Kzt(amount) }
+    PaymentCommand::Refund {
+        refund_id: refund(n),
+        amount_kzt: Kzt(amount),
+    }
 }
 
 fn refunded(n: u128, amount: i64, total: i64) -> PaymentEvent {
@@ -116,7 +125,10 @@ fn the_amount_must_be_positive() {
     PaymentTest::with(())
         .given_no_previous_events()
         .when(create_cmd(0, 0))
-        .then_expect_error(PaymentError::AmountNotTotal { amount: Kzt(0), total: Kzt(0) });
+        .then_expect_error(PaymentError::AmountNotTotal {
+            amount: Kzt(0),
+            total: Kzt(0),
+        });
 }
 
 #[test]
@@ -145,7 +157,10 @@ fn money_received_for_the_full_amount_succeeds_the_payment() {
         .given(vec![created()])
         .when(success_cmd("kaspi-1", 65_000))
         .then_expect_events(vec![succeeded()]);
-    assert_eq!(state(vec![created(), succeeded()]).status, PaymentStatus::Succeeded);
+    assert_eq!(
+        state(vec![created(), succeeded()]).status,
+        PaymentStatus::Succeeded
+    );
 }
 
 #[test]
@@ -197,7 +212,9 @@ fn money_arriving_after_expiry_is_still_recorded() {
 fn a_pending_payment_can_fail() {
     PaymentTest::with(())
         .given(vec![created()])
-        .when(PaymentCommand::RecordFailure { reason: "card declined".to_string() })
+        .when(PaymentCommand::RecordFailure {
+            reason: "card declined".to_string(),
+        })
         .then_expect_events(vec![PaymentEvent::PaymentFailed {
             reason: "card declined".to_string(),
         }]);
@@ -207,7 +224,9 @@ fn a_pending_payment_can_fail() {
 fn a_succeeded_payment_cannot_fail() {
     PaymentTest::with(())
         .given(vec![created(), succeeded()])
-        .when(PaymentCommand::RecordFailure { reason: "late decline".to_string() })
+        .when(PaymentCommand::RecordFailure {
+            reason: "late decline".to_string(),
+        })
         .then_expect_error(PaymentError::WrongStatus("succeeded"));
 }
 
@@ -219,7 +238,9 @@ fn a_succeeded_payment_cannot_fail() {
 fn a_pending_payment_cannot_expire_before_its_deadline() {
     PaymentTest::with(())
         .given(vec![created()])
-        .when(PaymentCommand::Expire { now: at("2030-01-01T12:14:59Z") })
+        .when(PaymentCommand::Expire {
+            now: at("2030-01-01T12:14:59Z"),
+        })
         .then_expect_error(PaymentError::NotExpired);
 }
 
@@ -239,7 +260,9 @@ fn a_pending_payment_expires_at_its_deadline() {
 fn a_succeeded_payment_does_not_expire() {
     PaymentTest::with(())
         .given(vec![created(), succeeded()])
-        .when(PaymentCommand::Expire { now: at("2030-01-02T00:00:00Z") })
+        .when(PaymentCommand::Expire {
+            now: at("2030-01-02T00:00:00Z"),
+        })
         .then_expect_error(PaymentError::WrongStatus("succeeded"));
 }
 
@@ -279,7 +302,9 @@ fn a_refund_above_what_is_left_is_refused() {
     PaymentTest::with(())
         .given(vec![created(), succeeded(), refunded(1, 20_000, 20_000)])
         .when(refund_cmd(2, 45_001))
-        .then_expect_error(PaymentError::RefundTooLarge { available: Kzt(45_000) });
+        .then_expect_error(PaymentError::RefundTooLarge {
+            available: Kzt(45_000),
+        });
 }
 
 #[test]

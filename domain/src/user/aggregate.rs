@@ -138,10 +138,15 @@ impl Aggregate for User {
                 return Err(UserError::Name);
             }
         }
-        let name = name.map(|n| n.trim().to_string()).or_else(|| self.name.clone());
+        let name = name
+            .map(|n| n.trim().to_string())
+            .or_else(|| self.name.clone());
         let phone = phone.or_else(|| self.phone.clone());
         let language = language.unwrap_or(self.language);
-        if self.id.is_some() && name == self.name && phone == self.phone && language == self.language
+        if self.id.is_some()
+            && name == self.name
+            && phone == self.phone
+            && language == self.language
         {
             return Ok(());
         }

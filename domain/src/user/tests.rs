@@ -16,7 +16,11 @@ fn phone(s: &str) -> PhoneNumber {
     PhoneNumber::parse(s).unwrap()
 }
 
-fn update(name: Option<&str>, phone: Option<PhoneNumber>, language: Option<Language>) -> UserCommand {
+fn update(
+    name: Option<&str>,
+    phone: Option<PhoneNumber>,
+    language: Option<Language>,
+) -> UserCommand {
     UserCommand::UpdateProfile {
         user_id: user_id(),
         name: name.map(str::to_string),
@@ -79,7 +83,10 @@ fn a_number_has_8_to_15_digits() {
     assert_eq!(PhoneNumber::parse("+1234567"), Err(UserError::Phone));
     assert_eq!(phone("+12345678").as_str(), "+12345678");
     assert_eq!(phone("+123456789012345").as_str(), "+123456789012345");
-    assert_eq!(PhoneNumber::parse("+1234567890123456"), Err(UserError::Phone));
+    assert_eq!(
+        PhoneNumber::parse("+1234567890123456"),
+        Err(UserError::Phone)
+    );
 }
 
 #[test]
@@ -97,7 +104,11 @@ fn deserializing_a_phone_number_parses_it() {
 fn the_first_update_records_the_profile() {
     UserTest::with(())
         .given_no_previous_events()
-        .when(update(Some("Aigerim"), Some(phone("+77011234567")), Some(Language::Kk)))
+        .when(update(
+            Some("Aigerim"),
+            Some(phone("+77011234567")),
+            Some(Language::Kk),
+        ))
         .then_expect_events(vec![aigerim()]);
 }
 
@@ -167,6 +178,10 @@ fn an_unchanged_profile_emits_nothing() {
     UserTest::with(())
         .given(vec![aigerim()])
         // Same values, the name padded and the phone written differently.
-        .when(update(Some(" Aigerim "), Some(phone("8 (701) 123-45-67")), Some(Language::Kk)))
+        .when(update(
+            Some(" Aigerim "),
+            Some(phone("8 (701) 123-45-67")),
+            Some(Language::Kk),
+        ))
         .then_expect_events(vec![]);
 }

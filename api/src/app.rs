@@ -1,0 +1,175 @@
+//! Building and running the service: `Application::build` connects, migrates and binds (port 0
+//! allowed, so tests start the real thing); `run_until_stopped` serves until the shutdown
+//! signal, then drains requests and stops the background loops.
+use crate::auth::JwtKeys;
+use crate::routes;
+use crate::settings::Settings;
+use crate::state::{AppState, Inner};
+use crate::telemetry;
+use anyhow::Context;
+use commands::{Commands, CommandsConfig, ReservationSweeper};
+use projections::{BookingsProjection, ProjectionRunner};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use store::Database;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+/// Opens the configured database (creating the embedded data dir) and applies migrations.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
+    if !settings.is_production() && settings.database_url.is_none() {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    }
+    let url = settings.effective_database_url();
+    let db = Database::connect(&url, settings.max_connections())
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to the {} database",
+                if settings.is_production() {
+                    "PostgreSQL"
+                } else {
+                    "embedded"
+                }
+            )
+        })?;
+    db.migrate().await.context("applying migrations")?;
+    Ok(db)
+}
+
+/// The JWT signing secret: configured, or (embedded mode) generated once into the data dir.
+pub fn jwt_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = &settings.jwt_secret {
+        return Ok(secret.expose().as_bytes().to_vec());
+    }
+    anyhow::ensure!(
+        !settings.is_production(),
+        "ZHILEGO_JWT_SECRET is required in production mode"
+    );
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let path = settings.data_dir.join("jwt-secret");
+    read_or_create_secret(&path)
+}
+
+fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim().to_string();
+        if !existing.is_empty() {
+            return Ok(existing.into_bytes());
+        }
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    std::fs::write(path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(secret.into_bytes())
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let db = open_database(&settings).await?;
+        let secret = jwt_secret(&settings)?;
+        let bookings_view = ProjectionRunner::new(BookingsProjection::new(db.clone()));
+        let nudge = bookings_view.clone();
+        let config = CommandsConfig {
+            hold: settings.hold,
+            ..CommandsConfig::default()
+        };
+        let commands = Arc::new(Commands::new(db.clone(), config).on_write(move || nudge.nudge()));
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let state = AppState::new(Inner {
+            auth: JwtKeys::new(&secret),
+            metrics: telemetry::metrics_handle(),
+            settings,
+            db,
+            commands,
+            bookings_view,
+        });
+        Ok(Application { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish and stops the
+    /// projection and sweeper loops.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let state = self.state.clone();
+        let runner = state.bookings_view.clone();
+        let projection_task = tokio::spawn({
+            let stop = stopped(stop_rx.clone());
+            async move { runner.run(Duration::from_millis(500), stop).await }
+        });
+        let sweeper = ReservationSweeper::new(
+            state.commands.clone(),
+            state.bookings_view.projection().clone(),
+            state.settings.orphan_after,
+        );
+        let interval = state.settings.sweep_interval;
+        let sweeper_task = tokio::spawn({
+            let stop = stopped(stop_rx.clone());
+            async move { sweeper.run(interval, stop).await }
+        });
+        let router = routes::router(state.clone());
+        axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining requests");
+        })
+        .await?;
+        let _ = stop_tx.send(true);
+        let _ = tokio::join!(projection_task, sweeper_task);
+        state.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,100 @@
+//! The HTTP surface: `/api/v1` (rate-limited, documented in the served OpenAPI document) and
+//! the operational endpoints.
+pub mod bookings;
+pub mod context;
+pub mod listings;
+pub mod ops;
+pub mod users;
+
+use crate::error::ApiError;
+use crate::rate_limit;
+use crate::state::AppState;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::time::Instant;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_scalar::{Scalar, Servable};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ZhilyeGO API",
+        version = "1",
+        description = "Short-term apartment rentals in Kazakhstan: listings, calendars, bookings. \
+            Errors are RFC 9457 problem+json with a stable `code`. Writes return `position`; \
+            reads accept `min_position`."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "listings", description = "Hosts' apartments and their calendars"),
+        (name = "bookings", description = "Guests' stays"),
+        (name = "users", description = "Profiles"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(listings::routes())
+        .merge(bookings::routes())
+        .merge(users::routes())
+        .split_for_parts();
+    let doc_json = doc.clone();
+    let api = api
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move { Json(doc_json.clone()) }),
+        )
+        .merge(Scalar::with_url("/api/v1/docs", doc))
+        .fallback(|| async { ApiError::not_found("route") });
+
+    let api = rate_limit::apply(api.route_layer(middleware::from_fn(track_requests)), &state);
+    Router::new()
+        .merge(ops::routes().route_layer(middleware::from_fn(track_requests)))
+        .merge(api)
+        .layer(middleware::from_fn(context::correlation))
+        .with_state(state)
+}
+
+/// Latency and count per route and status.
+async fn track_requests(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::histogram!("zhilego_http_request_duration_seconds",
+        "method" => method.clone(), "route" => route.clone(), "status" => status.clone())
+    .record(started.elapsed().as_secs_f64());
+    metrics::counter!("zhilego_http_requests_total",
+        "method" => method, "route" => route, "status" => status)
+    .increment(1);
+    res.into_response()
+}

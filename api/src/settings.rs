@@ -1,0 +1,241 @@
+//! One typed configuration, from defaults, then an optional `KEY=VALUE` file named by
+//! `ZHILEGO_CONFIG`, then the environment (which wins). Secrets never print.
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A value that must not show up in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `ZHILEGO_LISTEN`, default `127.0.0.1:8080`; port 0 picks a free port.
+    pub listen: String,
+    /// `ZHILEGO_DATA_DIR`, default `./data`: the embedded database and generated secrets.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL`: a `postgres://` URL selects production mode.
+    pub database_url: Option<String>,
+    /// `NATS_URL`: the event bus in production mode.
+    pub nats_url: Option<String>,
+    /// `ZHILEGO_JWT_SECRET`: required in production; generated and kept in the data dir
+    /// in embedded mode.
+    pub jwt_secret: Option<Secret>,
+    /// `ZHILEGO_RATE_LIMIT`: API requests per minute per client; 0 turns it off.
+    pub rate_limit_per_minute: u32,
+    /// `ZHILEGO_WEBHOOK_RATE_LIMIT`: webhook requests per second per source; 0 turns it off.
+    pub webhook_rate_limit_per_second: u32,
+    /// `ZHILEGO_HOLD_SECONDS`: how long a booking holds its nights unpaid (default 900).
+    pub hold: Duration,
+    /// `ZHILEGO_DB_MAX_CONNECTIONS`: pool size (default 20 on PostgreSQL, 8 embedded).
+    pub db_max_connections: Option<u32>,
+    /// `ZHILEGO_SWEEP_INTERVAL_MS`: how often the reservation sweeper runs (default 5000).
+    pub sweep_interval: Duration,
+    /// `ZHILEGO_ORPHAN_AFTER_SECONDS`: age at which nights reserved for a booking that was
+    /// never opened are freed (default 60).
+    pub orphan_after: Duration,
+    /// `ZHILEGO_READ_WAIT_MS`: how long a read with `min_position` waits (default 5000).
+    pub read_wait: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0} is not valid: {1}")]
+    Invalid(&'static str, String),
+    #[error("cannot read the config file {0}: {1}")]
+    File(String, std::io::Error),
+    #[error("ZHILEGO_JWT_SECRET is required with a PostgreSQL DATABASE_URL (production mode)")]
+    MissingJwtSecret,
+}
+
+impl Settings {
+    /// Reads the process environment (and `ZHILEGO_CONFIG`, if set).
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let mut values = HashMap::new();
+        if let Some(path) = env.get("ZHILEGO_CONFIG") {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| SettingsError::File(path.clone(), e))?;
+            values.extend(parse_config_file(&text));
+        }
+        values.extend(env);
+        Settings::from_map(&values)
+    }
+
+    pub fn from_map(values: &HashMap<String, String>) -> Result<Settings, SettingsError> {
+        let get = |k: &str| {
+            values
+                .get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        fn num<T: std::str::FromStr>(
+            key: &'static str,
+            v: Option<String>,
+            default: T,
+        ) -> Result<T, SettingsError> {
+            match v {
+                None => Ok(default),
+                Some(s) => s
+                    .parse()
+                    .map_err(|_| SettingsError::Invalid(key, format!("{s:?} is not a number"))),
+            }
+        }
+        let database_url = get("DATABASE_URL");
+        if let Some(url) = &database_url {
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
+                return Err(SettingsError::Invalid(
+                    "DATABASE_URL",
+                    "expected a postgres:// (or sqlite:) URL".into(),
+                ));
+            }
+        }
+        let settings = Settings {
+            listen: get("ZHILEGO_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            data_dir: PathBuf::from(get("ZHILEGO_DATA_DIR").unwrap_or_else(|| "./data".into())),
+            database_url,
+            nats_url: get("NATS_URL"),
+            jwt_secret: get("ZHILEGO_JWT_SECRET").map(Secret::new),
+            rate_limit_per_minute: num("ZHILEGO_RATE_LIMIT", get("ZHILEGO_RATE_LIMIT"), 100)?,
+            webhook_rate_limit_per_second: num(
+                "ZHILEGO_WEBHOOK_RATE_LIMIT",
+                get("ZHILEGO_WEBHOOK_RATE_LIMIT"),
+                10,
+            )?,
+            hold: Duration::from_secs(num(
+                "ZHILEGO_HOLD_SECONDS",
+                get("ZHILEGO_HOLD_SECONDS"),
+                900,
+            )?),
+            db_max_connections: match get("ZHILEGO_DB_MAX_CONNECTIONS") {
+                None => None,
+                Some(v) => Some(num("ZHILEGO_DB_MAX_CONNECTIONS", Some(v), 0)?),
+            },
+            sweep_interval: Duration::from_millis(num(
+                "ZHILEGO_SWEEP_INTERVAL_MS",
+                get("ZHILEGO_SWEEP_INTERVAL_MS"),
+                5000,
+            )?),
+            orphan_after: Duration::from_secs(num(
+                "ZHILEGO_ORPHAN_AFTER_SECONDS",
+                get("ZHILEGO_ORPHAN_AFTER_SECONDS"),
+                60,
+            )?),
+            read_wait: Duration::from_millis(num(
+                "ZHILEGO_READ_WAIT_MS",
+                get("ZHILEGO_READ_WAIT_MS"),
+                5000,
+            )?),
+        };
+        if settings.hold.is_zero() {
+            return Err(SettingsError::Invalid(
+                "ZHILEGO_HOLD_SECONDS",
+                "must be positive".into(),
+            ));
+        }
+        if settings.is_production() && settings.jwt_secret.is_none() {
+            return Err(SettingsError::MissingJwtSecret);
+        }
+        Ok(settings)
+    }
+
+    /// Production mode: PostgreSQL event store (and NATS, once configured).
+    pub fn is_production(&self) -> bool {
+        self.database_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres"))
+    }
+
+    /// The database to use: `DATABASE_URL`, or the embedded SQLite file in the data dir.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("zhilego.db").display()),
+        }
+    }
+
+    pub fn max_connections(&self) -> u32 {
+        self.db_max_connections
+            .unwrap_or(if self.is_production() { 20 } else { 8 })
+            .max(1)
+    }
+}
+
+/// `KEY=VALUE` lines; blank lines and `#` comments are skipped.
+fn parse_config_file(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_embedded_mode() {
+        let s = Settings::from_map(&HashMap::new()).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert!(!s.is_production());
+        assert_eq!(s.rate_limit_per_minute, 100);
+        assert_eq!(s.webhook_rate_limit_per_second, 10);
+        assert_eq!(s.hold, Duration::from_secs(900));
+        assert!(s.effective_database_url().ends_with("data/zhilego.db"));
+    }
+
+    #[test]
+    fn production_needs_a_jwt_secret() {
+        let err = Settings::from_map(&map(&[("DATABASE_URL", "postgres://x/y")])).unwrap_err();
+        assert!(matches!(err, SettingsError::MissingJwtSecret));
+        let s = Settings::from_map(&map(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("ZHILEGO_JWT_SECRET", "s3cret"),
+        ]))
+        .unwrap();
+        assert!(s.is_production());
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn bad_numbers_name_the_variable() {
+        let err = Settings::from_map(&map(&[("ZHILEGO_RATE_LIMIT", "many")])).unwrap_err();
+        assert!(err.to_string().contains("ZHILEGO_RATE_LIMIT"));
+    }
+
+    #[test]
+    fn config_file_lines() {
+        let m = parse_config_file("# c\nZHILEGO_LISTEN = \"0.0.0.0:9000\"\n\nX=1\n");
+        assert_eq!(m["ZHILEGO_LISTEN"], "0.0.0.0:9000");
+        assert_eq!(m["X"], "1");
+    }
+}

@@ -1,0 +1,415 @@
+//! [`Commands`]: every change the API and bots can ask for, and the flows between aggregates.
+use crate::executor::{CommandError, Executed, Executor};
+use crate::metadata::CommandMeta;
+use chrono::{DateTime, Utc};
+use domain::booking::{Booking, BookingCommand, BookingError, BookingStatus};
+use domain::listing::{
+    Listing, ListingChanges, ListingCommand, ListingDetails, ListingError, ListingEvent,
+    ListingStatus, ReleaseReason,
+};
+use domain::user::{Language, PhoneNumber, User, UserCommand, UserError};
+use domain::{local_date, DateRange};
+use std::time::Duration;
+use store::Database;
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+pub struct CommandsConfig {
+    /// How long a booking holds its nights while awaiting payment.
+    pub hold: Duration,
+    /// Attempts per command when other processes keep writing the same aggregate first.
+    pub max_attempts: u32,
+    /// A listing keeps a snapshot every this many events, so a busy calendar loads fast.
+    pub listing_snapshot_every: usize,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        CommandsConfig {
+            hold: Duration::from_secs(15 * 60),
+            max_attempts: 30,
+            listing_snapshot_every: 50,
+        }
+    }
+}
+
+/// Why a flow did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error(transparent)]
+    Listing(ListingError),
+    #[error(transparent)]
+    Booking(BookingError),
+    #[error(transparent)]
+    User(UserError),
+    #[error("too much contention, try again")]
+    Busy,
+    #[error("store unavailable: {0}")]
+    Store(String),
+}
+
+impl FlowError {
+    fn from_command<E: std::error::Error>(
+        e: CommandError<E>,
+        domain: impl FnOnce(E) -> FlowError,
+    ) -> Self {
+        match e {
+            CommandError::Rejected(e) => domain(e),
+            CommandError::Busy => FlowError::Busy,
+            CommandError::Store(s) => FlowError::Store(s),
+        }
+    }
+}
+
+fn listing_err(e: CommandError<ListingError>) -> FlowError {
+    FlowError::from_command(e, FlowError::Listing)
+}
+
+fn booking_err(e: CommandError<BookingError>) -> FlowError {
+    FlowError::from_command(e, FlowError::Booking)
+}
+
+/// A guest's request for a stay.
+#[derive(Clone, Debug)]
+pub struct BookRequest {
+    pub listing_id: Uuid,
+    pub range: DateRange,
+    pub guests: u32,
+}
+
+/// A change's result and the global position a reader can wait for.
+#[derive(Debug)]
+pub struct Written<T> {
+    pub value: T,
+    pub position: i64,
+}
+
+pub struct Commands {
+    config: CommandsConfig,
+    listings: Executor<Listing>,
+    bookings: Executor<Booking>,
+    users: Executor<User>,
+    /// Called after every successful write (the projection runner's nudge).
+    on_write: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Commands {
+    pub fn new(db: Database, config: CommandsConfig) -> Self {
+        Commands {
+            listings: Executor::new(
+                db.clone(),
+                Some(config.listing_snapshot_every),
+                config.max_attempts,
+            ),
+            bookings: Executor::new(db.clone(), None, config.max_attempts),
+            users: Executor::new(db, None, config.max_attempts),
+            config,
+            on_write: Box::new(|| {}),
+        }
+    }
+
+    pub fn on_write(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_write = Box::new(f);
+        self
+    }
+
+    pub fn config(&self) -> &CommandsConfig {
+        &self.config
+    }
+
+    fn written<A: cqrs_es::Aggregate, T>(&self, e: &Executed<A>, value: T) -> Written<T> {
+        if !e.events.is_empty() {
+            (self.on_write)();
+        }
+        Written {
+            value,
+            position: e.position.unwrap_or(0),
+        }
+    }
+
+    // ----- listings -------------------------------------------------------------------------
+
+    pub async fn create_listing(
+        &self,
+        host_id: Uuid,
+        details: ListingDetails,
+        status: ListingStatus,
+        meta: &CommandMeta,
+    ) -> Result<Written<Listing>, FlowError> {
+        let listing_id = Uuid::now_v7();
+        let cmd = ListingCommand::CreateListing {
+            listing_id,
+            host_id,
+            details,
+            status,
+        };
+        let done = self
+            .listings
+            .execute(listing_id, cmd, meta)
+            .await
+            .map_err(listing_err)?;
+        Ok(self.written(&done, done.aggregate.clone()))
+    }
+
+    pub async fn update_listing(
+        &self,
+        listing_id: Uuid,
+        changes: ListingChanges,
+        meta: &CommandMeta,
+    ) -> Result<Written<Listing>, FlowError> {
+        let cmd = ListingCommand::UpdateListing {
+            actor: meta.actor,
+            changes,
+        };
+        let done = self
+            .listings
+            .execute(listing_id, cmd, meta)
+            .await
+            .map_err(listing_err)?;
+        Ok(self.written(&done, done.aggregate.clone()))
+    }
+
+    /// The listing as the event store has it, or `None`.
+    pub async fn listing(&self, listing_id: Uuid) -> Result<Option<Listing>, FlowError> {
+        let listing = self.listings.load(listing_id).await.map_err(listing_err)?;
+        Ok(listing.id.map(|_| listing))
+    }
+
+    pub async fn block_dates(
+        &self,
+        listing_id: Uuid,
+        range: DateRange,
+        reason: String,
+        meta: &CommandMeta,
+    ) -> Result<Written<Uuid>, FlowError> {
+        let block_id = Uuid::now_v7();
+        let cmd = ListingCommand::BlockDates {
+            actor: meta.actor,
+            block_id,
+            range,
+            reason,
+            today: local_date(Utc::now()),
+        };
+        let done = self
+            .listings
+            .execute(listing_id, cmd, meta)
+            .await
+            .map_err(listing_err)?;
+        Ok(self.written(&done, block_id))
+    }
+
+    pub async fn unblock_dates(
+        &self,
+        listing_id: Uuid,
+        block_id: Uuid,
+        meta: &CommandMeta,
+    ) -> Result<Written<()>, FlowError> {
+        let cmd = ListingCommand::UnblockDates {
+            actor: meta.actor,
+            block_id,
+        };
+        let done = self
+            .listings
+            .execute(listing_id, cmd, meta)
+            .await
+            .map_err(listing_err)?;
+        Ok(self.written(&done, ()))
+    }
+
+    // ----- bookings -------------------------------------------------------------------------
+
+    /// Reserves the nights on the listing's calendar, then opens the booking as held.
+    /// If opening the booking fails, the reservation is released again.
+    #[tracing::instrument(skip_all, fields(listing_id = %request.listing_id, correlation_id = %meta.correlation_id), err(Display))]
+    pub async fn book(
+        &self,
+        request: BookRequest,
+        meta: &CommandMeta,
+    ) -> Result<Written<Booking>, FlowError> {
+        let booking_id = Uuid::now_v7();
+        let guest_id = meta.actor.user_id;
+        let now = Utc::now();
+        let hold_expires_at = now
+            + chrono::Duration::from_std(self.config.hold).unwrap_or(chrono::Duration::minutes(15));
+        let reserve = ListingCommand::ReserveDates {
+            booking_id,
+            guest_id,
+            range: request.range,
+            guests: request.guests,
+            today: local_date(now),
+            hold_expires_at,
+        };
+        let reserved = self
+            .listings
+            .execute(request.listing_id, reserve, meta)
+            .await
+            .map_err(listing_err)?;
+        (self.on_write)();
+        let price = reserved
+            .events
+            .iter()
+            .find_map(|e| match e {
+                ListingEvent::DatesReserved { price, .. } => Some(price.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| FlowError::Store("reservation recorded no price".into()))?;
+        let listing = &reserved.aggregate;
+        let hold = BookingCommand::HoldBooking {
+            booking_id,
+            listing_id: request.listing_id,
+            host_id: listing.host_id,
+            guest_id,
+            range: request.range,
+            guests: request.guests,
+            channel: meta.channel,
+            price,
+            cancellation_policy: listing.details.cancellation_policy,
+            hold_expires_at,
+        };
+        let step_meta = meta.follow_up();
+        match self.bookings.execute(booking_id, hold, &step_meta).await {
+            Ok(done) => Ok(self.written(&done, done.aggregate.clone())),
+            Err(e) => {
+                // The outcome of a failed write can be unknown (a lost connection during
+                // commit): if the booking is there after all, the flow is complete.
+                if let Ok(b) = self.bookings.load(booking_id).await {
+                    if b.status == BookingStatus::Held {
+                        let position = store_position_hint(&reserved);
+                        return Ok(Written { value: b, position });
+                    }
+                }
+                self.release(
+                    request.listing_id,
+                    booking_id,
+                    ReleaseReason::Compensated,
+                    &step_meta,
+                )
+                .await;
+                Err(booking_err(e))
+            }
+        }
+    }
+
+    pub async fn booking(&self, booking_id: Uuid) -> Result<Option<Booking>, FlowError> {
+        let b = self.bookings.load(booking_id).await.map_err(booking_err)?;
+        Ok(b.id.map(|_| b))
+    }
+
+    /// Cancels the booking (refund per policy recorded on it), then frees its nights.
+    pub async fn cancel_booking(
+        &self,
+        booking_id: Uuid,
+        reason: String,
+        meta: &CommandMeta,
+    ) -> Result<Written<Booking>, FlowError> {
+        let cmd = BookingCommand::CancelBooking {
+            actor: meta.actor,
+            reason,
+            today: local_date(Utc::now()),
+        };
+        let done = self
+            .bookings
+            .execute(booking_id, cmd, meta)
+            .await
+            .map_err(booking_err)?;
+        let written = self.written(&done, done.aggregate.clone());
+        let position = self
+            .release(
+                done.aggregate.listing_id,
+                booking_id,
+                ReleaseReason::Cancelled,
+                &meta.follow_up(),
+            )
+            .await
+            .unwrap_or(written.position);
+        Ok(Written {
+            value: written.value,
+            position: position.max(written.position),
+        })
+    }
+
+    /// Expires a held booking whose hold ran out and frees its nights. Returns whether the
+    /// booking is now expired.
+    pub async fn expire_hold(
+        &self,
+        booking_id: Uuid,
+        listing_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, FlowError> {
+        let meta = CommandMeta::system();
+        match self
+            .bookings
+            .execute(booking_id, BookingCommand::ExpireHold { now }, &meta)
+            .await
+        {
+            Ok(done) => {
+                self.written(&done, ());
+                self.release(
+                    listing_id,
+                    booking_id,
+                    ReleaseReason::Expired,
+                    &meta.follow_up(),
+                )
+                .await;
+                Ok(true)
+            }
+            Err(CommandError::Rejected(BookingError::HoldNotExpired))
+            | Err(CommandError::Rejected(BookingError::WrongStatus(_))) => Ok(false),
+            Err(e) => Err(booking_err(e)),
+        }
+    }
+
+    /// Frees a booking's nights; a no-op when they are already free. Failures are logged:
+    /// the reservation sweeper finishes any release that did not happen.
+    pub async fn release(
+        &self,
+        listing_id: Uuid,
+        booking_id: Uuid,
+        reason: ReleaseReason,
+        meta: &CommandMeta,
+    ) -> Option<i64> {
+        let cmd = ListingCommand::ReleaseDates { booking_id, reason };
+        match self.listings.execute(listing_id, cmd, meta).await {
+            Ok(done) => Some(self.written(&done, ()).position),
+            Err(e) => {
+                tracing::warn!(%listing_id, %booking_id, error = %e, "releasing nights failed; the sweeper will retry");
+                None
+            }
+        }
+    }
+
+    // ----- users ----------------------------------------------------------------------------
+
+    pub async fn user(&self, user_id: Uuid) -> Result<User, FlowError> {
+        self.users
+            .load(user_id)
+            .await
+            .map_err(|e| FlowError::from_command(e, FlowError::User))
+    }
+
+    pub async fn update_profile(
+        &self,
+        name: Option<String>,
+        phone: Option<PhoneNumber>,
+        language: Option<Language>,
+        meta: &CommandMeta,
+    ) -> Result<Written<User>, FlowError> {
+        let user_id = meta.actor.user_id;
+        let cmd = UserCommand::UpdateProfile {
+            user_id,
+            name,
+            phone,
+            language,
+        };
+        let done = self
+            .users
+            .execute(user_id, cmd, meta)
+            .await
+            .map_err(|e| FlowError::from_command(e, FlowError::User))?;
+        Ok(self.written(&done, done.aggregate.clone()))
+    }
+}
+
+fn store_position_hint<A: cqrs_es::Aggregate>(e: &Executed<A>) -> i64 {
+    e.position.unwrap_or(0)
+}

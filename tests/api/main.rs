@@ -1,1 +1,6 @@
-//! API tests (being written).
+//! ZhilyeGO's HTTP test suite: the real application, real HTTP, real databases.
+//! PostgreSQL-backed tests run when `ZHILEGO_TEST_PG_URL` is set (see helpers.rs).
+mod helpers;
+
+mod contract;
+mod ops;

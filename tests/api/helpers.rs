@@ -1,0 +1,357 @@
+//! Test harness: the real application on a free port, against a fresh SQLite data dir or a
+//! fresh PostgreSQL database, exercised over real HTTP.
+//!
+//! PostgreSQL-backed tests need `ZHILEGO_TEST_PG_URL` (an admin URL such as
+//! `postgres://postgres@127.0.0.1:5432/postgres`); without it they print that they were skipped
+//! and pass, unless `ZHILEGO_REQUIRE_SERVICES=1`, which turns a skip into a failure (CI).
+use api::auth::JwtKeys;
+use api::{Application, Settings};
+use domain::Role;
+use serde_json::{json, Value};
+use sqlx::Connection;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use store::Database;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const PG_URL_VAR: &str = "ZHILEGO_TEST_PG_URL";
+
+/// The admin URL for PostgreSQL tests, or `None` (test skipped) when not configured.
+pub fn pg_admin_url(test: &str) -> Option<String> {
+    match std::env::var(PG_URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("ZHILEGO_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{test}: {PG_URL_VAR} is not set but ZHILEGO_REQUIRE_SERVICES=1");
+            }
+            eprintln!("SKIPPED {test}: set {PG_URL_VAR} to run it against PostgreSQL");
+            None
+        }
+    }
+}
+
+/// A database URL with the database name replaced.
+pub fn with_database(admin_url: &str, db: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (admin_url, None),
+    };
+    let root = match base.rfind('/') {
+        Some(i) if base[..i].contains("://") && i > base.find("://").unwrap() + 2 => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{db}?{q}"),
+        None => format!("{root}/{db}"),
+    }
+}
+
+/// Creates a fresh PostgreSQL database and returns (name, url).
+pub async fn fresh_pg_database(admin_url: &str) -> (String, String) {
+    let name = format!("zt_{}", Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let url = with_database(admin_url, &name);
+    (name, url)
+}
+
+pub async fn drop_pg_database(admin_url: &str, name: &str) {
+    if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+pub fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("zhilego-test-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Where a test's data lives, so it can be reopened by a restarted app.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    pub backend: Backend,
+    pub data_dir: PathBuf,
+    pub pg: Option<(String, String, String)>, // (admin url, db name, url)
+    pub jwt_secret: String,
+}
+
+impl Storage {
+    pub async fn new(backend: Backend, test: &str) -> Option<Storage> {
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let admin = pg_admin_url(test)?;
+                let (name, url) = fresh_pg_database(&admin).await;
+                Some((admin, name, url))
+            }
+        };
+        Some(Storage {
+            backend,
+            data_dir: temp_dir(),
+            pg,
+            jwt_secret: format!("test-secret-{}", Uuid::new_v4()),
+        })
+    }
+
+    /// The environment a `zhilego` process (or an in-process app) runs with.
+    pub fn env(&self) -> HashMap<String, String> {
+        let mut env = HashMap::new();
+        env.insert("ZHILEGO_LISTEN".into(), "127.0.0.1:0".into());
+        env.insert(
+            "ZHILEGO_DATA_DIR".into(),
+            self.data_dir.display().to_string(),
+        );
+        env.insert("ZHILEGO_JWT_SECRET".into(), self.jwt_secret.clone());
+        env.insert("ZHILEGO_RATE_LIMIT".into(), "0".into());
+        env.insert("ZHILEGO_SWEEP_INTERVAL_MS".into(), "200".into());
+        if let Some((_, _, url)) = &self.pg {
+            env.insert("DATABASE_URL".into(), url.clone());
+            env.insert("ZHILEGO_DB_MAX_CONNECTIONS".into(), "8".into());
+        }
+        env
+    }
+
+    pub fn keys(&self) -> JwtKeys {
+        JwtKeys::new(self.jwt_secret.as_bytes())
+    }
+
+    pub async fn database(&self) -> Database {
+        let url = match (self.backend, &self.pg) {
+            (Backend::Postgres, Some((_, _, url))) => url.clone(),
+            _ => format!("sqlite://{}", self.data_dir.join("zhilego.db").display()),
+        };
+        Database::connect(&url, 2)
+            .await
+            .expect("open test database")
+    }
+
+    pub async fn remove(&self) {
+        if let Some((admin, name, _)) = &self.pg {
+            drop_pg_database(admin, name).await;
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub storage: Storage,
+    pub db: Database,
+    keys: JwtKeys,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the application in-process; `None` when the backend's service is not configured.
+pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
+    spawn_app_with(backend, test, &[]).await
+}
+
+pub async fn spawn_app_with(
+    backend: Backend,
+    test: &str,
+    overrides: &[(&str, &str)],
+) -> Option<TestApp> {
+    let storage = Storage::new(backend, test).await?;
+    Some(start(storage, overrides).await)
+}
+
+/// Starts (or restarts) an in-process app on existing storage.
+pub async fn start(storage: Storage, overrides: &[(&str, &str)]) -> TestApp {
+    let mut env = storage.env();
+    for (k, v) in overrides {
+        env.insert(k.to_string(), v.to_string());
+    }
+    let settings = Settings::from_map(&env).expect("test settings");
+    let app = Application::build(settings).await.expect("build app");
+    let address = format!("http://{}", app.local_addr());
+    let db = app.state().db.clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        app.run_until_stopped(async move {
+            let _ = rx.await;
+        })
+        .await
+        .expect("app runs");
+    });
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+        keys: storage.keys(),
+        storage,
+        db,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    pub fn token(&self, role: Role, sub: Uuid) -> String {
+        self.keys.mint(sub, role, chrono::Duration::hours(1))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Stops the app gracefully (keeps its storage).
+    pub async fn stop(mut self) -> Storage {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+        self.storage.clone()
+    }
+
+    /// Stops the app and deletes its storage.
+    pub async fn finish(self) {
+        let storage = self.stop().await;
+        storage.remove().await;
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let res = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        status_and_json(res).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        status_and_json(req.send().await.expect("request")).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let res = self
+            .client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        status_and_json(res).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (u16, Value) {
+        let res = self
+            .client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        status_and_json(res).await
+    }
+
+    /// Creates an active listing for `host` and returns its id.
+    pub async fn create_listing(&self, host: Uuid, extra: Value) -> Uuid {
+        let token = self.token(Role::Host, host);
+        let mut body = listing_body();
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let (status, json) = self.post("/api/v1/listings", &token, &body).await;
+        assert_eq!(status, 201, "create listing: {json}");
+        json["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn event_count(&self) -> usize {
+        store::history::events_by_position(&self.db, 0, 1_000_000)
+            .await
+            .unwrap()
+            .len()
+    }
+}
+
+pub async fn status_and_json(res: reqwest::Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap_or_default();
+    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, json)
+}
+
+pub fn listing_body() -> Value {
+    json!({
+        "title": "Светлая квартира у Арбата",
+        "city": "Almaty",
+        "address": "Abay Ave 10, apt 5",
+        "location": {"lat": 43.2389, "lon": 76.8897},
+        "rooms": 2,
+        "max_guests": 4,
+        "nightly_price_kzt": 20000,
+        "cleaning_fee_kzt": 5000,
+        "min_nights": 1,
+        "cancellation_policy": "moderate",
+        "photos": ["https://cdn.zhilego.kz/p/1.jpg"],
+        "amenities": ["wifi", "kitchen"]
+    })
+}
+
+/// A date `days` from today in Kazakhstan.
+pub fn day(days: i64) -> String {
+    (domain::local_date(chrono::Utc::now()) + chrono::Duration::days(days)).to_string()
+}
+
+pub fn booking_body(listing: Uuid, from: i64, to: i64, guests: u32) -> Value {
+    json!({"listing_id": listing, "check_in": day(from), "check_out": day(to), "guests": guests})
+}
+
+/// Runs a test body against each backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $body:path) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $body(
+                    $crate::helpers::Backend::Sqlite,
+                    concat!(stringify!($name), "::sqlite"),
+                )
+                .await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $body(
+                    $crate::helpers::Backend::Postgres,
+                    concat!(stringify!($name), "::postgres"),
+                )
+                .await;
+            }
+        }
+    };
+}

@@ -220,7 +220,7 @@ impl Commands {
 
     /// Reserves the nights on the listing's calendar, then opens the booking as held.
     /// If opening the booking fails, the reservation is released again.
-    #[tracing::instrument(skip_all, fields(listing_id = %request.listing_id, correlation_id = %meta.correlation_id), err(Display))]
+    #[tracing::instrument(skip_all, fields(listing_id = %request.listing_id, correlation_id = %meta.correlation_id))]
     pub async fn book(
         &self,
         request: BookRequest,

@@ -1,6 +1,9 @@
 //! ZhilyeGO's HTTP test suite: the real application, real HTTP, real databases.
 //! PostgreSQL-backed tests run when `ZHILEGO_TEST_PG_URL` is set (see helpers.rs).
 mod helpers;
+mod processes;
 
+mod concurrency;
 mod contract;
+mod crash;
 mod ops;

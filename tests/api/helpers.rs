@@ -32,7 +32,9 @@ pub fn pg_admin_url(test: &str) -> Option<String> {
             if std::env::var("ZHILEGO_REQUIRE_SERVICES").as_deref() == Ok("1") {
                 panic!("{test}: {PG_URL_VAR} is not set but ZHILEGO_REQUIRE_SERVICES=1");
             }
-            eprintln!("SKIPPED {test}: set {PG_URL_VAR} to run it against PostgreSQL");
+            // Written past the test harness's output capture, so the skip is always seen.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: set {PG_URL_VAR} to run it against PostgreSQL");
             None
         }
     }

@@ -154,10 +154,13 @@ async fn release(state: &AppState, owner: &str, key: &str) -> Result<(), sqlx::E
     })
 }
 
+/// (request fingerprint, status code, response body) of a claimed key.
+type KeyRecord = (String, Option<i32>, Option<String>);
+
 async fn replay(state: &AppState, owner: &str, key: &str, fingerprint: &str) -> Response {
     let deadline = tokio::time::Instant::now() + WAIT_FOR_FIRST;
     loop {
-        let row: Result<Option<(String, Option<i32>, Option<String>)>, sqlx::Error> = with_pool!(&state.db, pool => {
+        let row: Result<Option<KeyRecord>, sqlx::Error> = with_pool!(&state.db, pool => {
             sqlx::query_as(
                 "SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE principal = $1 AND key = $2",
             )

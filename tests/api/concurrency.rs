@@ -52,7 +52,7 @@ async fn a_thousand_overlapping_requests_make_one_booking(backend: Backend, name
         .collect();
     let tally = storm(
         &storm_client(),
-        &[app.address.clone()],
+        std::slice::from_ref(&app.address),
         &tokens,
         &booking_body(listing, 10, 14, 2),
     )

@@ -34,7 +34,10 @@ pub fn pg_admin_url(test: &str) -> Option<String> {
             }
             // Written past the test harness's output capture, so the skip is always seen.
             use std::io::Write;
-            let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: set {PG_URL_VAR} to run it against PostgreSQL");
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "SKIPPED {test}: set {PG_URL_VAR} to run it against PostgreSQL"
+            );
             None
         }
     }

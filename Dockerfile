@@ -16,15 +16,17 @@ ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
 
-# Only what the workspace needs: manifests, lock file, crates, and the migrations that
-# `sqlx::migrate!` embeds at compile time. `tests/` is there because api/Cargo.toml names a
-# test target in it.
+# Only what the workspace needs: manifests, lock file, every workspace member (cargo loads
+# them all, even to build one package; scripts/check-compose.py checks this list against
+# Cargo.toml), and the migrations that `sqlx::migrate!` embeds at compile time. `tests/` is
+# there because api/Cargo.toml names a test target in it.
 COPY Cargo.toml Cargo.lock ./
 COPY domain ./domain
 COPY store ./store
 COPY commands ./commands
 COPY projections ./projections
 COPY api ./api
+COPY bench ./bench
 COPY tests ./tests
 COPY migrations ./migrations
 

@@ -12,7 +12,8 @@ Two kinds of checks:
   port is published twice, named volumes are declared, a `build` names an existing Dockerfile;
 - ZhilyeGO's: the services postgres, nats and api with the settings docs/runbook.md describes
   (DATABASE_URL agrees with the postgres service, ZHILEGO_JWT_SECRET is a required
-  substitution and never a literal, JetStream keeps its store in a volume, and so on).
+  substitution and never a literal, JetStream keeps its store in a volume, and so on), and
+  the api's Dockerfile copies every workspace member of Cargo.toml into its build stage.
 
 Exit status: 0 when clean, 1 when problems were found (each printed), 2 when it cannot check.
 """
@@ -20,6 +21,11 @@ import os
 import re
 import sys
 from urllib.parse import urlsplit
+
+try:
+    import tomllib  # Python 3.11+; without it the Cargo workspace check is skipped
+except ImportError:
+    tomllib = None
 
 try:
     import yaml
@@ -367,6 +373,52 @@ def check_zhilego(services, base_dir, problem):
             for tool in ("curl", "wget"):
                 if any(w.split("/")[-1] == tool for w in words) and tool not in runtime:
                     problem("services.api.healthcheck", f"uses {tool}, which the image's final stage does not install")
+            check_build_copies(text, os.path.join(base_dir, context), os.path.relpath(path, base_dir), problem)
+
+
+def copied_sources(dockerfile):
+    """Sources of the COPY/ADD instructions that take files from the build context."""
+    text = re.sub(r"\\\n", " ", dockerfile)
+    sources = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 3 or words[0].upper() not in ("COPY", "ADD"):
+            continue
+        args = [w for w in words[1:] if not w.startswith("--")]
+        if any(w.startswith("--from") for w in words[1:]) or len(args) < 2:
+            continue
+        sources += [os.path.normpath(a) for a in args[:-1]]
+    return sources
+
+
+def check_build_copies(dockerfile, context, where, problem):
+    """Cargo loads every workspace member even to build one package: each must be copied in,
+    with the files its manifests point at outside their folder, and the migrations."""
+    manifest = os.path.join(context, "Cargo.toml")
+    if tomllib is None or not os.path.isfile(manifest):
+        return
+    with open(manifest, "rb") as f:
+        members = tomllib.load(f).get("workspace", {}).get("members", [])
+    needed = {"Cargo.toml", "Cargo.lock", "migrations"} | set(members)
+    for member in members:
+        try:
+            with open(os.path.join(context, member, "Cargo.toml"), "rb") as f:
+                crate = tomllib.load(f)
+        except OSError:
+            problem("Cargo.toml", f"workspace member {member!r} has no Cargo.toml")
+            continue
+        targets = [crate.get("lib") or {}] + [t for k in ("bin", "test", "bench", "example")
+                                              for t in crate.get(k, [])]
+        for t in targets:
+            path = os.path.normpath(os.path.join(member, t.get("path", ".")))
+            if not path.startswith(os.path.normpath(member) + os.sep):
+                needed.add(path)  # a target outside its crate's folder, like api's tests
+    sources = copied_sources(dockerfile)
+    if "." in sources:
+        return
+    for path in sorted(needed):
+        if not any(path == s or path.startswith(s + os.sep) for s in sources):
+            problem(where, f"the build does not COPY {path} (cargo needs it)")
 
 
 def main(argv):

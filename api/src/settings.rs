@@ -44,7 +44,7 @@ pub struct Settings {
     pub webhook_rate_limit_per_second: u32,
     /// `ZHILEGO_HOLD_SECONDS`: how long a booking holds its nights unpaid (default 900).
     pub hold: Duration,
-    /// `ZHILEGO_DB_MAX_CONNECTIONS`: pool size (default 20 on PostgreSQL, 8 embedded).
+    /// `ZHILEGO_DB_MAX_CONNECTIONS`: pool size (default 20 on PostgreSQL, 4 embedded).
     pub db_max_connections: Option<u32>,
     /// `ZHILEGO_SWEEP_INTERVAL_MS`: how often the reservation sweeper runs (default 5000).
     pub sweep_interval: Duration,
@@ -176,7 +176,7 @@ impl Settings {
 
     pub fn max_connections(&self) -> u32 {
         self.db_max_connections
-            .unwrap_or(if self.is_production() { 20 } else { 8 })
+            .unwrap_or(if self.is_production() { 20 } else { 4 })
             .max(1)
     }
 }

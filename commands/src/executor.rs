@@ -4,6 +4,11 @@
 //! so they never lose an optimistic-concurrency race against each other. Across processes the
 //! event store's unique `(aggregate_type, aggregate_id, sequence)` key decides: the loser gets
 //! `AggregateConflict`, reloads and decides again, a bounded number of times.
+//!
+//! Hot aggregates (a busy listing's calendar) are kept in memory after each command. Before a
+//! cached state is used, one index lookup checks that nobody appended since; if anyone did, the
+//! aggregate is loaded from the store (snapshot + newer events) as usual. The cache is only an
+//! optimisation: the store's unique key still decides every race.
 use crate::metadata::CommandMeta;
 use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{Aggregate, AggregateError, EventStore};
@@ -22,8 +27,8 @@ pub struct Executed<A: Aggregate> {
     pub aggregate: A,
     /// The events the command appended (empty for a repeated, already-done command).
     pub events: Vec<A::Event>,
-    /// Global position of the aggregate's newest event, `None` if it has none.
-    pub position: Option<i64>,
+    /// Sequence number of the aggregate's newest event (0: it has none).
+    pub sequence: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,12 +43,24 @@ pub enum CommandError<E: std::error::Error> {
     Store(String),
 }
 
+/// An aggregate as of its newest event, with the snapshot counter the store expects next.
+#[derive(Clone)]
+struct Cached<A> {
+    aggregate: A,
+    sequence: usize,
+    snapshot: Option<usize>,
+}
+
 /// Runs commands against one aggregate type.
 pub struct Executor<A: Aggregate> {
     store: AggregateStore<A>,
     db: Database,
     locks: DashMap<Uuid, Arc<Mutex<()>>>,
     max_attempts: u32,
+    snapshot_every: Option<usize>,
+    cache: DashMap<Uuid, Cached<A>>,
+    /// 0 turns the cache off.
+    cache_capacity: usize,
 }
 
 impl<A> Executor<A>
@@ -51,36 +68,72 @@ where
     A: Aggregate<Services = ()> + Clone,
     A::Command: Clone,
 {
-    pub fn new(db: Database, snapshot_every: Option<usize>, max_attempts: u32) -> Self {
+    pub fn new(
+        db: Database,
+        snapshot_every: Option<usize>,
+        max_attempts: u32,
+        cache_capacity: usize,
+    ) -> Self {
         Executor {
             store: db.aggregate_store(snapshot_every),
             db,
             locks: DashMap::new(),
             max_attempts: max_attempts.max(1),
+            snapshot_every,
+            cache: DashMap::new(),
+            cache_capacity,
         }
     }
 
     /// The aggregate as the store has it now (the default state if it has no events).
     pub async fn load(&self, id: Uuid) -> Result<A, CommandError<A::Error>> {
-        let ctx = self
-            .store
-            .load_aggregate(&id.to_string())
-            .await
-            .map_err(store_error)?;
+        let ctx = self.context(id, false).await.map_err(store_error)?;
         Ok(ctx.aggregate)
     }
 
-    #[tracing::instrument(skip_all, fields(aggregate = A::TYPE, id = %id, command_id = %meta.command_id))]
+    /// The global position of the aggregate's event at `sequence`.
+    pub async fn position(&self, id: Uuid, sequence: usize) -> Result<Option<i64>, CommandError<A::Error>> {
+        if sequence == 0 {
+            return Ok(None);
+        }
+        store::history::position_of(&self.db, A::TYPE, &id.to_string(), sequence)
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))
+    }
+
+    /// Runs `command` on the aggregate `id`.
     pub async fn execute(
         &self,
         id: Uuid,
         command: A::Command,
         meta: &CommandMeta,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
+        self.execute_on(id, command, meta, false).await
+    }
+
+    /// Runs `command` on an aggregate the caller has just named (a fresh UUID v7), skipping the
+    /// load. Should the id exist after all, the append conflicts and the retry loads it.
+    pub async fn execute_new(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        meta: &CommandMeta,
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
+        self.execute_on(id, command, meta, true).await
+    }
+
+    #[tracing::instrument(skip_all, fields(aggregate = A::TYPE, id = %id, command_id = %meta.command_id))]
+    async fn execute_on(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        meta: &CommandMeta,
+        fresh: bool,
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
         let lock = self.locks.entry(id).or_default().clone();
         let result = {
             let _turn = lock.lock().await;
-            self.execute_with_retries(id, command, meta).await
+            self.execute_with_retries(id, command, meta, fresh).await
         };
         drop(lock);
         self.locks.remove_if(&id, |_, l| Arc::strong_count(l) == 1);
@@ -92,11 +145,12 @@ where
         id: Uuid,
         command: A::Command,
         meta: &CommandMeta,
+        fresh: bool,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
-        let aggregate_id = id.to_string();
         for attempt in 0..self.max_attempts {
-            match self.try_once(&aggregate_id, command.clone(), meta).await {
+            match self.try_once(id, command.clone(), meta, fresh && attempt == 0).await {
                 Err(AggregateError::AggregateConflict) => {
+                    self.cache.remove(&id);
                     metrics::counter!("zhilego_command_conflicts_total", "aggregate" => A::TYPE)
                         .increment(1);
                     let cap_ms = 2u64.saturating_pow(attempt.min(6)).min(50);
@@ -104,38 +158,82 @@ where
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
                 Err(AggregateError::UserError(e)) => return Err(CommandError::Rejected(e)),
-                Err(other) => return Err(store_error(other)),
-                Ok((aggregate, events, sequence)) => {
-                    metrics::counter!("zhilego_commands_total", "aggregate" => A::TYPE)
-                        .increment(1);
+                Err(other) => {
+                    self.cache.remove(&id);
+                    return Err(store_error(other));
+                }
+                Ok(done) => {
+                    metrics::counter!("zhilego_commands_total", "aggregate" => A::TYPE).increment(1);
                     metrics::counter!("zhilego_events_appended_total", "aggregate" => A::TYPE)
-                        .increment(events.len() as u64);
-                    let position = if sequence == 0 {
-                        None
-                    } else {
-                        store::history::position_of(&self.db, A::TYPE, &aggregate_id, sequence)
-                            .await
-                            .map_err(|e| CommandError::Store(e.to_string()))?
-                    };
-                    return Ok(Executed {
-                        aggregate,
-                        events,
-                        position,
-                    });
+                        .increment(done.events.len() as u64);
+                    return Ok(done);
                 }
             }
         }
         Err(CommandError::Busy)
     }
 
-    /// One attempt; returns the new state, the new events and the aggregate's last sequence.
+    /// The aggregate's context for deciding: fresh, from the cache when nobody appended since,
+    /// or loaded from the store.
+    async fn context(
+        &self,
+        id: Uuid,
+        fresh: bool,
+    ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
+        let aggregate_id = id.to_string();
+        if fresh {
+            return Ok(EventStoreAggregateContext {
+                aggregate_id,
+                aggregate: A::default(),
+                current_sequence: 0,
+                current_snapshot: None,
+            });
+        }
+        if let Some(cached) = self.cache.get(&id).map(|c| c.clone()) {
+            let newest = store::history::last_sequence(&self.db, A::TYPE, &aggregate_id)
+                .await
+                .map_err(|e| AggregateError::DatabaseConnectionError(Box::new(e)))?;
+            if newest == cached.sequence as i64 {
+                return Ok(EventStoreAggregateContext {
+                    aggregate_id,
+                    aggregate: cached.aggregate,
+                    current_sequence: cached.sequence,
+                    current_snapshot: cached.snapshot,
+                });
+            }
+            self.cache.remove(&id);
+        }
+        let ctx = self.store.load_aggregate(&aggregate_id).await?;
+        self.remember(id, &ctx.aggregate, ctx.current_sequence, ctx.current_snapshot);
+        Ok(ctx)
+    }
+
+    fn remember(&self, id: Uuid, aggregate: &A, sequence: usize, snapshot: Option<usize>) {
+        if self.cache_capacity == 0 || sequence == 0 {
+            return;
+        }
+        if self.cache.len() >= self.cache_capacity {
+            self.cache.clear();
+        }
+        self.cache.insert(
+            id,
+            Cached {
+                aggregate: aggregate.clone(),
+                sequence,
+                snapshot,
+            },
+        );
+    }
+
+    /// One attempt.
     async fn try_once(
         &self,
-        aggregate_id: &str,
+        id: Uuid,
         command: A::Command,
         meta: &CommandMeta,
-    ) -> Result<(A, Vec<A::Event>, usize), AggregateError<A::Error>> {
-        let ctx: EventStoreAggregateContext<A> = self.store.load_aggregate(aggregate_id).await?;
+        fresh: bool,
+    ) -> Result<Executed<A>, AggregateError<A::Error>> {
+        let ctx = self.context(id, fresh).await?;
         // Decide on a copy: the snapshot store applies the new events to the context's
         // aggregate itself when it writes a snapshot, so the context must stay as loaded.
         let mut after = ctx.aggregate.clone();
@@ -147,11 +245,24 @@ where
         let events = sink.collect().await;
         let sequence = ctx.current_sequence + events.len();
         if !events.is_empty() {
-            self.store
-                .commit(events.clone(), ctx, meta.to_map())
-                .await?;
+            let snapshot = self.next_snapshot(ctx.current_sequence, events.len(), ctx.current_snapshot);
+            self.store.commit(events.clone(), ctx, meta.to_map()).await?;
+            self.remember(id, &after, sequence, snapshot);
         }
-        Ok((after, events, sequence))
+        Ok(Executed {
+            aggregate: after,
+            events,
+            sequence,
+        })
+    }
+
+    /// The snapshot counter after appending `n` events at `sequence` (cqrs-es writes a snapshot
+    /// whenever the stream crosses a multiple of the snapshot size).
+    fn next_snapshot(&self, sequence: usize, n: usize, current: Option<usize>) -> Option<usize> {
+        match self.snapshot_every {
+            Some(size) if size > 0 && (sequence % size) + n >= size => Some(current.map_or(1, |c| c + 1)),
+            _ => current,
+        }
     }
 }
 

@@ -21,6 +21,8 @@ pub struct CommandsConfig {
     pub max_attempts: u32,
     /// A listing keeps a snapshot every this many events, so a busy calendar loads fast.
     pub listing_snapshot_every: usize,
+    /// How many listings the command side keeps in memory between commands (0: none).
+    pub listing_cache: usize,
 }
 
 impl Default for CommandsConfig {
@@ -29,6 +31,7 @@ impl Default for CommandsConfig {
             hold: Duration::from_secs(15 * 60),
             max_attempts: 30,
             listing_snapshot_every: 50,
+            listing_cache: 10_000,
         }
     }
 }
@@ -100,9 +103,10 @@ impl Commands {
                 db.clone(),
                 Some(config.listing_snapshot_every),
                 config.max_attempts,
+                config.listing_cache,
             ),
-            bookings: Executor::new(db.clone(), None, config.max_attempts),
-            users: Executor::new(db, None, config.max_attempts),
+            bookings: Executor::new(db.clone(), None, config.max_attempts, 0),
+            users: Executor::new(db, None, config.max_attempts, 0),
             config,
             on_write: Box::new(|| {}),
         }
@@ -117,14 +121,30 @@ impl Commands {
         &self.config
     }
 
-    fn written<A: cqrs_es::Aggregate, T>(&self, e: &Executed<A>, value: T) -> Written<T> {
+    /// Wraps a result with the global position of the aggregate's newest event, and tells
+    /// the read side when something was appended.
+    async fn written<A, T>(
+        &self,
+        executor: &Executor<A>,
+        id: Uuid,
+        e: &Executed<A>,
+        value: T,
+    ) -> Result<Written<T>, FlowError>
+    where
+        A: cqrs_es::Aggregate<Services = ()> + Clone,
+        A::Command: Clone,
+    {
         if !e.events.is_empty() {
             (self.on_write)();
         }
-        Written {
+        let position = executor
+            .position(id, e.sequence)
+            .await
+            .map_err(|e| FlowError::from_command(e, |_| FlowError::Store("position".into())))?;
+        Ok(Written {
             value,
-            position: e.position.unwrap_or(0),
-        }
+            position: position.unwrap_or(0),
+        })
     }
 
     // ----- listings -------------------------------------------------------------------------
@@ -148,7 +168,8 @@ impl Commands {
             .execute(listing_id, cmd, meta)
             .await
             .map_err(listing_err)?;
-        Ok(self.written(&done, done.aggregate.clone()))
+        self.written(&self.listings, listing_id, &done, done.aggregate.clone())
+            .await
     }
 
     pub async fn update_listing(
@@ -166,7 +187,8 @@ impl Commands {
             .execute(listing_id, cmd, meta)
             .await
             .map_err(listing_err)?;
-        Ok(self.written(&done, done.aggregate.clone()))
+        self.written(&self.listings, listing_id, &done, done.aggregate.clone())
+            .await
     }
 
     /// The listing as the event store has it, or `None`.
@@ -195,7 +217,7 @@ impl Commands {
             .execute(listing_id, cmd, meta)
             .await
             .map_err(listing_err)?;
-        Ok(self.written(&done, block_id))
+        self.written(&self.listings, listing_id, &done, block_id).await
     }
 
     pub async fn unblock_dates(
@@ -213,7 +235,7 @@ impl Commands {
             .execute(listing_id, cmd, meta)
             .await
             .map_err(listing_err)?;
-        Ok(self.written(&done, ()))
+        self.written(&self.listings, listing_id, &done, ()).await
     }
 
     // ----- bookings -------------------------------------------------------------------------
@@ -267,14 +289,23 @@ impl Commands {
             hold_expires_at,
         };
         let step_meta = meta.follow_up();
-        match self.bookings.execute(booking_id, hold, &step_meta).await {
-            Ok(done) => Ok(self.written(&done, done.aggregate.clone())),
+        match self.bookings.execute_new(booking_id, hold, &step_meta).await {
+            Ok(done) => {
+                self.written(&self.bookings, booking_id, &done, done.aggregate.clone())
+                    .await
+            }
             Err(e) => {
                 // The outcome of a failed write can be unknown (a lost connection during
                 // commit): if the booking is there after all, the flow is complete.
                 if let Ok(b) = self.bookings.load(booking_id).await {
                     if b.status == BookingStatus::Held {
-                        let position = store_position_hint(&reserved);
+                        let position = self
+                            .bookings
+                            .position(booking_id, 1)
+                            .await
+                            .ok()
+                            .flatten()
+                            .unwrap_or(0);
                         return Ok(Written { value: b, position });
                     }
                 }
@@ -312,7 +343,9 @@ impl Commands {
             .execute(booking_id, cmd, meta)
             .await
             .map_err(booking_err)?;
-        let written = self.written(&done, done.aggregate.clone());
+        let written = self
+            .written(&self.bookings, booking_id, &done, done.aggregate.clone())
+            .await?;
         let position = self
             .release(
                 done.aggregate.listing_id,
@@ -343,7 +376,9 @@ impl Commands {
             .await
         {
             Ok(done) => {
-                self.written(&done, ());
+                if !done.events.is_empty() {
+                    (self.on_write)();
+                }
                 self.release(
                     listing_id,
                     booking_id,
@@ -370,7 +405,11 @@ impl Commands {
     ) -> Option<i64> {
         let cmd = ListingCommand::ReleaseDates { booking_id, reason };
         match self.listings.execute(listing_id, cmd, meta).await {
-            Ok(done) => Some(self.written(&done, ()).position),
+            Ok(done) => self
+                .written(&self.listings, listing_id, &done, ())
+                .await
+                .ok()
+                .map(|w| w.position),
             Err(e) => {
                 tracing::warn!(%listing_id, %booking_id, error = %e, "releasing nights failed; the sweeper will retry");
                 None
@@ -406,10 +445,7 @@ impl Commands {
             .execute(user_id, cmd, meta)
             .await
             .map_err(|e| FlowError::from_command(e, FlowError::User))?;
-        Ok(self.written(&done, done.aggregate.clone()))
+        self.written(&self.users, user_id, &done, done.aggregate.clone())
+            .await
     }
-}
-
-fn store_position_hint<A: cqrs_es::Aggregate>(e: &Executed<A>) -> i64 {
-    e.position.unwrap_or(0)
 }

@@ -393,3 +393,21 @@ pub async fn verify(db: &Database) -> Result<VerifyReport, StoreError> {
     }
     Ok(walk.finish())
 }
+
+/// The sequence of an aggregate's newest event (0 when it has none).
+pub async fn last_sequence(
+    db: &Database,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<i64, StoreError> {
+    let seq: Option<i64> = crate::with_pool!(db, pool => {
+        sqlx::query_scalar(
+            "SELECT MAX(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_one(pool)
+        .await?
+    });
+    Ok(seq.unwrap_or(0))
+}

@@ -5,10 +5,13 @@
 //! event store's unique `(aggregate_type, aggregate_id, sequence)` key decides: the loser gets
 //! `AggregateConflict`, reloads and decides again, a bounded number of times.
 //!
-//! Hot aggregates (a busy listing's calendar) are kept in memory after each command. Before a
-//! cached state is used, one index lookup checks that nobody appended since; if anyone did, the
-//! aggregate is loaded from the store (snapshot + newer events) as usual. The cache is only an
-//! optimisation: the store's unique key still decides every race.
+//! Hot aggregates (a busy listing's calendar) are kept in memory after each command, and the
+//! next command decides on that state straight away. If another process appended meanwhile,
+//! the append collides with its sequence number and the command is retried on a fresh load, so
+//! an accepted command was always decided on the newest state. A *rejection* writes nothing
+//! and so proves nothing: before a rejection decided on cached state is returned, one index
+//! lookup confirms nobody appended since (else the command is decided again on a fresh load).
+//! Plain reads (`load`) make the same check. The store's unique key decides every race.
 use crate::metadata::CommandMeta;
 use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{Aggregate, AggregateError, EventStore};
@@ -87,7 +90,7 @@ where
 
     /// The aggregate as the store has it now (the default state if it has no events).
     pub async fn load(&self, id: Uuid) -> Result<A, CommandError<A::Error>> {
-        let ctx = self.context(id, false).await.map_err(store_error)?;
+        let (ctx, _) = self.context(id, false, false).await.map_err(store_error)?;
         Ok(ctx.aggregate)
     }
 
@@ -173,39 +176,47 @@ where
         Err(CommandError::Busy)
     }
 
-    /// The aggregate's context for deciding: fresh, from the cache when nobody appended since,
-    /// or loaded from the store.
+    /// The aggregate's context for deciding, and whether it came from the cache unchecked.
     async fn context(
         &self,
         id: Uuid,
         fresh: bool,
-    ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
+        trust_cache: bool,
+    ) -> Result<(EventStoreAggregateContext<A>, bool), AggregateError<A::Error>> {
         let aggregate_id = id.to_string();
         if fresh {
-            return Ok(EventStoreAggregateContext {
+            let ctx = EventStoreAggregateContext {
                 aggregate_id,
                 aggregate: A::default(),
                 current_sequence: 0,
                 current_snapshot: None,
-            });
+            };
+            return Ok((ctx, false));
         }
         if let Some(cached) = self.cache.get(&id).map(|c| c.clone()) {
-            let newest = store::history::last_sequence(&self.db, A::TYPE, &aggregate_id)
-                .await
-                .map_err(|e| AggregateError::DatabaseConnectionError(Box::new(e)))?;
-            if newest == cached.sequence as i64 {
-                return Ok(EventStoreAggregateContext {
+            let current = trust_cache || self.is_newest(&aggregate_id, cached.sequence).await?;
+            if current {
+                let ctx = EventStoreAggregateContext {
                     aggregate_id,
                     aggregate: cached.aggregate,
                     current_sequence: cached.sequence,
                     current_snapshot: cached.snapshot,
-                });
+                };
+                return Ok((ctx, trust_cache));
             }
             self.cache.remove(&id);
         }
         let ctx = self.store.load_aggregate(&aggregate_id).await?;
         self.remember(id, &ctx.aggregate, ctx.current_sequence, ctx.current_snapshot);
-        Ok(ctx)
+        Ok((ctx, false))
+    }
+
+    /// Is `sequence` still the aggregate's newest event?
+    async fn is_newest(&self, aggregate_id: &str, sequence: usize) -> Result<bool, AggregateError<A::Error>> {
+        let newest = store::history::last_sequence(&self.db, A::TYPE, aggregate_id)
+            .await
+            .map_err(|e| AggregateError::DatabaseConnectionError(Box::new(e)))?;
+        Ok(newest == sequence as i64)
     }
 
     fn remember(&self, id: Uuid, aggregate: &A, sequence: usize, snapshot: Option<usize>) {
@@ -233,15 +244,19 @@ where
         meta: &CommandMeta,
         fresh: bool,
     ) -> Result<Executed<A>, AggregateError<A::Error>> {
-        let ctx = self.context(id, fresh).await?;
+        let (ctx, unchecked) = self.context(id, fresh, true).await?;
         // Decide on a copy: the snapshot store applies the new events to the context's
         // aggregate itself when it writes a snapshot, so the context must stay as loaded.
         let mut after = ctx.aggregate.clone();
         let sink = cqrs_es::event_sink::EventSink::default();
-        after
-            .handle(command, &(), &sink)
-            .await
-            .map_err(AggregateError::UserError)?;
+        if let Err(rejection) = after.handle(command.clone(), &(), &sink).await {
+            if unchecked && !self.is_newest(&ctx.aggregate_id, ctx.current_sequence).await? {
+                // Decided on an outdated copy: decide again on the store's state.
+                self.cache.remove(&id);
+                return Err(AggregateError::AggregateConflict);
+            }
+            return Err(AggregateError::UserError(rejection));
+        }
         let events = sink.collect().await;
         let sequence = ctx.current_sequence + events.len();
         if !events.is_empty() {

@@ -18,6 +18,8 @@ CREATE TABLE events
 );
 
 CREATE UNIQUE INDEX events_position ON events (position);
+-- Readers that must not skip late commits follow (transaction, position) order.
+CREATE INDEX events_commit_order ON events (((xid::text)::bigint), position);
 
 CREATE TABLE snapshots
 (

@@ -57,6 +57,10 @@ impl BookingsProjection {
         NAME
     }
 
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
     pub async fn checkpoint(&self) -> Result<Checkpoint, StoreError> {
         let row: Option<(i64, i64)> = with_pool!(&self.db, pool => {
             sqlx::query_as("SELECT tx, position FROM projection_checkpoints WHERE name = $1")
@@ -72,24 +76,27 @@ impl BookingsProjection {
     /// Applies up to `batch` new events; returns how many were applied.
     pub async fn catch_up(&self, batch: i64) -> Result<usize, StoreError> {
         let from = self.checkpoint().await?;
+        Ok(self.catch_up_from(from, batch).await?.0)
+    }
+
+    /// Applies up to `batch` events after `from` (a hint: events this projection already has
+    /// are skipped); returns how many were applied and the checkpoint afterwards.
+    pub async fn catch_up_from(
+        &self,
+        from: Checkpoint,
+        batch: i64,
+    ) -> Result<(usize, Checkpoint), StoreError> {
         let events = history::events_after(&self.db, from, batch).await?;
         if events.is_empty() {
-            return Ok(0);
+            return Ok((0, from));
         }
         self.apply_batch(&events).await
     }
 
-    async fn apply_batch(&self, events: &[StoredEvent]) -> Result<usize, StoreError> {
+    async fn apply_batch(&self, events: &[StoredEvent]) -> Result<(usize, Checkpoint), StoreError> {
         let last = events.last().expect("non-empty").checkpoint();
-        let applied = with_pool!(&self.db, pool => {
+        let outcome = with_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO projection_checkpoints (name, tx, position) VALUES ($1, 0, 0) \
-                 ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(NAME)
-            .execute(&mut *tx)
-            .await?;
             // Several processes may run this projection; the checkpoint row serializes them
             // (PostgreSQL row lock; SQLite has a single writer anyway).
             let lock_sql = if matches!(self.db, Database::Postgres(_)) {
@@ -97,7 +104,20 @@ impl BookingsProjection {
             } else {
                 "SELECT tx, position FROM projection_checkpoints WHERE name = $1"
             };
-            let (cp_tx, cp_pos): (i64, i64) = sqlx::query_as(lock_sql).bind(NAME).fetch_one(&mut *tx).await?;
+            let locked: Option<(i64, i64)> = sqlx::query_as(lock_sql).bind(NAME).fetch_optional(&mut *tx).await?;
+            let (cp_tx, cp_pos) = match locked {
+                Some(row) => row,
+                None => {
+                    sqlx::query(
+                        "INSERT INTO projection_checkpoints (name, tx, position) VALUES ($1, 0, 0) \
+                         ON CONFLICT (name) DO NOTHING",
+                    )
+                    .bind(NAME)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query_as(lock_sql).bind(NAME).fetch_one(&mut *tx).await?
+                }
+            };
             let current = Checkpoint { tx: cp_tx, position: cp_pos };
             let mut applied = 0usize;
             for event in events.iter().filter(|e| e.checkpoint() > current) {
@@ -126,9 +146,9 @@ impl BookingsProjection {
                     .await?;
             }
             tx.commit().await?;
-            applied
+            (applied, current.max(last))
         });
-        Ok(applied)
+        Ok(outcome)
     }
 
     /// Has this projection applied the event at `position`?

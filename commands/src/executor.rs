@@ -95,7 +95,11 @@ where
     }
 
     /// The global position of the aggregate's event at `sequence`.
-    pub async fn position(&self, id: Uuid, sequence: usize) -> Result<Option<i64>, CommandError<A::Error>> {
+    pub async fn position(
+        &self,
+        id: Uuid,
+        sequence: usize,
+    ) -> Result<Option<i64>, CommandError<A::Error>> {
         if sequence == 0 {
             return Ok(None);
         }
@@ -151,7 +155,10 @@ where
         fresh: bool,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         for attempt in 0..self.max_attempts {
-            match self.try_once(id, command.clone(), meta, fresh && attempt == 0).await {
+            match self
+                .try_once(id, command.clone(), meta, fresh && attempt == 0)
+                .await
+            {
                 Err(AggregateError::AggregateConflict) => {
                     self.cache.remove(&id);
                     metrics::counter!("zhilego_command_conflicts_total", "aggregate" => A::TYPE)
@@ -166,7 +173,8 @@ where
                     return Err(store_error(other));
                 }
                 Ok(done) => {
-                    metrics::counter!("zhilego_commands_total", "aggregate" => A::TYPE).increment(1);
+                    metrics::counter!("zhilego_commands_total", "aggregate" => A::TYPE)
+                        .increment(1);
                     metrics::counter!("zhilego_events_appended_total", "aggregate" => A::TYPE)
                         .increment(done.events.len() as u64);
                     return Ok(done);
@@ -207,12 +215,21 @@ where
             self.cache.remove(&id);
         }
         let ctx = self.store.load_aggregate(&aggregate_id).await?;
-        self.remember(id, &ctx.aggregate, ctx.current_sequence, ctx.current_snapshot);
+        self.remember(
+            id,
+            &ctx.aggregate,
+            ctx.current_sequence,
+            ctx.current_snapshot,
+        );
         Ok((ctx, false))
     }
 
     /// Is `sequence` still the aggregate's newest event?
-    async fn is_newest(&self, aggregate_id: &str, sequence: usize) -> Result<bool, AggregateError<A::Error>> {
+    async fn is_newest(
+        &self,
+        aggregate_id: &str,
+        sequence: usize,
+    ) -> Result<bool, AggregateError<A::Error>> {
         let newest = store::history::last_sequence(&self.db, A::TYPE, aggregate_id)
             .await
             .map_err(|e| AggregateError::DatabaseConnectionError(Box::new(e)))?;
@@ -250,7 +267,11 @@ where
         let mut after = ctx.aggregate.clone();
         let sink = cqrs_es::event_sink::EventSink::default();
         if let Err(rejection) = after.handle(command.clone(), &(), &sink).await {
-            if unchecked && !self.is_newest(&ctx.aggregate_id, ctx.current_sequence).await? {
+            if unchecked
+                && !self
+                    .is_newest(&ctx.aggregate_id, ctx.current_sequence)
+                    .await?
+            {
                 // Decided on an outdated copy: decide again on the store's state.
                 self.cache.remove(&id);
                 return Err(AggregateError::AggregateConflict);
@@ -260,8 +281,11 @@ where
         let events = sink.collect().await;
         let sequence = ctx.current_sequence + events.len();
         if !events.is_empty() {
-            let snapshot = self.next_snapshot(ctx.current_sequence, events.len(), ctx.current_snapshot);
-            self.store.commit(events.clone(), ctx, meta.to_map()).await?;
+            let snapshot =
+                self.next_snapshot(ctx.current_sequence, events.len(), ctx.current_snapshot);
+            self.store
+                .commit(events.clone(), ctx, meta.to_map())
+                .await?;
             self.remember(id, &after, sequence, snapshot);
         }
         Ok(Executed {
@@ -275,7 +299,9 @@ where
     /// whenever the stream crosses a multiple of the snapshot size).
     fn next_snapshot(&self, sequence: usize, n: usize, current: Option<usize>) -> Option<usize> {
         match self.snapshot_every {
-            Some(size) if size > 0 && (sequence % size) + n >= size => Some(current.map_or(1, |c| c + 1)),
+            Some(size) if size > 0 && (sequence % size) + n >= size => {
+                Some(current.map_or(1, |c| c + 1))
+            }
             _ => current,
         }
     }

@@ -217,7 +217,8 @@ impl Commands {
             .execute(listing_id, cmd, meta)
             .await
             .map_err(listing_err)?;
-        self.written(&self.listings, listing_id, &done, block_id).await
+        self.written(&self.listings, listing_id, &done, block_id)
+            .await
     }
 
     pub async fn unblock_dates(
@@ -289,7 +290,11 @@ impl Commands {
             hold_expires_at,
         };
         let step_meta = meta.follow_up();
-        match self.bookings.execute_new(booking_id, hold, &step_meta).await {
+        match self
+            .bookings
+            .execute_new(booking_id, hold, &step_meta)
+            .await
+        {
             Ok(done) => {
                 self.written(&self.bookings, booking_id, &done, done.aggregate.clone())
                     .await

@@ -95,8 +95,14 @@ impl BookingsProjection {
 
     async fn apply_batch(&self, events: &[StoredEvent]) -> Result<(usize, Checkpoint), StoreError> {
         let last = events.last().expect("non-empty").checkpoint();
+        // SQLite: take the write lock up front; a read-then-write transaction would fail at
+        // once (SQLITE_BUSY_SNAPSHOT) instead of waiting when another writer got in between.
+        let begin = match self.db {
+            Database::Postgres(_) => "BEGIN",
+            Database::Sqlite(_) => "BEGIN IMMEDIATE",
+        };
         let outcome = with_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(begin).await?;
             // Several processes may run this projection; the checkpoint row serializes them
             // (PostgreSQL row lock; SQLite has a single writer anyway).
             let lock_sql = if matches!(self.db, Database::Postgres(_)) {

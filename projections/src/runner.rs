@@ -40,7 +40,11 @@ impl ProjectionRunner {
     }
 
     /// Runs until `shutdown` resolves.
-    pub async fn run(&self, poll_interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run(
+        &self,
+        poll_interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         let mut from = match self.projection.checkpoint().await {
             Ok(cp) => cp,
@@ -103,7 +107,9 @@ impl ProjectionRunner {
                 return Ok(true);
             }
             self.nudge();
-            let step = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + Duration::from_millis(50)));
+            let step = tokio::time::sleep_until(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(50)),
+            );
             tokio::select! {
                 _ = rx.changed() => {}
                 _ = step => {}

@@ -319,13 +319,14 @@ def check_zhilego(services, base_dir, problem):
     if not api:
         return
     env = environment(api)
-    for key in ("DATABASE_URL", "NATS_URL", "ZHILEGO_JWT_SECRET"):
+    for key in ("DATABASE_URL", "NATS_URL", "ZHILEGO_JWT_SECRET", "ZHILEGO_ENCRYPTION_KEY"):
         if not env.get(key):
             problem("services.api.environment", f"{key} is not set")
-    secret = env.get("ZHILEGO_JWT_SECRET") or ""
-    if secret and not re.fullmatch(r"\$\{ZHILEGO_JWT_SECRET:?\?[^}]*\}", secret):
-        problem("services.api.environment.ZHILEGO_JWT_SECRET",
-                "must be a required substitution like ${ZHILEGO_JWT_SECRET:?set it}, not a value")
+    for key in ("ZHILEGO_JWT_SECRET", "ZHILEGO_ENCRYPTION_KEY"):
+        secret = env.get(key) or ""
+        if secret and not re.fullmatch(r"\$\{" + key + r":?\?[^}]*\}", secret):
+            problem(f"services.api.environment.{key}",
+                    f"must be a required substitution like ${{{key}:?set it}}, not a value")
     deps = depends_on(api)
     db_url = env.get("DATABASE_URL") or ""
     if db_url and "$" not in db_url:

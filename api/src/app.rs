@@ -60,6 +60,24 @@ pub fn jwt_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
     read_or_create_secret(&path)
 }
 
+/// The master key for personal data: configured, or (embedded mode) generated once into the
+/// data dir.
+pub fn encryption_key(settings: &Settings) -> anyhow::Result<commands::MasterKey> {
+    let hex = match &settings.encryption_key {
+        Some(key) => key.expose().to_string(),
+        None => {
+            anyhow::ensure!(
+                !settings.is_production(),
+                "ZHILEGO_ENCRYPTION_KEY is required in production mode"
+            );
+            std::fs::create_dir_all(&settings.data_dir)?;
+            let bytes = read_or_create_secret(&settings.data_dir.join("encryption-key"))?;
+            String::from_utf8(bytes)?
+        }
+    };
+    commands::MasterKey::from_hex(&hex).map_err(|e| anyhow::anyhow!("ZHILEGO_ENCRYPTION_KEY {e}"))
+}
+
 fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     if let Ok(existing) = std::fs::read_to_string(path) {
         let existing = existing.trim().to_string();
@@ -87,7 +105,10 @@ impl Application {
             hold: settings.hold,
             ..CommandsConfig::default()
         };
-        let commands = Arc::new(Commands::new(db.clone(), config).on_write(move || nudge.nudge()));
+        let commands = Arc::new(
+            Commands::new(db.clone(), config, encryption_key(&settings)?)
+                .on_write(move || nudge.nudge()),
+        );
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;

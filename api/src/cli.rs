@@ -35,10 +35,25 @@ pub enum Command {
         #[arg(long, default_value_t = 24)]
         ttl_hours: i64,
     },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserAction,
+    },
     /// Audit the event store.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserAction {
+    /// Erase a user's personal data: their key is destroyed, so every name and phone number
+    /// they ever gave is unreadable, while the event history stays complete.
+    Erase {
+        #[arg(long)]
+        id: Uuid,
     },
 }
 
@@ -84,6 +99,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     role,
                     chrono::Duration::hours(ttl_hours)
                 )
+            );
+            Ok(0)
+        }
+        Command::User {
+            command: UserAction::Erase { id },
+        } => {
+            let db = open_database(&settings).await?;
+            let commands = commands::Commands::new(
+                db,
+                commands::CommandsConfig::default(),
+                crate::app::encryption_key(&settings)?,
+            );
+            let operator = domain::Actor {
+                user_id: Uuid::nil(),
+                role: Role::Admin,
+            };
+            let meta =
+                commands::CommandMeta::new(operator, domain::Channel::System, Uuid::now_v7());
+            let written = commands
+                .erase_personal_data(id, &meta)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "personal data of {id} erased (position {})",
+                written.position
             );
             Ok(0)
         }

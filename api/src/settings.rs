@@ -38,6 +38,10 @@ pub struct Settings {
     /// `ZHILEGO_JWT_SECRET`: required in production; generated and kept in the data dir
     /// in embedded mode.
     pub jwt_secret: Option<Secret>,
+    /// `ZHILEGO_ENCRYPTION_KEY`: 64 hex characters, the master key that wraps each user's
+    /// personal-data key. Required in production; generated and kept in the data dir in
+    /// embedded mode.
+    pub encryption_key: Option<Secret>,
     /// `ZHILEGO_RATE_LIMIT`: API requests per minute per client; 0 turns it off.
     pub rate_limit_per_minute: u32,
     /// `ZHILEGO_WEBHOOK_RATE_LIMIT`: webhook requests per second per source; 0 turns it off.
@@ -63,6 +67,8 @@ pub enum SettingsError {
     File(String, std::io::Error),
     #[error("ZHILEGO_JWT_SECRET is required with a PostgreSQL DATABASE_URL (production mode)")]
     MissingJwtSecret,
+    #[error("ZHILEGO_ENCRYPTION_KEY is required with a PostgreSQL DATABASE_URL (production mode)")]
+    MissingEncryptionKey,
 }
 
 impl Settings {
@@ -116,6 +122,7 @@ impl Settings {
             database_url,
             nats_url: get("NATS_URL"),
             jwt_secret: get("ZHILEGO_JWT_SECRET").map(Secret::new),
+            encryption_key: get("ZHILEGO_ENCRYPTION_KEY").map(Secret::new),
             rate_limit_per_minute: num("ZHILEGO_RATE_LIMIT", get("ZHILEGO_RATE_LIMIT"), 100)?,
             webhook_rate_limit_per_second: num(
                 "ZHILEGO_WEBHOOK_RATE_LIMIT",
@@ -155,6 +162,13 @@ impl Settings {
         }
         if settings.is_production() && settings.jwt_secret.is_none() {
             return Err(SettingsError::MissingJwtSecret);
+        }
+        if let Some(key) = &settings.encryption_key {
+            commands::MasterKey::from_hex(key.expose())
+                .map_err(|e| SettingsError::Invalid("ZHILEGO_ENCRYPTION_KEY", e))?;
+        }
+        if settings.is_production() && settings.encryption_key.is_none() {
+            return Err(SettingsError::MissingEncryptionKey);
         }
         Ok(settings)
     }
@@ -217,11 +231,22 @@ mod tests {
     fn production_needs_a_jwt_secret() {
         let err = Settings::from_map(&map(&[("DATABASE_URL", "postgres://x/y")])).unwrap_err();
         assert!(matches!(err, SettingsError::MissingJwtSecret));
-        let s = Settings::from_map(&map(&[
+        let err = Settings::from_map(&map(&[
             ("DATABASE_URL", "postgres://x/y"),
             ("ZHILEGO_JWT_SECRET", "s3cret"),
         ]))
+        .unwrap_err();
+        assert!(matches!(err, SettingsError::MissingEncryptionKey));
+        let key = "ab".repeat(32);
+        let s = Settings::from_map(&map(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("ZHILEGO_JWT_SECRET", "s3cret"),
+            ("ZHILEGO_ENCRYPTION_KEY", &key),
+        ]))
         .unwrap();
+        assert!(!format!("{s:?}").contains(&key));
+        let err = Settings::from_map(&map(&[("ZHILEGO_ENCRYPTION_KEY", "short")])).unwrap_err();
+        assert!(err.to_string().contains("ZHILEGO_ENCRYPTION_KEY"));
         assert!(s.is_production());
         assert!(!format!("{s:?}").contains("s3cret"));
     }

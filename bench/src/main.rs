@@ -18,7 +18,7 @@
 //! 1. starts `zhilego serve` as a separate process with `ZHILEGO_LISTEN=127.0.0.1:0` and
 //!    `ZHILEGO_RATE_LIMIT=0` — for SQLite with a fresh temporary `ZHILEGO_DATA_DIR`, for
 //!    PostgreSQL with a fresh `zhilego_bench_*` database (`DATABASE_URL`) and a random
-//!    `ZHILEGO_JWT_SECRET` — and reads its stdout up to `listening on http://HOST:PORT`;
+//!    `ZHILEGO_JWT_SECRET` and `ZHILEGO_ENCRYPTION_KEY` — and reads its stdout up to `listening on http://HOST:PORT`;
 //!    the service's log (stderr) goes to a file in the temporary directory;
 //! 2. mints one host token and one guest token per worker with `zhilego token`;
 //! 3. creates `--listings` listings with `POST /api/v1/listings`;
@@ -267,6 +267,10 @@ async fn run_backend(args: &Args, bin: &Path, backend: Backend) -> Result<Backen
             env.push((
                 "ZHILEGO_JWT_SECRET".into(),
                 Uuid::new_v4().simple().to_string(),
+            ));
+            env.push((
+                "ZHILEGO_ENCRYPTION_KEY".into(),
+                format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
             ));
             database = Some(db);
             format!("PostgreSQL {url}")

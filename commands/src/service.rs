@@ -1,13 +1,14 @@
 //! [`Commands`]: every change the API and bots can ask for, and the flows between aggregates.
 use crate::executor::{CommandError, Executed, Executor};
 use crate::metadata::CommandMeta;
+use crate::personal::{MasterKey, PersonalData};
 use chrono::{DateTime, Utc};
 use domain::booking::{Booking, BookingCommand, BookingError, BookingStatus};
 use domain::listing::{
     Listing, ListingChanges, ListingCommand, ListingDetails, ListingError, ListingEvent,
     ListingStatus, ReleaseReason,
 };
-use domain::user::{Language, PhoneNumber, User, UserCommand, UserError};
+use domain::user::{Language, PersonName, PhoneNumber, User, UserCommand, UserError};
 use domain::{local_date, DateRange};
 use std::time::Duration;
 use store::Database;
@@ -92,13 +93,15 @@ pub struct Commands {
     listings: Executor<Listing>,
     bookings: Executor<Booking>,
     users: Executor<User>,
+    personal: PersonalData,
     /// Called after every successful write (the projection runner's nudge).
     on_write: Box<dyn Fn() + Send + Sync>,
 }
 
 impl Commands {
-    pub fn new(db: Database, config: CommandsConfig) -> Self {
+    pub fn new(db: Database, config: CommandsConfig, master_key: MasterKey) -> Self {
         Commands {
+            personal: PersonalData::new(db.clone(), master_key),
             listings: Executor::new(
                 db.clone(),
                 Some(config.listing_snapshot_every),
@@ -424,21 +427,62 @@ impl Commands {
 
     // ----- users ----------------------------------------------------------------------------
 
-    pub async fn user(&self, user_id: Uuid) -> Result<User, FlowError> {
-        self.users
+    /// A user's profile with personal data opened (absent once erased).
+    pub async fn profile(&self, user_id: Uuid) -> Result<Profile, FlowError> {
+        let user = self
+            .users
             .load(user_id)
             .await
-            .map_err(|e| FlowError::from_command(e, FlowError::User))
+            .map_err(|e| FlowError::from_command(e, FlowError::User))?;
+        self.open_profile(user_id, &user).await
     }
 
+    async fn open_profile(&self, user_id: Uuid, user: &User) -> Result<Profile, FlowError> {
+        let open = |field: &'static str, sealed: Option<domain::user::Sealed>| async move {
+            match sealed {
+                Some(s) => self.personal.open(user_id, field, &s).await,
+                None => Ok(None),
+            }
+        };
+        let name = open("name", user.name.clone()).await.map_err(store_err)?;
+        let phone = open("phone", user.phone.clone()).await.map_err(store_err)?;
+        Ok(Profile {
+            erased: user.erased || (user.name.is_some() && name.is_none()),
+            name,
+            phone,
+            language: user.language,
+        })
+    }
+
+    /// Changes the caller's profile; only fields that differ from what is stored are sealed
+    /// and written.
     pub async fn update_profile(
         &self,
-        name: Option<String>,
+        name: Option<PersonName>,
         phone: Option<PhoneNumber>,
         language: Option<Language>,
         meta: &CommandMeta,
-    ) -> Result<Written<User>, FlowError> {
+    ) -> Result<Written<Profile>, FlowError> {
         let user_id = meta.actor.user_id;
+        let current = self.profile(user_id).await?;
+        let name = match name {
+            Some(n) if current.name.as_deref() != Some(n.as_str()) => Some(
+                self.personal
+                    .seal(user_id, "name", n.as_str())
+                    .await
+                    .map_err(store_err)?,
+            ),
+            _ => None,
+        };
+        let phone = match phone {
+            Some(p) if current.phone.as_deref() != Some(p.as_str()) => Some(
+                self.personal
+                    .seal(user_id, "phone", p.as_str())
+                    .await
+                    .map_err(store_err)?,
+            ),
+            _ => None,
+        };
         let cmd = UserCommand::UpdateProfile {
             user_id,
             name,
@@ -450,7 +494,38 @@ impl Commands {
             .execute(user_id, cmd, meta)
             .await
             .map_err(|e| FlowError::from_command(e, FlowError::User))?;
-        self.written(&self.users, user_id, &done, done.aggregate.clone())
-            .await
+        let profile = self.open_profile(user_id, &done.aggregate).await?;
+        self.written(&self.users, user_id, &done, profile).await
     }
+
+    /// Forgets a user's personal data: the key goes first (from then on nothing sealed with it
+    /// opens), then the erasure is recorded.
+    pub async fn erase_personal_data(
+        &self,
+        user_id: Uuid,
+        meta: &CommandMeta,
+    ) -> Result<Written<()>, FlowError> {
+        self.personal.erase(user_id).await.map_err(store_err)?;
+        let cmd = UserCommand::ErasePersonalData { user_id };
+        let done = self
+            .users
+            .execute(user_id, cmd, meta)
+            .await
+            .map_err(|e| FlowError::from_command(e, FlowError::User))?;
+        self.written(&self.users, user_id, &done, ()).await
+    }
+}
+
+/// A profile as its owner sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub language: Language,
+    /// Personal data was erased.
+    pub erased: bool,
+}
+
+fn store_err(e: store::StoreError) -> FlowError {
+    FlowError::Store(e.to_string())
 }

@@ -36,6 +36,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL (expected postgres:// or sqlite://): {0}")]
     Url(String),
+    #[error("integrity: {0}")]
+    Integrity(String),
 }
 
 impl Database {

@@ -900,6 +900,56 @@ async fn profiles_are_read_and_changed(backend: Backend, name: &str) {
     assert_validation(status, &body, "language");
     let (status, _) = app.get("/api/v1/users/me", None).await;
     assert_eq!(status, 401);
+
+    // Personal data is sealed in the events: neither the name nor the number is in the store.
+    let events = store::history::aggregate_events(&app.db, "User", &user.to_string())
+        .await
+        .unwrap();
+    assert!(!events.is_empty());
+    for e in &events {
+        let text = e.payload.to_string();
+        assert!(
+            !text.contains("Айгерим") && !text.contains("7011234567"),
+            "plaintext in {text}"
+        );
+    }
+
+    // Erasing destroys the user's key: the profile reads as erased, history stays intact.
+    let out = tokio::process::Command::new(crate::processes::ZHILEGO)
+        .args(["user", "erase", "--id", &user.to_string()])
+        .envs(app.storage.env())
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, me) = app.get("/api/v1/users/me", Some(&token)).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["erased"], true, "{me}");
+    assert!(me["name"].is_null() && me["phone"].is_null(), "{me}");
+    assert_eq!(me["language"], "kk", "not personal, kept");
+    let after = store::history::aggregate_events(&app.db, "User", &user.to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        after.len(),
+        events.len() + 1,
+        "the erasure is recorded, nothing removed"
+    );
+    assert!(store::history::verify(&app.db).await.unwrap().ok);
+    // A new name after erasure is sealed with a new key.
+    let (status, me) = app
+        .patch("/api/v1/users/me", &token, &json!({"name": "Aigerim"}))
+        .await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(
+        (me["name"].as_str(), me["erased"].as_bool()),
+        (Some("Aigerim"), Some(false))
+    );
     app.finish().await;
 }
 on_both_backends!(profiles_are_read_and_changed, profiles_are_read_and_changed);

@@ -94,6 +94,7 @@ pub struct Storage {
     pub data_dir: PathBuf,
     pub pg: Option<(String, String, String)>, // (admin url, db name, url)
     pub jwt_secret: String,
+    pub encryption_key: String,
 }
 
 impl Storage {
@@ -111,6 +112,7 @@ impl Storage {
             data_dir: temp_dir(),
             pg,
             jwt_secret: format!("test-secret-{}", Uuid::new_v4()),
+            encryption_key: format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
         })
     }
 
@@ -123,6 +125,7 @@ impl Storage {
             self.data_dir.display().to_string(),
         );
         env.insert("ZHILEGO_JWT_SECRET".into(), self.jwt_secret.clone());
+        env.insert("ZHILEGO_ENCRYPTION_KEY".into(), self.encryption_key.clone());
         env.insert("ZHILEGO_RATE_LIMIT".into(), "0".into());
         env.insert("ZHILEGO_SWEEP_INTERVAL_MS".into(), "200".into());
         if let Some((_, _, url)) = &self.pg {

@@ -6,7 +6,8 @@ use crate::routes::context::Meta;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
-use domain::user::{Language, PhoneNumber, User};
+use commands::Profile;
+use domain::user::{Language, PersonName, PhoneNumber};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -25,6 +26,8 @@ pub struct UserView {
     pub phone: Option<String>,
     /// `ru` (default), `kk` or `en`.
     pub language: String,
+    /// The user's personal data was erased.
+    pub erased: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
 }
@@ -38,13 +41,14 @@ fn language_code(l: Language) -> &'static str {
 }
 
 impl UserView {
-    fn of(p: &Principal, u: &User, position: Option<i64>) -> Self {
+    fn of(p: &Principal, u: &Profile, position: Option<i64>) -> Self {
         UserView {
             id: p.user_id(),
             role: p.role().as_str().to_string(),
             name: u.name.clone(),
-            phone: u.phone.as_ref().map(|p| p.as_str().to_string()),
+            phone: u.phone.clone(),
             language: language_code(u.language).to_string(),
+            erased: u.erased,
             position,
         }
     }
@@ -58,7 +62,7 @@ pub async fn get_me(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<UserView>, ApiError> {
-    let user = state.commands.user(principal.user_id()).await?;
+    let user = state.commands.profile(principal.user_id()).await?;
     Ok(Json(UserView::of(&principal, &user, None)))
 }
 
@@ -81,6 +85,7 @@ pub async fn patch_me(
     Meta(meta): Meta,
     ValidJson(body, _): ValidJson<PatchMeBody>,
 ) -> Result<Json<UserView>, ApiError> {
+    let name = body.name.as_deref().map(PersonName::parse).transpose()?;
     let phone = body.phone.as_deref().map(PhoneNumber::parse).transpose()?;
     let language = body
         .language
@@ -92,7 +97,7 @@ pub async fn patch_me(
         .transpose()?;
     let written = state
         .commands
-        .update_profile(body.name, phone, language, &meta)
+        .update_profile(name, phone, language, &meta)
         .await?;
     Ok(Json(UserView::of(
         &principal,

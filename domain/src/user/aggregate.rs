@@ -67,29 +67,64 @@ impl From<PhoneNumber> for String {
     }
 }
 
+/// A person's name as they give it: 1 to 100 characters after trimming.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonName(String);
+
+impl PersonName {
+    pub fn parse(raw: &str) -> Result<PersonName, UserError> {
+        let name = raw.trim();
+        let len = name.chars().count();
+        if len == 0 || len > 100 || name.chars().any(char::is_control) {
+            return Err(UserError::Name);
+        }
+        Ok(PersonName(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Personal data as events carry it: encrypted with the user's own key (outside the domain),
+/// so that destroying the key erases it while the history stays replayable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sealed(pub String);
+
 #[derive(Debug, Clone)]
 pub enum UserCommand {
+    /// `None` leaves a field as it is.
     UpdateProfile {
         user_id: Uuid,
-        name: Option<String>,
-        phone: Option<PhoneNumber>,
+        name: Option<Sealed>,
+        phone: Option<Sealed>,
         language: Option<Language>,
     },
+    /// Forget the user's personal data (their key is destroyed alongside).
+    ErasePersonalData { user_id: Uuid },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum UserEvent {
     ProfileUpdated {
         user_id: Uuid,
-        name: Option<String>,
-        phone: Option<PhoneNumber>,
+        name: Option<Sealed>,
+        phone: Option<Sealed>,
         language: Language,
+    },
+    PersonalDataErased {
+        user_id: Uuid,
     },
 }
 
 impl DomainEvent for UserEvent {
     fn event_type(&self) -> String {
-        "ProfileUpdated".to_string()
+        match self {
+            UserEvent::ProfileUpdated { .. } => "ProfileUpdated",
+            UserEvent::PersonalDataErased { .. } => "PersonalDataErased",
+        }
+        .to_string()
     }
 
     fn event_version(&self) -> String {
@@ -108,9 +143,11 @@ pub enum UserError {
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct User {
     pub id: Option<Uuid>,
-    pub name: Option<String>,
-    pub phone: Option<PhoneNumber>,
+    pub name: Option<Sealed>,
+    pub phone: Option<Sealed>,
     pub language: Language,
+    /// The personal data was erased (and nothing new given since).
+    pub erased: bool,
 }
 
 impl Aggregate for User {
@@ -126,53 +163,60 @@ impl Aggregate for User {
         _services: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), UserError> {
-        let UserCommand::UpdateProfile {
-            user_id,
-            name,
-            phone,
-            language,
-        } = command;
-        if let Some(n) = &name {
-            let len = n.trim().chars().count();
-            if len == 0 || len > 100 {
-                return Err(UserError::Name);
+        match command {
+            UserCommand::UpdateProfile {
+                user_id,
+                name,
+                phone,
+                language,
+            } => {
+                let new_language = language.unwrap_or(self.language);
+                if self.id.is_some()
+                    && name.is_none()
+                    && phone.is_none()
+                    && new_language == self.language
+                {
+                    return Ok(());
+                }
+                let event = UserEvent::ProfileUpdated {
+                    user_id,
+                    name: name.or_else(|| self.name.clone()),
+                    phone: phone.or_else(|| self.phone.clone()),
+                    language: new_language,
+                };
+                sink.write(event, self).await;
+            }
+            UserCommand::ErasePersonalData { user_id } => {
+                if self.erased && self.name.is_none() && self.phone.is_none() {
+                    return Ok(());
+                }
+                sink.write(UserEvent::PersonalDataErased { user_id }, self)
+                    .await;
             }
         }
-        let name = name
-            .map(|n| n.trim().to_string())
-            .or_else(|| self.name.clone());
-        let phone = phone.or_else(|| self.phone.clone());
-        let language = language.unwrap_or(self.language);
-        if self.id.is_some()
-            && name == self.name
-            && phone == self.phone
-            && language == self.language
-        {
-            return Ok(());
-        }
-        sink.write(
+        Ok(())
+    }
+
+    fn apply(&mut self, event: UserEvent) {
+        match event {
             UserEvent::ProfileUpdated {
                 user_id,
                 name,
                 phone,
                 language,
-            },
-            self,
-        )
-        .await;
-        Ok(())
-    }
-
-    fn apply(&mut self, event: UserEvent) {
-        let UserEvent::ProfileUpdated {
-            user_id,
-            name,
-            phone,
-            language,
-        } = event;
-        self.id = Some(user_id);
-        self.name = name;
-        self.phone = phone;
-        self.language = language;
+            } => {
+                self.id = Some(user_id);
+                self.name = name;
+                self.phone = phone;
+                self.language = language;
+                self.erased = false;
+            }
+            UserEvent::PersonalDataErased { user_id } => {
+                self.id = Some(user_id);
+                self.name = None;
+                self.phone = None;
+                self.erased = true;
+            }
+        }
     }
 }

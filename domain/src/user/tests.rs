@@ -1,10 +1,7 @@
 use super::*;
 use cqrs_es::test::TestFramework;
+use cqrs_es::Aggregate;
 use uuid::Uuid;
-
-// ---------------------------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------------------------
 
 type UserTest = TestFramework<User>;
 
@@ -12,176 +9,137 @@ fn user_id() -> Uuid {
     Uuid::from_u128(0x6E57)
 }
 
-fn phone(s: &str) -> PhoneNumber {
-    PhoneNumber::parse(s).unwrap()
+fn sealed(s: &str) -> Sealed {
+    Sealed(s.to_string())
 }
 
-fn update(
-    name: Option<&str>,
-    phone: Option<PhoneNumber>,
-    language: Option<Language>,
-) -> UserCommand {
-    UserCommand::UpdateProfile {
-        user_id: user_id(),
-        name: name.map(str::to_string),
-        phone,
-        language,
-    }
-}
-
-fn profile(name: Option<&str>, phone: Option<PhoneNumber>, language: Language) -> UserEvent {
+fn updated(name: Option<&str>, phone: Option<&str>, language: Language) -> UserEvent {
     UserEvent::ProfileUpdated {
         user_id: user_id(),
-        name: name.map(str::to_string),
-        phone,
+        name: name.map(sealed),
+        phone: phone.map(sealed),
         language,
     }
 }
 
-fn aigerim() -> UserEvent {
-    profile(Some("Aigerim"), Some(phone("+77011234567")), Language::Kk)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Phone numbers
-// ---------------------------------------------------------------------------------------------
-
-#[test]
-fn an_international_number_is_kept_as_is() {
-    assert_eq!(phone("+77011234567").as_str(), "+77011234567");
-    assert_eq!(phone("+4915112345678").as_str(), "+4915112345678");
-}
-
-#[test]
-fn spaces_dashes_and_brackets_are_ignored() {
-    assert_eq!(phone("+7 (701) 123-45-67").as_str(), "+77011234567");
-}
-
-#[test]
-fn a_kazakh_number_written_with_8_becomes_plus_7() {
-    assert_eq!(phone("8 701 123 45 67").as_str(), "+77011234567");
-    assert_eq!(phone("87011234567").as_str(), "+77011234567");
-}
-
-#[test]
-fn garbage_is_not_a_phone_number() {
-    for raw in ["", "hello", "+7701abc4567", "+", "8-701-ABC-45-67"] {
-        assert_eq!(PhoneNumber::parse(raw), Err(UserError::Phone), "{raw:?}");
+fn update(name: Option<&str>, phone: Option<&str>, language: Option<Language>) -> UserCommand {
+    UserCommand::UpdateProfile {
+        user_id: user_id(),
+        name: name.map(sealed),
+        phone: phone.map(sealed),
+        language,
     }
 }
 
 #[test]
-fn a_number_without_plus_that_is_not_an_8_number_is_refused() {
-    assert_eq!(PhoneNumber::parse("77011234567"), Err(UserError::Phone));
-    // 8 followed by the wrong number of digits.
-    assert_eq!(PhoneNumber::parse("8701123456"), Err(UserError::Phone));
-    assert_eq!(PhoneNumber::parse("870112345678"), Err(UserError::Phone));
-}
-
-#[test]
-fn a_number_has_8_to_15_digits() {
-    assert_eq!(PhoneNumber::parse("+1234567"), Err(UserError::Phone));
-    assert_eq!(phone("+12345678").as_str(), "+12345678");
-    assert_eq!(phone("+123456789012345").as_str(), "+123456789012345");
+fn phone_numbers_are_normalised_to_e164() {
     assert_eq!(
-        PhoneNumber::parse("+1234567890123456"),
-        Err(UserError::Phone)
+        PhoneNumber::parse("+7 701 123 45 67").unwrap().as_str(),
+        "+77011234567"
+    );
+    assert_eq!(
+        PhoneNumber::parse("8 (701) 123-45-67").unwrap().as_str(),
+        "+77011234567"
+    );
+    assert_eq!(
+        PhoneNumber::parse("+44 20 7946 0958").unwrap().as_str(),
+        "+442079460958"
     );
 }
 
 #[test]
-fn deserializing_a_phone_number_parses_it() {
-    let p: PhoneNumber = serde_json::from_value(serde_json::json!("8 (701) 123-45-67")).unwrap();
-    assert_eq!(p.as_str(), "+77011234567");
-    assert!(serde_json::from_value::<PhoneNumber>(serde_json::json!("call me")).is_err());
+fn garbage_phone_numbers_are_refused() {
+    for bad in [
+        "",
+        "call me",
+        "87011234",
+        "+7701abc4567",
+        "+1234567",
+        "+1234567890123456",
+        "7011234567",
+    ] {
+        assert_eq!(PhoneNumber::parse(bad), Err(UserError::Phone), "{bad}");
+    }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Profile updates
-// ---------------------------------------------------------------------------------------------
+#[test]
+fn names_are_trimmed_and_bounded() {
+    assert_eq!(PersonName::parse("  Айгерим ").unwrap().as_str(), "Айгерим");
+    assert_eq!(PersonName::parse("   "), Err(UserError::Name));
+    assert_eq!(PersonName::parse(&"я".repeat(101)), Err(UserError::Name));
+    assert_eq!(PersonName::parse("a\u{0}b"), Err(UserError::Name));
+    assert!(PersonName::parse(&"я".repeat(100)).is_ok());
+}
 
 #[test]
-fn the_first_update_records_the_profile() {
+fn the_first_update_creates_the_profile() {
     UserTest::with(())
         .given_no_previous_events()
-        .when(update(
-            Some("Aigerim"),
-            Some(phone("+77011234567")),
-            Some(Language::Kk),
-        ))
-        .then_expect_events(vec![aigerim()]);
+        .when(update(Some("n1"), None, None))
+        .then_expect_events(vec![updated(Some("n1"), None, Language::Ru)]);
 }
 
 #[test]
-fn the_first_update_records_the_user_even_without_fields() {
+fn a_first_update_with_nothing_in_it_still_records_the_user() {
     UserTest::with(())
         .given_no_previous_events()
         .when(update(None, None, None))
-        .then_expect_events(vec![profile(None, None, Language::Ru)]);
+        .then_expect_events(vec![updated(None, None, Language::Ru)]);
 }
 
 #[test]
-fn a_name_is_stored_trimmed() {
+fn fields_left_out_keep_their_sealed_values() {
     UserTest::with(())
-        .given_no_previous_events()
-        .when(update(Some("  Aigerim  "), None, None))
-        .then_expect_events(vec![profile(Some("Aigerim"), None, Language::Ru)]);
+        .given(vec![updated(Some("n1"), Some("p1"), Language::Ru)])
+        .when(update(None, Some("p2"), Some(Language::Kk)))
+        .then_expect_events(vec![updated(Some("n1"), Some("p2"), Language::Kk)]);
 }
 
 #[test]
-fn a_blank_name_is_refused() {
+fn an_update_that_changes_nothing_emits_nothing() {
     UserTest::with(())
-        .given(vec![aigerim()])
-        .when(update(Some("   "), None, None))
-        .then_expect_error(UserError::Name);
-}
-
-#[test]
-fn a_name_may_have_at_most_100_characters() {
-    UserTest::with(())
-        .given_no_previous_events()
-        .when(update(Some(&"Ә".repeat(101)), None, None))
-        .then_expect_error(UserError::Name);
-    let hundred = "Ә".repeat(100);
-    UserTest::with(())
-        .given_no_previous_events()
-        .when(update(Some(&hundred), None, None))
-        .then_expect_events(vec![profile(Some(&hundred), None, Language::Ru)]);
-}
-
-#[test]
-fn fields_left_out_keep_their_values() {
-    UserTest::with(())
-        .given(vec![aigerim()])
+        .given(vec![updated(Some("n1"), None, Language::En)])
         .when(update(None, None, Some(Language::En)))
-        .then_expect_events(vec![profile(
-            Some("Aigerim"),
-            Some(phone("+77011234567")),
-            Language::En,
-        )]);
-}
-
-#[test]
-fn changing_the_phone_records_the_new_one() {
-    UserTest::with(())
-        .given(vec![aigerim()])
-        .when(update(None, Some(phone("8 777 000 11 22")), None))
-        .then_expect_events(vec![profile(
-            Some("Aigerim"),
-            Some(phone("+77770001122")),
-            Language::Kk,
-        )]);
-}
-
-#[test]
-fn an_unchanged_profile_emits_nothing() {
-    UserTest::with(())
-        .given(vec![aigerim()])
-        // Same values, the name padded and the phone written differently.
-        .when(update(
-            Some(" Aigerim "),
-            Some(phone("8 (701) 123-45-67")),
-            Some(Language::Kk),
-        ))
         .then_expect_events(vec![]);
+}
+
+#[test]
+fn erasure_forgets_the_sealed_data_once() {
+    UserTest::with(())
+        .given(vec![updated(Some("n1"), Some("p1"), Language::Kk)])
+        .when(UserCommand::ErasePersonalData { user_id: user_id() })
+        .then_expect_events(vec![UserEvent::PersonalDataErased { user_id: user_id() }]);
+    UserTest::with(())
+        .given(vec![
+            updated(Some("n1"), Some("p1"), Language::Kk),
+            UserEvent::PersonalDataErased { user_id: user_id() },
+        ])
+        .when(UserCommand::ErasePersonalData { user_id: user_id() })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn erasure_keeps_the_language_and_a_new_profile_can_follow() {
+    let mut user = User::default();
+    user.apply(updated(Some("n1"), Some("p1"), Language::Kk));
+    user.apply(UserEvent::PersonalDataErased { user_id: user_id() });
+    assert_eq!(
+        (
+            user.name.clone(),
+            user.phone.clone(),
+            user.language,
+            user.erased
+        ),
+        (None, None, Language::Kk, true)
+    );
+    user.apply(updated(Some("n2"), None, Language::Kk));
+    assert!(!user.erased);
+    assert_eq!(user.name, Some(sealed("n2")));
+}
+
+#[test]
+fn sealed_values_serialize_as_plain_strings() {
+    let json = serde_json::to_value(updated(Some("x1:abc"), None, Language::Ru)).unwrap();
+    assert_eq!(json["ProfileUpdated"]["name"], "x1:abc");
+    assert_eq!(json["ProfileUpdated"]["language"], "ru");
 }

@@ -91,6 +91,24 @@ fn hash_of(metadata: &Value) -> String {
         .to_string()
 }
 
+/// `SELECT <every column> FROM events <tail>` with `$N` binds, on either backend.
+macro_rules! select_events {
+    ($db:expr, $tail:expr $(, $bind:expr)*) => {
+        match $db {
+            Database::Postgres(pool) => {
+                let sql = format!("SELECT {PG_COLUMNS} FROM events {}", $tail);
+                let rows = sqlx::query(&sql)$(.bind($bind))*.fetch_all(pool).await?;
+                rows.iter().map(from_pg).collect::<Result<Vec<_>, _>>()?
+            }
+            Database::Sqlite(pool) => {
+                let sql = format!("SELECT {LITE_COLUMNS} FROM events {}", $tail);
+                let rows = sqlx::query(&sql)$(.bind($bind))*.fetch_all(pool).await?;
+                rows.iter().map(from_lite).collect::<Result<Vec<_>, _>>()?
+            }
+        }
+    };
+}
+
 impl StoredEvent {
     /// The event's id (also its message id on the bus).
     pub fn event_id(&self) -> &str {
@@ -126,34 +144,23 @@ pub async fn events_after(
     after: Checkpoint,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    match db {
-        Database::Postgres(pool) => {
-            let sql = format!(
-                "SELECT {PG_COLUMNS} FROM events \
-                 WHERE (xid::text::bigint, position) > ($1, $2) \
-                   AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
-                 ORDER BY xid::text::bigint, position LIMIT $3"
-            );
-            let rows = sqlx::query(&sql)
-                .bind(after.tx)
-                .bind(after.position)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
-            Ok(rows.iter().map(from_pg).collect::<Result<_, _>>()?)
-        }
-        Database::Sqlite(pool) => {
-            let sql = format!(
-                "SELECT {LITE_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
-            );
-            let rows = sqlx::query(&sql)
-                .bind(after.position)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
-            Ok(rows.iter().map(from_lite).collect::<Result<_, _>>()?)
-        }
-    }
+    Ok(match db {
+        Database::Postgres(_) => select_events!(
+            db,
+            "WHERE (xid::text::bigint, position) > ($1, $2) \
+               AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY xid::text::bigint, position LIMIT $3",
+            after.tx,
+            after.position,
+            limit
+        ),
+        Database::Sqlite(_) => select_events!(
+            db,
+            "WHERE position > $1 ORDER BY position LIMIT $2",
+            after.position,
+            limit
+        ),
+    })
 }
 
 /// Committed events with a position above `after`, in position order (the audit feed).
@@ -162,30 +169,12 @@ pub async fn events_by_position(
     after: i64,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    match db {
-        Database::Postgres(pool) => {
-            let sql = format!(
-                "SELECT {PG_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
-            );
-            let rows = sqlx::query(&sql)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
-            Ok(rows.iter().map(from_pg).collect::<Result<_, _>>()?)
-        }
-        Database::Sqlite(pool) => {
-            let sql = format!(
-                "SELECT {LITE_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
-            );
-            let rows = sqlx::query(&sql)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
-            Ok(rows.iter().map(from_lite).collect::<Result<_, _>>()?)
-        }
-    }
+    Ok(select_events!(
+        db,
+        "WHERE position > $1 ORDER BY position LIMIT $2",
+        after,
+        limit
+    ))
 }
 
 /// Every event of one aggregate, by sequence.
@@ -194,32 +183,12 @@ pub async fn aggregate_events(
     aggregate_type: &str,
     aggregate_id: &str,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    match db {
-        Database::Postgres(pool) => {
-            let sql = format!(
-                "SELECT {PG_COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
-                 ORDER BY sequence"
-            );
-            let rows = sqlx::query(&sql)
-                .bind(aggregate_type)
-                .bind(aggregate_id)
-                .fetch_all(pool)
-                .await?;
-            Ok(rows.iter().map(from_pg).collect::<Result<_, _>>()?)
-        }
-        Database::Sqlite(pool) => {
-            let sql = format!(
-                "SELECT {LITE_COLUMNS} FROM events WHERE aggregate_type = ? AND aggregate_id = ? \
-                 ORDER BY sequence"
-            );
-            let rows = sqlx::query(&sql)
-                .bind(aggregate_type)
-                .bind(aggregate_id)
-                .fetch_all(pool)
-                .await?;
-            Ok(rows.iter().map(from_lite).collect::<Result<_, _>>()?)
-        }
-    }
+    Ok(select_events!(
+        db,
+        "WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+        aggregate_type,
+        aggregate_id
+    ))
 }
 
 /// The hash stored with one event, if that event exists.
@@ -229,24 +198,16 @@ pub async fn stored_hash(
     aggregate_id: &str,
     sequence: usize,
 ) -> Result<Option<String>, StoreError> {
-    let metadata: Option<Value> = match db {
-        Database::Postgres(pool) => sqlx::query_scalar(
+    let metadata: Option<Value> = crate::with_pool!(db, pool => {
+        sqlx::query_scalar(
             "SELECT metadata FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
         )
         .bind(aggregate_type)
         .bind(aggregate_id)
         .bind(sequence as i64)
         .fetch_optional(pool)
-        .await?,
-        Database::Sqlite(pool) => sqlx::query_scalar(
-            "SELECT metadata FROM events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?",
-        )
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .bind(sequence as i64)
-        .fetch_optional(pool)
-        .await?,
-    };
+        .await?
+    });
     Ok(metadata.map(|m| hash_of(&m)))
 }
 
@@ -257,24 +218,16 @@ pub async fn position_of(
     aggregate_id: &str,
     sequence: usize,
 ) -> Result<Option<i64>, StoreError> {
-    Ok(match db {
-        Database::Postgres(pool) => sqlx::query_scalar(
+    Ok(crate::with_pool!(db, pool => {
+        sqlx::query_scalar(
             "SELECT position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
         )
         .bind(aggregate_type)
         .bind(aggregate_id)
         .bind(sequence as i64)
         .fetch_optional(pool)
-        .await?,
-        Database::Sqlite(pool) => sqlx::query_scalar(
-            "SELECT position FROM events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?",
-        )
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .bind(sequence as i64)
-        .fetch_optional(pool)
-        .await?,
-    })
+        .await?
+    }))
 }
 
 /// The commit-safe order key of the event at `position`.

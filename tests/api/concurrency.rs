@@ -1,7 +1,7 @@
 //! Whatever the concurrency, two live stays never overlap on one listing.
 use crate::helpers::*;
 use crate::on_both_backends;
-use crate::processes::{audit_verify, spawn_serve};
+use crate::processes::{audit_verify, create_listing_at, spawn_serve};
 use domain::Role;
 use serde_json::json;
 use std::collections::HashMap;
@@ -89,19 +89,7 @@ async fn two_servers_racing_on_one_postgres_make_one_booking() {
     let keys = storage.keys();
     let client = storm_client();
     let host = keys.mint(Uuid::now_v7(), Role::Host, chrono::Duration::hours(1));
-    let res = client
-        .post(format!("{}/api/v1/listings", a.address))
-        .bearer_auth(&host)
-        .json(&listing_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201);
-    let listing: Uuid = res.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let listing = create_listing_at(&client, &a.address, &host).await;
 
     let targets = vec![a.address.clone(), b.address.clone()];
     for round in 0..2 {

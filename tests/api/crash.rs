@@ -2,7 +2,7 @@
 //! nothing half-written.
 use crate::helpers::*;
 use crate::on_both_backends;
-use crate::processes::{audit_verify, spawn_serve};
+use crate::processes::{audit_verify, create_listing_at, spawn_serve};
 use domain::Role;
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -24,19 +24,7 @@ async fn killing_the_server_mid_storm_loses_no_answered_booking(backend: Backend
     let host = keys.mint(Uuid::now_v7(), Role::Host, chrono::Duration::hours(1));
     let mut listings = Vec::new();
     for _ in 0..20 {
-        let res = client
-            .post(format!("{}/api/v1/listings", server.address))
-            .bearer_auth(&host)
-            .json(&listing_body())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), 201);
-        let id: Uuid = res.json::<serde_json::Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let id = create_listing_at(&client, &server.address, &host).await;
         listings.push(id);
     }
 

@@ -240,16 +240,27 @@ impl TestApp {
         storage.remove().await;
     }
 
-    pub async fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> (u16, Value) {
         let res = self
             .client
-            .post(self.url(path))
+            .request(method, self.url(path))
             .bearer_auth(token)
             .json(body)
             .send()
             .await
             .expect("request");
         status_and_json(res).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.send_json(reqwest::Method::POST, path, token, body)
+            .await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
@@ -261,15 +272,8 @@ impl TestApp {
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
-        let res = self
-            .client
-            .patch(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
+        self.send_json(reqwest::Method::PATCH, path, token, body)
             .await
-            .expect("request");
-        status_and_json(res).await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> (u16, Value) {

@@ -55,3 +55,25 @@ pub async fn audit_verify(storage: &Storage) -> (i32, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
+
+/// Creates a listing through a server at `address`; returns its id.
+pub async fn create_listing_at(
+    client: &reqwest::Client,
+    address: &str,
+    host_token: &str,
+) -> uuid::Uuid {
+    let res = client
+        .post(format!("{address}/api/v1/listings"))
+        .bearer_auth(host_token)
+        .json(&crate::helpers::listing_body())
+        .send()
+        .await
+        .expect("create listing");
+    assert_eq!(res.status().as_u16(), 201);
+    let body: serde_json::Value = res.json().await.expect("listing JSON");
+    body["id"]
+        .as_str()
+        .expect("listing id")
+        .parse()
+        .expect("a UUID")
+}

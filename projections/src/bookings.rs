@@ -101,6 +101,10 @@ impl BookingsProjection {
             Database::Postgres(_) => "BEGIN",
             Database::Sqlite(_) => "BEGIN IMMEDIATE",
         };
+        let _turn = match self.db {
+            Database::Sqlite(_) => Some(store::sqlite_write_gate().lock().await),
+            Database::Postgres(_) => None,
+        };
         let outcome = with_pool!(&self.db, pool => {
             let mut tx = pool.begin_with(begin).await?;
             // Several processes may run this projection; the checkpoint row serializes them

@@ -223,7 +223,13 @@ impl<R: PersistedEventRepository> PersistedEventRepository for ChainedRepository
             prev = hash;
             chained.push(event);
         }
-        self.inner.persist::<A>(&chained, snapshot_update).await?;
+        {
+            let _turn = match self.db {
+                Database::Sqlite(_) => Some(crate::sqlite_write_gate().lock().await),
+                Database::Postgres(_) => None,
+            };
+            self.inner.persist::<A>(&chained, snapshot_update).await?;
+        }
         let last = chained.last().expect("non-empty");
         self.heads.put(
             &last.aggregate_type,

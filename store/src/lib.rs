@@ -21,6 +21,14 @@ use sqlx::{PgPool, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 
+/// SQLite lets one writer in at a time and makes the others poll with sleeps (its busy
+/// handler), which wastes most of the time under load. Writers of this process queue here
+/// instead, in order, and reach SQLite one by one. (One embedded database per process.)
+pub fn sqlite_write_gate() -> &'static tokio::sync::Mutex<()> {
+    static GATE: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
+    GATE.get_or_init(|| tokio::sync::Mutex::new(()))
+}
+
 /// The service's database: production PostgreSQL or the embedded SQLite file.
 #[derive(Clone, Debug)]
 pub enum Database {

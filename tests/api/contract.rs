@@ -1051,3 +1051,70 @@ async fn events_are_append_only(backend: Backend, name: &str) {
     app.finish().await;
 }
 on_both_backends!(events_are_append_only, events_are_append_only);
+
+/// A busy calendar crosses several snapshots; after a restart (nothing cached) the listing
+/// loads from its latest snapshot and still knows every taken night.
+async fn busy_calendars_survive_snapshots_and_restarts(backend: Backend, name: &str) {
+    let Some(app) = spawn_app(backend, name).await else {
+        return;
+    };
+    let listing = app.create_listing(Uuid::now_v7(), json!({})).await;
+    let guest = app.token(Role::Guest, Uuid::now_v7());
+    let mut ids = Vec::new();
+    for night in 0..120 {
+        let (status, body) = app
+            .post(
+                "/api/v1/bookings",
+                &guest,
+                &booking_body(listing, 5 + night, 6 + night, 1),
+            )
+            .await;
+        assert_eq!(status, 201, "night {night}: {body}");
+        ids.push(body_id(&body));
+    }
+    // Free every tenth night again.
+    for id in ids.iter().step_by(10) {
+        let (status, body) = app
+            .post(&format!("/api/v1/bookings/{id}/cancel"), &guest, &json!({}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let snapshots: i64 = match &app.db {
+        store::Database::Postgres(pool) => {
+            sqlx::query_scalar("SELECT MAX(current_snapshot) FROM snapshots")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        }
+        store::Database::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT MAX(current_snapshot) FROM snapshots")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(
+        snapshots >= 2,
+        "132 events on one listing cross two snapshots, got {snapshots}"
+    );
+
+    let app = start(app.stop().await, &[]).await;
+    let other = app.token(Role::Guest, Uuid::now_v7());
+    for night in 0..120 {
+        let (status, body) = app
+            .post(
+                "/api/v1/bookings",
+                &other,
+                &booking_body(listing, 5 + night, 6 + night, 1),
+            )
+            .await;
+        let expected = if night % 10 == 0 { 201 } else { 409 };
+        assert_eq!(status, expected, "night {night} after restart: {body}");
+    }
+    assert!(store::history::verify(&app.db).await.unwrap().ok);
+    app.finish().await;
+}
+on_both_backends!(
+    busy_calendars_survive_snapshots_and_restarts,
+    busy_calendars_survive_snapshots_and_restarts
+);

@@ -25,6 +25,7 @@ COPY domain ./domain
 COPY store ./store
 COPY commands ./commands
 COPY projections ./projections
+COPY bus ./bus
 COPY api ./api
 COPY bench ./bench
 COPY tests ./tests

@@ -101,13 +101,28 @@ impl Application {
         let secret = jwt_secret(&settings)?;
         let bookings_view = ProjectionRunner::new(BookingsProjection::new(db.clone()));
         let nudge = bookings_view.clone();
+        let relay_nudge = Arc::new(tokio::sync::Notify::new());
+        let nats = match (&settings.nats_url, &db) {
+            (Some(url), Database::Postgres(_)) => Some(
+                async_nats::ConnectOptions::new()
+                    .name("zhilego")
+                    .retry_on_initial_connect()
+                    .connect(url.as_str())
+                    .await
+                    .with_context(|| format!("connecting to NATS at {url}"))?,
+            ),
+            _ => None,
+        };
+        let wake_relay = relay_nudge.clone();
         let config = CommandsConfig {
             hold: settings.hold,
             ..CommandsConfig::default()
         };
         let commands = Arc::new(
-            Commands::new(db.clone(), config, encryption_key(&settings)?)
-                .on_write(move || nudge.nudge()),
+            Commands::new(db.clone(), config, encryption_key(&settings)?).on_write(move || {
+                nudge.nudge();
+                wake_relay.notify_one();
+            }),
         );
         let listener = TcpListener::bind(&settings.listen)
             .await
@@ -119,6 +134,8 @@ impl Application {
             db,
             commands,
             bookings_view,
+            nats,
+            relay_nudge,
         });
         Ok(Application { listener, state })
     }
@@ -157,6 +174,11 @@ impl Application {
             let stop = stopped(stop_rx.clone());
             async move { sweeper.run(interval, stop).await }
         });
+        let relay_task = state.nats.clone().map(|client| {
+            let state = state.clone();
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move { run_relay(state, client, stop).await })
+        });
         let router = routes::router(state.clone());
         axum::serve(
             self.listener,
@@ -169,9 +191,47 @@ impl Application {
         .await?;
         let _ = stop_tx.send(true);
         let _ = tokio::join!(projection_task, sweeper_task);
+        if let Some(task) = relay_task {
+            let _ = task.await;
+        }
         state.db.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+pub fn relay_config(settings: &Settings) -> bus::RelayConfig {
+    bus::RelayConfig {
+        stream: settings.nats_stream.clone(),
+        subject_prefix: settings.nats_subject_prefix.clone(),
+        ..bus::RelayConfig::default()
+    }
+}
+
+/// Runs the store → JetStream relay until `stop`, setting it up again while NATS is away.
+pub async fn run_relay(
+    state: AppState,
+    client: async_nats::Client,
+    stop: impl Future<Output = ()> + Send,
+) {
+    tokio::pin!(stop);
+    loop {
+        let setup = bus::Relay::new(
+            state.db.clone(),
+            client.clone(),
+            relay_config(&state.settings),
+        );
+        tokio::select! {
+            _ = &mut stop => return,
+            relay = setup => match relay {
+                Ok(relay) => return relay.run(&state.relay_nudge, Duration::from_millis(250), stop).await,
+                Err(e) => tracing::warn!(error = %e, "relay setup failed; retrying"),
+            },
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
 }
 

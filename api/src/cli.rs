@@ -23,6 +23,8 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Run only the store → NATS JetStream relay (production mode; `serve` runs one too).
+    Relay,
     /// Print a signed JWT for a user and role.
     Token {
         /// guest, host, admin, analyst or auditor.
@@ -73,6 +75,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("listening on http://{addr}");
             tracing::info!(%addr, mode = if app.state().settings.is_production() { "production" } else { "embedded" }, "serving");
             app.run_until_stopped(shutdown_signal()).await?;
+            Ok(0)
+        }
+        Command::Relay => {
+            anyhow::ensure!(
+                settings.is_production(),
+                "the relay needs a PostgreSQL DATABASE_URL"
+            );
+            let url = settings
+                .nats_url
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("the relay needs NATS_URL"))?;
+            let db = open_database(&settings).await?;
+            let client = async_nats::ConnectOptions::new()
+                .name("zhilego-relay")
+                .retry_on_initial_connect()
+                .connect(url.as_str())
+                .await?;
+            let relay = bus::Relay::new(db, client, crate::app::relay_config(&settings)).await?;
+            println!("relaying to stream {}", settings.nats_stream);
+            let never = tokio::sync::Notify::new();
+            relay
+                .run(
+                    &never,
+                    std::time::Duration::from_millis(100),
+                    shutdown_signal(),
+                )
+                .await;
             Ok(0)
         }
         Command::Migrate => {

@@ -33,8 +33,13 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `DATABASE_URL`: a `postgres://` URL selects production mode.
     pub database_url: Option<String>,
-    /// `NATS_URL`: the event bus in production mode.
+    /// `NATS_URL`: the event bus in production mode; the relay publishes the store to it.
     pub nats_url: Option<String>,
+    /// `ZHILEGO_NATS_STREAM`: the JetStream stream of events (default `ZHILEGO_EVENTS`).
+    pub nats_stream: String,
+    /// `ZHILEGO_NATS_SUBJECT_PREFIX`: subjects are `<prefix>.<aggregate_type>.<id>` (default
+    /// `events`).
+    pub nats_subject_prefix: String,
     /// `ZHILEGO_JWT_SECRET`: required in production; generated and kept in the data dir
     /// in embedded mode.
     pub jwt_secret: Option<Secret>,
@@ -121,6 +126,9 @@ impl Settings {
             data_dir: PathBuf::from(get("ZHILEGO_DATA_DIR").unwrap_or_else(|| "./data".into())),
             database_url,
             nats_url: get("NATS_URL"),
+            nats_stream: get("ZHILEGO_NATS_STREAM").unwrap_or_else(|| "ZHILEGO_EVENTS".into()),
+            nats_subject_prefix: get("ZHILEGO_NATS_SUBJECT_PREFIX")
+                .unwrap_or_else(|| "events".into()),
             jwt_secret: get("ZHILEGO_JWT_SECRET").map(Secret::new),
             encryption_key: get("ZHILEGO_ENCRYPTION_KEY").map(Secret::new),
             rate_limit_per_minute: num("ZHILEGO_RATE_LIMIT", get("ZHILEGO_RATE_LIMIT"), 100)?,

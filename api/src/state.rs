@@ -19,6 +19,10 @@ pub struct Inner {
     pub bookings_view: ProjectionRunner,
     pub auth: JwtKeys,
     pub metrics: PrometheusHandle,
+    /// The bus connection in production mode with `NATS_URL`.
+    pub nats: Option<async_nats::Client>,
+    /// Wakes the relay after every successful command.
+    pub relay_nudge: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {

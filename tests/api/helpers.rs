@@ -23,6 +23,25 @@ pub enum Backend {
 }
 
 pub const PG_URL_VAR: &str = "ZHILEGO_TEST_PG_URL";
+pub const NATS_URL_VAR: &str = "ZHILEGO_TEST_NATS_URL";
+
+/// The NATS URL for bus tests, or `None` (test skipped) when not configured.
+pub fn nats_url(test: &str) -> Option<String> {
+    match std::env::var(NATS_URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("ZHILEGO_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{test}: {NATS_URL_VAR} is not set but ZHILEGO_REQUIRE_SERVICES=1");
+            }
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "SKIPPED {test}: set {NATS_URL_VAR} to run it against NATS"
+            );
+            None
+        }
+    }
+}
 
 /// The admin URL for PostgreSQL tests, or `None` (test skipped) when not configured.
 pub fn pg_admin_url(test: &str) -> Option<String> {
@@ -95,6 +114,8 @@ pub struct Storage {
     pub pg: Option<(String, String, String)>, // (admin url, db name, url)
     pub jwt_secret: String,
     pub encryption_key: String,
+    /// (NATS URL, stream, subject prefix), fresh per test, when the test uses the bus.
+    pub nats: Option<(String, String, String)>,
 }
 
 impl Storage {
@@ -113,6 +134,7 @@ impl Storage {
             pg,
             jwt_secret: format!("test-secret-{}", Uuid::new_v4()),
             encryption_key: format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
+            nats: None,
         })
     }
 
@@ -128,6 +150,11 @@ impl Storage {
         env.insert("ZHILEGO_ENCRYPTION_KEY".into(), self.encryption_key.clone());
         env.insert("ZHILEGO_RATE_LIMIT".into(), "0".into());
         env.insert("ZHILEGO_SWEEP_INTERVAL_MS".into(), "200".into());
+        if let Some((url, stream, prefix)) = &self.nats {
+            env.insert("NATS_URL".into(), url.clone());
+            env.insert("ZHILEGO_NATS_STREAM".into(), stream.clone());
+            env.insert("ZHILEGO_NATS_SUBJECT_PREFIX".into(), prefix.clone());
+        }
         if let Some((_, _, url)) = &self.pg {
             env.insert("DATABASE_URL".into(), url.clone());
             env.insert("ZHILEGO_DB_MAX_CONNECTIONS".into(), "8".into());
@@ -149,7 +176,21 @@ impl Storage {
             .expect("open test database")
     }
 
+    /// Gives this storage a fresh stream and subject prefix on the NATS server at `url`.
+    pub fn with_nats(mut self, url: String) -> Storage {
+        let id = Uuid::new_v4().simple().to_string();
+        self.nats = Some((url, format!("T_{id}"), format!("t{id}.events")));
+        self
+    }
+
     pub async fn remove(&self) {
+        if let Some((url, stream, _)) = &self.nats {
+            if let Ok(client) = async_nats::connect(url.as_str()).await {
+                let _ = async_nats::jetstream::new(client)
+                    .delete_stream(stream)
+                    .await;
+            }
+        }
         if let Some((admin, name, _)) = &self.pg {
             drop_pg_database(admin, name).await;
         }

@@ -7,3 +7,4 @@ mod concurrency;
 mod contract;
 mod crash;
 mod ops;
+mod relay;

@@ -19,18 +19,29 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The store (and with it the read models, which share the database for now) answers.
+/// The store (and with it the read models, which share the database for now) and, when
+/// configured, the bus answer.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let store = state.db.ping().await;
+    let bus = state
+        .nats
+        .as_ref()
+        .map(|c| c.connection_state() == async_nats::connection::State::Connected);
+    let ready = store.is_ok() && bus != Some(false);
     let body = json!({
-        "status": if store.is_ok() { "ready" } else { "not_ready" },
+        "status": if ready { "ready" } else { "not_ready" },
         "mode": if state.settings.is_production() { "production" } else { "embedded" },
         "checks": {
-            "store": if store.is_ok() { "ok".to_string() } else { "unreachable".to_string() },
+            "store": if store.is_ok() { "ok" } else { "unreachable" },
             "read_db": if store.is_ok() { "ok" } else { "unreachable" },
+            "bus": match bus {
+                None => "not_configured",
+                Some(true) => "ok",
+                Some(false) => "unreachable",
+            },
         }
     });
-    let code = if store.is_ok() {
+    let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

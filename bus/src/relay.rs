@@ -1,0 +1,171 @@
+//! Store → JetStream, gap-free and at-least-once.
+//!
+//! A batch runs inside one PostgreSQL transaction that holds the relay's checkpoint row
+//! (`FOR UPDATE`): several relays may run, and they take turns by construction. The batch is
+//! the events after the checkpoint that no running transaction can still precede (see
+//! `store::history::events_after`), so an event that commits late with a lower position is
+//! published when it commits, never skipped. Messages are published with `Nats-Msg-Id`, all
+//! acknowledgements are awaited, and only then does the checkpoint move; a failure rolls back,
+//! and the retry's duplicates are dropped by JetStream's de-duplication window.
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use bytes::Bytes;
+use std::time::Duration;
+use store::history::{self, Checkpoint};
+use store::{Database, StoredEvent};
+
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// The relay's checkpoint name (one per target stream).
+    pub name: String,
+    /// The JetStream stream that keeps the events.
+    pub stream: String,
+    /// Subjects are `<prefix>.<aggregate_type>.<aggregate_id>`.
+    pub subject_prefix: String,
+    /// How long the stream keeps events (the store keeps everything).
+    pub max_age: Duration,
+    pub batch: i64,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            name: "jetstream".to_string(),
+            stream: "ZHILEGO_EVENTS".to_string(),
+            subject_prefix: "events".to_string(),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            batch: 1000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("the relay needs the PostgreSQL event store")]
+    Unsupported,
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("JetStream: {0}")]
+    Bus(String),
+}
+
+pub struct Relay {
+    db: Database,
+    js: jetstream::Context,
+    config: RelayConfig,
+}
+
+impl Relay {
+    /// Connects the relay to JetStream and makes sure its stream exists.
+    pub async fn new(
+        db: Database,
+        nats: async_nats::Client,
+        config: RelayConfig,
+    ) -> Result<Relay, RelayError> {
+        if !matches!(db, Database::Postgres(_)) {
+            return Err(RelayError::Unsupported);
+        }
+        let js = jetstream::new(nats);
+        js.get_or_create_stream(stream::Config {
+            name: config.stream.clone(),
+            subjects: vec![format!("{}.>", config.subject_prefix)],
+            max_age: config.max_age,
+            duplicate_window: Duration::from_secs(120),
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| RelayError::Bus(e.to_string()))?;
+        Ok(Relay { db, js, config })
+    }
+
+    pub fn subject_of(&self, e: &StoredEvent) -> String {
+        format!(
+            "{}.{}.{}",
+            self.config.subject_prefix, e.aggregate_type, e.aggregate_id
+        )
+    }
+
+    /// Publishes one batch; returns how many events it published.
+    pub async fn relay_once(&self) -> Result<usize, RelayError> {
+        let Database::Postgres(pool) = &self.db else {
+            return Err(RelayError::Unsupported);
+        };
+        sqlx::query("INSERT INTO relay_checkpoints (name, tx, position) VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING")
+            .bind(&self.config.name)
+            .execute(pool)
+            .await?;
+        let mut tx = pool.begin().await?;
+        let (cp_tx, cp_pos): (i64, i64) =
+            sqlx::query_as("SELECT tx, position FROM relay_checkpoints WHERE name = $1 FOR UPDATE")
+                .bind(&self.config.name)
+                .fetch_one(&mut *tx)
+                .await?;
+        let from = Checkpoint {
+            tx: cp_tx,
+            position: cp_pos,
+        };
+        let events = history::events_after(&self.db, from, self.config.batch).await?;
+        let Some(last) = events.last().map(StoredEvent::checkpoint) else {
+            return Ok(0);
+        };
+        let mut acks = Vec::with_capacity(events.len());
+        for e in &events {
+            let payload = serde_json::to_vec(e).map_err(|err| RelayError::Bus(err.to_string()))?;
+            let mut message = PublishMessage::build()
+                .payload(Bytes::from(payload))
+                .message_id(e.event_id())
+                .header("Zhilego-Position", e.position.to_string().as_str());
+            if let Some(correlation) = e.metadata.get("correlation_id").and_then(|v| v.as_str()) {
+                message = message.header("Zhilego-Correlation-Id", correlation);
+            }
+            let ack = self
+                .js
+                .send_publish(self.subject_of(e), message)
+                .await
+                .map_err(|err| RelayError::Bus(err.to_string()))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(|err| RelayError::Bus(err.to_string()))?;
+        }
+        sqlx::query("UPDATE relay_checkpoints SET tx = $2, position = $3 WHERE name = $1")
+            .bind(&self.config.name)
+            .bind(last.tx)
+            .bind(last.position)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        metrics::counter!("zhilego_relay_published_total").increment(events.len() as u64);
+        metrics::gauge!("zhilego_relay_position").set(last.position as f64);
+        Ok(events.len())
+    }
+
+    /// Relays until `shutdown` resolves: after every nudge, every `poll`, and with growing
+    /// pauses (up to 5 s) while the bus or the store fails.
+    pub async fn run(
+        &self,
+        nudge: &tokio::sync::Notify,
+        poll: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut pause = Duration::ZERO;
+        loop {
+            match self.relay_once().await {
+                Ok(n) if n as i64 == self.config.batch => continue,
+                Ok(_) => pause = Duration::ZERO,
+                Err(e) => {
+                    pause = (pause * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "relay step failed");
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = nudge.notified(), if pause.is_zero() => {}
+                _ = tokio::time::sleep(if pause.is_zero() { poll } else { pause }) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+-- How far each relay has published the event store to the bus, in (transaction, position)
+-- order; advanced only after the bus acknowledged every message before it.
+CREATE TABLE relay_checkpoints
+(
+    name     text PRIMARY KEY,
+    tx       bigint NOT NULL,
+    position bigint NOT NULL
+);

@@ -4,7 +4,9 @@
 //! status and body. A repeat with the same key and the same method, path and body gets that
 //! response again (header `Idempotent-Replayed: true`); with anything else, 422. A repeat that
 //! arrives while the first is still running waits for it. Server-side failures (5xx) release
-//! the key so the client can retry. Keys are per caller.
+//! the key so the client can retry. Keys are per caller. A claim left without an answer for
+//! longer than `ABANDONED_AFTER` (its request died with the process) is taken over by the
+//! next request with that key.
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -20,6 +22,16 @@ pub const HEADER: &str = "idempotency-key";
 
 /// How long a repeat waits for the first request with its key to finish.
 const WAIT_FOR_FIRST: Duration = Duration::from_secs(15);
+
+/// A claim this old without an answer belongs to a request that will never answer.
+const ABANDONED_AFTER_SECONDS: i64 = 60;
+
+/// What a repeat found.
+enum Repeat {
+    Answer(Response),
+    /// The first request died; the key is free again.
+    Abandoned,
+}
 
 fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response {
     let content_type = if status.is_success() {
@@ -78,10 +90,25 @@ where
         h.update(body);
         hex::encode(h.finalize())
     };
-    match claim(state, &owner, &key, &fingerprint).await {
-        Err(e) => return e.into_response(),
-        Ok(false) => return replay(state, &owner, &key, &fingerprint).await,
-        Ok(true) => {}
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match claim(state, &owner, &key, &fingerprint).await {
+            Err(e) => return e.into_response(),
+            Ok(true) => break,
+            Ok(false) => match replay(state, &owner, &key, &fingerprint).await {
+                Repeat::Answer(response) => return response,
+                Repeat::Abandoned if attempts < 3 => continue,
+                Repeat::Abandoned => {
+                    return ApiError::unavailable(
+                        "idempotency_retry",
+                        "this Idempotency-Key is contended; send it again",
+                        1,
+                    )
+                    .into_response()
+                }
+            },
+        }
     }
     let (status, bytes) = match handler().await {
         Ok((status, value)) => (status, serde_json::to_vec(&value).unwrap_or_default()),
@@ -157,7 +184,29 @@ async fn release(state: &AppState, owner: &str, key: &str) -> Result<(), sqlx::E
 /// (request fingerprint, status code, response body) of a claimed key.
 type KeyRecord = (String, Option<i32>, Option<String>);
 
-async fn replay(state: &AppState, owner: &str, key: &str, fingerprint: &str) -> Response {
+/// Deletes the claim if it was abandoned; returns whether it did.
+async fn take_over_if_abandoned(
+    state: &AppState,
+    owner: &str,
+    key: &str,
+) -> Result<bool, sqlx::Error> {
+    let sql = match state.db {
+        store::Database::Postgres(_) => format!(
+            "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND status_code IS NULL \
+             AND created_at < now() - interval '{ABANDONED_AFTER_SECONDS} seconds'"
+        ),
+        store::Database::Sqlite(_) => format!(
+            "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND status_code IS NULL \
+             AND created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-{ABANDONED_AFTER_SECONDS} seconds')"
+        ),
+    };
+    let deleted = with_pool!(&state.db, pool => {
+        sqlx::query(&sql).bind(owner).bind(key).execute(pool).await?.rows_affected()
+    });
+    Ok(deleted == 1)
+}
+
+async fn replay(state: &AppState, owner: &str, key: &str, fingerprint: &str) -> Repeat {
     let deadline = tokio::time::Instant::now() + WAIT_FOR_FIRST;
     loop {
         let row: Result<Option<KeyRecord>, sqlx::Error> = with_pool!(&state.db, pool => {
@@ -169,39 +218,41 @@ async fn replay(state: &AppState, owner: &str, key: &str, fingerprint: &str) -> 
             .fetch_optional(pool)
             .await
         });
-        match row {
-            Err(e) => return ApiError::from(store::StoreError::from(e)).into_response(),
-            // The first request failed on our side and let go of the key: try again.
-            Ok(None) => {
-                return ApiError::unavailable(
-                    "idempotency_retry",
-                    "the first request with this key failed; send it again",
-                    1,
-                )
-                .into_response()
+        let answer = match row {
+            Err(e) => ApiError::from(store::StoreError::from(e)).into_response(),
+            // The first request failed on our side and let go of the key: claim it again.
+            Ok(None) => return Repeat::Abandoned,
+            Ok(Some((_, None, _)))
+                if take_over_if_abandoned(state, owner, key)
+                    .await
+                    .unwrap_or(false) =>
+            {
+                return Repeat::Abandoned
             }
-            Ok(Some((hash, _, _))) if hash != fingerprint => {
-                return ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_reused",
-                    "Idempotency key reused",
-                    "this Idempotency-Key was used with a different request",
-                )
-                .into_response()
-            }
+            Ok(Some((hash, _, _))) if hash != fingerprint => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency key reused",
+                "this Idempotency-Key was used with a different request",
+            )
+            .into_response(),
             Ok(Some((_, Some(status), Some(body)))) => {
                 let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
-                return json_response(status, body.into_bytes(), true);
+                json_response(status, body.into_bytes(), true)
             }
-            Ok(Some(_)) => {}
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return ApiError::conflict(
-                "idempotency_in_progress",
-                "a request with this Idempotency-Key is still running",
-            )
-            .into_response();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(Some(_)) => {
+                if tokio::time::Instant::now() >= deadline {
+                    ApiError::conflict(
+                        "idempotency_in_progress",
+                        "a request with this Idempotency-Key is still running",
+                    )
+                    .into_response()
+                } else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+        };
+        return Repeat::Answer(answer);
     }
 }

@@ -804,6 +804,42 @@ async fn idempotency_keys_replay_the_first_answer(backend: Backend, name: &str) 
         ids.insert(body["id"].as_str().unwrap().to_string());
     }
     assert_eq!(ids.len(), 1, "one booking for one key");
+
+    // A claim whose request died long ago (no answer recorded) is taken over.
+    let owner = Uuid::now_v7();
+    let stale = "INSERT INTO idempotency_keys (principal, key, request_hash, created_at) VALUES ($1, 'key-4', 'x', ";
+    match &app.db {
+        store::Database::Postgres(pool) => {
+            sqlx::query(&format!("{stale}now() - interval '5 minutes')"))
+                .bind(owner.to_string())
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        store::Database::Sqlite(pool) => {
+            sqlx::query(&format!(
+                "{stale}strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-5 minutes'))"
+            ))
+            .bind(owner.to_string())
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+    let res = app
+        .client
+        .post(app.url("/api/v1/bookings"))
+        .bearer_auth(app.token(Role::Guest, owner))
+        .header("Idempotency-Key", "key-4")
+        .json(&booking_body(listing, 50, 52, 2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status().as_u16(),
+        201,
+        "the abandoned claim is taken over"
+    );
     app.finish().await;
 }
 on_both_backends!(

@@ -120,10 +120,6 @@ impl Commands {
         self
     }
 
-    pub fn config(&self) -> &CommandsConfig {
-        &self.config
-    }
-
     /// Wraps a result with the global position of the aggregate's newest event, and tells
     /// the read side when something was appended.
     async fn written<A, T>(
@@ -152,6 +148,24 @@ impl Commands {
 
     // ----- listings -------------------------------------------------------------------------
 
+    /// Runs a host-side command on a listing; `value` picks the answer from the result.
+    async fn on_listing<T>(
+        &self,
+        listing_id: Uuid,
+        cmd: ListingCommand,
+        meta: &CommandMeta,
+        value: impl FnOnce(&Listing) -> T,
+    ) -> Result<Written<T>, FlowError> {
+        let done = self
+            .listings
+            .execute(listing_id, cmd, meta)
+            .await
+            .map_err(listing_err)?;
+        let answer = value(&done.aggregate);
+        self.written(&self.listings, listing_id, &done, answer)
+            .await
+    }
+
     pub async fn create_listing(
         &self,
         host_id: Uuid,
@@ -166,13 +180,7 @@ impl Commands {
             details,
             status,
         };
-        let done = self
-            .listings
-            .execute(listing_id, cmd, meta)
-            .await
-            .map_err(listing_err)?;
-        self.written(&self.listings, listing_id, &done, done.aggregate.clone())
-            .await
+        self.on_listing(listing_id, cmd, meta, |l| l.clone()).await
     }
 
     pub async fn update_listing(
@@ -185,13 +193,7 @@ impl Commands {
             actor: meta.actor,
             changes,
         };
-        let done = self
-            .listings
-            .execute(listing_id, cmd, meta)
-            .await
-            .map_err(listing_err)?;
-        self.written(&self.listings, listing_id, &done, done.aggregate.clone())
-            .await
+        self.on_listing(listing_id, cmd, meta, |l| l.clone()).await
     }
 
     /// The listing as the event store has it, or `None`.
@@ -215,13 +217,7 @@ impl Commands {
             reason,
             today: local_date(Utc::now()),
         };
-        let done = self
-            .listings
-            .execute(listing_id, cmd, meta)
-            .await
-            .map_err(listing_err)?;
-        self.written(&self.listings, listing_id, &done, block_id)
-            .await
+        self.on_listing(listing_id, cmd, meta, |_| block_id).await
     }
 
     pub async fn unblock_dates(
@@ -234,12 +230,7 @@ impl Commands {
             actor: meta.actor,
             block_id,
         };
-        let done = self
-            .listings
-            .execute(listing_id, cmd, meta)
-            .await
-            .map_err(listing_err)?;
-        self.written(&self.listings, listing_id, &done, ()).await
+        self.on_listing(listing_id, cmd, meta, |_| ()).await
     }
 
     // ----- bookings -------------------------------------------------------------------------

@@ -73,12 +73,6 @@ impl BookingsProjection {
             .unwrap_or_default())
     }
 
-    /// Applies up to `batch` new events; returns how many were applied.
-    pub async fn catch_up(&self, batch: i64) -> Result<usize, StoreError> {
-        let from = self.checkpoint().await?;
-        Ok(self.catch_up_from(from, batch).await?.0)
-    }
-
     /// Applies up to `batch` events after `from` (a hint: events this projection already has
     /// are skipped); returns how many were applied and the checkpoint afterwards.
     pub async fn catch_up_from(
@@ -159,19 +153,6 @@ impl BookingsProjection {
             (applied, current.max(last))
         });
         Ok(outcome)
-    }
-
-    /// Has this projection applied the event at `position`?
-    pub async fn has_reached(&self, position: i64) -> Result<bool, StoreError> {
-        let checkpoint = self.checkpoint().await?;
-        if checkpoint.position >= position && matches!(self.db, Database::Sqlite(_)) {
-            return Ok(true);
-        }
-        match history::checkpoint_of(&self.db, position).await? {
-            Some(target) => Ok(target <= checkpoint),
-            // No such event (yet): only reached once the store has moved past it.
-            None => Ok(checkpoint.position >= position),
-        }
     }
 
     /// Bookings newest first, `limit` at most, after the cursor (a booking id).

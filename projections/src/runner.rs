@@ -88,7 +88,7 @@ impl ProjectionRunner {
                 Some(target) => break target,
                 // Not (yet) an event: reached once the store has moved past it.
                 None => {
-                    if self.projection.has_reached(position).await? {
+                    if self.projection.checkpoint().await?.position >= position {
                         return Ok(true);
                     }
                     if tokio::time::Instant::now() >= deadline {

@@ -35,14 +35,6 @@ impl BookingStatus {
             BookingStatus::Expired => "expired",
         }
     }
-
-    /// Held, confirmed and checked-in stays occupy their nights.
-    pub fn is_live(self) -> bool {
-        matches!(
-            self,
-            BookingStatus::Held | BookingStatus::Confirmed | BookingStatus::CheckedIn
-        )
-    }
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

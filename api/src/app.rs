@@ -7,8 +7,9 @@ use crate::settings::Settings;
 use crate::state::{AppState, Inner};
 use crate::telemetry;
 use anyhow::Context;
+use crate::reads::{Feed, ReadModels};
+use bus::{LocalBus, LocalRelay};
 use commands::{Commands, CommandsConfig, ReservationSweeper};
-use projections::{BookingsProjection, ProjectionRunner};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use store::Database;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 pub struct Application {
     listener: TcpListener,
@@ -99,30 +101,18 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let db = open_database(&settings).await?;
         let secret = jwt_secret(&settings)?;
-        let bookings_view = ProjectionRunner::new(BookingsProjection::new(db.clone()));
-        let nudge = bookings_view.clone();
+        let reads = Arc::new(ReadModels::open(&settings, &db).await?);
+        reads.prepare().await.context("preparing the read models")?;
         let relay_nudge = Arc::new(tokio::sync::Notify::new());
-        let nats = match (&settings.nats_url, &db) {
-            (Some(url), Database::Postgres(_)) => Some(
-                async_nats::ConnectOptions::new()
-                    .name("zhilego")
-                    .retry_on_initial_connect()
-                    .connect(url.as_str())
-                    .await
-                    .with_context(|| format!("connecting to NATS at {url}"))?,
-            ),
-            _ => None,
-        };
+        let nats = connect_nats(&settings, &db).await?;
         let wake_relay = relay_nudge.clone();
         let config = CommandsConfig {
             hold: settings.hold,
             ..CommandsConfig::default()
         };
         let commands = Arc::new(
-            Commands::new(db.clone(), config, encryption_key(&settings)?).on_write(move || {
-                nudge.nudge();
-                wake_relay.notify_one();
-            }),
+            Commands::new(db.clone(), config, encryption_key(&settings)?)
+                .on_write(move || wake_relay.notify_one()),
         );
         let listener = TcpListener::bind(&settings.listen)
             .await
@@ -133,7 +123,7 @@ impl Application {
             settings,
             db,
             commands,
-            bookings_view,
+            reads,
             nats,
             relay_nudge,
         });
@@ -149,36 +139,24 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish and stops the
-    /// projection and sweeper loops.
+    /// relay, the projection builders and the sweeper.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
         let state = self.state.clone();
-        let runner = state.bookings_view.clone();
-        let projection_task = tokio::spawn({
-            let stop = stopped(stop_rx.clone());
-            async move { runner.run(Duration::from_millis(500), stop).await }
-        });
+        let mut tasks = start_pipeline(&state, &stop_rx).await?;
         let sweeper = ReservationSweeper::new(
             state.commands.clone(),
-            state.bookings_view.projection().clone(),
+            state.reads.primary.clone(),
             state.settings.orphan_after,
         );
         let interval = state.settings.sweep_interval;
-        let sweeper_task = tokio::spawn({
+        tasks.push(tokio::spawn({
             let stop = stopped(stop_rx.clone());
             async move { sweeper.run(interval, stop).await }
-        });
-        let relay_task = state.nats.clone().map(|client| {
-            let state = state.clone();
-            let stop = stopped(stop_rx.clone());
-            tokio::spawn(async move { run_relay(state, client, stop).await })
-        });
+        }));
         let router = routes::router(state.clone());
         axum::serve(
             self.listener,
@@ -190,14 +168,91 @@ impl Application {
         })
         .await?;
         let _ = stop_tx.send(true);
-        let _ = tokio::join!(projection_task, sweeper_task);
-        if let Some(task) = relay_task {
-            let _ = task.await;
-        }
+        futures::future::join_all(tasks).await;
         state.db.close().await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Resolves once the stop flag is raised.
+pub fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// Connects to NATS when production mode names it (the connection retries in the background,
+/// so the service starts while NATS is down).
+pub async fn connect_nats(
+    settings: &Settings,
+    db: &Database,
+) -> anyhow::Result<Option<async_nats::Client>> {
+    match (&settings.nats_url, db) {
+        (Some(url), Database::Postgres(_)) => Ok(Some(
+            async_nats::ConnectOptions::new()
+                .name("zhilego")
+                .retry_on_initial_connect()
+                .connect(url.as_str())
+                .await
+                .with_context(|| format!("connecting to NATS at {url}"))?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Starts the store → bus relay and the projection builders that follow the bus: JetStream
+/// with `NATS_URL` in production mode, else the in-process bus. Also reports their lag.
+pub async fn start_pipeline(
+    state: &AppState,
+    stop_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    let feed = match &state.nats {
+        Some(client) => {
+            let relay_state = state.clone();
+            let client_for_relay = client.clone();
+            let stop = stopped(stop_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                run_relay(relay_state, client_for_relay, stop).await
+            }));
+            Feed::JetStream(client.clone(), relay_config(&state.settings))
+        }
+        None => {
+            let bus = LocalBus::default();
+            let relay = LocalRelay::new(state.db.clone(), bus.clone()).await?;
+            let nudge = state.relay_nudge.clone();
+            let stop = stopped(stop_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                relay.run(&nudge, Duration::from_millis(250), stop).await
+            }));
+            Feed::Local(bus)
+        }
+    };
+    tasks.extend(state.reads.spawn_builders(&feed, || stopped(stop_rx.clone())));
+    let reads = state.reads.clone();
+    let db = state.db.clone();
+    let relay_name = relay_config(&state.settings).name;
+    let with_relay = state.nats.is_some();
+    let stop = stopped(stop_rx.clone());
+    tasks.push(tokio::spawn(async move {
+        let relay_lag = async {
+            loop {
+                if with_relay {
+                    if let Ok((behind, seconds)) = bus::relay::lag(&db, &relay_name).await {
+                        metrics::gauge!("zhilego_relay_lag_events").set(behind as f64);
+                        metrics::gauge!("zhilego_relay_lag_seconds").set(seconds);
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        };
+        tokio::select! {
+            _ = reads.report_lag(Duration::from_secs(2), stop) => {}
+            _ = relay_lag => {}
+        }
+    }));
+    Ok(tasks)
 }
 
 pub fn relay_config(settings: &Settings) -> bus::RelayConfig {

@@ -25,6 +25,14 @@ pub enum Command {
     Migrate,
     /// Run only the store → NATS JetStream relay (production mode; `serve` runs one too).
     Relay,
+    /// Run only the projection builders (`serve` runs them too): on durable JetStream consumers
+    /// with NATS_URL in production mode, else following the store directly.
+    Project,
+    /// Inspect or rebuild the read models.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
     /// Print a signed JWT for a user and role.
     Token {
         /// guest, host, admin, analyst or auditor.
@@ -56,6 +64,21 @@ pub enum UserAction {
     Erase {
         #[arg(long)]
         id: Uuid,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProjectionsCommand {
+    /// Replay the event store into fresh tables and swap them in atomically.
+    Rebuild {
+        /// bookings, availability, listings, or all.
+        name: String,
+    },
+    /// Each projection's position, events applied, and lag behind the store.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -102,6 +125,101 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     shutdown_signal(),
                 )
                 .await;
+            Ok(0)
+        }
+        Command::Project => {
+            let db = open_database(&settings).await?;
+            let reads = std::sync::Arc::new(crate::reads::ReadModels::open(&settings, &db).await?);
+            reads.prepare().await?;
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let nats = crate::app::connect_nats(&settings, &db).await?;
+            let mut tasks = Vec::new();
+            let feed = match nats {
+                Some(client) => {
+                    println!("projection builders on JetStream stream {}", settings.nats_stream);
+                    crate::reads::Feed::JetStream(client, crate::app::relay_config(&settings))
+                }
+                None => {
+                    println!("projection builders following the store");
+                    let bus = bus::LocalBus::default();
+                    let relay = bus::LocalRelay::new(db.clone(), bus.clone()).await?;
+                    let stop = crate::app::stopped(stop_rx.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let never = tokio::sync::Notify::new();
+                        relay.run(&never, std::time::Duration::from_millis(100), stop).await
+                    }));
+                    crate::reads::Feed::Local(bus)
+                }
+            };
+            tasks.extend(reads.spawn_builders(&feed, || crate::app::stopped(stop_rx.clone())));
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+            futures::future::join_all(tasks).await;
+            Ok(0)
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild { name },
+        } => {
+            let db = open_database(&settings).await?;
+            let reads = crate::reads::ReadModels::open(&settings, &db).await?;
+            let names: Vec<&str> = match name.as_str() {
+                "all" => vec!["bookings", "availability", "listings"],
+                one @ ("bookings" | "availability" | "listings") => vec![one],
+                other => anyhow::bail!(
+                    "unknown projection {other:?}: bookings, availability, listings or all"
+                ),
+            };
+            for name in names {
+                let bar = indicatif::ProgressBar::new(0);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg:>12} [{bar:40}] {pos}/{len} events ({per_sec}, {eta})",
+                    )?
+                    .progress_chars("=> "),
+                );
+                bar.set_message(name.to_string());
+                let report = {
+                    let bar = bar.clone();
+                    move |done: u64, total: u64| {
+                        bar.set_length(total);
+                        bar.set_position(done);
+                    }
+                };
+                let started = std::time::Instant::now();
+                let events = match name {
+                    "bookings" => reads.bookings.rebuild(Some(&report)).await?,
+                    "availability" => reads.availability.rebuild(Some(&report)).await?,
+                    _ => reads.listings.rebuild(Some(&report)).await?,
+                };
+                bar.finish();
+                let secs = started.elapsed().as_secs_f64();
+                println!(
+                    "{name}: rebuilt from {events} events in {secs:.1} s ({:.0} events/s) and swapped in",
+                    events as f64 / secs.max(1e-9)
+                );
+            }
+            Ok(0)
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Status { json },
+        } => {
+            let db = open_database(&settings).await?;
+            let reads = crate::reads::ReadModels::open(&settings, &db).await?;
+            let statuses = reads.statuses().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&statuses)?);
+            } else {
+                println!(
+                    "{:<14}{:>8}{:>12}{:>12}{:>10}{:>10}",
+                    "projection", "version", "position", "applied", "behind", "lag (s)"
+                );
+                for s in statuses {
+                    println!(
+                        "{:<14}{:>8}{:>12}{:>12}{:>10}{:>10.1}",
+                        s.name, s.version, s.position, s.applied, s.behind_events, s.lag_seconds
+                    );
+                }
+            }
             Ok(0)
         }
         Command::Migrate => {

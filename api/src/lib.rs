@@ -17,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod rate_limit;
+pub mod reads;
 pub mod routes;
 pub mod settings;
 pub mod state;

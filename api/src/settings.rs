@@ -33,6 +33,12 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `DATABASE_URL`: a `postgres://` URL selects production mode.
     pub database_url: Option<String>,
+    /// `READ_DATABASE_URL`: where the read models live. Default: `<store>_read` on the same
+    /// PostgreSQL server (created when missing); embedded: the same SQLite file.
+    pub read_database_url: Option<String>,
+    /// `READ_REPLICA_URLS`: comma-separated replicas of the read database that queries go to
+    /// (default: the read database itself).
+    pub read_replica_urls: Vec<String>,
     /// `NATS_URL`: the event bus in production mode; the relay publishes the store to it.
     pub nats_url: Option<String>,
     /// `ZHILEGO_NATS_STREAM`: the JetStream stream of events (default `ZHILEGO_EVENTS`).
@@ -125,6 +131,16 @@ impl Settings {
             listen: get("ZHILEGO_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
             data_dir: PathBuf::from(get("ZHILEGO_DATA_DIR").unwrap_or_else(|| "./data".into())),
             database_url,
+            read_database_url: get("READ_DATABASE_URL"),
+            read_replica_urls: get("READ_REPLICA_URLS")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|u| !u.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
             nats_url: get("NATS_URL"),
             nats_stream: get("ZHILEGO_NATS_STREAM").unwrap_or_else(|| "ZHILEGO_EVENTS".into()),
             nats_subject_prefix: get("ZHILEGO_NATS_SUBJECT_PREFIX")

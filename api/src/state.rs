@@ -3,7 +3,7 @@ use crate::auth::JwtKeys;
 use crate::settings::Settings;
 use commands::Commands;
 use metrics_exporter_prometheus::PrometheusHandle;
-use projections::ProjectionRunner;
+use crate::reads::ReadModels;
 use std::ops::Deref;
 use std::sync::Arc;
 use store::Database;
@@ -15,8 +15,8 @@ pub struct Inner {
     pub settings: Settings,
     pub db: Database,
     pub commands: Arc<Commands>,
-    /// Keeps the bookings read model current; readers wait on it for `min_position`.
-    pub bookings_view: ProjectionRunner,
+    /// The read models and their database; queries wait on them for `min_position`.
+    pub reads: Arc<ReadModels>,
     pub auth: JwtKeys,
     pub metrics: PrometheusHandle,
     /// The bus connection in production mode with `NATS_URL`.

@@ -1,10 +1,33 @@
-//! The event bus: the relay that publishes the event store to NATS JetStream.
+//! The event bus: the store published, in commit-safe order, to whoever builds read models.
 //!
-//! - [`relay`]: reads committed events in commit-safe `(transaction, position)` order and
-//!   publishes each to `<prefix>.<aggregate_type>.<aggregate_id>` with `Nats-Msg-Id` = the
-//!   event's id, advancing its checkpoint only after JetStream acknowledged the whole batch.
+//! - [`relay`]: reads committed events in `(transaction, position)` order and publishes each to
+//!   JetStream as `<prefix>.<aggregate_type>.<aggregate_id>` with `Nats-Msg-Id` = the event's id,
+//!   advancing its checkpoint only after JetStream acknowledged the whole batch.
+//! - [`local`]: the same relay step feeding an in-process broadcast (embedded mode).
+//!
+//! Every published event carries the order key of the event published before it ([`Link`]),
+//! so a consumer can tell a duplicate (already applied), the next event (apply it) and a gap
+//! (read the missing events from the store) apart.
 #![forbid(unsafe_code)]
 
+pub mod local;
 pub mod relay;
 
-pub use relay::{Relay, RelayConfig, RelayError};
+pub use local::{LocalBus, LocalRelay};
+pub use relay::{decode, Relay, RelayConfig, RelayError};
+
+use std::sync::Arc;
+use store::history::Checkpoint;
+use store::StoredEvent;
+
+/// An event as published, with the order key of the event its publisher sent before it.
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub prev: Checkpoint,
+    pub event: Arc<StoredEvent>,
+}
+
+/// Header with the event's transaction order key (`tx`), not part of the JSON body.
+pub const TX_HEADER: &str = "Zhilego-Tx";
+/// Header with the previous published event's `tx:position`.
+pub const PREV_HEADER: &str = "Zhilego-Prev";

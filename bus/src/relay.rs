@@ -13,6 +13,33 @@ use std::time::Duration;
 use store::history::{self, Checkpoint};
 use store::{Database, StoredEvent};
 
+/// Reads a published message back into a [`crate::Link`].
+pub fn decode(
+    payload: &[u8],
+    headers: Option<&async_nats::HeaderMap>,
+) -> Result<crate::Link, String> {
+    let mut event: StoredEvent =
+        serde_json::from_slice(payload).map_err(|e| format!("event body: {e}"))?;
+    let header = |name: &str| {
+        headers
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_string())
+            .ok_or_else(|| format!("missing header {name}"))
+    };
+    event.tx = header(crate::TX_HEADER)?
+        .parse()
+        .map_err(|_| "bad Zhilego-Tx header".to_string())?;
+    let prev = header(crate::PREV_HEADER)?;
+    let (tx, position) = prev
+        .split_once(':')
+        .and_then(|(t, p)| Some((t.parse().ok()?, p.parse().ok()?)))
+        .ok_or_else(|| "bad Zhilego-Prev header".to_string())?;
+    Ok(crate::Link {
+        prev: Checkpoint { tx, position },
+        event: std::sync::Arc::new(event),
+    })
+}
+
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
     /// The relay's checkpoint name (one per target stream).
@@ -35,6 +62,39 @@ impl Default for RelayConfig {
             max_age: Duration::from_secs(7 * 24 * 3600),
             batch: 1000,
         }
+    }
+}
+
+/// How far relay `name` is behind the store: events not yet published, and the age in
+/// seconds of the oldest of them.
+pub async fn lag(db: &Database, name: &str) -> Result<(i64, f64), RelayError> {
+    let Database::Postgres(pool) = db else {
+        return Err(RelayError::Unsupported);
+    };
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT tx, position FROM relay_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+    let at = row
+        .map(|(tx, position)| Checkpoint { tx, position })
+        .unwrap_or_default();
+    let (behind, oldest) = history::backlog(db, at).await?;
+    let seconds = oldest
+        .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    Ok((behind, seconds))
+}
+
+/// The event stream, as the relay creates it (consumers create it too if they start first).
+pub fn stream_config(config: &RelayConfig) -> stream::Config {
+    stream::Config {
+        name: config.stream.clone(),
+        subjects: vec![format!("{}.>", config.subject_prefix)],
+        max_age: config.max_age,
+        duplicate_window: Duration::from_secs(120),
+        storage: stream::StorageType::File,
+        ..Default::default()
     }
 }
 
@@ -67,14 +127,7 @@ impl Relay {
             return Err(RelayError::Unsupported);
         }
         let js = jetstream::new(nats);
-        js.get_or_create_stream(stream::Config {
-            name: config.stream.clone(),
-            subjects: vec![format!("{}.>", config.subject_prefix)],
-            max_age: config.max_age,
-            duplicate_window: Duration::from_secs(120),
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
+        js.get_or_create_stream(stream_config(&config))
         .await
         .map_err(|e| RelayError::Bus(e.to_string()))?;
         Ok(Relay { db, js, config })
@@ -111,12 +164,19 @@ impl Relay {
             return Ok(0);
         };
         let mut acks = Vec::with_capacity(events.len());
+        let mut prev = from;
         for e in &events {
             let payload = serde_json::to_vec(e).map_err(|err| RelayError::Bus(err.to_string()))?;
             let mut message = PublishMessage::build()
                 .payload(Bytes::from(payload))
                 .message_id(e.event_id())
-                .header("Zhilego-Position", e.position.to_string().as_str());
+                .header("Zhilego-Position", e.position.to_string().as_str())
+                .header(crate::TX_HEADER, e.tx.to_string().as_str())
+                .header(
+                    crate::PREV_HEADER,
+                    format!("{}:{}", prev.tx, prev.position).as_str(),
+                );
+            prev = e.checkpoint();
             if let Some(correlation) = e.metadata.get("correlation_id").and_then(|v| v.as_str()) {
                 message = message.header("Zhilego-Correlation-Id", correlation);
             }

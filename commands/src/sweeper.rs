@@ -16,7 +16,8 @@ use std::time::Duration;
 
 pub struct ReservationSweeper {
     commands: Arc<Commands>,
-    projection: BookingsProjection,
+    /// The read database with the bookings projection.
+    read: store::Database,
     /// A reservation without a booking this old is an interrupted booking flow.
     orphan_after: Duration,
 }
@@ -24,12 +25,12 @@ pub struct ReservationSweeper {
 impl ReservationSweeper {
     pub fn new(
         commands: Arc<Commands>,
-        projection: BookingsProjection,
+        read: store::Database,
         orphan_after: Duration,
     ) -> Self {
         ReservationSweeper {
             commands,
-            projection,
+            read,
             orphan_after,
         }
     }
@@ -39,9 +40,7 @@ impl ReservationSweeper {
         let now = Utc::now();
         let orphaned_before =
             now - chrono::Duration::from_std(self.orphan_after).unwrap_or_default();
-        let due = self
-            .projection
-            .due_reservations(now, orphaned_before, 200)
+        let due = BookingsProjection::due_reservations(&self.read, now, orphaned_before, 200)
             .await
             .map_err(|e| e.to_string())?;
         let mut settled = 0;

@@ -1,14 +1,27 @@
-//! Read models: deterministic folds of the event store, each with its own checkpoint that moves
-//! in the same transaction as its rows, so an event is applied exactly once in effect.
+//! Read models: deterministic folds of the event store into tables of the read database, each
+//! with its own checkpoint that moves in the same transaction as its rows, so every event is
+//! applied exactly once in effect.
 //!
-//! - [`bookings`]: bookings per guest and per host (`GET /bookings`), and the live
-//!   reservations the reservation sweeper works from.
-//! - [`runner`]: the loop that feeds a projection from the store and answers "has it reached
-//!   position P yet?" for read-your-writes.
+//! - [`projector`]: the [`Projection`] trait and [`Projector`], which applies linked events in
+//!   commit-safe order (filling gaps from the store), rebuilds into fresh tables and swaps them
+//!   in atomically, waits for a position (read-your-writes) and reports lag.
+//! - [`rows`] and [`table`]: the in-memory working set a batch folds into, and tables described
+//!   once for both backends.
+//! - [`feed`]: what drives a builder — a durable JetStream consumer or the in-process bus.
+//! - The projections: [`bookings`] (per guest and host, live reservations), [`availability`]
+//!   (offers and taken spans: search, calendars, [`ical`]) and [`listings`] (the catalogue).
 #![forbid(unsafe_code)]
 
+pub mod availability;
 pub mod bookings;
-pub mod runner;
+pub mod feed;
+pub mod ical;
+pub mod listings;
+pub mod projector;
+pub mod rows;
+pub mod table;
 
+pub use availability::{AvailabilityProjection, CalendarDay, Offer, OfferRow, SpanRow, StayQuery};
 pub use bookings::{BookingFilter, BookingRow, BookingsProjection, DueReservation};
-pub use runner::ProjectionRunner;
+pub use listings::{CatalogueQuery, CatalogueRow, ListingsProjection};
+pub use projector::{Applied, CheckpointRow, Projection, Projector, Status};

@@ -11,15 +11,16 @@ use crate::chain::{event_hash, ChainInput, GENESIS_HASH};
 use crate::{Database, StoreError};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::Row;
 
 /// One event as stored, with everything the store added.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StoredEvent {
     pub position: i64,
-    /// Commit-safe order key (PostgreSQL transaction id; the position on SQLite).
+    /// Commit-safe order key (PostgreSQL transaction id; the position on SQLite). Not part of
+    /// the serialized event: the bus carries it in a header.
     #[serde(skip)]
     pub tx: i64,
     pub aggregate_type: String,
@@ -34,7 +35,7 @@ pub struct StoredEvent {
 }
 
 /// Where a reader stands: the last event it has taken, in `(tx, position)` order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub tx: i64,
     pub position: i64,
@@ -161,6 +162,68 @@ pub async fn events_after(
             limit
         ),
     })
+}
+
+/// How far a reader at `after` is behind: the committed events after it, and when the oldest
+/// of them was recorded.
+pub async fn backlog(
+    db: &Database,
+    after: Checkpoint,
+) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+    Ok(match db {
+        Database::Postgres(pool) => {
+            sqlx::query_as(
+                "SELECT count(*), min(recorded_at) FROM events \
+                 WHERE (xid::text::bigint, position) > ($1, $2)",
+            )
+            .bind(after.tx)
+            .bind(after.position)
+            .fetch_one(pool)
+            .await?
+        }
+        Database::Sqlite(pool) => {
+            let (count, oldest): (i64, Option<String>) =
+                sqlx::query_as("SELECT count(*), min(recorded_at) FROM events WHERE position > $1")
+                    .bind(after.position)
+                    .fetch_one(pool)
+                    .await?;
+            let oldest = oldest
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            (count, oldest)
+        }
+    })
+}
+
+/// The last event a commit-safe reader can take now (the start for a reader that wants only
+/// what comes next).
+pub async fn head(db: &Database) -> Result<Checkpoint, StoreError> {
+    let row: Option<(i64, i64)> = match db {
+        Database::Postgres(pool) => {
+            sqlx::query_as(
+                "SELECT xid::text::bigint, position FROM events \
+                 WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY xid::text::bigint DESC, position DESC LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?
+        }
+        Database::Sqlite(pool) => {
+            sqlx::query_as("SELECT position, position FROM events ORDER BY position DESC LIMIT 1")
+                .fetch_optional(pool)
+                .await?
+        }
+    };
+    Ok(row
+        .map(|(tx, position)| Checkpoint { tx, position })
+        .unwrap_or_default())
+}
+
+/// How many events the store holds.
+pub async fn event_count(db: &Database) -> Result<i64, StoreError> {
+    Ok(crate::with_pool!(db, pool => {
+        sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await?
+    }))
 }
 
 /// Committed events with a position above `after`, in position order (the audit feed).

@@ -92,11 +92,14 @@ pub async fn fresh_pg_database(admin_url: &str) -> (String, String) {
     (name, url)
 }
 
+/// Drops a test database and the read database the service made next to it.
 pub async fn drop_pg_database(admin_url: &str, name: &str) {
     if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
+        for db in [name.to_string(), format!("{name}_read")] {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await;
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use commands::BookRequest;
 use domain::booking::Booking;
 use domain::{Channel, DateRange, Role};
-use projections::{BookingFilter, BookingRow};
+use projections::{BookingFilter, BookingRow, BookingsProjection};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -209,7 +209,7 @@ pub struct BookingItem {
     pub status: String,
     pub check_in: NaiveDate,
     pub check_out: NaiveDate,
-    pub guests: i32,
+    pub guests: i64,
     pub total_kzt: i64,
     pub channel: String,
     pub hold_expires_at: DateTime<Utc>,
@@ -265,24 +265,11 @@ pub async fn list_bookings(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::validation("limit", "must be between 1 and 100"));
     }
-    if let Some(position) = q.min_position {
-        if !state
-            .bookings_view
-            .wait_for(position, state.settings.read_wait)
-            .await?
-        {
-            return Err(ApiError::unavailable(
-                "read_model_behind",
-                format!("the bookings list has not reached position {position} yet"),
-                1,
-            ));
-        }
-    }
-    let rows = state
-        .bookings_view
-        .projection()
-        .list(filter, q.cursor, limit)
+    let db = state
+        .reads
+        .consistent(&state.reads.bookings, q.min_position, state.settings.read_wait)
         .await?;
+    let rows = BookingsProjection::list(db, filter, q.cursor, limit).await?;
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.booking_id.to_string()))
         .flatten();

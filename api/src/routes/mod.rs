@@ -1,9 +1,11 @@
 //! The HTTP surface: `/api/v1` (rate-limited, documented in the served OpenAPI document) and
 //! the operational endpoints.
 pub mod bookings;
+pub mod calendar;
 pub mod context;
 pub mod listings;
 pub mod ops;
+pub mod search;
 pub mod users;
 
 use crate::error::ApiError;
@@ -31,6 +33,7 @@ use utoipa_scalar::{Scalar, Servable};
     modifiers(&BearerAuth),
     tags(
         (name = "listings", description = "Hosts' apartments and their calendars"),
+        (name = "search", description = "Free apartments for a stay, and the catalogue"),
         (name = "bookings", description = "Guests' stays"),
         (name = "users", description = "Profiles"),
     )
@@ -59,6 +62,8 @@ impl utoipa::Modify for BearerAuth {
 pub fn router(state: AppState) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(listings::routes())
+        .merge(search::routes())
+        .merge(calendar::routes())
         .merge(bookings::routes())
         .merge(users::routes())
         .split_for_parts();

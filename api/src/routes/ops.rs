@@ -19,21 +19,22 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The store (and with it the read models, which share the database for now) and, when
-/// configured, the bus answer.
+/// The store, the read database (the replica queries go to) and, when configured, the bus
+/// answer.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let store = state.db.ping().await;
+    let read_db = state.reads.query_db().ping().await;
     let bus = state
         .nats
         .as_ref()
         .map(|c| c.connection_state() == async_nats::connection::State::Connected);
-    let ready = store.is_ok() && bus != Some(false);
+    let ready = store.is_ok() && read_db.is_ok() && bus != Some(false);
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "mode": if state.settings.is_production() { "production" } else { "embedded" },
         "checks": {
             "store": if store.is_ok() { "ok" } else { "unreachable" },
-            "read_db": if store.is_ok() { "ok" } else { "unreachable" },
+            "read_db": if read_db.is_ok() { "ok" } else { "unreachable" },
             "bus": match bus {
                 None => "not_configured",
                 Some(true) => "ok",
@@ -50,10 +51,6 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    if let Ok(cp) = state.bookings_view.projection().checkpoint().await {
-        metrics::gauge!("zhilego_projection_position", "projection" => "bookings")
-            .set(cp.position as f64);
-    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -1,0 +1,203 @@
+//! The read side of the service: the read database (and its replicas), the projections kept
+//! in it, the builders that keep them current, and read-your-writes for queries.
+use crate::error::ApiError;
+use crate::settings::Settings;
+use anyhow::Context;
+use bus::{LocalBus, RelayConfig};
+use projections::feed;
+use projections::{
+    AvailabilityProjection, BookingsProjection, ListingsProjection, Projection, Projector, Status,
+};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use store::Database;
+use tokio::task::JoinHandle;
+
+pub struct ReadModels {
+    /// Where the builders write.
+    pub primary: Database,
+    /// Where queries go (`READ_REPLICA_URLS`); empty: the primary.
+    replicas: Vec<Database>,
+    next_replica: AtomicUsize,
+    pub bookings: Projector<BookingsProjection>,
+    pub availability: Projector<AvailabilityProjection>,
+    pub listings: Projector<ListingsProjection>,
+}
+
+/// What feeds the builders.
+#[derive(Clone)]
+pub enum Feed {
+    JetStream(async_nats::Client, RelayConfig),
+    Local(LocalBus),
+}
+
+/// The read database's URL when none is configured: a database next to the store's, named
+/// `<store>_read`, on the same PostgreSQL server.
+pub fn default_read_url(store_url: &str) -> anyhow::Result<(String, String)> {
+    let mut url = url::Url::parse(store_url).context("parsing DATABASE_URL")?;
+    let name = url.path().trim_start_matches('/').to_string();
+    anyhow::ensure!(!name.is_empty(), "DATABASE_URL names no database");
+    let read = format!("{name}_read");
+    url.set_path(&format!("/{read}"));
+    Ok((url.to_string(), read))
+}
+
+/// Opens the read database: `READ_DATABASE_URL`, else (PostgreSQL) `<store>_read` on the same
+/// server, created when missing, else (embedded) the store's own SQLite file.
+pub async fn open_read_database(settings: &Settings, store: &Database) -> anyhow::Result<Database> {
+    let url = match (&settings.read_database_url, store) {
+        (Some(url), _) => url.clone(),
+        (None, Database::Sqlite(_)) => return Ok(store.clone()),
+        (None, Database::Postgres(pool)) => {
+            let (url, name) = default_read_url(&settings.effective_database_url())?;
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                    .bind(&name)
+                    .fetch_one(pool)
+                    .await?;
+            if !exists {
+                let created = sqlx::query(&format!("CREATE DATABASE \"{}\"", name.replace('"', "")))
+                    .execute(pool)
+                    .await;
+                if let Err(e) = created {
+                    // Another process may have created it first (42P04: duplicate_database).
+                    let duplicate = e
+                        .as_database_error()
+                        .and_then(|d| d.code())
+                        .is_some_and(|c| c == "42P04" || c == "23505");
+                    if !duplicate {
+                        return Err(e).with_context(|| format!("creating the read database {name}"));
+                    }
+                }
+            }
+            url
+        }
+    };
+    Database::connect(&url, settings.max_connections())
+        .await
+        .context("connecting to the read database")
+}
+
+impl ReadModels {
+    pub async fn open(settings: &Settings, store: &Database) -> anyhow::Result<ReadModels> {
+        let primary = open_read_database(settings, store).await?;
+        projections::projector::init_read_database(&primary).await?;
+        let mut replicas = Vec::new();
+        for url in &settings.read_replica_urls {
+            replicas.push(
+                Database::connect(url, settings.max_connections())
+                    .await
+                    .with_context(|| "connecting to a read replica (READ_REPLICA_URLS)")?,
+            );
+        }
+        Ok(ReadModels {
+            bookings: Projector::new(store.clone(), primary.clone()),
+            availability: Projector::new(store.clone(), primary.clone()),
+            listings: Projector::new(store.clone(), primary.clone()),
+            primary,
+            replicas,
+            next_replica: AtomicUsize::new(0),
+        })
+    }
+
+    /// Creates or rebuilds each projection whose tables are missing or from another version.
+    pub async fn prepare(&self) -> anyhow::Result<()> {
+        self.bookings.prepare().await?;
+        self.availability.prepare().await?;
+        self.listings.prepare().await?;
+        Ok(())
+    }
+
+    /// The database the next query goes to.
+    pub fn query_db(&self) -> &Database {
+        if self.replicas.is_empty() {
+            return &self.primary;
+        }
+        let i = self.next_replica.fetch_add(1, Ordering::Relaxed);
+        &self.replicas[i % self.replicas.len()]
+    }
+
+    /// A database to query `projector`'s tables on that has reached `min_position` (waiting at
+    /// most `wait`), or 503 `read_model_behind`.
+    pub async fn consistent<P: Projection>(
+        &self,
+        projector: &Projector<P>,
+        min_position: Option<i64>,
+        wait: Duration,
+    ) -> Result<&Database, ApiError> {
+        let db = self.query_db();
+        if let Some(position) = min_position {
+            if position < 0 {
+                return Err(ApiError::validation("min_position", "must not be negative"));
+            }
+            if !projector.wait_for(db, position, wait).await? {
+                return Err(ApiError::unavailable(
+                    "read_model_behind",
+                    format!(
+                        "the {} read model has not reached position {position} yet; retry shortly",
+                        P::NAME
+                    ),
+                    1,
+                ));
+            }
+        }
+        Ok(db)
+    }
+
+    pub async fn statuses(&self) -> anyhow::Result<Vec<Status>> {
+        Ok(vec![
+            self.bookings.status().await?,
+            self.availability.status().await?,
+            self.listings.status().await?,
+        ])
+    }
+
+    /// Starts one builder per projection on `feed`; each stops when `stop` resolves.
+    pub fn spawn_builders<F>(&self, feed: &Feed, stop: impl Fn() -> F) -> Vec<JoinHandle<()>>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        vec![
+            spawn_builder(self.bookings.clone(), feed.clone(), stop()),
+            spawn_builder(self.availability.clone(), feed.clone(), stop()),
+            spawn_builder(self.listings.clone(), feed.clone(), stop()),
+        ]
+    }
+
+    /// Publishes each projection's position and lag as metrics, every `every`, until `stop`.
+    pub async fn report_lag(&self, every: Duration, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            if let Ok(statuses) = self.statuses().await {
+                for s in statuses {
+                    metrics::gauge!("zhilego_projection_position", "projection" => s.name)
+                        .set(s.position as f64);
+                    metrics::gauge!("zhilego_projection_lag_events", "projection" => s.name)
+                        .set(s.behind_events as f64);
+                    metrics::gauge!("zhilego_projection_lag_seconds", "projection" => s.name)
+                        .set(s.lag_seconds);
+                }
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}
+
+fn spawn_builder<P: Projection>(
+    projector: Projector<P>,
+    feed: Feed,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        match feed {
+            Feed::JetStream(client, config) => {
+                feed::follow_jetstream(projector, client, config, stop).await
+            }
+            Feed::Local(bus) => feed::follow_local(projector, bus, stop).await,
+        }
+    })
+}

@@ -1,0 +1,456 @@
+//! Availability: what each listing offers (city, guests, stay limits, prices) and what is taken
+//! on its calendar — held, booked and blocked spans; every other night is free. Answers "free
+//! apartments in this city for these dates", day-by-day calendars and the iCal feed.
+use crate::bookings::{body_of, field};
+use crate::projector::Projection;
+use crate::table::{col, fetch_all, nullable, Arg, Kind, Row, Table};
+use crate::working_set;
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::pricing::PriceRules;
+use domain::values::{DateRange, Location};
+use domain::listing::{ListingDetails, ListingStatus};
+use serde::Serialize;
+use store::{Database, StoreError, StoredEvent};
+use uuid::Uuid;
+
+/// What a listing offers, as search needs it.
+#[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow)]
+pub struct OfferRow {
+    pub listing_id: Uuid,
+    pub host_id: Uuid,
+    pub title: String,
+    pub city: String,
+    /// `city` folded for matching (trimmed, lower case).
+    pub city_key: String,
+    pub status: String,
+    pub max_guests: i64,
+    pub nightly_price_kzt: i64,
+    pub cleaning_fee_kzt: i64,
+    pub min_nights: i64,
+    pub max_nights: i64,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    /// The listing's price rules (JSON), for night-by-night prices.
+    pub pricing: String,
+    pub position: i64,
+}
+
+static OFFERS: Table = Table {
+    name: "availability_listings",
+    columns: &[
+        col("listing_id", Kind::Id),
+        col("host_id", Kind::Id),
+        col("title", Kind::Text),
+        col("city", Kind::Text),
+        col("city_key", Kind::Text),
+        col("status", Kind::Text),
+        col("max_guests", Kind::Int),
+        col("nightly_price_kzt", Kind::Int),
+        col("cleaning_fee_kzt", Kind::Int),
+        col("min_nights", Kind::Int),
+        col("max_nights", Kind::Int),
+        nullable("lat", Kind::Float),
+        nullable("lon", Kind::Float),
+        col("pricing", Kind::Text),
+        col("position", Kind::Int),
+    ],
+    indexes: &["city_key, status, listing_id", "lat, lon"],
+};
+
+impl Row for OfferRow {
+    const TABLE: &'static Table = &OFFERS;
+    fn key(&self) -> Uuid {
+        self.listing_id
+    }
+    fn values(&self) -> Vec<Arg> {
+        vec![
+            Arg::Id(self.listing_id),
+            Arg::Id(self.host_id),
+            Arg::Text(self.title.clone()),
+            Arg::Text(self.city.clone()),
+            Arg::Text(self.city_key.clone()),
+            Arg::Text(self.status.clone()),
+            Arg::Int(self.max_guests),
+            Arg::Int(self.nightly_price_kzt),
+            Arg::Int(self.cleaning_fee_kzt),
+            Arg::Int(self.min_nights),
+            Arg::Int(self.max_nights),
+            Arg::OptFloat(self.lat),
+            Arg::OptFloat(self.lon),
+            Arg::Text(self.pricing.clone()),
+            Arg::Int(self.position),
+        ]
+    }
+}
+
+impl OfferRow {
+    pub fn price_rules(&self) -> PriceRules {
+        serde_json::from_str(&self.pricing).unwrap_or_default()
+    }
+
+    pub fn location(&self) -> Option<Location> {
+        Location::parse(self.lat?, self.lon?).ok()
+    }
+
+    fn describe(&mut self, details: &ListingDetails) {
+        self.title = details.title.clone();
+        self.city = details.city.clone();
+        self.city_key = city_key(&details.city);
+        self.max_guests = i64::from(details.max_guests);
+        self.nightly_price_kzt = details.pricing.nightly_price_kzt.value();
+        self.cleaning_fee_kzt = details.pricing.cleaning_fee_kzt.value();
+        self.min_nights = i64::from(details.min_nights);
+        self.max_nights = i64::from(details.max_nights);
+        self.lat = details.location.map(|l| l.lat());
+        self.lon = details.location.map(|l| l.lon());
+        self.pricing = serde_json::to_string(&details.pricing).unwrap_or_default();
+    }
+}
+
+/// How search matches a city: trimmed and case-folded.
+pub fn city_key(city: &str) -> String {
+    city.trim().to_lowercase()
+}
+
+/// A taken span of a listing's calendar: a reservation (by booking) or a host block.
+#[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow)]
+pub struct SpanRow {
+    /// The booking or the block.
+    pub span_id: Uuid,
+    pub listing_id: Uuid,
+    /// `held`, `booked` or `blocked`.
+    pub status: String,
+    pub check_in: NaiveDate,
+    pub check_out: NaiveDate,
+    pub hold_expires_at: Option<DateTime<Utc>>,
+    /// When the span last changed (the iCal `DTSTAMP`).
+    pub updated_at: DateTime<Utc>,
+}
+
+static SPANS: Table = Table {
+    name: "availability_spans",
+    columns: &[
+        col("span_id", Kind::Id),
+        col("listing_id", Kind::Id),
+        col("status", Kind::Text),
+        col("check_in", Kind::Date),
+        col("check_out", Kind::Date),
+        nullable("hold_expires_at", Kind::Time),
+        col("updated_at", Kind::Time),
+    ],
+    indexes: &["listing_id, check_in"],
+};
+
+impl Row for SpanRow {
+    const TABLE: &'static Table = &SPANS;
+    fn key(&self) -> Uuid {
+        self.span_id
+    }
+    fn values(&self) -> Vec<Arg> {
+        vec![
+            Arg::Id(self.span_id),
+            Arg::Id(self.listing_id),
+            Arg::Text(self.status.clone()),
+            Arg::Date(self.check_in),
+            Arg::Date(self.check_out),
+            Arg::OptTime(self.hold_expires_at),
+            Arg::Time(self.updated_at),
+        ]
+    }
+}
+
+working_set!(AvailabilitySet {
+    offers: OfferRow,
+    spans: SpanRow,
+});
+
+pub struct AvailabilityProjection;
+
+impl Projection for AvailabilityProjection {
+    type Set = AvailabilitySet;
+    const NAME: &'static str = "availability";
+    const VERSION: i64 = 1;
+    const TABLES: &'static [&'static Table] = &[&OFFERS, &SPANS];
+
+    fn want(set: &mut AvailabilitySet, e: &StoredEvent) {
+        if e.aggregate_type != "Listing" {
+            return;
+        }
+        let Some((body, id)) = body_of(e) else { return };
+        match e.event_type.as_str() {
+            "ListingCreated" | "ListingUpdated" | "ListingStatusChanged" => set.offers.want(id),
+            _ => {
+                for key in ["booking_id", "block_id"] {
+                    if let Some(span) = field::<Uuid>(body, key) {
+                        set.spans.want(span);
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(set: &mut AvailabilitySet, e: &StoredEvent) {
+        if e.aggregate_type != "Listing" {
+            return;
+        }
+        let Some((body, id)) = body_of(e) else { return };
+        let span = |key: &str| field::<Uuid>(body, key);
+        let range = || field::<DateRange>(body, "range");
+        match e.event_type.as_str() {
+            "ListingCreated" => {
+                let (Some(details), Some(host_id), Some(status)) = (
+                    field::<ListingDetails>(body, "details"),
+                    field::<Uuid>(body, "host_id"),
+                    field::<ListingStatus>(body, "status"),
+                ) else {
+                    return;
+                };
+                let mut row = OfferRow {
+                    listing_id: id,
+                    host_id,
+                    title: String::new(),
+                    city: String::new(),
+                    city_key: String::new(),
+                    status: status.as_str().to_string(),
+                    max_guests: 0,
+                    nightly_price_kzt: 0,
+                    cleaning_fee_kzt: 0,
+                    min_nights: 0,
+                    max_nights: 0,
+                    lat: None,
+                    lon: None,
+                    pricing: String::new(),
+                    position: e.position,
+                };
+                row.describe(&details);
+                set.offers.put(row);
+            }
+            "ListingUpdated" => {
+                if let Some(details) = field::<ListingDetails>(body, "details") {
+                    set.offers.update(id, |row| {
+                        row.describe(&details);
+                        row.position = e.position;
+                    });
+                }
+            }
+            "ListingStatusChanged" => {
+                if let Some(status) = field::<ListingStatus>(body, "status") {
+                    set.offers.update(id, |row| {
+                        row.status = status.as_str().to_string();
+                        row.position = e.position;
+                    });
+                }
+            }
+            "DatesReserved" | "DatesBlocked" => {
+                let held = e.event_type == "DatesReserved";
+                let key = if held { "booking_id" } else { "block_id" };
+                let (Some(span_id), Some(range)) = (span(key), range()) else {
+                    return;
+                };
+                set.spans.put(SpanRow {
+                    span_id,
+                    listing_id: id,
+                    status: if held { "held" } else { "blocked" }.to_string(),
+                    check_in: range.check_in(),
+                    check_out: range.check_out(),
+                    hold_expires_at: if held {
+                        field(body, "hold_expires_at")
+                    } else {
+                        None
+                    },
+                    updated_at: e.recorded_at,
+                });
+            }
+            "ReservationConfirmed" => {
+                if let Some(span_id) = span("booking_id") {
+                    set.spans.update(span_id, |row| {
+                        row.status = "booked".to_string();
+                        row.hold_expires_at = None;
+                        row.updated_at = e.recorded_at;
+                    });
+                }
+            }
+            "DatesReleased" => {
+                if let Some(span_id) = span("booking_id") {
+                    set.spans.remove(span_id);
+                }
+            }
+            "DatesUnblocked" => {
+                if let Some(span_id) = span("block_id") {
+                    set.spans.remove(span_id);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An availability search.
+#[derive(Clone, Debug, Default)]
+pub struct StayQuery {
+    pub city: String,
+    pub range: Option<DateRange>,
+    pub guests: u32,
+    /// At most this base nightly price.
+    pub max_price_kzt: Option<i64>,
+    pub near: Option<(Location, f64)>,
+    /// Listings after this id (the cursor).
+    pub after: Option<Uuid>,
+    pub limit: usize,
+}
+
+/// A listing free for the whole stay, with what the stay costs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Offer {
+    pub listing: OfferRow,
+    pub nights: u32,
+    pub total_kzt: i64,
+    pub distance_km: Option<f64>,
+}
+
+/// The latitude/longitude box around a circle, for an index-friendly first filter.
+pub fn bounding_box(center: &Location, radius_km: f64) -> (f64, f64, f64, f64) {
+    let dlat = radius_km / 111.32;
+    let cos = center.lat().to_radians().cos().abs().max(1e-6);
+    let dlon = (radius_km / (111.32 * cos)).min(180.0);
+    (
+        center.lat() - dlat,
+        center.lat() + dlat,
+        center.lon() - dlon,
+        center.lon() + dlon,
+    )
+}
+
+const OFFER_COLUMNS: &str = "l.listing_id, l.host_id, l.title, l.city, l.city_key, l.status, \
+    l.max_guests, l.nightly_price_kzt, l.cleaning_fee_kzt, l.min_nights, l.max_nights, l.lat, \
+    l.lon, l.pricing, l.position";
+
+/// Queries on the availability read model.
+impl AvailabilityProjection {
+    /// Active listings in the city that take the guests and the stay's length and are free
+    /// every night of it, in listing-id order after the cursor. Returns the page and the cursor
+    /// for the next one.
+    pub async fn search(
+        db: &Database,
+        query: &StayQuery,
+    ) -> Result<(Vec<Offer>, Option<Uuid>), StoreError> {
+        let range = query.range.expect("availability search needs dates");
+        let nights = i64::from(range.nights());
+        let bbox = query.near.map(|(c, r)| bounding_box(&c, r));
+        let sql = format!(
+            "SELECT {OFFER_COLUMNS} FROM availability_listings l \
+             WHERE l.city_key = $1 AND l.status = 'active' AND l.max_guests >= $2 \
+               AND l.min_nights <= $3 AND l.max_nights >= $3 \
+               AND ($4 IS NULL OR l.nightly_price_kzt <= $4) \
+               AND ($5 IS NULL OR (l.lat BETWEEN $5 AND $6 AND l.lon BETWEEN $7 AND $8)) \
+               AND ($9 IS NULL OR l.listing_id > $9) \
+               AND NOT EXISTS (SELECT 1 FROM availability_spans s WHERE s.listing_id = l.listing_id \
+                   AND s.check_in < $10 AND s.check_out > $11) \
+             ORDER BY l.listing_id LIMIT $12"
+        );
+        let mut offers = Vec::new();
+        let mut after = query.after;
+        let page = query.limit.max(1);
+        loop {
+            let args = [
+                Arg::Text(city_key(&query.city)),
+                Arg::Int(i64::from(query.guests)),
+                Arg::Int(nights),
+                Arg::OptInt(query.max_price_kzt),
+                Arg::OptFloat(bbox.map(|b| b.0)),
+                Arg::OptFloat(bbox.map(|b| b.1)),
+                Arg::OptFloat(bbox.map(|b| b.2)),
+                Arg::OptFloat(bbox.map(|b| b.3)),
+                Arg::OptId(after),
+                Arg::Date(range.check_out()),
+                Arg::Date(range.check_in()),
+                Arg::Int((page + 1) as i64),
+            ];
+            let rows: Vec<OfferRow> = fetch_all(db, &sql, &args).await?;
+            let exhausted = rows.len() <= page;
+            let taken = rows.len().min(page);
+            for (i, row) in rows.into_iter().take(page).enumerate() {
+                after = Some(row.listing_id);
+                let distance_km = match (query.near, row.location()) {
+                    (Some((center, radius)), Some(at)) => {
+                        let d = center.distance_km(&at);
+                        if d > radius {
+                            continue;
+                        }
+                        Some(d)
+                    }
+                    (Some(_), None) => continue,
+                    _ => None,
+                };
+                let quote = row.price_rules().quote(&range);
+                offers.push(Offer {
+                    nights: quote.nights,
+                    total_kzt: quote.total_kzt.value(),
+                    distance_km,
+                    listing: row,
+                });
+                if offers.len() == page {
+                    let last = exhausted && i + 1 == taken;
+                    return Ok((offers, if last { None } else { after }));
+                }
+            }
+            if exhausted {
+                return Ok((offers, None));
+            }
+        }
+    }
+
+    pub async fn offer(db: &Database, listing_id: Uuid) -> Result<Option<OfferRow>, StoreError> {
+        let sql = format!("SELECT {OFFER_COLUMNS} FROM availability_listings l WHERE l.listing_id = $1");
+        Ok(fetch_all(db, &sql, &[Arg::Id(listing_id)]).await?.pop())
+    }
+
+    /// The listing's taken spans that share a night with `[from, to)`, by check-in.
+    pub async fn spans(
+        db: &Database,
+        listing_id: Uuid,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<SpanRow>, StoreError> {
+        fetch_all(
+            db,
+            "SELECT span_id, listing_id, status, check_in, check_out, hold_expires_at, updated_at \
+             FROM availability_spans WHERE listing_id = $1 AND check_in < $2 AND check_out > $3 \
+             ORDER BY check_in, span_id",
+            &[Arg::Id(listing_id), Arg::Date(to), Arg::Date(from)],
+        )
+        .await
+    }
+}
+
+/// One night of a calendar.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CalendarDay {
+    pub date: NaiveDate,
+    /// `free`, `held`, `booked` or `blocked`.
+    pub status: &'static str,
+    pub price_kzt: i64,
+}
+
+/// The nights `[from, to)` of a listing, given its price rules and taken spans.
+pub fn calendar(rules: &PriceRules, spans: &[SpanRow], from: NaiveDate, to: NaiveDate) -> Vec<CalendarDay> {
+    from.iter_days()
+        .take_while(|d| *d < to)
+        .map(|date| {
+            let status = spans
+                .iter()
+                .find(|s| s.check_in <= date && date < s.check_out)
+                .map(|s| match s.status.as_str() {
+                    "held" => "held",
+                    "booked" => "booked",
+                    _ => "blocked",
+                })
+                .unwrap_or("free");
+            CalendarDay {
+                date,
+                status,
+                price_kzt: rules.price_for(date).value(),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,162 @@
+//! What feeds a projection builder: JetStream (a durable pull consumer per projection) or the
+//! in-process bus. Either way the store is the fallback: a builder catches up from it when it
+//! starts, when the bus shows a gap, and on a slow timer, so it converges whatever the bus did.
+use crate::projector::{Projection, Projector};
+use async_nats::jetstream::{self, consumer, AckKind};
+use bus::{Link, LocalBus, RelayConfig};
+use futures::StreamExt;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+/// How often a builder looks at the store even when the bus is quiet.
+const STORE_POLL: Duration = Duration::from_secs(5);
+/// Most messages applied in one transaction.
+const MAX_BATCH: usize = 1_000;
+
+/// Follows the in-process bus until `shutdown`.
+pub async fn follow_local<P: Projection>(
+    projector: Projector<P>,
+    bus: LocalBus,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut rx = bus.subscribe();
+    catch_up_logged(&projector).await;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            batch = rx.recv() => match batch {
+                Ok(links) => {
+                    if let Err(e) = projector.apply_from_bus(&links).await {
+                        tracing::warn!(error = %e, projection = P::NAME, "applying from the bus failed");
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, projection = P::NAME, "fell behind the bus; reading the store");
+                    catch_up_logged(&projector).await;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = tokio::time::sleep(STORE_POLL) => catch_up_logged(&projector).await,
+        }
+    }
+}
+
+async fn catch_up_logged<P: Projection>(projector: &Projector<P>) {
+    if let Err(e) = projector.catch_up().await {
+        tracing::warn!(error = %e, projection = P::NAME, "catching up from the store failed");
+    }
+}
+
+/// The durable consumer name of a projection.
+pub fn durable_name(projection: &str) -> String {
+    format!("zhilego-projection-{projection}")
+}
+
+/// Follows the JetStream event stream with a durable pull consumer until `shutdown`;
+/// messages are acknowledged after the transaction that applied them commits. Sets itself up
+/// again, with growing pauses, while NATS is away.
+pub async fn follow_jetstream<P: Projection>(
+    projector: Projector<P>,
+    nats: async_nats::Client,
+    config: RelayConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut pause = Duration::from_millis(100);
+    loop {
+        catch_up_logged(&projector).await;
+        let run = consume(&projector, &nats, &config);
+        tokio::select! {
+            _ = &mut shutdown => return,
+            outcome = run => {
+                match outcome {
+                    Ok(()) => pause = Duration::from_millis(100),
+                    Err(e) => {
+                        tracing::warn!(error = %e, projection = P::NAME, retry_in_ms = pause.as_millis() as u64, "JetStream consumer stopped");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn consume<P: Projection>(
+    projector: &Projector<P>,
+    nats: &async_nats::Client,
+    config: &RelayConfig,
+) -> Result<(), String> {
+    let js = jetstream::new(nats.clone());
+    let stream = js
+        .get_or_create_stream(bus::relay::stream_config(config))
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = durable_name(P::NAME);
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &name,
+            consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                deliver_policy: consumer::DeliverPolicy::All,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 20_000,
+                filter_subject: format!("{}.>", config.subject_prefix),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(MAX_BATCH)
+        .heartbeat(Duration::from_secs(5))
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut batches = messages.ready_chunks(MAX_BATCH);
+    let mut poll = tokio::time::interval(STORE_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let chunk = tokio::select! {
+            chunk = batches.next() => chunk,
+            _ = poll.tick() => {
+                projector.catch_up().await.map_err(|e| e.to_string())?;
+                continue;
+            }
+        };
+        let Some(chunk) = chunk else {
+            return Err("the message stream ended".to_string());
+        };
+        let mut messages = Vec::with_capacity(chunk.len());
+        let mut links: Vec<Link> = Vec::with_capacity(chunk.len());
+        for item in chunk {
+            let message = item.map_err(|e| e.to_string())?;
+            match bus::decode(&message.payload, message.headers.as_ref()) {
+                Ok(link) => {
+                    links.push(link);
+                    messages.push(message);
+                }
+                Err(e) => {
+                    // Not ours to apply; the store (the source of truth) fills its place.
+                    tracing::error!(error = %e, subject = %message.subject, "undecodable event message");
+                    let _ = message.ack_with(AckKind::Term).await;
+                }
+            }
+        }
+        projector
+            .apply_from_bus(&links)
+            .await
+            .map_err(|e| e.to_string())?;
+        let acks = messages.iter().map(|m| m.ack());
+        for ack in futures::future::join_all(acks).await {
+            ack.map_err(|e| e.to_string())?;
+        }
+    }
+}

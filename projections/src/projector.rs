@@ -1,0 +1,527 @@
+//! Applies events to one projection: exactly once in effect, in commit-safe order, with the
+//! checkpoint in the same transaction as the rows; rebuilds it from the store into fresh
+//! tables and swaps them in atomically.
+use crate::rows::WorkingSet;
+use crate::table::{ReadTx, Table};
+use bus::Link;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+use store::history::{self, Checkpoint};
+use store::{Database, StoreError, StoredEvent};
+use tokio::sync::watch;
+
+/// A read model: a deterministic fold of events into tables.
+pub trait Projection: Send + Sync + 'static {
+    type Set: WorkingSet;
+    const NAME: &'static str;
+    /// Bumped whenever the tables or the fold change: a stored version that differs makes the
+    /// service rebuild the projection at start.
+    const VERSION: i64;
+    const TABLES: &'static [&'static Table];
+    /// Declares the rows `event` will read or write.
+    fn want(set: &mut Self::Set, event: &StoredEvent);
+    /// Folds `event` into the rows.
+    fn apply(set: &mut Self::Set, event: &StoredEvent);
+}
+
+/// The outcome of offering a run of linked events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub applied: usize,
+    pub checkpoint: Checkpoint,
+    /// Set when an offered event does not follow the checkpoint: the events up to this one
+    /// must come from the store first.
+    pub gap: Option<Checkpoint>,
+}
+
+/// A projection's row in `projection_checkpoints`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CheckpointRow {
+    pub checkpoint: Checkpoint,
+    /// Events applied since the projection was last built from scratch.
+    pub applied: i64,
+    pub version: i64,
+}
+
+/// A rebuild's progress: events folded so far and the total expected.
+pub type Progress = dyn Fn(u64, u64) + Send + Sync;
+
+const STORE_BATCH: i64 = 2_000;
+const REBUILD_BATCH: i64 = 10_000;
+
+pub struct Projector<P: Projection> {
+    store: Database,
+    read: Database,
+    applied: Arc<watch::Sender<Checkpoint>>,
+    _projection: PhantomData<fn() -> P>,
+}
+
+impl<P: Projection> Clone for Projector<P> {
+    fn clone(&self) -> Self {
+        Projector {
+            store: self.store.clone(),
+            read: self.read.clone(),
+            applied: self.applied.clone(),
+            _projection: PhantomData,
+        }
+    }
+}
+
+/// Creates the checkpoint table of a read database.
+pub async fn init_read_database(read: &Database) -> Result<(), StoreError> {
+    let sql = match read {
+        Database::Postgres(_) => {
+            "CREATE TABLE IF NOT EXISTS projection_checkpoints (name text PRIMARY KEY, \
+             tx bigint NOT NULL, position bigint NOT NULL, applied bigint NOT NULL, \
+             version bigint NOT NULL)"
+        }
+        Database::Sqlite(_) => {
+            "CREATE TABLE IF NOT EXISTS projection_checkpoints (name TEXT PRIMARY KEY, \
+             tx INTEGER NOT NULL, position INTEGER NOT NULL, applied INTEGER NOT NULL, \
+             version INTEGER NOT NULL)"
+        }
+    };
+    store::with_pool!(read, pool => {
+        sqlx::query(sql).execute(pool).await?;
+    });
+    Ok(())
+}
+
+/// Reads one projection's checkpoint row from `db`.
+pub async fn checkpoint_row(db: &Database, name: &str) -> Result<CheckpointRow, StoreError> {
+    let row: Option<(i64, i64, i64, i64)> = store::with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT tx, position, applied, version FROM projection_checkpoints WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(pool)
+        .await?
+    });
+    Ok(row
+        .map(|(tx, position, applied, version)| CheckpointRow {
+            checkpoint: Checkpoint { tx, position },
+            applied,
+            version,
+        })
+        .unwrap_or_default())
+}
+
+async fn lock_checkpoint(tx: &mut ReadTx, name: &str) -> Result<CheckpointRow, StoreError> {
+    #[derive(sqlx::FromRow)]
+    struct Locked {
+        tx: i64,
+        position: i64,
+        applied: i64,
+        version: i64,
+    }
+    tx.execute(
+        "INSERT INTO projection_checkpoints (name, tx, position, applied, version) \
+         VALUES ($1, 0, 0, 0, 0) ON CONFLICT (name) DO NOTHING",
+        &[crate::table::Arg::Text(name.to_string())],
+    )
+    .await?;
+    // Several builders may run one projection; the checkpoint row makes them take turns
+    // (PostgreSQL row lock; SQLite has one writer anyway).
+    let sql = if tx.is_postgres() {
+        "SELECT tx, position, applied, version FROM projection_checkpoints WHERE name = $1 FOR UPDATE"
+    } else {
+        "SELECT tx, position, applied, version FROM projection_checkpoints WHERE name = $1"
+    };
+    let row = tx
+        .fetch::<Locked>(sql, &[crate::table::Arg::Text(name.to_string())])
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Integrity(format!("checkpoint row of {name} vanished")))?;
+    Ok(CheckpointRow {
+        checkpoint: Checkpoint {
+            tx: row.tx,
+            position: row.position,
+        },
+        applied: row.applied,
+        version: row.version,
+    })
+}
+
+async fn save_checkpoint(
+    tx: &mut ReadTx,
+    name: &str,
+    row: CheckpointRow,
+) -> Result<(), StoreError> {
+    use crate::table::Arg;
+    tx.execute(
+        "UPDATE projection_checkpoints SET tx = $2, position = $3, applied = $4, version = $5 \
+         WHERE name = $1",
+        &[
+            Arg::Text(name.to_string()),
+            Arg::Int(row.checkpoint.tx),
+            Arg::Int(row.checkpoint.position),
+            Arg::Int(row.applied),
+            Arg::Int(row.version),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Links events read from the store in order after `from`.
+pub fn chain(from: Checkpoint, events: Vec<StoredEvent>) -> Vec<Link> {
+    let mut prev = from;
+    events
+        .into_iter()
+        .map(|event| {
+            let link = Link {
+                prev,
+                event: Arc::new(event),
+            };
+            prev = link.event.checkpoint();
+            link
+        })
+        .collect()
+}
+
+/// Holds this process's SQLite writer turn, if the read database is SQLite.
+async fn write_turn(db: &Database) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    match db {
+        Database::Sqlite(_) => Some(store::sqlite_write_gate().lock().await),
+        Database::Postgres(_) => None,
+    }
+}
+
+impl<P: Projection> Projector<P> {
+    pub fn new(store: Database, read: Database) -> Self {
+        let (applied, _) = watch::channel(Checkpoint::default());
+        Projector {
+            store,
+            read,
+            applied: Arc::new(applied),
+            _projection: PhantomData,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        P::NAME
+    }
+
+    pub fn store(&self) -> &Database {
+        &self.store
+    }
+
+    pub fn read(&self) -> &Database {
+        &self.read
+    }
+
+    /// The checkpoint this process saw applied last (any process may be ahead of it).
+    pub fn applied(&self) -> watch::Receiver<Checkpoint> {
+        self.applied.subscribe()
+    }
+
+    pub async fn checkpoint(&self) -> Result<CheckpointRow, StoreError> {
+        checkpoint_row(&self.read, P::NAME).await
+    }
+
+    /// Makes the projection's tables ready: rebuilt when missing or built by another version
+    /// of the fold. Returns whether it rebuilt.
+    pub async fn prepare(&self) -> Result<bool, StoreError> {
+        init_read_database(&self.read).await?;
+        let row = self.checkpoint().await?;
+        let mut missing = false;
+        for table in P::TABLES {
+            missing |= !crate::table::table_exists(&self.read, table.name).await?;
+        }
+        if missing || row.version != P::VERSION {
+            if row.version != 0 || row.applied != 0 {
+                tracing::info!(
+                    projection = P::NAME,
+                    stored_version = row.version,
+                    version = P::VERSION,
+                    "rebuilding the projection"
+                );
+            }
+            self.rebuild(None).await?;
+            return Ok(true);
+        }
+        self.applied.send_replace(row.checkpoint);
+        Ok(false)
+    }
+
+    /// Applies the longest run of `links` that follows the checkpoint, skipping events it
+    /// already has, in one transaction with the checkpoint.
+    pub async fn apply(&self, links: &[Link]) -> Result<Applied, StoreError> {
+        let _turn = write_turn(&self.read).await;
+        let mut tx = ReadTx::begin(&self.read).await?;
+        let row = lock_checkpoint(&mut tx, P::NAME).await?;
+        let (run, tail, gap) = Self::follow(row.checkpoint, links);
+        if run.is_empty() {
+            drop(tx);
+            return Ok(Applied {
+                applied: 0,
+                checkpoint: row.checkpoint,
+                gap,
+            });
+        }
+        let mut set = P::Set::new(false);
+        for e in &run {
+            P::want(&mut set, e);
+        }
+        set.load(&mut tx, "").await?;
+        for e in &run {
+            P::apply(&mut set, e);
+        }
+        set.flush(&mut tx, "").await?;
+        save_checkpoint(
+            &mut tx,
+            P::NAME,
+            CheckpointRow {
+                checkpoint: tail,
+                applied: row.applied + run.len() as i64,
+                version: row.version,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.applied.send_if_modified(|seen| {
+            let newer = tail > *seen;
+            if newer {
+                *seen = tail;
+            }
+            newer
+        });
+        metrics::counter!("zhilego_projection_events_applied_total", "projection" => P::NAME)
+            .increment(run.len() as u64);
+        Ok(Applied {
+            applied: run.len(),
+            checkpoint: tail,
+            gap,
+        })
+    }
+
+    /// The events of `links` that continue from `from`, where they lead, and the first event
+    /// that does not connect.
+    fn follow(from: Checkpoint, links: &[Link]) -> (Vec<&StoredEvent>, Checkpoint, Option<Checkpoint>) {
+        let mut tail = from;
+        let mut run = Vec::new();
+        for link in links {
+            let at = link.event.checkpoint();
+            if at <= tail {
+                continue; // already applied
+            }
+            if link.prev != tail {
+                return (run, tail, Some(at));
+            }
+            run.push(&*link.event);
+            tail = at;
+        }
+        (run, tail, None)
+    }
+
+    /// Applies the next events from the store; returns how many it applied.
+    pub async fn catch_up_step(&self, limit: i64) -> Result<(usize, bool), StoreError> {
+        let from = self.checkpoint().await?.checkpoint;
+        let events = history::events_after(&self.store, from, limit).await?;
+        let fetched = events.len();
+        if fetched == 0 {
+            return Ok((0, false));
+        }
+        let applied = self.apply(&chain(from, events)).await?;
+        Ok((applied.applied, fetched as i64 == limit || applied.gap.is_some()))
+    }
+
+    /// Applies everything the store has that this projection lacks.
+    pub async fn catch_up(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let (n, more) = self.catch_up_step(STORE_BATCH).await?;
+            total += n;
+            if !more {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Applies links from the bus; where they do not connect to the checkpoint (a message lost,
+    /// delivered to another builder, or older than the stream keeps), the missing events come
+    /// from the store first.
+    pub async fn apply_from_bus(&self, links: &[Link]) -> Result<usize, StoreError> {
+        let mut total = 0;
+        for _ in 0..100 {
+            let outcome = self.apply(links).await?;
+            total += outcome.applied;
+            let Some(gap) = outcome.gap else {
+                return Ok(total);
+            };
+            let before = outcome.checkpoint;
+            total += self.catch_up().await?;
+            if self.checkpoint().await?.checkpoint == before {
+                // The store has nothing after our checkpoint that leads to the message.
+                return Err(StoreError::Integrity(format!(
+                    "{}: message at {gap:?} does not follow the store from {before:?}",
+                    P::NAME
+                )));
+            }
+        }
+        Ok(total)
+    }
+
+    /// Replays the whole store into fresh tables, folds in whatever arrived meanwhile, and swaps
+    /// the fresh tables in atomically. Returns how many events the projection now holds.
+    pub async fn rebuild(&self, progress: Option<&Progress>) -> Result<u64, StoreError> {
+        init_read_database(&self.read).await?;
+        let suffix = format!(
+            "__r{}",
+            uuid::Uuid::now_v7().simple().to_string().get(..16).unwrap_or("0")
+        );
+        let total = history::event_count(&self.store).await? as u64;
+        // Fold everything in memory (one pass over the store), then write each table once.
+        let mut set = P::Set::new(true);
+        let mut at = Checkpoint::default();
+        let mut folded = 0u64;
+        loop {
+            let events = history::events_after(&self.store, at, REBUILD_BATCH).await?;
+            let Some(last) = events.last().map(StoredEvent::checkpoint) else {
+                break;
+            };
+            for e in &events {
+                P::apply(&mut set, e);
+            }
+            folded += events.len() as u64;
+            at = last;
+            if let Some(report) = progress {
+                report(folded, total.max(folded));
+            }
+        }
+        {
+            let _turn = write_turn(&self.read).await;
+            let mut tx = ReadTx::begin(&self.read).await?;
+            for table in P::TABLES {
+                let name = format!("{}{suffix}", table.name);
+                tx.execute(&table.create_sql(&self.read, &name), &[]).await?;
+            }
+            set.flush(&mut tx, &suffix).await?;
+            for table in P::TABLES {
+                for sql in table.index_sql(&format!("{}{suffix}", table.name)) {
+                    tx.execute(&sql, &[]).await?;
+                }
+            }
+            tx.commit().await?;
+        }
+        // The swap: under the checkpoint lock (builders wait), fold the tail into the fresh
+        // tables, then replace the live ones.
+        let _turn = write_turn(&self.read).await;
+        let mut tx = ReadTx::begin(&self.read).await?;
+        lock_checkpoint(&mut tx, P::NAME).await?;
+        loop {
+            let events = history::events_after(&self.store, at, STORE_BATCH).await?;
+            let Some(last) = events.last().map(StoredEvent::checkpoint) else {
+                break;
+            };
+            let mut tail = P::Set::new(false);
+            for e in &events {
+                P::want(&mut tail, e);
+            }
+            tail.load(&mut tx, &suffix).await?;
+            for e in &events {
+                P::apply(&mut tail, e);
+            }
+            tail.flush(&mut tx, &suffix).await?;
+            folded += events.len() as u64;
+            at = last;
+        }
+        for table in P::TABLES {
+            tx.execute(&format!("DROP TABLE IF EXISTS {}", table.name), &[])
+                .await?;
+            tx.execute(
+                &format!("ALTER TABLE {}{suffix} RENAME TO {}", table.name, table.name),
+                &[],
+            )
+            .await?;
+        }
+        save_checkpoint(
+            &mut tx,
+            P::NAME,
+            CheckpointRow {
+                checkpoint: at,
+                applied: folded as i64,
+                version: P::VERSION,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.applied.send_replace(at);
+        if let Some(report) = progress {
+            report(folded, folded);
+        }
+        Ok(folded)
+    }
+
+    /// Waits until the projection on `db` (the read database or a replica of it) has applied
+    /// the event at `position`, at most `timeout`. Returns whether it got there.
+    pub async fn wait_for(
+        &self,
+        db: &Database,
+        position: i64,
+        timeout: Duration,
+    ) -> Result<bool, StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let target = loop {
+            match history::checkpoint_of(&self.store, position).await? {
+                Some(target) => break target,
+                // Not an event (yet): reached once the projection has moved past it.
+                None => {
+                    if checkpoint_row(db, P::NAME).await?.checkpoint.position >= position {
+                        return Ok(true);
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(false);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        let mut seen = self.applied.subscribe();
+        loop {
+            if checkpoint_row(db, P::NAME).await?.checkpoint >= target {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            // Woken by this process's builder, or polling for another process's.
+            let step = tokio::time::sleep_until(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(25)),
+            );
+            tokio::select! {
+                _ = seen.changed() => {}
+                _ = step => {}
+            }
+        }
+    }
+
+    /// Where the projection stands against the store.
+    pub async fn status(&self) -> Result<Status, StoreError> {
+        let row = self.checkpoint().await?;
+        let (behind, oldest) = history::backlog(&self.store, row.checkpoint).await?;
+        let lag_seconds = oldest
+            .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        Ok(Status {
+            name: P::NAME,
+            version: row.version,
+            position: row.checkpoint.position,
+            applied: row.applied,
+            behind_events: behind,
+            lag_seconds,
+        })
+    }
+}
+
+/// One projection's position and lag.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Status {
+    pub name: &'static str,
+    pub version: i64,
+    pub position: i64,
+    pub applied: i64,
+    pub behind_events: i64,
+    pub lag_seconds: f64,
+}

@@ -1,0 +1,209 @@
+//! The rows a batch of events works on. Folding is pure and in memory: the builder names the
+//! keys a batch touches, loads those rows, lets the projection change them, and writes back
+//! only what changed. A rebuild starts from an empty, complete set and writes everything once.
+use crate::table::{Arg, ReadTx, Row};
+use std::collections::{BTreeMap, BTreeSet};
+use store::StoreError;
+use uuid::Uuid;
+
+/// SQL statements stay well under both backends' limit on bound values.
+const MAX_BINDS: usize = 30_000;
+const MAX_KEYS: usize = 500;
+
+pub struct Rows<R: Row> {
+    /// A rebuild's set: every row is here, so a missing key is an absent row.
+    complete: bool,
+    wanted: BTreeSet<Uuid>,
+    /// Rows known so far (`None`: known to be absent).
+    rows: BTreeMap<Uuid, Option<R>>,
+    dirty: BTreeSet<Uuid>,
+}
+
+impl<R: Row> Rows<R> {
+    pub fn new(complete: bool) -> Self {
+        Rows {
+            complete,
+            wanted: BTreeSet::new(),
+            rows: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// Declares that the batch will read or write the row at `key`.
+    pub fn want(&mut self, key: Uuid) {
+        if !self.complete && !self.rows.contains_key(&key) {
+            self.wanted.insert(key);
+        }
+    }
+
+    pub fn get(&self, key: Uuid) -> Option<&R> {
+        match self.rows.get(&key) {
+            Some(row) => row.as_ref(),
+            None => {
+                debug_assert!(self.complete, "{}: row {key} read but not declared", R::TABLE.name);
+                None
+            }
+        }
+    }
+
+    pub fn put(&mut self, row: R) {
+        let key = row.key();
+        self.dirty.insert(key);
+        self.rows.insert(key, Some(row));
+    }
+
+    /// Changes the row at `key` if it exists.
+    pub fn update(&mut self, key: Uuid, change: impl FnOnce(&mut R)) {
+        if let Some(Some(row)) = self.rows.get_mut(&key) {
+            change(row);
+            self.dirty.insert(key);
+        } else {
+            debug_assert!(
+                self.complete || self.rows.contains_key(&key),
+                "{}: row {key} changed but not declared",
+                R::TABLE.name
+            );
+        }
+    }
+
+    pub fn remove(&mut self, key: Uuid) {
+        if let Some(slot) = self.rows.get_mut(&key) {
+            if slot.take().is_some() {
+                self.dirty.insert(key);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.values().filter(|r| r.is_some()).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads the declared rows from `table`.
+    pub async fn load(&mut self, tx: &mut ReadTx, table: &str) -> Result<(), StoreError> {
+        let wanted: Vec<Uuid> = std::mem::take(&mut self.wanted).into_iter().collect();
+        for chunk in wanted.chunks(MAX_KEYS) {
+            let placeholders = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT {} FROM {table} WHERE {} IN ({placeholders})",
+                R::TABLE.column_list(),
+                R::TABLE.key()
+            );
+            let args: Vec<Arg> = chunk.iter().map(|k| Arg::Id(*k)).collect();
+            for key in chunk {
+                self.rows.insert(*key, None);
+            }
+            for row in tx.fetch::<R>(&sql, &args).await? {
+                self.rows.insert(row.key(), Some(row));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what changed to `table`: upserts, then deletes.
+    pub async fn flush(&mut self, tx: &mut ReadTx, table: &str) -> Result<(), StoreError> {
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut upserts: Vec<&R> = Vec::new();
+        let mut deletes: Vec<Uuid> = Vec::new();
+        for key in &dirty {
+            match self.rows.get(key) {
+                Some(Some(row)) => upserts.push(row),
+                _ => deletes.push(*key),
+            }
+        }
+        let columns = R::TABLE.columns;
+        let per_chunk = (MAX_BINDS / columns.len()).max(1);
+        let updates = columns[1..]
+            .iter()
+            .map(|c| format!("{0} = excluded.{0}", c.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for chunk in upserts.chunks(per_chunk) {
+            let mut sql = format!("INSERT INTO {table} ({}) VALUES ", R::TABLE.column_list());
+            let mut args = Vec::with_capacity(chunk.len() * columns.len());
+            for (i, row) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for j in 0..columns.len() {
+                    if j > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("${}", args.len() + j + 1));
+                }
+                sql.push(')');
+                args.extend(row.values());
+            }
+            if !self.complete {
+                sql.push_str(&format!(
+                    " ON CONFLICT ({}) DO UPDATE SET {updates}",
+                    R::TABLE.key()
+                ));
+            }
+            tx.execute(&sql, &args).await?;
+        }
+        for chunk in deletes.chunks(MAX_KEYS) {
+            let placeholders = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "DELETE FROM {table} WHERE {} IN ({placeholders})",
+                R::TABLE.key()
+            );
+            let args: Vec<Arg> = chunk.iter().map(|k| Arg::Id(*k)).collect();
+            tx.execute(&sql, &args).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The working set of one projection: one [`Rows`] per table, loaded and flushed together.
+#[async_trait::async_trait]
+pub trait WorkingSet: Send {
+    fn new(complete: bool) -> Self
+    where
+        Self: Sized;
+    async fn load(&mut self, tx: &mut ReadTx, suffix: &str) -> Result<(), StoreError>;
+    async fn flush(&mut self, tx: &mut ReadTx, suffix: &str) -> Result<(), StoreError>;
+}
+
+/// Implements [`WorkingSet`] for a struct whose fields are all `Rows<_>`.
+#[macro_export]
+macro_rules! working_set {
+    ($name:ident { $($field:ident: $row:ty),+ $(,)? }) => {
+        pub struct $name {
+            $(pub $field: $crate::rows::Rows<$row>,)+
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::rows::WorkingSet for $name {
+            fn new(complete: bool) -> Self {
+                $name { $($field: $crate::rows::Rows::new(complete),)+ }
+            }
+
+            async fn load(&mut self, tx: &mut $crate::table::ReadTx, suffix: &str) -> Result<(), store::StoreError> {
+                $(
+                    let table = format!("{}{suffix}", <$row as $crate::table::Row>::TABLE.name);
+                    self.$field.load(tx, &table).await?;
+                )+
+                Ok(())
+            }
+
+            async fn flush(&mut self, tx: &mut $crate::table::ReadTx, suffix: &str) -> Result<(), store::StoreError> {
+                $(
+                    let table = format!("{}{suffix}", <$row as $crate::table::Row>::TABLE.name);
+                    self.$field.flush(tx, &table).await?;
+                )+
+                Ok(())
+            }
+        }
+    };
+}

@@ -1,0 +1,259 @@
+//! Read-model tables described once and created on either backend, values bound with each
+//! backend's native types, and the transaction every projection writes in.
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow, Postgres, Sqlite, Transaction};
+use store::{Database, StoreError};
+use uuid::Uuid;
+
+/// A column's type, mapped to each backend's own.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Id,
+    Text,
+    Date,
+    Time,
+    Int,
+    Float,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub nullable: bool,
+}
+
+pub const fn col(name: &'static str, kind: Kind) -> Column {
+    Column {
+        name,
+        kind,
+        nullable: false,
+    }
+}
+
+pub const fn nullable(name: &'static str, kind: Kind) -> Column {
+    Column {
+        name,
+        kind,
+        nullable: true,
+    }
+}
+
+/// One read-model table. The first column is the key (a UUID).
+#[derive(Debug)]
+pub struct Table {
+    pub name: &'static str,
+    pub columns: &'static [Column],
+    /// Secondary indexes, each a column list such as `"city, nightly_price_kzt"`.
+    pub indexes: &'static [&'static str],
+}
+
+impl Table {
+    pub fn key(&self) -> &'static str {
+        self.columns[0].name
+    }
+
+    pub fn column_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| c.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `CREATE TABLE` for this table under `name` (the live name or a rebuild's fresh one).
+    pub fn create_sql(&self, db: &Database, name: &str) -> String {
+        let columns: Vec<String> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let ty = match (db, c.kind) {
+                    (Database::Postgres(_), Kind::Id) => "uuid",
+                    (Database::Postgres(_), Kind::Text) => "text",
+                    (Database::Postgres(_), Kind::Date) => "date",
+                    (Database::Postgres(_), Kind::Time) => "timestamptz",
+                    (Database::Postgres(_), Kind::Int) => "bigint",
+                    (Database::Postgres(_), Kind::Float) => "double precision",
+                    (Database::Sqlite(_), Kind::Id) => "BLOB",
+                    (Database::Sqlite(_), Kind::Text | Kind::Date | Kind::Time) => "TEXT",
+                    (Database::Sqlite(_), Kind::Int) => "INTEGER",
+                    (Database::Sqlite(_), Kind::Float) => "REAL",
+                };
+                let constraint = if i == 0 {
+                    " PRIMARY KEY"
+                } else if c.nullable {
+                    ""
+                } else {
+                    " NOT NULL"
+                };
+                format!("{} {ty}{constraint}", c.name)
+            })
+            .collect();
+        format!("CREATE TABLE {name} ({})", columns.join(", "))
+    }
+
+    /// `CREATE INDEX` statements for table `name`; index names start with `name` so a rebuilt
+    /// table's indexes never collide with the live one's.
+    pub fn index_sql(&self, name: &str) -> Vec<String> {
+        self.indexes
+            .iter()
+            .enumerate()
+            .map(|(i, cols)| format!("CREATE INDEX {name}_ix{i} ON {name} ({cols})"))
+            .collect()
+    }
+}
+
+/// A value bound to a statement with its backend's native type.
+#[derive(Clone, Debug)]
+pub enum Arg {
+    Id(Uuid),
+    OptId(Option<Uuid>),
+    Text(String),
+    OptText(Option<String>),
+    Date(NaiveDate),
+    Time(DateTime<Utc>),
+    OptTime(Option<DateTime<Utc>>),
+    Int(i64),
+    OptInt(Option<i64>),
+    Float(f64),
+    OptFloat(Option<f64>),
+}
+
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut query = $query;
+        for arg in $args {
+            query = match arg {
+                Arg::Id(v) => query.bind(*v),
+                Arg::OptId(v) => query.bind(*v),
+                Arg::Text(v) => query.bind(v.as_str()),
+                Arg::OptText(v) => query.bind(v.as_deref()),
+                Arg::Date(v) => query.bind(*v),
+                Arg::Time(v) => query.bind(*v),
+                Arg::OptTime(v) => query.bind(*v),
+                Arg::Int(v) => query.bind(*v),
+                Arg::OptInt(v) => query.bind(*v),
+                Arg::Float(v) => query.bind(*v),
+                Arg::OptFloat(v) => query.bind(*v),
+            };
+        }
+        query
+    }};
+}
+
+/// A read-model row that both backends can decode.
+pub trait Row:
+    Clone
+    + PartialEq
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + Unpin
+    + 'static
+    + for<'r> FromRow<'r, PgRow>
+    + for<'r> FromRow<'r, SqliteRow>
+{
+    const TABLE: &'static Table;
+    fn key(&self) -> Uuid;
+    /// Column values in `TABLE.columns` order.
+    fn values(&self) -> Vec<Arg>;
+}
+
+/// A transaction on the read database, whichever backend it is.
+pub enum ReadTx {
+    Postgres(Transaction<'static, Postgres>),
+    Sqlite(Transaction<'static, Sqlite>),
+}
+
+impl ReadTx {
+    /// Begins a write transaction. On SQLite the write lock is taken up front (a
+    /// read-then-write transaction would fail instead of waiting when another writer got in
+    /// first); the caller holds `store::sqlite_write_gate()` for the duration.
+    pub async fn begin(db: &Database) -> Result<ReadTx, StoreError> {
+        Ok(match db {
+            Database::Postgres(pool) => ReadTx::Postgres(pool.begin().await?),
+            Database::Sqlite(pool) => ReadTx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, ReadTx::Postgres(_))
+    }
+
+    pub async fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
+        Ok(match self {
+            ReadTx::Postgres(tx) => {
+                bind_args!(sqlx::query(sql), args)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected()
+            }
+            ReadTx::Sqlite(tx) => {
+                bind_args!(sqlx::query(sql), args)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected()
+            }
+        })
+    }
+
+    pub async fn fetch<R>(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        Ok(match self {
+            ReadTx::Postgres(tx) => {
+                bind_args!(sqlx::query_as::<_, R>(sql), args)
+                    .fetch_all(&mut **tx)
+                    .await?
+            }
+            ReadTx::Sqlite(tx) => {
+                bind_args!(sqlx::query_as::<_, R>(sql), args)
+                    .fetch_all(&mut **tx)
+                    .await?
+            }
+        })
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            ReadTx::Postgres(tx) => tx.commit().await?,
+            ReadTx::Sqlite(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// Runs a query outside a transaction (the read side of the API).
+pub async fn fetch_all<R>(db: &Database, sql: &str, args: &[Arg]) -> Result<Vec<R>, StoreError>
+where
+    R: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+{
+    Ok(store::with_pool!(db, pool => {
+        bind_args!(sqlx::query_as::<_, R>(sql), args).fetch_all(pool).await?
+    }))
+}
+
+/// Whether table `name` exists in the read database.
+pub async fn table_exists(db: &Database, name: &str) -> Result<bool, StoreError> {
+    Ok(match db {
+        Database::Postgres(pool) => {
+            sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+                .bind(name)
+                .fetch_one(pool)
+                .await?
+        }
+        Database::Sqlite(pool) => {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+            )
+            .bind(name)
+            .fetch_one(pool)
+            .await?
+                > 0
+        }
+    })
+}

@@ -2,12 +2,12 @@
 //! allowed, so tests start the real thing); `run_until_stopped` serves until the shutdown
 //! signal, then drains requests and stops the background loops.
 use crate::auth::JwtKeys;
+use crate::reads::{Feed, ReadModels};
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::{AppState, Inner};
 use crate::telemetry;
 use anyhow::Context;
-use crate::reads::{Feed, ReadModels};
 use bus::{LocalBus, LocalRelay};
 use commands::{Commands, CommandsConfig, ReservationSweeper};
 use std::future::Future;
@@ -229,7 +229,15 @@ pub async fn start_pipeline(
             Feed::Local(bus)
         }
     };
-    tasks.extend(state.reads.spawn_builders(&feed, || stopped(stop_rx.clone())));
+    if state.settings.run_projections {
+        tasks.extend(
+            state
+                .reads
+                .spawn_builders(&feed, || stopped(stop_rx.clone())),
+        );
+    } else {
+        tracing::info!("projection builders are off here (ZHILEGO_PROJECTIONS=off)");
+    }
     let reads = state.reads.clone();
     let db = state.db.clone();
     let relay_name = relay_config(&state.settings).name;

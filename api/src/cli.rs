@@ -136,7 +136,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let mut tasks = Vec::new();
             let feed = match nats {
                 Some(client) => {
-                    println!("projection builders on JetStream stream {}", settings.nats_stream);
+                    println!(
+                        "projection builders on JetStream stream {}",
+                        settings.nats_stream
+                    );
                     crate::reads::Feed::JetStream(client, crate::app::relay_config(&settings))
                 }
                 None => {
@@ -146,7 +149,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     let stop = crate::app::stopped(stop_rx.clone());
                     tasks.push(tokio::spawn(async move {
                         let never = tokio::sync::Notify::new();
-                        relay.run(&never, std::time::Duration::from_millis(100), stop).await
+                        relay
+                            .run(&never, std::time::Duration::from_millis(100), stop)
+                            .await
                     }));
                     crate::reads::Feed::Local(bus)
                 }

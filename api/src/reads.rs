@@ -57,9 +57,10 @@ pub async fn open_read_database(settings: &Settings, store: &Database) -> anyhow
                     .fetch_one(pool)
                     .await?;
             if !exists {
-                let created = sqlx::query(&format!("CREATE DATABASE \"{}\"", name.replace('"', "")))
-                    .execute(pool)
-                    .await;
+                let created =
+                    sqlx::query(&format!("CREATE DATABASE \"{}\"", name.replace('"', "")))
+                        .execute(pool)
+                        .await;
                 if let Err(e) = created {
                     // Another process may have created it first (42P04: duplicate_database).
                     let duplicate = e
@@ -67,7 +68,8 @@ pub async fn open_read_database(settings: &Settings, store: &Database) -> anyhow
                         .and_then(|d| d.code())
                         .is_some_and(|c| c == "42P04" || c == "23505");
                     if !duplicate {
-                        return Err(e).with_context(|| format!("creating the read database {name}"));
+                        return Err(e)
+                            .with_context(|| format!("creating the read database {name}"));
                     }
                 }
             }

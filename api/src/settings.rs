@@ -39,6 +39,9 @@ pub struct Settings {
     /// `READ_REPLICA_URLS`: comma-separated replicas of the read database that queries go to
     /// (default: the read database itself).
     pub read_replica_urls: Vec<String>,
+    /// `ZHILEGO_PROJECTIONS`: `on` (default) runs the projection builders inside `serve`;
+    /// `off` leaves them to `zhilego project` processes (API-only instances).
+    pub run_projections: bool,
     /// `NATS_URL`: the event bus in production mode; the relay publishes the store to it.
     pub nats_url: Option<String>,
     /// `ZHILEGO_NATS_STREAM`: the JetStream stream of events (default `ZHILEGO_EVENTS`).
@@ -141,6 +144,16 @@ impl Settings {
                         .collect()
                 })
                 .unwrap_or_default(),
+            run_projections: match get("ZHILEGO_PROJECTIONS").as_deref() {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(other) => {
+                    return Err(SettingsError::Invalid(
+                        "ZHILEGO_PROJECTIONS",
+                        format!("{other:?}: expected on or off"),
+                    ))
+                }
+            },
             nats_url: get("NATS_URL"),
             nats_stream: get("ZHILEGO_NATS_STREAM").unwrap_or_else(|| "ZHILEGO_EVENTS".into()),
             nats_subject_prefix: get("ZHILEGO_NATS_SUBJECT_PREFIX")

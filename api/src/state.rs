@@ -1,9 +1,9 @@
 //! What every handler shares.
 use crate::auth::JwtKeys;
+use crate::reads::ReadModels;
 use crate::settings::Settings;
 use commands::Commands;
 use metrics_exporter_prometheus::PrometheusHandle;
-use crate::reads::ReadModels;
 use std::ops::Deref;
 use std::sync::Arc;
 use store::Database;

@@ -128,8 +128,8 @@ impl Relay {
         }
         let js = jetstream::new(nats);
         js.get_or_create_stream(stream_config(&config))
-        .await
-        .map_err(|e| RelayError::Bus(e.to_string()))?;
+            .await
+            .map_err(|e| RelayError::Bus(e.to_string()))?;
         Ok(Relay { db, js, config })
     }
 

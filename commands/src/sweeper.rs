@@ -23,11 +23,7 @@ pub struct ReservationSweeper {
 }
 
 impl ReservationSweeper {
-    pub fn new(
-        commands: Arc<Commands>,
-        read: store::Database,
-        orphan_after: Duration,
-    ) -> Self {
+    pub fn new(commands: Arc<Commands>, read: store::Database, orphan_after: Duration) -> Self {
         ReservationSweeper {
             commands,
             read,

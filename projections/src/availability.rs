@@ -6,9 +6,9 @@ use crate::projector::Projection;
 use crate::table::{col, fetch_all, nullable, Arg, Kind, Row, Table};
 use crate::working_set;
 use chrono::{DateTime, NaiveDate, Utc};
+use domain::listing::{ListingDetails, ListingStatus};
 use domain::pricing::PriceRules;
 use domain::values::{DateRange, Location};
-use domain::listing::{ListingDetails, ListingStatus};
 use serde::Serialize;
 use store::{Database, StoreError, StoredEvent};
 use uuid::Uuid;
@@ -401,7 +401,8 @@ impl AvailabilityProjection {
     }
 
     pub async fn offer(db: &Database, listing_id: Uuid) -> Result<Option<OfferRow>, StoreError> {
-        let sql = format!("SELECT {OFFER_COLUMNS} FROM availability_listings l WHERE l.listing_id = $1");
+        let sql =
+            format!("SELECT {OFFER_COLUMNS} FROM availability_listings l WHERE l.listing_id = $1");
         Ok(fetch_all(db, &sql, &[Arg::Id(listing_id)]).await?.pop())
     }
 
@@ -433,7 +434,12 @@ pub struct CalendarDay {
 }
 
 /// The nights `[from, to)` of a listing, given its price rules and taken spans.
-pub fn calendar(rules: &PriceRules, spans: &[SpanRow], from: NaiveDate, to: NaiveDate) -> Vec<CalendarDay> {
+pub fn calendar(
+    rules: &PriceRules,
+    spans: &[SpanRow],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Vec<CalendarDay> {
     from.iter_days()
         .take_while(|d| *d < to)
         .map(|date| {

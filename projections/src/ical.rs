@@ -6,7 +6,13 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// Renders the feed. `host` qualifies the event UIDs (a domain name of the service).
-pub fn render(listing_id: Uuid, title: &str, spans: &[SpanRow], host: &str, now: DateTime<Utc>) -> String {
+pub fn render(
+    listing_id: Uuid,
+    title: &str,
+    spans: &[SpanRow],
+    host: &str,
+    now: DateTime<Utc>,
+) -> String {
     let mut out = String::new();
     let mut line = |text: &str| fold_into(&mut out, text);
     line("BEGIN:VCALENDAR");
@@ -25,9 +31,18 @@ pub fn render(listing_id: Uuid, title: &str, spans: &[SpanRow], host: &str, now:
         line("BEGIN:VEVENT");
         line(&format!("UID:{}@{host}", span.span_id));
         line(&format!("DTSTAMP:{}", now.format("%Y%m%dT%H%M%SZ")));
-        line(&format!("LAST-MODIFIED:{}", span.updated_at.format("%Y%m%dT%H%M%SZ")));
-        line(&format!("DTSTART;VALUE=DATE:{}", span.check_in.format("%Y%m%d")));
-        line(&format!("DTEND;VALUE=DATE:{}", span.check_out.format("%Y%m%d")));
+        line(&format!(
+            "LAST-MODIFIED:{}",
+            span.updated_at.format("%Y%m%dT%H%M%SZ")
+        ));
+        line(&format!(
+            "DTSTART;VALUE=DATE:{}",
+            span.check_in.format("%Y%m%d")
+        ));
+        line(&format!(
+            "DTEND;VALUE=DATE:{}",
+            span.check_out.format("%Y%m%d")
+        ));
         line(&format!("SUMMARY:{summary}"));
         line(&format!("STATUS:{status}"));
         line("TRANSP:OPAQUE");
@@ -76,7 +91,10 @@ mod tests {
     #[test]
     fn long_lines_fold_at_75_octets_on_character_boundaries() {
         let mut out = String::new();
-        fold_into(&mut out, &format!("X-WR-CALNAME:{}", "Квартира ".repeat(20)));
+        fold_into(
+            &mut out,
+            &format!("X-WR-CALNAME:{}", "Квартира ".repeat(20)),
+        );
         for line in out.split("\r\n") {
             assert!(line.len() <= 75, "{} octets: {line}", line.len());
         }

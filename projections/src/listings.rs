@@ -67,7 +67,12 @@ static CATALOGUE: Table = Table {
         col("updated_at", Kind::Time),
         col("position", Kind::Int),
     ],
-    indexes: &["city_key, status, listing_id", "status, listing_id", "lat, lon", "host_id"],
+    indexes: &[
+        "city_key, status, listing_id",
+        "status, listing_id",
+        "lat, lon",
+        "host_id",
+    ],
 };
 
 impl Row for CatalogueRow {

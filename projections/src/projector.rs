@@ -298,7 +298,10 @@ impl<P: Projection> Projector<P> {
 
     /// The events of `links` that continue from `from`, where they lead, and the first event
     /// that does not connect.
-    fn follow(from: Checkpoint, links: &[Link]) -> (Vec<&StoredEvent>, Checkpoint, Option<Checkpoint>) {
+    fn follow(
+        from: Checkpoint,
+        links: &[Link],
+    ) -> (Vec<&StoredEvent>, Checkpoint, Option<Checkpoint>) {
         let mut tail = from;
         let mut run = Vec::new();
         for link in links {
@@ -324,7 +327,10 @@ impl<P: Projection> Projector<P> {
             return Ok((0, false));
         }
         let applied = self.apply(&chain(from, events)).await?;
-        Ok((applied.applied, fetched as i64 == limit || applied.gap.is_some()))
+        Ok((
+            applied.applied,
+            fetched as i64 == limit || applied.gap.is_some(),
+        ))
     }
 
     /// Applies everything the store has that this projection lacks.
@@ -369,7 +375,11 @@ impl<P: Projection> Projector<P> {
         init_read_database(&self.read).await?;
         let suffix = format!(
             "__r{}",
-            uuid::Uuid::now_v7().simple().to_string().get(..16).unwrap_or("0")
+            uuid::Uuid::now_v7()
+                .simple()
+                .to_string()
+                .get(..16)
+                .unwrap_or("0")
         );
         let total = history::event_count(&self.store).await? as u64;
         // Fold everything in memory (one pass over the store), then write each table once.
@@ -395,7 +405,8 @@ impl<P: Projection> Projector<P> {
             let mut tx = ReadTx::begin(&self.read).await?;
             for table in P::TABLES {
                 let name = format!("{}{suffix}", table.name);
-                tx.execute(&table.create_sql(&self.read, &name), &[]).await?;
+                tx.execute(&table.create_sql(&self.read, &name), &[])
+                    .await?;
             }
             set.flush(&mut tx, &suffix).await?;
             for table in P::TABLES {
@@ -431,7 +442,10 @@ impl<P: Projection> Projector<P> {
             tx.execute(&format!("DROP TABLE IF EXISTS {}", table.name), &[])
                 .await?;
             tx.execute(
-                &format!("ALTER TABLE {}{suffix} RENAME TO {}", table.name, table.name),
+                &format!(
+                    "ALTER TABLE {}{suffix} RENAME TO {}",
+                    table.name, table.name
+                ),
                 &[],
             )
             .await?;
@@ -495,6 +509,12 @@ impl<P: Projection> Projector<P> {
                 _ = step => {}
             }
         }
+    }
+
+    /// Every row of the projection's tables, in key order, one line each: two builds are equal
+    /// when their dumps are.
+    pub async fn dump(&self) -> Result<Vec<String>, StoreError> {
+        P::Set::dump(&self.read).await
     }
 
     /// Where the projection stands against the store.

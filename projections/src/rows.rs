@@ -40,7 +40,11 @@ impl<R: Row> Rows<R> {
         match self.rows.get(&key) {
             Some(row) => row.as_ref(),
             None => {
-                debug_assert!(self.complete, "{}: row {key} read but not declared", R::TABLE.name);
+                debug_assert!(
+                    self.complete,
+                    "{}: row {key} read but not declared",
+                    R::TABLE.name
+                );
                 None
             }
         }
@@ -173,6 +177,25 @@ pub trait WorkingSet: Send {
         Self: Sized;
     async fn load(&mut self, tx: &mut ReadTx, suffix: &str) -> Result<(), StoreError>;
     async fn flush(&mut self, tx: &mut ReadTx, suffix: &str) -> Result<(), StoreError>;
+    /// Every row of every table, in key order, one line each (to compare two builds).
+    async fn dump(db: &store::Database) -> Result<Vec<String>, StoreError>
+    where
+        Self: Sized;
+}
+
+/// Every row of `R`'s table, in key order, one line each.
+pub async fn dump_table<R: Row>(db: &store::Database) -> Result<Vec<String>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM {} ORDER BY {}",
+        R::TABLE.column_list(),
+        R::TABLE.name,
+        R::TABLE.key()
+    );
+    let rows: Vec<R> = crate::table::fetch_all(db, &sql, &[]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| format!("{}: {r:?}", R::TABLE.name))
+        .collect())
 }
 
 /// Implements [`WorkingSet`] for a struct whose fields are all `Rows<_>`.
@@ -203,6 +226,12 @@ macro_rules! working_set {
                     self.$field.flush(tx, &table).await?;
                 )+
                 Ok(())
+            }
+
+            async fn dump(db: &store::Database) -> Result<Vec<String>, store::StoreError> {
+                let mut lines = Vec::new();
+                $(lines.extend($crate::rows::dump_table::<$row>(db).await?);)+
+                Ok(lines)
             }
         }
     };

@@ -185,18 +185,14 @@ impl ReadTx {
 
     pub async fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
         Ok(match self {
-            ReadTx::Postgres(tx) => {
-                bind_args!(sqlx::query(sql), args)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected()
-            }
-            ReadTx::Sqlite(tx) => {
-                bind_args!(sqlx::query(sql), args)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected()
-            }
+            ReadTx::Postgres(tx) => bind_args!(sqlx::query(sql), args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            ReadTx::Sqlite(tx) => bind_args!(sqlx::query(sql), args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
         })
     }
 

@@ -203,6 +203,8 @@ impl Storage {
 
 pub struct TestApp {
     pub address: String,
+    /// The running app's state (commands, read models), for tests that drive it directly.
+    pub state: api::state::AppState,
     pub client: reqwest::Client,
     pub storage: Storage,
     pub db: Database,
@@ -235,6 +237,7 @@ pub async fn start(storage: Storage, overrides: &[(&str, &str)]) -> TestApp {
     let app = Application::build(settings).await.expect("build app");
     let address = format!("http://{}", app.local_addr());
     let db = app.state().db.clone();
+    let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         app.run_until_stopped(async move {
@@ -245,6 +248,7 @@ pub async fn start(storage: Storage, overrides: &[(&str, &str)]) -> TestApp {
     });
     TestApp {
         address,
+        state,
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .timeout(Duration::from_secs(60))

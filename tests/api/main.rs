@@ -7,4 +7,6 @@ mod concurrency;
 mod contract;
 mod crash;
 mod ops;
+mod projections;
 mod relay;
+mod workload;

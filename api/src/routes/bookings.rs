@@ -267,7 +267,11 @@ pub async fn list_bookings(
     }
     let db = state
         .reads
-        .consistent(&state.reads.bookings, q.min_position, state.settings.read_wait)
+        .consistent(
+            &state.reads.bookings,
+            q.min_position,
+            state.settings.read_wait,
+        )
         .await?;
     let rows = BookingsProjection::list(db, filter, q.cursor, limit).await?;
     let next_cursor = (rows.len() as i64 == limit)

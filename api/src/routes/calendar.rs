@@ -105,7 +105,11 @@ pub async fn calendar(
     }
     let db = state
         .reads
-        .consistent(&state.reads.availability, q.min_position, state.settings.read_wait)
+        .consistent(
+            &state.reads.availability,
+            q.min_position,
+            state.settings.read_wait,
+        )
         .await?;
     let offer = visible_offer(db, id, &principal).await?;
     let spans = AvailabilityProjection::spans(db, id, from, to).await?;
@@ -138,7 +142,11 @@ pub async fn calendar_ics(
 ) -> Result<Response, ApiError> {
     let db = state
         .reads
-        .consistent(&state.reads.availability, q.min_position, state.settings.read_wait)
+        .consistent(
+            &state.reads.availability,
+            q.min_position,
+            state.settings.read_wait,
+        )
         .await?;
     let offer = visible_offer(db, id, &principal).await?;
     let today = local_date(Utc::now());

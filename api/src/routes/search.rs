@@ -149,7 +149,10 @@ pub async fn availability(
         return Err(ApiError::validation("guests", "must be at least 1"));
     }
     if q.max_price_kzt.is_some_and(|p| p < 0) {
-        return Err(ApiError::validation("max_price_kzt", "must not be negative"));
+        return Err(ApiError::validation(
+            "max_price_kzt",
+            "must not be negative",
+        ));
     }
     let query = StayQuery {
         city: city.to_string(),
@@ -162,7 +165,11 @@ pub async fn availability(
     };
     let db = state
         .reads
-        .consistent(&state.reads.availability, q.min_position, state.settings.read_wait)
+        .consistent(
+            &state.reads.availability,
+            q.min_position,
+            state.settings.read_wait,
+        )
         .await?;
     let (offers, next) = AvailabilityProjection::search(db, &query).await?;
     Ok(Json(AvailabilityPage {
@@ -246,7 +253,10 @@ pub async fn search_listings(
         return Err(ApiError::validation("guests", "must be at least 1"));
     }
     if q.max_price_kzt.is_some_and(|p| p < 0) {
-        return Err(ApiError::validation("max_price_kzt", "must not be negative"));
+        return Err(ApiError::validation(
+            "max_price_kzt",
+            "must not be negative",
+        ));
     }
     let amenities: Vec<String> = q
         .amenities
@@ -276,7 +286,11 @@ pub async fn search_listings(
     };
     let db = state
         .reads
-        .consistent(&state.reads.listings, q.min_position, state.settings.read_wait)
+        .consistent(
+            &state.reads.listings,
+            q.min_position,
+            state.settings.read_wait,
+        )
         .await?;
     let (rows, next) = ListingsProjection::search(db, &query).await?;
     Ok(Json(ListingsPage {

@@ -6,6 +6,7 @@ mod processes;
 mod concurrency;
 mod contract;
 mod crash;
+mod faults;
 mod ops;
 mod projections;
 mod relay;

@@ -176,10 +176,8 @@ impl Application {
 }
 
 /// Resolves once the stop flag is raised.
-pub fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
+pub async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }
 
 /// Connects to NATS when production mode names it (the connection retries in the background,
@@ -216,7 +214,7 @@ pub async fn start_pipeline(
             tasks.push(tokio::spawn(async move {
                 run_relay(relay_state, client_for_relay, stop).await
             }));
-            Feed::JetStream(client.clone(), relay_config(&state.settings))
+            Feed::JetStream(client.clone(), Box::new(relay_config(&state.settings)))
         }
         None => {
             let bus = LocalBus::default();

@@ -140,7 +140,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         "projection builders on JetStream stream {}",
                         settings.nats_stream
                     );
-                    crate::reads::Feed::JetStream(client, crate::app::relay_config(&settings))
+                    crate::reads::Feed::JetStream(
+                        client,
+                        Box::new(crate::app::relay_config(&settings)),
+                    )
                 }
                 None => {
                     println!("projection builders following the store");

@@ -28,7 +28,7 @@ pub struct ReadModels {
 /// What feeds the builders.
 #[derive(Clone)]
 pub enum Feed {
-    JetStream(async_nats::Client, RelayConfig),
+    JetStream(async_nats::Client, Box<RelayConfig>),
     Local(LocalBus),
 }
 
@@ -197,7 +197,7 @@ fn spawn_builder<P: Projection>(
     tokio::spawn(async move {
         match feed {
             Feed::JetStream(client, config) => {
-                feed::follow_jetstream(projector, client, config, stop).await
+                feed::follow_jetstream(projector, client, *config, stop).await
             }
             Feed::Local(bus) => feed::follow_local(projector, bus, stop).await,
         }

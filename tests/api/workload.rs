@@ -162,7 +162,7 @@ pub async fn run(
         let commands = commands.clone();
         let world = world.clone();
         tasks.push(tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(seed ^ (w as u64 + 1) * 0x9E37_79B9);
+            let mut rng = StdRng::seed_from_u64(seed ^ ((w as u64 + 1) * 0x9E37_79B9));
             while world.lock().unwrap().commands < target {
                 step(&commands, &world, &mut rng, w == 0).await;
             }

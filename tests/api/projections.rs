@@ -557,3 +557,86 @@ async fn ical_feed(backend: Backend, test: &str) {
     app.finish().await;
 }
 on_both_backends!(ical_feed_parses_with_an_independent_parser, ical_feed);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_go_to_read_replicas_and_still_read_their_writes() {
+    let test = "read_replicas";
+    let Some(storage) = Storage::new(Backend::Postgres, test).await else {
+        return;
+    };
+    // No streaming replica here: the read database itself, twice, stands in for two replicas.
+    let (_, _, url) = storage.pg.clone().unwrap();
+    let (read_url, _) = api::reads::default_read_url(&url).unwrap();
+    let replicas = format!("{read_url},{read_url}");
+    let app = start(storage, &[("READ_REPLICA_URLS", replicas.as_str())]).await;
+    let listing = app
+        .create_listing(Uuid::now_v7(), serde_json::json!({}))
+        .await;
+    let guest = app.token(Role::Guest, Uuid::now_v7());
+    for i in 0..4 {
+        let (status, booked) = app
+            .post(
+                "/api/v1/bookings",
+                &guest,
+                &booking_body(listing, 10 + 2 * i, 11 + 2 * i, 1),
+            )
+            .await;
+        assert_eq!(status, 201, "{booked}");
+        let position = booked["position"].as_i64().unwrap();
+        let (status, list) = app
+            .get(
+                &format!("/api/v1/bookings?min_position={position}"),
+                Some(&guest),
+            )
+            .await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["items"].as_array().unwrap().len() as i64, i + 1);
+        let (status, found) = app
+            .get(
+                &format!(
+                    "/api/v1/availability?city=Almaty&check_in={}&check_out={}&min_position={position}",
+                    day(10 + 2 * i),
+                    day(11 + 2 * i)
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert!(found["items"].as_array().unwrap().is_empty(), "{found}");
+    }
+    let (status, ready) = app.get("/readyz", None).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["checks"]["read_db"], "ok");
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_the_read_model_never_reaches_is_a_clear_503() {
+    let Some(app) = spawn_app_with(
+        Backend::Sqlite,
+        "read_model_behind",
+        &[("ZHILEGO_READ_WAIT_MS", "300")],
+    )
+    .await
+    else {
+        return;
+    };
+    let far = 1_000_000;
+    for path in [
+        format!(
+            "/api/v1/availability?city=Almaty&check_in={}&check_out={}&min_position={far}",
+            day(1),
+            day(2)
+        ),
+        format!("/api/v1/listings?min_position={far}"),
+    ] {
+        let started = std::time::Instant::now();
+        let (status, body) = app.get(&path, None).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(body["code"], "read_model_behind");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    }
+    let (status, body) = app.get("/api/v1/listings?min_position=-1", None).await;
+    assert_eq!(status, 422, "{body}");
+    app.finish().await;
+}

@@ -103,16 +103,20 @@ impl Application {
         let secret = jwt_secret(&settings)?;
         let reads = Arc::new(ReadModels::open(&settings, &db).await?);
         reads.prepare().await.context("preparing the read models")?;
+        reads.load_index().await?;
         let relay_nudge = Arc::new(tokio::sync::Notify::new());
         let nats = connect_nats(&settings, &db).await?;
         let wake_relay = relay_nudge.clone();
+        let wake_index = reads.index_nudge.clone();
         let config = CommandsConfig {
             hold: settings.hold,
             ..CommandsConfig::default()
         };
         let commands = Arc::new(
-            Commands::new(db.clone(), config, encryption_key(&settings)?)
-                .on_write(move || wake_relay.notify_one()),
+            Commands::new(db.clone(), config, encryption_key(&settings)?).on_write(move || {
+                wake_relay.notify_one();
+                wake_index.notify_one();
+            }),
         );
         let listener = TcpListener::bind(&settings.listen)
             .await
@@ -227,6 +231,12 @@ pub async fn start_pipeline(
             Feed::Local(bus)
         }
     };
+    let index = state.reads.availability_index.clone();
+    let nudge = state.reads.index_nudge.clone();
+    let stop = stopped(stop_rx.clone());
+    tasks.push(tokio::spawn(async move {
+        index.follow(&nudge, Duration::from_millis(100), stop).await
+    }));
     if state.settings.run_projections {
         tasks.extend(
             state

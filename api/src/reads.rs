@@ -6,10 +6,12 @@ use anyhow::Context;
 use bus::{LocalBus, RelayConfig};
 use projections::feed;
 use projections::{
-    AvailabilityProjection, BookingsProjection, ListingsProjection, Projection, Projector, Status,
+    AvailabilityIndex, AvailabilityProjection, BookingsProjection, ListingsProjection, Projection,
+    Projector, Status,
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use store::Database;
 use tokio::task::JoinHandle;
@@ -23,6 +25,10 @@ pub struct ReadModels {
     pub bookings: Projector<BookingsProjection>,
     pub availability: Projector<AvailabilityProjection>,
     pub listings: Projector<ListingsProjection>,
+    /// The availability projection in memory, for searches.
+    pub availability_index: Arc<AvailabilityIndex>,
+    /// Wakes the index after a local write.
+    pub index_nudge: Arc<tokio::sync::Notify>,
 }
 
 /// What feeds the builders.
@@ -97,6 +103,8 @@ impl ReadModels {
             bookings: Projector::new(store.clone(), primary.clone()),
             availability: Projector::new(store.clone(), primary.clone()),
             listings: Projector::new(store.clone(), primary.clone()),
+            availability_index: Arc::new(AvailabilityIndex::new(store.clone(), primary.clone())),
+            index_nudge: Arc::new(tokio::sync::Notify::new()),
             primary,
             replicas,
             next_replica: AtomicUsize::new(0),
@@ -108,6 +116,17 @@ impl ReadModels {
         self.bookings.prepare().await?;
         self.availability.prepare().await?;
         self.listings.prepare().await?;
+        Ok(())
+    }
+
+    /// Loads the in-memory availability index from the (prepared) projection.
+    pub async fn load_index(&self) -> anyhow::Result<()> {
+        self.availability_index
+            .load()
+            .await
+            .context("loading the availability index")?;
+        let (listings, spans) = self.availability_index.size();
+        tracing::info!(listings, spans, "availability index loaded");
         Ok(())
     }
 

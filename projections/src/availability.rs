@@ -1,7 +1,7 @@
 //! Availability: what each listing offers (city, guests, stay limits, prices) and what is taken
 //! on its calendar — held, booked and blocked spans; every other night is free. Answers "free
 //! apartments in this city for these dates", day-by-day calendars and the iCal feed.
-use crate::bookings::{body_of, field};
+use crate::bookings::{body_of, field, instant};
 use crate::projector::Projection;
 use crate::table::{col, fetch_all, nullable, Arg, Kind, Row, Table};
 use crate::working_set;
@@ -169,7 +169,7 @@ pub struct AvailabilityProjection;
 impl Projection for AvailabilityProjection {
     type Set = AvailabilitySet;
     const NAME: &'static str = "availability";
-    const VERSION: i64 = 1;
+    const VERSION: i64 = 2;
     const TABLES: &'static [&'static Table] = &[&OFFERS, &SPANS];
 
     fn want(set: &mut AvailabilitySet, e: &StoredEvent) {
@@ -254,7 +254,7 @@ impl Projection for AvailabilityProjection {
                     check_in: range.check_in(),
                     check_out: range.check_out(),
                     hold_expires_at: if held {
-                        field(body, "hold_expires_at")
+                        instant(body, "hold_expires_at")
                     } else {
                         None
                     },
@@ -321,85 +321,13 @@ pub fn bounding_box(center: &Location, radius_km: f64) -> (f64, f64, f64, f64) {
     )
 }
 
-const OFFER_COLUMNS: &str = "l.listing_id, l.host_id, l.title, l.city, l.city_key, l.status, \
+pub(crate) const OFFER_COLUMNS: &str =
+    "l.listing_id, l.host_id, l.title, l.city, l.city_key, l.status, \
     l.max_guests, l.nightly_price_kzt, l.cleaning_fee_kzt, l.min_nights, l.max_nights, l.lat, \
     l.lon, l.pricing, l.position";
 
 /// Queries on the availability read model.
 impl AvailabilityProjection {
-    /// Active listings in the city that take the guests and the stay's length and are free
-    /// every night of it, in listing-id order after the cursor. Returns the page and the cursor
-    /// for the next one.
-    pub async fn search(
-        db: &Database,
-        query: &StayQuery,
-    ) -> Result<(Vec<Offer>, Option<Uuid>), StoreError> {
-        let range = query.range.expect("availability search needs dates");
-        let nights = i64::from(range.nights());
-        let bbox = query.near.map(|(c, r)| bounding_box(&c, r));
-        let sql = format!(
-            "SELECT {OFFER_COLUMNS} FROM availability_listings l \
-             WHERE l.city_key = $1 AND l.status = 'active' AND l.max_guests >= $2 \
-               AND l.min_nights <= $3 AND l.max_nights >= $3 \
-               AND ($4 IS NULL OR l.nightly_price_kzt <= $4) \
-               AND ($5 IS NULL OR (l.lat BETWEEN $5 AND $6 AND l.lon BETWEEN $7 AND $8)) \
-               AND ($9 IS NULL OR l.listing_id > $9) \
-               AND NOT EXISTS (SELECT 1 FROM availability_spans s WHERE s.listing_id = l.listing_id \
-                   AND s.check_in < $10 AND s.check_out > $11) \
-             ORDER BY l.listing_id LIMIT $12"
-        );
-        let mut offers = Vec::new();
-        let mut after = query.after;
-        let page = query.limit.max(1);
-        loop {
-            let args = [
-                Arg::Text(city_key(&query.city)),
-                Arg::Int(i64::from(query.guests)),
-                Arg::Int(nights),
-                Arg::OptInt(query.max_price_kzt),
-                Arg::OptFloat(bbox.map(|b| b.0)),
-                Arg::OptFloat(bbox.map(|b| b.1)),
-                Arg::OptFloat(bbox.map(|b| b.2)),
-                Arg::OptFloat(bbox.map(|b| b.3)),
-                Arg::OptId(after),
-                Arg::Date(range.check_out()),
-                Arg::Date(range.check_in()),
-                Arg::Int((page + 1) as i64),
-            ];
-            let rows: Vec<OfferRow> = fetch_all(db, &sql, &args).await?;
-            let exhausted = rows.len() <= page;
-            let taken = rows.len().min(page);
-            for (i, row) in rows.into_iter().take(page).enumerate() {
-                after = Some(row.listing_id);
-                let distance_km = match (query.near, row.location()) {
-                    (Some((center, radius)), Some(at)) => {
-                        let d = center.distance_km(&at);
-                        if d > radius {
-                            continue;
-                        }
-                        Some(d)
-                    }
-                    (Some(_), None) => continue,
-                    _ => None,
-                };
-                let quote = row.price_rules().quote(&range);
-                offers.push(Offer {
-                    nights: quote.nights,
-                    total_kzt: quote.total_kzt.value(),
-                    distance_km,
-                    listing: row,
-                });
-                if offers.len() == page {
-                    let last = exhausted && i + 1 == taken;
-                    return Ok((offers, if last { None } else { after }));
-                }
-            }
-            if exhausted {
-                return Ok((offers, None));
-            }
-        }
-    }
-
     pub async fn offer(db: &Database, listing_id: Uuid) -> Result<Option<OfferRow>, StoreError> {
         let sql =
             format!("SELECT {OFFER_COLUMNS} FROM availability_listings l WHERE l.listing_id = $1");

@@ -9,10 +9,12 @@
 //!   once for both backends.
 //! - [`feed`]: what drives a builder — a durable JetStream consumer or the in-process bus.
 //! - The projections: [`bookings`] (per guest and host, live reservations), [`availability`]
-//!   (offers and taken spans: search, calendars, [`ical`]) and [`listings`] (the catalogue).
+//!   (offers and taken spans: calendars, [`ical`]; searched in memory through
+//!   [`availability_index`]) and [`listings`] (the catalogue).
 #![forbid(unsafe_code)]
 
 pub mod availability;
+pub mod availability_index;
 pub mod bookings;
 pub mod feed;
 pub mod ical;
@@ -22,6 +24,7 @@ pub mod rows;
 pub mod table;
 
 pub use availability::{AvailabilityProjection, CalendarDay, Offer, OfferRow, SpanRow, StayQuery};
+pub use availability_index::AvailabilityIndex;
 pub use bookings::{BookingFilter, BookingRow, BookingsProjection, DueReservation};
 pub use listings::{CatalogueQuery, CatalogueRow, ListingsProjection};
 pub use projector::{Applied, CheckpointRow, Projection, Projector, Status};

@@ -71,11 +71,26 @@ impl<R: Row> Rows<R> {
     }
 
     pub fn remove(&mut self, key: Uuid) {
-        if let Some(slot) = self.rows.get_mut(&key) {
+        if self.complete {
+            // Everything is here: an absent row simply is not in the map (and a fresh table
+            // has nothing to delete).
+            self.rows.remove(&key);
+            self.dirty.remove(&key);
+        } else if let Some(slot) = self.rows.get_mut(&key) {
             if slot.take().is_some() {
                 self.dirty.insert(key);
             }
         }
+    }
+
+    /// Forgets which rows changed (a set kept in memory, never flushed).
+    pub fn clear_changes(&mut self) {
+        self.dirty.clear();
+    }
+
+    /// Every present row, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = &R> {
+        self.rows.values().filter_map(Option::as_ref)
     }
 
     pub fn len(&self) -> usize {

@@ -179,6 +179,17 @@ impl ReadTx {
         })
     }
 
+    /// Begins a read-only transaction that sees one snapshot throughout.
+    pub async fn begin_snapshot(db: &Database) -> Result<ReadTx, StoreError> {
+        Ok(match db {
+            Database::Postgres(pool) => ReadTx::Postgres(
+                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?,
+            ),
+            Database::Sqlite(pool) => ReadTx::Sqlite(pool.begin().await?),
+        })
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self, ReadTx::Postgres(_))
     }

@@ -9,7 +9,7 @@ use axum::Json;
 use chrono::NaiveDate;
 use domain::listing::MAX_STAY_NIGHTS;
 use domain::{local_date, DateRange, Location};
-use projections::{AvailabilityProjection, CatalogueQuery, ListingsProjection, StayQuery};
+use projections::{CatalogueQuery, ListingsProjection, StayQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -163,15 +163,20 @@ pub async fn availability(
         after: cursor(q.cursor.as_deref())?,
         limit: page_limit(q.limit)?,
     };
-    let db = state
-        .reads
-        .consistent(
-            &state.reads.availability,
-            q.min_position,
-            state.settings.read_wait,
-        )
-        .await?;
-    let (offers, next) = AvailabilityProjection::search(db, &query).await?;
+    let index = &state.reads.availability_index;
+    if let Some(position) = q.min_position {
+        if position < 0 {
+            return Err(ApiError::validation("min_position", "must not be negative"));
+        }
+        if !index.wait_for(position, state.settings.read_wait).await? {
+            return Err(ApiError::unavailable(
+                "read_model_behind",
+                format!("availability has not reached position {position} yet; retry shortly"),
+                1,
+            ));
+        }
+    }
+    let (offers, next) = index.search(&query);
     Ok(Json(AvailabilityPage {
         items: offers
             .into_iter()

@@ -383,23 +383,38 @@ impl<P: Projection> Projector<P> {
         );
         let total = history::event_count(&self.store).await? as u64;
         // Fold everything in memory (one pass over the store), then write each table once.
+        // A reader task fetches the next batch while this one is folded.
+        let (batches, mut incoming) = tokio::sync::mpsc::channel::<Vec<StoredEvent>>(2);
+        let store = self.store.clone();
+        let reader = tokio::spawn(async move {
+            let mut at = Checkpoint::default();
+            loop {
+                let events = history::events_after(&store, at, REBUILD_BATCH).await?;
+                let Some(last) = events.last().map(StoredEvent::checkpoint) else {
+                    return Ok::<_, StoreError>(());
+                };
+                at = last;
+                if batches.send(events).await.is_err() {
+                    return Ok(());
+                }
+            }
+        });
         let mut set = P::Set::new(true);
         let mut at = Checkpoint::default();
         let mut folded = 0u64;
-        loop {
-            let events = history::events_after(&self.store, at, REBUILD_BATCH).await?;
-            let Some(last) = events.last().map(StoredEvent::checkpoint) else {
-                break;
-            };
+        while let Some(events) = incoming.recv().await {
             for e in &events {
                 P::apply(&mut set, e);
             }
             folded += events.len() as u64;
-            at = last;
+            at = events.last().map(StoredEvent::checkpoint).unwrap_or(at);
             if let Some(report) = progress {
                 report(folded, total.max(folded));
             }
         }
+        reader
+            .await
+            .map_err(|e| StoreError::Integrity(format!("rebuild reader: {e}")))??;
         {
             let _turn = write_turn(&self.read).await;
             let mut tx = ReadTx::begin(&self.read).await?;

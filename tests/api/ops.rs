@@ -171,3 +171,29 @@ async fn the_embedded_jwt_secret_is_generated_once_and_kept() {
     assert!(first.len() >= 32);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Coordinates with every digit an f64 carries survive the store's JSON round trip exactly,
+/// so the hash chain still verifies (the store re-reads and re-hashes each event).
+async fn precise_coordinates_keep_the_chain_verifiable(backend: Backend, test: &str) {
+    let Some(app) = spawn_app(backend, test).await else {
+        return;
+    };
+    for (lat, lon) in [
+        // Each of these reads back one bit off with a plain (not round-trip) float parser.
+        (42.953897833072716, 76.889709472656253),
+        (43.013182564557724, 71.470355987548828),
+    ] {
+        app.create_listing(
+            Uuid::now_v7(),
+            serde_json::json!({"location": {"lat": lat, "lon": lon}}),
+        )
+        .await;
+    }
+    let report = store::history::verify(&app.db).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    app.finish().await;
+}
+crate::on_both_backends!(
+    precise_coordinates_keep_the_chain_verifiable_case,
+    precise_coordinates_keep_the_chain_verifiable
+);

@@ -97,7 +97,7 @@ impl LocalRelay {
             }
             tokio::select! {
                 _ = &mut shutdown => return,
-                _ = nudge.notified() => {}
+                _ = nudge.notified() => tokio::time::sleep(crate::relay::GATHER).await,
                 _ = tokio::time::sleep(poll) => {}
             }
         }

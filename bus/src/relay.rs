@@ -110,6 +110,21 @@ pub enum RelayError {
     Bus(String),
 }
 
+/// One event as the relay sends it.
+#[derive(sqlx::FromRow)]
+struct Outgoing {
+    position: i64,
+    tx: i64,
+    aggregate_type: String,
+    aggregate_id: String,
+    event_id: Option<String>,
+    correlation_id: Option<String>,
+    body: String,
+}
+
+/// After a nudge, how long a relay or reader waits for more commits to share the batch.
+pub const GATHER: Duration = Duration::from_millis(5);
+
 pub struct Relay {
     db: Database,
     js: jetstream::Context,
@@ -145,44 +160,82 @@ impl Relay {
         let Database::Postgres(pool) = &self.db else {
             return Err(RelayError::Unsupported);
         };
-        sqlx::query("INSERT INTO relay_checkpoints (name, tx, position) VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING")
-            .bind(&self.config.name)
-            .execute(pool)
-            .await?;
         let mut tx = pool.begin().await?;
-        let (cp_tx, cp_pos): (i64, i64) =
-            sqlx::query_as("SELECT tx, position FROM relay_checkpoints WHERE name = $1 FOR UPDATE")
-                .bind(&self.config.name)
-                .fetch_one(&mut *tx)
-                .await?;
+        let lock = "SELECT tx, position FROM relay_checkpoints WHERE name = $1 FOR UPDATE";
+        let locked: Option<(i64, i64)> = sqlx::query_as(lock)
+            .bind(&self.config.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (cp_tx, cp_pos) = match locked {
+            Some(row) => row,
+            None => {
+                sqlx::query("INSERT INTO relay_checkpoints (name, tx, position) VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING")
+                    .bind(&self.config.name)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query_as(lock)
+                    .bind(&self.config.name)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
         let from = Checkpoint {
             tx: cp_tx,
             position: cp_pos,
         };
-        let events = history::events_after(&self.db, from, self.config.batch).await?;
-        let Some(last) = events.last().map(StoredEvent::checkpoint) else {
+        // The same commit-safe read as `store::history::events_after`, with each message body
+        // (the serialized `StoredEvent`) built by PostgreSQL, so it is forwarded as it comes.
+        let rows: Vec<Outgoing> = sqlx::query_as(
+            "SELECT position, xid::text::bigint AS tx, aggregate_type, aggregate_id, \
+                    metadata->>'event_id' AS event_id, \
+                    metadata->>'correlation_id' AS correlation_id, \
+                    json_build_object('position', position, 'aggregate_type', aggregate_type, \
+                        'aggregate_id', aggregate_id, 'sequence', sequence, \
+                        'event_type', event_type, 'event_version', event_version, \
+                        'payload', payload, 'metadata', metadata, 'recorded_at', recorded_at, \
+                        'hash', coalesce(metadata->>'hash', ''))::text AS body \
+             FROM events \
+             WHERE (xid::text::bigint, position) > ($1, $2) \
+               AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY xid::text::bigint, position LIMIT $3",
+        )
+        .bind(from.tx)
+        .bind(from.position)
+        .bind(self.config.batch)
+        .fetch_all(pool)
+        .await?;
+        let Some(last) = rows.last().map(|r| Checkpoint {
+            tx: r.tx,
+            position: r.position,
+        }) else {
             return Ok(0);
         };
-        let mut acks = Vec::with_capacity(events.len());
+        let mut acks = Vec::with_capacity(rows.len());
         let mut prev = from;
-        for e in &events {
-            let payload = serde_json::to_vec(e).map_err(|err| RelayError::Bus(err.to_string()))?;
+        for row in &rows {
             let mut message = PublishMessage::build()
-                .payload(Bytes::from(payload))
-                .message_id(e.event_id())
-                .header("Zhilego-Position", e.position.to_string().as_str())
-                .header(crate::TX_HEADER, e.tx.to_string().as_str())
+                .payload(Bytes::from(row.body.clone().into_bytes()))
+                .message_id(row.event_id.as_deref().unwrap_or_default())
+                .header("Zhilego-Position", row.position.to_string().as_str())
+                .header(crate::TX_HEADER, row.tx.to_string().as_str())
                 .header(
                     crate::PREV_HEADER,
                     format!("{}:{}", prev.tx, prev.position).as_str(),
                 );
-            prev = e.checkpoint();
-            if let Some(correlation) = e.metadata.get("correlation_id").and_then(|v| v.as_str()) {
-                message = message.header("Zhilego-Correlation-Id", correlation);
+            prev = Checkpoint {
+                tx: row.tx,
+                position: row.position,
+            };
+            if let Some(correlation) = &row.correlation_id {
+                message = message.header("Zhilego-Correlation-Id", correlation.as_str());
             }
+            let subject = format!(
+                "{}.{}.{}",
+                self.config.subject_prefix, row.aggregate_type, row.aggregate_id
+            );
             let ack = self
                 .js
-                .send_publish(self.subject_of(e), message)
+                .send_publish(subject, message)
                 .await
                 .map_err(|err| RelayError::Bus(err.to_string()))?;
             acks.push(ack);
@@ -197,9 +250,9 @@ impl Relay {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        metrics::counter!("zhilego_relay_published_total").increment(events.len() as u64);
+        metrics::counter!("zhilego_relay_published_total").increment(rows.len() as u64);
         metrics::gauge!("zhilego_relay_position").set(last.position as f64);
-        Ok(events.len())
+        Ok(rows.len())
     }
 
     /// Relays until `shutdown` resolves: after every nudge, every `poll`, and with growing
@@ -223,7 +276,7 @@ impl Relay {
             }
             tokio::select! {
                 _ = &mut shutdown => return,
-                _ = nudge.notified(), if pause.is_zero() => {}
+                _ = nudge.notified(), if pause.is_zero() => tokio::time::sleep(GATHER).await,
                 _ = tokio::time::sleep(if pause.is_zero() { poll } else { pause }) => {}
             }
         }

@@ -191,7 +191,7 @@ impl AvailabilityIndex {
         let mut total = 0;
         loop {
             let from = self.checkpoint();
-            let events = history::events_after(&self.store, from, BATCH).await?;
+            let events = history::events_after_for_folding(&self.store, from, BATCH).await?;
             let n = events.len();
             if n == 0 {
                 return Ok(total);
@@ -229,7 +229,8 @@ impl AvailabilityIndex {
             }
             tokio::select! {
                 _ = &mut shutdown => return,
-                _ = nudge.notified() => {}
+                // Let a burst of writes land, then read them in one go.
+                _ = nudge.notified() => tokio::time::sleep(Duration::from_millis(10)).await,
                 _ = tokio::time::sleep(poll) => {}
             }
         }

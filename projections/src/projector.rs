@@ -115,12 +115,6 @@ async fn lock_checkpoint(tx: &mut ReadTx, name: &str) -> Result<CheckpointRow, S
         applied: i64,
         version: i64,
     }
-    tx.execute(
-        "INSERT INTO projection_checkpoints (name, tx, position, applied, version) \
-         VALUES ($1, 0, 0, 0, 0) ON CONFLICT (name) DO NOTHING",
-        &[crate::table::Arg::Text(name.to_string())],
-    )
-    .await?;
     // Several builders may run one projection; the checkpoint row makes them take turns
     // (PostgreSQL row lock; SQLite has one writer anyway).
     let sql = if tx.is_postgres() {
@@ -128,11 +122,24 @@ async fn lock_checkpoint(tx: &mut ReadTx, name: &str) -> Result<CheckpointRow, S
     } else {
         "SELECT tx, position, applied, version FROM projection_checkpoints WHERE name = $1"
     };
-    let row = tx
-        .fetch::<Locked>(sql, &[crate::table::Arg::Text(name.to_string())])
-        .await?
-        .pop()
-        .ok_or_else(|| StoreError::Integrity(format!("checkpoint row of {name} vanished")))?;
+    let name_arg = [crate::table::Arg::Text(name.to_string())];
+    let row = match tx.fetch::<Locked>(sql, &name_arg).await?.pop() {
+        Some(row) => row,
+        None => {
+            tx.execute(
+                "INSERT INTO projection_checkpoints (name, tx, position, applied, version) \
+                 VALUES ($1, 0, 0, 0, 0) ON CONFLICT (name) DO NOTHING",
+                &name_arg,
+            )
+            .await?;
+            tx.fetch::<Locked>(sql, &name_arg)
+                .await?
+                .pop()
+                .ok_or_else(|| {
+                    StoreError::Integrity(format!("checkpoint row of {name} vanished"))
+                })?
+        }
+    };
     Ok(CheckpointRow {
         checkpoint: Checkpoint {
             tx: row.tx,
@@ -321,7 +328,7 @@ impl<P: Projection> Projector<P> {
     /// Applies the next events from the store; returns how many it applied.
     pub async fn catch_up_step(&self, limit: i64) -> Result<(usize, bool), StoreError> {
         let from = self.checkpoint().await?.checkpoint;
-        let events = history::events_after(&self.store, from, limit).await?;
+        let events = history::events_after_for_folding(&self.store, from, limit).await?;
         let fetched = events.len();
         if fetched == 0 {
             return Ok((0, false));
@@ -389,7 +396,7 @@ impl<P: Projection> Projector<P> {
         let reader = tokio::spawn(async move {
             let mut at = Checkpoint::default();
             loop {
-                let events = history::events_after(&store, at, REBUILD_BATCH).await?;
+                let events = history::events_after_for_folding(&store, at, REBUILD_BATCH).await?;
                 let Some(last) = events.last().map(StoredEvent::checkpoint) else {
                     return Ok::<_, StoreError>(());
                 };
@@ -437,7 +444,7 @@ impl<P: Projection> Projector<P> {
         let mut tx = ReadTx::begin(&self.read).await?;
         lock_checkpoint(&mut tx, P::NAME).await?;
         loop {
-            let events = history::events_after(&self.store, at, STORE_BATCH).await?;
+            let events = history::events_after_for_folding(&self.store, at, STORE_BATCH).await?;
             let Some(last) = events.last().map(StoredEvent::checkpoint) else {
                 break;
             };

@@ -46,6 +46,21 @@ pub async fn create_database(admin_url: &str, db: &str) -> Result<()> {
     Ok(())
 }
 
+/// Creates `db` unless it exists.
+pub async fn ensure_database(admin_url: &str, db: &str) -> Result<()> {
+    let mut conn = admin(admin_url).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(db)
+            .fetch_one(&mut conn)
+            .await?;
+    conn.close().await.ok();
+    if !exists {
+        create_database(admin_url, db).await?;
+    }
+    Ok(())
+}
+
 /// Drops `db`, ending any sessions still connected to it.
 pub async fn drop_database(admin_url: &str, db: &str) -> Result<()> {
     let mut conn = admin(admin_url).await?;
@@ -55,6 +70,27 @@ pub async fn drop_database(admin_url: &str, db: &str) -> Result<()> {
         .with_context(|| format!("DROP DATABASE {db}"))?;
     conn.close().await.ok();
     Ok(())
+}
+
+/// The database named in a `postgres://` URL.
+pub fn database_name(url: &str) -> Result<String> {
+    let base = url.split('?').next().unwrap_or(url);
+    let rest = base
+        .split_once("://")
+        .map(|(_, r)| r)
+        .context("not a postgres:// URL")?;
+    let name = rest.split_once('/').map(|(_, n)| n).unwrap_or_default();
+    anyhow::ensure!(
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "{url} names no plain database"
+    );
+    Ok(name.to_string())
+}
+
+/// Drops a store database and the read database the service made next to it.
+pub async fn drop_store(admin_url: &str, db: &str) -> Result<()> {
+    drop_database(admin_url, &format!("{db}_read")).await?;
+    drop_database(admin_url, db).await
 }
 
 /// The size of one event-like row in the pgbench reference.
@@ -152,6 +188,13 @@ mod tests {
         assert_eq!(u, "postgres://u:p@h/x?sslmode=disable");
         let u = database_url("postgresql://h:5432", "x").unwrap();
         assert_eq!(u, "postgresql://h:5432/x");
+    }
+
+    #[test]
+    fn the_database_name_comes_from_the_path() {
+        let n = database_name("postgres://postgres@127.0.0.1:5432/zb_1?sslmode=disable").unwrap();
+        assert_eq!(n, "zb_1");
+        assert!(database_name("postgres://h:5432").is_err());
     }
 
     #[test]

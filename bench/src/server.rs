@@ -32,7 +32,7 @@ pub struct Memory {
 
 /// A `zhilego` command with exactly the given settings: inherited `ZHILEGO_*`, `DATABASE_URL`
 /// and `NATS_URL` variables are removed so the caller's shell cannot change the backend.
-fn command(bin: &Path, env: &[(String, String)]) -> Command {
+pub fn command(bin: &Path, env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(bin);
     for (key, _) in std::env::vars_os() {
         let k = key.to_string_lossy();
@@ -48,6 +48,17 @@ impl Server {
     /// Starts `bin serve` with `env`, its log (stderr) going to `log`, and waits for the
     /// `listening on http://HOST:PORT` line on its stdout.
     pub async fn start(bin: &Path, env: Vec<(String, String)>, log: PathBuf) -> Result<Server> {
+        Server::start_within(bin, env, log, START_TIMEOUT).await
+    }
+
+    /// [`Server::start`] with a longer wait for `listening on`: a service that finds its read
+    /// models missing rebuilds them before it listens.
+    pub async fn start_within(
+        bin: &Path,
+        env: Vec<(String, String)>,
+        log: PathBuf,
+        start_timeout: Duration,
+    ) -> Result<Server> {
         let log_file =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let mut child = command(bin, &env)
@@ -60,7 +71,7 @@ impl Server {
             .with_context(|| format!("starting {}", bin.display()))?;
         let pid = child.id().context("the service exited at once")?;
         let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
-        let found = tokio::time::timeout(START_TIMEOUT, async {
+        let found = tokio::time::timeout(start_timeout, async {
             while let Some(line) = lines.next_line().await? {
                 if let Some(addr) = line.trim().strip_prefix("listening on http://") {
                     return Ok::<_, std::io::Error>(Some(addr.to_string()));
@@ -79,7 +90,7 @@ impl Server {
                 );
             }
             Err(_) => bail!(
-                "the service did not report `listening on` within {START_TIMEOUT:?}; its log:\n{}",
+                "the service did not report `listening on` within {start_timeout:?}; its log:\n{}",
                 log_tail(&log, 20)
             ),
         };
@@ -93,6 +104,11 @@ impl Server {
             log,
             base_url: format!("http://{addr}"),
         })
+    }
+
+    /// The settings the service was started with.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
     }
 
     pub fn pid(&self) -> u32 {
@@ -173,6 +189,74 @@ impl Server {
                 ))
             }
         }
+    }
+}
+
+/// Production-mode settings for a store at `database_url`: a random JWT secret and master
+/// key, rate limiting off, a free port. Without `NATS_URL` the service uses its in-process bus.
+pub fn production_env(database_url: &str) -> Vec<(String, String)> {
+    vec![
+        ("ZHILEGO_LISTEN".into(), "127.0.0.1:0".into()),
+        ("ZHILEGO_RATE_LIMIT".into(), "0".into()),
+        ("DATABASE_URL".into(), database_url.to_string()),
+        (
+            "ZHILEGO_JWT_SECRET".into(),
+            Uuid::new_v4().simple().to_string(),
+        ),
+        (
+            "ZHILEGO_ENCRYPTION_KEY".into(),
+            format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
+        ),
+    ]
+}
+
+/// One projection's line of `zhilego projections status --json`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ProjectionStatus {
+    pub name: String,
+    pub position: i64,
+    pub applied: i64,
+    pub behind_events: i64,
+}
+
+/// `zhilego projections status --json` with the given settings.
+pub async fn projections_status(
+    bin: &Path,
+    env: &[(String, String)],
+) -> Result<Vec<ProjectionStatus>> {
+    let out = command(bin, env)
+        .args(["projections", "status", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("running `zhilego projections status`")?;
+    if !out.status.success() {
+        bail!(
+            "`zhilego projections status` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("reading `projections status --json`")
+}
+
+/// Polls `projections status` until every projection is 0 events behind; returns the last
+/// statuses and how long it took.
+pub async fn wait_caught_up(
+    bin: &Path,
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<(Vec<ProjectionStatus>, Duration)> {
+    let started = Instant::now();
+    loop {
+        let statuses = projections_status(bin, env).await?;
+        if !statuses.is_empty() && statuses.iter().all(|s| s.behind_events == 0) {
+            return Ok((statuses, started.elapsed()));
+        }
+        if started.elapsed() > timeout {
+            bail!("the projections did not catch up within {timeout:?}: {statuses:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -13,13 +13,40 @@ use std::time::Duration;
 use store::history::{self, Checkpoint};
 use store::{Database, StoredEvent};
 
-/// Reads a published message back into a [`crate::Link`].
+/// Reads a published message back into a [`crate::Link`], for folding: the event without its
+/// metadata.
 pub fn decode(
     payload: &[u8],
     headers: Option<&async_nats::HeaderMap>,
 ) -> Result<crate::Link, String> {
-    let mut event: StoredEvent =
-        serde_json::from_slice(payload).map_err(|e| format!("event body: {e}"))?;
+    // Consumers fold events; they skip the metadata instead of decoding it.
+    #[derive(serde::Deserialize)]
+    struct Body {
+        position: i64,
+        aggregate_type: String,
+        aggregate_id: String,
+        sequence: i64,
+        event_type: String,
+        event_version: String,
+        payload: serde_json::Value,
+        recorded_at: chrono::DateTime<chrono::Utc>,
+        #[serde(default)]
+        hash: String,
+    }
+    let body: Body = serde_json::from_slice(payload).map_err(|e| format!("event body: {e}"))?;
+    let mut event = StoredEvent {
+        position: body.position,
+        tx: 0,
+        aggregate_type: body.aggregate_type,
+        aggregate_id: body.aggregate_id,
+        sequence: body.sequence,
+        event_type: body.event_type,
+        event_version: body.event_version,
+        payload: body.payload,
+        metadata: serde_json::Value::Null,
+        recorded_at: body.recorded_at,
+        hash: body.hash,
+    };
     let header = |name: &str| {
         headers
             .and_then(|h| h.get(name))

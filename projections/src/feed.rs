@@ -13,6 +13,8 @@ use tokio::sync::broadcast::error::RecvError;
 const STORE_POLL: Duration = Duration::from_secs(5);
 /// Most messages applied in one transaction.
 const MAX_BATCH: usize = 1_000;
+/// How long a builder waits for more messages after the first of a batch.
+const GATHER: Duration = Duration::from_millis(10);
 
 /// Follows the in-process bus until `shutdown`.
 pub async fn follow_local<P: Projection>(
@@ -55,7 +57,8 @@ pub fn durable_name(projection: &str) -> String {
 }
 
 /// Follows the JetStream event stream with a durable pull consumer until `shutdown`;
-/// messages are acknowledged after the transaction that applied them commits. Sets itself up
+/// a batch is acknowledged (its last message, `AckPolicy::All`) after the transaction that
+/// applied it commits. Sets itself up
 /// again, with growing pauses, while NATS is away.
 pub async fn follow_jetstream<P: Projection>(
     projector: Projector<P>,
@@ -103,7 +106,8 @@ async fn consume<P: Projection>(
             &name,
             consumer::pull::Config {
                 durable_name: Some(name.clone()),
-                ack_policy: consumer::AckPolicy::Explicit,
+                // One acknowledgement per batch: acking a message acks every one before it.
+                ack_policy: consumer::AckPolicy::All,
                 deliver_policy: consumer::DeliverPolicy::All,
                 ack_wait: Duration::from_secs(30),
                 max_ack_pending: 20_000,
@@ -131,9 +135,17 @@ async fn consume<P: Projection>(
                 continue;
             }
         };
-        let Some(chunk) = chunk else {
+        let Some(mut chunk) = chunk else {
             return Err("the message stream ended".to_string());
         };
+        // Give a burst a few milliseconds to arrive, so one transaction carries it.
+        let until = tokio::time::Instant::now() + GATHER;
+        while chunk.len() < MAX_BATCH {
+            match tokio::time::timeout_at(until, batches.next()).await {
+                Ok(Some(more)) => chunk.extend(more),
+                Ok(None) | Err(_) => break,
+            }
+        }
         let mut messages = Vec::with_capacity(chunk.len());
         let mut links: Vec<Link> = Vec::with_capacity(chunk.len());
         for item in chunk {
@@ -154,9 +166,8 @@ async fn consume<P: Projection>(
             .apply_from_bus(&links)
             .await
             .map_err(|e| e.to_string())?;
-        let acks = messages.iter().map(|m| m.ack());
-        for ack in futures::future::join_all(acks).await {
-            ack.map_err(|e| e.to_string())?;
+        if let Some(last) = messages.last() {
+            last.ack().await.map_err(|e| e.to_string())?;
         }
     }
 }

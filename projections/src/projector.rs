@@ -406,6 +406,7 @@ impl<P: Projection> Projector<P> {
                 }
             }
         });
+        let started = std::time::Instant::now();
         let mut set = P::Set::new(true);
         let mut at = Checkpoint::default();
         let mut folded = 0u64;
@@ -430,6 +431,7 @@ impl<P: Projection> Projector<P> {
                 tx.execute(&table.create_sql(&self.read, &name), &[])
                     .await?;
             }
+            let fold_done = std::time::Instant::now();
             set.flush(&mut tx, &suffix).await?;
             for table in P::TABLES {
                 for sql in table.index_sql(&format!("{}{suffix}", table.name)) {
@@ -437,6 +439,13 @@ impl<P: Projection> Projector<P> {
                 }
             }
             tx.commit().await?;
+            tracing::info!(
+                projection = P::NAME,
+                events = folded,
+                fold_ms = (fold_done - started).as_millis() as u64,
+                write_ms = fold_done.elapsed().as_millis() as u64,
+                "rebuild: folded and written"
+            );
         }
         // The swap: under the checkpoint lock (builders wait), fold the tail into the fresh
         // tables, then replace the live ones.

@@ -136,6 +136,16 @@ impl<R: Row> Rows<R> {
                 _ => deletes.push(*key),
             }
         }
+        if self.complete {
+            // A rebuild's fresh, empty table: PostgreSQL takes it all in one COPY.
+            let column_list = R::TABLE.column_list();
+            if tx
+                .copy_in(table, &column_list, upserts.iter().map(|r| r.values()))
+                .await?
+            {
+                return Ok(());
+            }
+        }
         let columns = R::TABLE.columns;
         let per_chunk = (MAX_BINDS / columns.len()).max(1);
         let updates = columns[1..]

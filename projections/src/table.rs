@@ -122,6 +122,50 @@ pub enum Arg {
     OptFloat(Option<f64>),
 }
 
+impl Arg {
+    /// The value in `COPY`'s text format (`\N` for NULL, backslash escapes).
+    fn write_copy_text(&self, out: &mut String) {
+        use std::fmt::Write;
+        let text = |out: &mut String, v: &str| {
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
+                }
+            }
+        };
+        let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        match self {
+            Arg::Id(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Arg::OptId(Some(v)) => {
+                let _ = write!(out, "{v}");
+            }
+            Arg::Text(v) | Arg::OptText(Some(v)) => text(out, v),
+            Arg::Date(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Arg::Time(v) | Arg::OptTime(Some(v)) => out.push_str(&time(v)),
+            Arg::Int(v) | Arg::OptInt(Some(v)) => {
+                let _ = write!(out, "{v}");
+            }
+            // Rust prints the shortest text that reads back to the same f64.
+            Arg::Float(v) | Arg::OptFloat(Some(v)) => {
+                let _ = write!(out, "{v:?}");
+            }
+            Arg::OptId(None)
+            | Arg::OptText(None)
+            | Arg::OptTime(None)
+            | Arg::OptInt(None)
+            | Arg::OptFloat(None) => out.push_str("\\N"),
+        }
+    }
+}
+
 macro_rules! bind_args {
     ($query:expr, $args:expr) => {{
         let mut query = $query;
@@ -225,6 +269,41 @@ impl ReadTx {
         })
     }
 
+    /// Loads rows with PostgreSQL's `COPY … FROM STDIN` (text format): a rebuild's bulk write.
+    /// Returns false on SQLite, where the caller inserts instead.
+    pub async fn copy_in(
+        &mut self,
+        table: &str,
+        columns: &str,
+        rows: impl Iterator<Item = Vec<Arg>>,
+    ) -> Result<bool, StoreError> {
+        let ReadTx::Postgres(tx) = self else {
+            return Ok(false);
+        };
+        let mut copy = tx
+            .copy_in_raw(&format!("COPY {table} ({columns}) FROM STDIN"))
+            .await?;
+        let mut buf = String::with_capacity(1 << 20);
+        for row in rows {
+            for (i, arg) in row.iter().enumerate() {
+                if i > 0 {
+                    buf.push('\t');
+                }
+                arg.write_copy_text(&mut buf);
+            }
+            buf.push('\n');
+            if buf.len() > (1 << 20) - 4096 {
+                copy.send(std::mem::take(&mut buf).into_bytes()).await?;
+                buf.reserve(1 << 20);
+            }
+        }
+        if !buf.is_empty() {
+            copy.send(buf.into_bytes()).await?;
+        }
+        copy.finish().await?;
+        Ok(true)
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
             ReadTx::Postgres(tx) => tx.commit().await?,
@@ -263,4 +342,32 @@ pub async fn table_exists(db: &Database, name: &str) -> Result<bool, StoreError>
                 > 0
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Arg;
+
+    fn copy_text(arg: Arg) -> String {
+        let mut out = String::new();
+        arg.write_copy_text(&mut out);
+        out
+    }
+
+    #[test]
+    fn copy_text_escapes_what_would_end_a_field_or_row() {
+        assert_eq!(
+            copy_text(Arg::Text("a\tb\nc\\d\re".into())),
+            "a\\tb\\nc\\\\d\\re"
+        );
+        assert_eq!(copy_text(Arg::OptText(None)), "\\N");
+        assert_eq!(copy_text(Arg::OptFloat(None)), "\\N");
+    }
+
+    #[test]
+    fn copy_text_floats_read_back_exactly() {
+        for v in [42.953897833072716_f64, 1e-7, -0.1, 180.0] {
+            assert_eq!(copy_text(Arg::Float(v)).parse::<f64>().unwrap(), v);
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! stream (`ZHILEGO_BENCH_<id>`, subjects `bench_<id>.>`) and a fresh relay checkpoint
 //! (`bench_<id>`, so it starts from zero), then calls `bus::Relay::relay_once` in a loop — in
 //! this process, as `zhilego relay` does — until a call publishes nothing. Each call publishes
-//! one batch (`--batch`, the service's 1,000) inside one PostgreSQL transaction and awaits every
+//! one batch (`--batch`, the service's 2,000) inside one PostgreSQL transaction and awaits every
 //! JetStream acknowledgement before it moves the checkpoint.
 //!
 //! Reported: events, time, events/s (goal ≥ 50,000), the stream's message count afterwards
@@ -29,7 +29,7 @@ pub struct RelayArgs {
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
     /// Events per `relay_once` call (the service uses 1,000).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 2000)]
     batch: i64,
     #[command(flatten)]
     common: Common,

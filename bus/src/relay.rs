@@ -87,7 +87,7 @@ impl Default for RelayConfig {
             stream: "ZHILEGO_EVENTS".to_string(),
             subject_prefix: "events".to_string(),
             max_age: Duration::from_secs(7 * 24 * 3600),
-            batch: 1000,
+            batch: 2000,
         }
     }
 }
@@ -149,6 +149,35 @@ struct Outgoing {
     body: String,
 }
 
+/// Up to `limit` events after `from` in commit-safe order, as messages.
+async fn outgoing(
+    pool: &sqlx::PgPool,
+    from: Checkpoint,
+    limit: i64,
+) -> Result<Vec<Outgoing>, sqlx::Error> {
+    // The same commit-safe read as `store::history::events_after`, with each message body
+    // (the serialized `StoredEvent`) built by PostgreSQL, so it is forwarded as it comes.
+    sqlx::query_as(
+        "SELECT position, xid::text::bigint AS tx, aggregate_type, aggregate_id, \
+                    metadata->>'event_id' AS event_id, \
+                    metadata->>'correlation_id' AS correlation_id, \
+                    json_build_object('position', position, 'aggregate_type', aggregate_type, \
+                        'aggregate_id', aggregate_id, 'sequence', sequence, \
+                        'event_type', event_type, 'event_version', event_version, \
+                        'payload', payload, 'metadata', metadata, 'recorded_at', recorded_at, \
+                        'hash', coalesce(metadata->>'hash', ''))::text AS body \
+             FROM events \
+             WHERE (xid::text::bigint, position) > ($1, $2) \
+               AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY xid::text::bigint, position LIMIT $3",
+    )
+    .bind(from.tx)
+    .bind(from.position)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 /// After a nudge, how long a relay or reader waits for more commits to share the batch.
 pub const GATHER: Duration = Duration::from_millis(5);
 
@@ -156,6 +185,9 @@ pub struct Relay {
     db: Database,
     js: jetstream::Context,
     config: RelayConfig,
+    /// The next batch, read while the previous one's acknowledgements were awaited: the events
+    /// after the checkpoint it starts from. Used only if the checkpoint is still there.
+    prefetched: tokio::sync::Mutex<Option<(Checkpoint, Vec<Outgoing>)>>,
 }
 
 impl Relay {
@@ -172,7 +204,12 @@ impl Relay {
         js.get_or_create_stream(stream_config(&config))
             .await
             .map_err(|e| RelayError::Bus(e.to_string()))?;
-        Ok(Relay { db, js, config })
+        Ok(Relay {
+            db,
+            js,
+            config,
+            prefetched: tokio::sync::Mutex::new(None),
+        })
     }
 
     pub fn subject_of(&self, e: &StoredEvent) -> String {
@@ -210,27 +247,11 @@ impl Relay {
             tx: cp_tx,
             position: cp_pos,
         };
-        // The same commit-safe read as `store::history::events_after`, with each message body
-        // (the serialized `StoredEvent`) built by PostgreSQL, so it is forwarded as it comes.
-        let rows: Vec<Outgoing> = sqlx::query_as(
-            "SELECT position, xid::text::bigint AS tx, aggregate_type, aggregate_id, \
-                    metadata->>'event_id' AS event_id, \
-                    metadata->>'correlation_id' AS correlation_id, \
-                    json_build_object('position', position, 'aggregate_type', aggregate_type, \
-                        'aggregate_id', aggregate_id, 'sequence', sequence, \
-                        'event_type', event_type, 'event_version', event_version, \
-                        'payload', payload, 'metadata', metadata, 'recorded_at', recorded_at, \
-                        'hash', coalesce(metadata->>'hash', ''))::text AS body \
-             FROM events \
-             WHERE (xid::text::bigint, position) > ($1, $2) \
-               AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY xid::text::bigint, position LIMIT $3",
-        )
-        .bind(from.tx)
-        .bind(from.position)
-        .bind(self.config.batch)
-        .fetch_all(pool)
-        .await?;
+        let mut prefetched = self.prefetched.lock().await;
+        let rows = match prefetched.take() {
+            Some((start, rows)) if start == from => rows,
+            _ => outgoing(pool, from, self.config.batch).await?,
+        };
         let Some(last) = rows.last().map(|r| Checkpoint {
             tx: r.tx,
             position: r.position,
@@ -267,8 +288,22 @@ impl Relay {
                 .map_err(|err| RelayError::Bus(err.to_string()))?;
             acks.push(ack);
         }
-        for ack in acks {
-            ack.await.map_err(|err| RelayError::Bus(err.to_string()))?;
+        // Read the next batch while JetStream acknowledges this one. (A transaction still
+        // running, like ours, hides later ones from it; what it returns is still a correct
+        // start of the next batch.)
+        let next = outgoing(pool, last, self.config.batch);
+        let acked = async {
+            for ack in acks {
+                ack.await.map_err(|err| RelayError::Bus(err.to_string()))?;
+            }
+            Ok::<_, RelayError>(())
+        };
+        let (acked, next) = tokio::join!(acked, next);
+        acked?;
+        if let Ok(next) = next {
+            if !next.is_empty() {
+                *prefetched = Some((last, next));
+            }
         }
         sqlx::query("UPDATE relay_checkpoints SET tx = $2, position = $3 WHERE name = $1")
             .bind(&self.config.name)

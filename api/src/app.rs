@@ -231,12 +231,24 @@ pub async fn start_pipeline(
             Feed::Local(bus)
         }
     };
+    // The in-memory availability index follows the in-process bus when there is one, else
+    // the store (nudged after each local write).
     let index = state.reads.availability_index.clone();
-    let nudge = state.reads.index_nudge.clone();
     let stop = stopped(stop_rx.clone());
-    tasks.push(tokio::spawn(async move {
-        index.follow(&nudge, Duration::from_millis(100), stop).await
-    }));
+    match &feed {
+        Feed::Local(bus) => {
+            let bus = bus.clone();
+            tasks.push(tokio::spawn(
+                async move { index.follow_bus(&bus, stop).await },
+            ));
+        }
+        Feed::JetStream(..) => {
+            let nudge = state.reads.index_nudge.clone();
+            tasks.push(tokio::spawn(async move {
+                index.follow(&nudge, Duration::from_millis(100), stop).await
+            }));
+        }
+    }
     if state.settings.run_projections {
         tasks.extend(
             state

@@ -215,6 +215,70 @@ impl AvailabilityIndex {
         }
     }
 
+    /// Applies linked events from the in-process bus: duplicates are skipped, the next events
+    /// applied, and a gap filled from the store.
+    pub async fn apply_links(&self, links: &[bus::Link]) -> Result<(), StoreError> {
+        let gap = {
+            let _turn = self.catching_up.lock().await;
+            let mut state = self.state.write().expect("index lock");
+            let mut gap = false;
+            for link in links {
+                let at = link.event.checkpoint();
+                if at <= state.checkpoint {
+                    continue;
+                }
+                if link.prev != state.checkpoint {
+                    gap = true;
+                    break;
+                }
+                state.apply(&link.event);
+                state.checkpoint = at;
+            }
+            state.set.offers.clear_changes();
+            state.set.spans.clear_changes();
+            self.applied.send_replace(state.checkpoint);
+            gap
+        };
+        if gap {
+            self.catch_up().await?;
+            return Box::pin(self.apply_links(links)).await;
+        }
+        Ok(())
+    }
+
+    /// Keeps the index current from the in-process bus until `shutdown`, reading the store
+    /// when it starts, falls behind the bus, or every 5 s.
+    pub async fn follow_bus(
+        &self,
+        bus: &bus::LocalBus,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        use tokio::sync::broadcast::error::RecvError;
+        tokio::pin!(shutdown);
+        let mut rx = bus.subscribe();
+        loop {
+            if let Err(e) = self.catch_up().await {
+                tracing::warn!(error = %e, "availability index: catching up failed");
+            }
+            loop {
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    batch = rx.recv() => match batch {
+                        Ok(links) => {
+                            if let Err(e) = self.apply_links(&links).await {
+                                tracing::warn!(error = %e, "availability index: applying failed");
+                                break;
+                            }
+                        }
+                        Err(RecvError::Lagged(_)) => break,
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => break,
+                }
+            }
+        }
+    }
+
     /// Keeps the index current until `shutdown`: after every nudge and every `poll`.
     pub async fn follow(
         &self,

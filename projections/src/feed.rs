@@ -15,6 +15,9 @@ const STORE_POLL: Duration = Duration::from_secs(5);
 const MAX_BATCH: usize = 1_000;
 /// How long a builder waits for more messages after the first of a batch.
 const GATHER: Duration = Duration::from_millis(10);
+/// The same on the in-process bus (embedded SQLite): every batch is a turn of the database's
+/// single writer that bookings wait for, so builders take fewer, larger turns.
+const LOCAL_GATHER: Duration = Duration::from_millis(30);
 
 /// Follows the in-process bus until `shutdown`.
 pub async fn follow_local<P: Projection>(
@@ -29,9 +32,26 @@ pub async fn follow_local<P: Projection>(
         tokio::select! {
             _ = &mut shutdown => return,
             batch = rx.recv() => match batch {
-                Ok(links) => {
+                Ok(first) => {
+                    // Let the batches of a burst arrive, so one transaction carries them.
+                    let mut links: Vec<Link> = first.as_ref().clone();
+                    let until = tokio::time::Instant::now() + LOCAL_GATHER;
+                    let mut lagged = false;
+                    while links.len() < MAX_BATCH {
+                        match tokio::time::timeout_at(until, rx.recv()).await {
+                            Ok(Ok(more)) => links.extend(more.iter().cloned()),
+                            Ok(Err(RecvError::Lagged(_))) => {
+                                lagged = true;
+                                break;
+                            }
+                            Ok(Err(RecvError::Closed)) | Err(_) => break,
+                        }
+                    }
                     if let Err(e) = projector.apply_from_bus(&links).await {
                         tracing::warn!(error = %e, projection = P::NAME, "applying from the bus failed");
+                    }
+                    if lagged {
+                        catch_up_logged(&projector).await;
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {

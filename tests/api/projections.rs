@@ -346,11 +346,19 @@ async fn search_and_calendars(backend: Backend, test: &str) {
     }
 
     // The catalogue.
-    let (status, body) = app.get("/api/v1/listings?city=Almaty", None).await;
+    let (status, body) = app
+        .get(
+            &format!("/api/v1/listings?city=Almaty&min_position={position}"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["items"].as_array().unwrap().len(), 2);
     let (_, body) = app
-        .get("/api/v1/listings?amenities=wifi,parking", None)
+        .get(
+            &format!("/api/v1/listings?amenities=wifi,parking&min_position={position}"),
+            None,
+        )
         .await;
     let found: Vec<&str> = body["items"]
         .as_array()
@@ -359,10 +367,18 @@ async fn search_and_calendars(backend: Backend, test: &str) {
         .map(|i| i["id"].as_str().unwrap())
         .collect();
     assert_eq!(found, vec![a.to_string()], "{body}");
-    let (_, body) = app.get("/api/v1/listings?guests=5", None).await;
+    let (_, body) = app
+        .get(
+            &format!("/api/v1/listings?guests=5&min_position={position}"),
+            None,
+        )
+        .await;
     assert_eq!(body["items"].as_array().unwrap().len(), 1);
     let (_, body) = app
-        .get("/api/v1/listings?near=51.16,71.47&radius_km=50", None)
+        .get(
+            &format!("/api/v1/listings?near=51.16,71.47&radius_km=50&min_position={position}"),
+            None,
+        )
         .await;
     assert_eq!(body["items"][0]["city"], "Astana");
 

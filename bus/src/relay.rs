@@ -291,7 +291,15 @@ impl Relay {
         // Read the next batch while JetStream acknowledges this one. (A transaction still
         // running, like ours, hides later ones from it; what it returns is still a correct
         // start of the next batch.)
-        let next = outgoing(pool, last, self.config.batch);
+        // Only behind a backlog (a full batch): in steady state there is nothing to prefetch.
+        let backlog = rows.len() as i64 == self.config.batch;
+        let next = async {
+            if backlog {
+                outgoing(pool, last, self.config.batch).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
         let acked = async {
             for ack in acks {
                 ack.await.map_err(|err| RelayError::Bus(err.to_string()))?;

@@ -26,6 +26,7 @@ COPY store ./store
 COPY commands ./commands
 COPY projections ./projections
 COPY bus ./bus
+COPY kaspi ./kaspi
 COPY api ./api
 COPY bench ./bench
 COPY tests ./tests

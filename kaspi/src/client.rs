@@ -1,0 +1,253 @@
+//! The Kaspi QR / remote-payment API as this service calls it. Every answer is
+//! `{"StatusCode": 0, "Message": "…", "Data": {…}}`; a non-zero `StatusCode` is Kaspi refusing.
+use crate::API_PREFIX;
+use chrono::{DateTime, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct KaspiConfig {
+    /// The API's base URL (`KASPI_API_URL`; the sandbox's in embedded mode).
+    pub api_url: String,
+    pub api_key: String,
+    /// The registered device (trade point) that takes the payments.
+    pub device_token: String,
+    pub organization_bin: String,
+    /// Per request.
+    pub timeout: Duration,
+    /// Attempts for a request that failed in transit or with a 5xx.
+    pub attempts: u32,
+    /// Kaspi's limit on our requests.
+    pub requests_per_second: u32,
+}
+
+impl KaspiConfig {
+    pub fn new(api_url: impl Into<String>, api_key: impl Into<String>) -> Self {
+        KaspiConfig {
+            api_url: api_url.into().trim_end_matches('/').to_string(),
+            api_key: api_key.into(),
+            device_token: "zhilego-device".to_string(),
+            organization_bin: "000000000000".to_string(),
+            timeout: Duration::from_secs(10),
+            attempts: 4,
+            requests_per_second: 10,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KaspiError {
+    /// Kaspi answered and said no (`StatusCode` ≠ 0, or a 4xx).
+    #[error("Kaspi refused: {code} {message}")]
+    Refused { code: i64, message: String },
+    /// Kaspi did not answer usefully after every attempt (timeouts, 5xx, broken answers).
+    #[error("Kaspi is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A payment link for a guest to pay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PaymentLink {
+    pub payment_id: i64,
+    pub payment_link: String,
+    pub expire_date: DateTime<Utc>,
+}
+
+/// Where a payment stands at Kaspi.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PaymentStatus {
+    /// Created, not paid yet.
+    Wait,
+    /// Paid.
+    Processed,
+    /// Failed.
+    Error,
+    /// Not paid in time.
+    Expired,
+    Other(String),
+}
+
+impl PaymentStatus {
+    pub fn parse(s: &str) -> PaymentStatus {
+        match s {
+            "Wait" => PaymentStatus::Wait,
+            "Processed" => PaymentStatus::Processed,
+            "Error" => PaymentStatus::Error,
+            "Expired" => PaymentStatus::Expired,
+            other => PaymentStatus::Other(other.to_string()),
+        }
+    }
+}
+
+/// What was paid and what can still be returned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PaymentDetails {
+    pub qr_payment_id: i64,
+    pub total_amount: i64,
+    pub available_return_amount: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Envelope<T> {
+    status_code: i64,
+    #[serde(default)]
+    message: String,
+    data: Option<T>,
+}
+
+#[derive(Clone)]
+pub struct KaspiClient {
+    http: reqwest::Client,
+    config: Arc<KaspiConfig>,
+    limiter: Arc<DefaultDirectRateLimiter>,
+}
+
+impl KaspiClient {
+    pub fn new(config: KaspiConfig) -> Result<Self, KaspiError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .build()
+            .map_err(|e| KaspiError::Unavailable(e.to_string()))?;
+        let rate = NonZeroU32::new(config.requests_per_second.max(1)).expect("positive");
+        Ok(KaspiClient {
+            http,
+            limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate))),
+            config: Arc::new(config),
+        })
+    }
+
+    /// A payment link for `amount_kzt`, keyed by our `external_id`: asking again with the same
+    /// id returns the same payment, so a retry never creates a second one.
+    pub async fn create_link(
+        &self,
+        external_id: &str,
+        amount_kzt: i64,
+    ) -> Result<PaymentLink, KaspiError> {
+        let body = serde_json::json!({
+            "OrganizationBin": self.config.organization_bin,
+            "DeviceToken": self.config.device_token,
+            "Amount": amount_kzt,
+            "ExternalId": external_id,
+        });
+        self.call(reqwest::Method::POST, "/qr/create-link", Some(body))
+            .await
+    }
+
+    pub async fn status(&self, payment_id: i64) -> Result<PaymentStatus, KaspiError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Status {
+            status: String,
+        }
+        let s: Status = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/payments/status/{payment_id}"),
+                None,
+            )
+            .await?;
+        Ok(PaymentStatus::parse(&s.status))
+    }
+
+    pub async fn details(&self, payment_id: i64) -> Result<PaymentDetails, KaspiError> {
+        self.call(
+            reqwest::Method::GET,
+            &format!(
+                "/payments/details?QrPaymentId={payment_id}&DeviceToken={}",
+                self.config.device_token
+            ),
+            None,
+        )
+        .await
+    }
+
+    /// Returns `amount_kzt` of a paid payment (at most what is still available); `external_id`
+    /// names this return, so a retry returns the money once. Gives Kaspi's return operation id.
+    pub async fn refund(
+        &self,
+        payment_id: i64,
+        amount_kzt: i64,
+        external_id: &str,
+    ) -> Result<i64, KaspiError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Returned {
+            return_operation_id: i64,
+        }
+        let body = serde_json::json!({
+            "OrganizationBin": self.config.organization_bin,
+            "DeviceToken": self.config.device_token,
+            "QrPaymentId": payment_id,
+            "ReturnAmount": amount_kzt,
+            "ExternalId": external_id,
+        });
+        let r: Returned = self
+            .call(reqwest::Method::POST, "/payments/return", Some(body))
+            .await?;
+        Ok(r.return_operation_id)
+    }
+
+    /// One API call: waits its turn under the rate limit, retries what failed in transit or
+    /// with a 5xx (200 ms, 400 ms, 800 ms … between attempts), and unwraps the envelope.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, KaspiError> {
+        let url = format!("{}{API_PREFIX}{path}", self.config.api_url);
+        let mut pause = Duration::from_millis(200);
+        let mut last = String::new();
+        for attempt in 1..=self.config.attempts.max(1) {
+            self.limiter.until_ready().await;
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .header("Api-Key", &self.config.api_key);
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            match request.send().await {
+                Ok(res) if res.status().is_server_error() => {
+                    last = format!("HTTP {}", res.status());
+                }
+                Ok(res) if res.status().is_client_error() => {
+                    let status = res.status();
+                    let text = res.text().await.unwrap_or_default();
+                    return Err(KaspiError::Refused {
+                        code: i64::from(status.as_u16()),
+                        message: text,
+                    });
+                }
+                Ok(res) => match res.json::<Envelope<T>>().await {
+                    Ok(envelope) if envelope.status_code == 0 => {
+                        return envelope.data.ok_or_else(|| {
+                            KaspiError::Unavailable("an answer without Data".to_string())
+                        });
+                    }
+                    Ok(envelope) => {
+                        return Err(KaspiError::Refused {
+                            code: envelope.status_code,
+                            message: envelope.message,
+                        })
+                    }
+                    Err(e) => last = format!("unreadable answer: {e}"),
+                },
+                Err(e) => last = e.to_string(),
+            }
+            tracing::warn!(attempt, error = %last, path, "Kaspi request failed");
+            if attempt < self.config.attempts {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
+        Err(KaspiError::Unavailable(last))
+    }
+}

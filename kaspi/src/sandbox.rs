@@ -1,0 +1,396 @@
+//! A Kaspi that runs here: the API shapes [`crate::client`] expects, a payment page at each
+//! payment link, and the biller-protocol callback to us when the guest pays (first
+//! `command=check`, then `command=pay`, as Kaspi's biller does). Tests and demos steer it with
+//! [`Faults`]: answer 500, answer slowly, or never call back.
+use crate::API_PREFIX;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Misbehaviour on request, for tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Faults {
+    /// The next this many API requests answer 500.
+    #[serde(default)]
+    pub fail_requests: u32,
+    /// Every API answer waits this long.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Payments succeed but no callback is sent (reconciliation must find them).
+    #[serde(default)]
+    pub drop_callbacks: bool,
+}
+
+/// Where the sandbox sends its callbacks.
+#[derive(Clone, Debug)]
+pub struct Callback {
+    pub url: String,
+    /// HTTP basic credentials, as configured for the callback endpoint.
+    pub credentials: Option<(String, String)>,
+}
+
+#[derive(Clone, Debug)]
+struct Payment {
+    id: i64,
+    external_id: String,
+    amount: i64,
+    paid: bool,
+    expires: DateTime<Utc>,
+    returned: i64,
+}
+
+#[derive(Default)]
+struct Book {
+    next_id: i64,
+    payments: HashMap<i64, Payment>,
+    by_external: HashMap<String, i64>,
+    /// Returns by their external id: (operation id, amount).
+    returns: HashMap<String, (i64, i64)>,
+}
+
+struct Inner {
+    api_key: String,
+    /// Base URL of the payment pages (where the sandbox is reachable).
+    public_url: Mutex<String>,
+    callback: Mutex<Option<Callback>>,
+    book: Mutex<Book>,
+    faults: Mutex<Faults>,
+    http: reqwest::Client,
+    link_lifetime: Duration,
+}
+
+#[derive(Clone)]
+pub struct Sandbox(Arc<Inner>);
+
+fn envelope(data: Value) -> Json<Value> {
+    Json(json!({"StatusCode": 0, "Message": "OK", "Data": data}))
+}
+
+fn refusal(code: i64, message: &str) -> Json<Value> {
+    Json(json!({"StatusCode": code, "Message": message}))
+}
+
+impl Sandbox {
+    pub fn new(api_key: impl Into<String>) -> Self {
+        Sandbox(Arc::new(Inner {
+            api_key: api_key.into(),
+            public_url: Mutex::new(String::new()),
+            callback: Mutex::new(None),
+            book: Mutex::new(Book {
+                next_id: 100_000_001,
+                ..Book::default()
+            }),
+            faults: Mutex::new(Faults::default()),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .expect("HTTP client"),
+            link_lifetime: Duration::minutes(20),
+        }))
+    }
+
+    /// Where payment pages are reached (links are `<public_url>/pay/<id>`).
+    pub fn set_public_url(&self, url: impl Into<String>) {
+        *self.0.public_url.lock().unwrap() = url.into().trim_end_matches('/').to_string();
+    }
+
+    pub fn set_callback(&self, callback: Callback) {
+        *self.0.callback.lock().unwrap() = Some(callback);
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.0.faults.lock().unwrap() = faults;
+    }
+
+    /// The sandbox's routes: the API under [`API_PREFIX`], payment pages under `/pay`, and
+    /// `/sandbox/faults` to steer it.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(&format!("{API_PREFIX}/qr/create-link"), post(create_link))
+            .route(&format!("{API_PREFIX}/payments/status/{{id}}"), get(status))
+            .route(&format!("{API_PREFIX}/payments/details"), get(details))
+            .route(&format!("{API_PREFIX}/payments/return"), post(refund))
+            .route("/pay/{id}", get(page).post(pay))
+            .route("/sandbox/faults", get(get_faults).post(set_faults))
+            .with_state(self.clone())
+    }
+
+    /// Serves the sandbox on `listener` until the task is dropped; sets the public URL to the
+    /// listener's address.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        let addr = listener.local_addr()?;
+        self.set_public_url(format!("http://{addr}"));
+        axum::serve(listener, self.router()).await
+    }
+
+    /// Pays payment `id` as a guest pressing Pay would. Returns whether it was payable.
+    pub async fn pay(&self, id: i64) -> bool {
+        let paid = {
+            let mut book = self.0.book.lock().unwrap();
+            match book.payments.get_mut(&id) {
+                Some(p) if !p.paid && Utc::now() < p.expires => {
+                    p.paid = true;
+                    Some(p.clone())
+                }
+                _ => None,
+            }
+        };
+        let Some(payment) = paid else { return false };
+        let drop_callback = self.0.faults.lock().unwrap().drop_callbacks;
+        let callback = self.0.callback.lock().unwrap().clone();
+        if let (false, Some(callback)) = (drop_callback, callback) {
+            let http = self.0.http.clone();
+            tokio::spawn(async move { notify(&http, &callback, &payment).await });
+        }
+        true
+    }
+
+    /// Fails, delays or passes an API request, as the faults say; checks the API key.
+    async fn admit(&self, headers: &HeaderMap) -> Result<(), Response> {
+        let (fail, delay) = {
+            let mut faults = self.0.faults.lock().unwrap();
+            let fail = faults.fail_requests > 0;
+            if fail {
+                faults.fail_requests -= 1;
+            }
+            (fail, faults.delay_ms)
+        };
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        if fail {
+            return Err((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "sandbox: failing as told",
+            )
+                .into_response());
+        }
+        let key = headers.get("Api-Key").and_then(|v| v.to_str().ok());
+        if key != Some(self.0.api_key.as_str()) {
+            return Err((StatusCode::UNAUTHORIZED, "sandbox: wrong Api-Key").into_response());
+        }
+        Ok(())
+    }
+}
+
+/// The biller protocol: `check`, then `pay` if the check says 0; each retried a few times.
+async fn notify(http: &reqwest::Client, callback: &Callback, p: &Payment) {
+    let txn_id = format!("{}", p.id * 10 + 7);
+    let txn_date = Utc::now().format("%Y%m%d%H%M%S").to_string();
+    for command in ["check", "pay"] {
+        let mut answered = None;
+        for attempt in 0..5u32 {
+            let mut request = http.get(&callback.url).query(&[
+                ("command", command),
+                ("txn_id", txn_id.as_str()),
+                ("account", p.external_id.as_str()),
+                ("sum", &p.amount.to_string()),
+                ("txn_date", txn_date.as_str()),
+            ]);
+            if let Some((user, password)) = &callback.credentials {
+                request = request.basic_auth(user, Some(password));
+            }
+            match request.send().await {
+                Ok(res) if res.status().is_success() => {
+                    answered = res.json::<Value>().await.ok();
+                    break;
+                }
+                Ok(res) => {
+                    tracing::warn!(status = %res.status(), command, "sandbox callback refused")
+                }
+                Err(e) => tracing::warn!(error = %e, command, "sandbox callback failed"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+        }
+        let result = answered.as_ref().and_then(|a| a["result"].as_i64());
+        if command == "check" && result != Some(0) {
+            tracing::warn!(
+                ?answered,
+                "sandbox: the check did not pass; no pay callback"
+            );
+            return;
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateLink {
+    amount: i64,
+    external_id: String,
+}
+
+async fn create_link(
+    State(s): State<Sandbox>,
+    headers: HeaderMap,
+    Json(body): Json<CreateLink>,
+) -> Response {
+    if let Err(refused) = s.admit(&headers).await {
+        return refused;
+    }
+    if body.amount <= 0 {
+        return refusal(-1501, "Amount must be positive").into_response();
+    }
+    let public = s.0.public_url.lock().unwrap().clone();
+    let mut book = s.0.book.lock().unwrap();
+    let id = match book.by_external.get(&body.external_id) {
+        Some(id) => *id,
+        None => {
+            let id = book.next_id;
+            book.next_id += 1;
+            book.by_external.insert(body.external_id.clone(), id);
+            book.payments.insert(
+                id,
+                Payment {
+                    id,
+                    external_id: body.external_id,
+                    amount: body.amount,
+                    paid: false,
+                    expires: Utc::now() + s.0.link_lifetime,
+                    returned: 0,
+                },
+            );
+            id
+        }
+    };
+    let p = &book.payments[&id];
+    envelope(json!({
+        "PaymentId": p.id,
+        "PaymentLink": format!("{public}/pay/{}", p.id),
+        "ExpireDate": p.expires,
+    }))
+    .into_response()
+}
+
+fn status_of(p: &Payment) -> &'static str {
+    if p.paid {
+        "Processed"
+    } else if Utc::now() >= p.expires {
+        "Expired"
+    } else {
+        "Wait"
+    }
+}
+
+async fn status(State(s): State<Sandbox>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    if let Err(refused) = s.admit(&headers).await {
+        return refused;
+    }
+    let book = s.0.book.lock().unwrap();
+    match book.payments.get(&id) {
+        Some(p) => envelope(json!({"Status": status_of(p)})).into_response(),
+        None => refusal(-1601, "Payment not found").into_response(),
+    }
+}
+
+async fn details(
+    State(s): State<Sandbox>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(refused) = s.admit(&headers).await {
+        return refused;
+    }
+    let id: Option<i64> = q.get("QrPaymentId").and_then(|v| v.parse().ok());
+    let book = s.0.book.lock().unwrap();
+    match id.and_then(|id| book.payments.get(&id)) {
+        Some(p) => envelope(json!({
+            "QrPaymentId": p.id,
+            "TotalAmount": p.amount,
+            "AvailableReturnAmount": if p.paid { p.amount - p.returned } else { 0 },
+        }))
+        .into_response(),
+        None => refusal(-1601, "Payment not found").into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Return {
+    qr_payment_id: i64,
+    return_amount: i64,
+    external_id: String,
+}
+
+async fn refund(
+    State(s): State<Sandbox>,
+    headers: HeaderMap,
+    Json(body): Json<Return>,
+) -> Response {
+    if let Err(refused) = s.admit(&headers).await {
+        return refused;
+    }
+    let mut book = s.0.book.lock().unwrap();
+    if let Some((op, _)) = book.returns.get(&body.external_id) {
+        return envelope(json!({"ReturnOperationId": op})).into_response();
+    }
+    let op = book.next_id;
+    let Some(p) = book.payments.get_mut(&body.qr_payment_id) else {
+        return refusal(-1601, "Payment not found").into_response();
+    };
+    if !p.paid {
+        return refusal(-1602, "Payment is not processed").into_response();
+    }
+    if body.return_amount <= 0 || body.return_amount > p.amount - p.returned {
+        return refusal(-1501, "ReturnAmount exceeds AvailableReturnAmount").into_response();
+    }
+    p.returned += body.return_amount;
+    book.next_id += 1;
+    book.returns
+        .insert(body.external_id, (op, body.return_amount));
+    envelope(json!({"ReturnOperationId": op})).into_response()
+}
+
+async fn page(State(s): State<Sandbox>, Path(id): Path<i64>) -> Response {
+    let book = s.0.book.lock().unwrap();
+    let Some(p) = book.payments.get(&id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Html("<h1>Платёж не найден</h1>".to_string()),
+        )
+            .into_response();
+    };
+    let state = status_of(p);
+    let action = if state == "Wait" {
+        format!(
+            r#"<form method="post" action="/pay/{id}"><button type="submit">Оплатить {} ₸</button></form>"#,
+            p.amount
+        )
+    } else {
+        format!("<p>Статус: {state}</p>")
+    };
+    Html(format!(
+        "<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\"><title>Kaspi sandbox</title></head>\
+         <body><h1>Kaspi sandbox</h1><p>Платёж №{id} на {} ₸</p>{action}</body></html>",
+        p.amount
+    ))
+    .into_response()
+}
+
+async fn pay(State(s): State<Sandbox>, Path(id): Path<i64>) -> Response {
+    if s.pay(id).await {
+        Html("<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\"></head><body><h1>Оплачено</h1></body></html>".to_string()).into_response()
+    } else {
+        (
+            StatusCode::CONFLICT,
+            Html("<h1>Платёж нельзя оплатить</h1>".to_string()),
+        )
+            .into_response()
+    }
+}
+
+async fn get_faults(State(s): State<Sandbox>) -> Json<Faults> {
+    Json(s.0.faults.lock().unwrap().clone())
+}
+
+async fn set_faults(State(s): State<Sandbox>, Json(faults): Json<Faults>) -> Json<Faults> {
+    s.set_faults(faults.clone());
+    Json(faults)
+}

@@ -390,18 +390,27 @@ impl<P: Projection> Projector<P> {
         );
         let total = history::event_count(&self.store).await? as u64;
         // Fold everything in memory (one pass over the store), then write each table once.
-        // A reader task fetches the next batch while this one is folded.
-        let (batches, mut incoming) = tokio::sync::mpsc::channel::<Vec<StoredEvent>>(2);
+        // A reader task fetches batches with their payloads as text; each batch is decoded on
+        // a blocking thread while the next is read, and the fold takes them in order.
+        let (batches, mut incoming) = tokio::sync::mpsc::channel::<
+            tokio::task::JoinHandle<Result<Vec<StoredEvent>, StoreError>>,
+        >(3);
         let store = self.store.clone();
         let reader = tokio::spawn(async move {
             let mut at = Checkpoint::default();
             loop {
-                let events = history::events_after_for_folding(&store, at, REBUILD_BATCH).await?;
-                let Some(last) = events.last().map(StoredEvent::checkpoint) else {
+                let raw = history::raw_events_after(&store, at, REBUILD_BATCH).await?;
+                let Some(last) = raw.last().map(|e| Checkpoint {
+                    tx: e.tx,
+                    position: e.position,
+                }) else {
                     return Ok::<_, StoreError>(());
                 };
                 at = last;
-                if batches.send(events).await.is_err() {
+                let decoding = tokio::task::spawn_blocking(move || {
+                    raw.into_iter().map(history::RawEvent::decode).collect()
+                });
+                if batches.send(decoding).await.is_err() {
                     return Ok(());
                 }
             }
@@ -410,7 +419,10 @@ impl<P: Projection> Projector<P> {
         let mut set = P::Set::new(true);
         let mut at = Checkpoint::default();
         let mut folded = 0u64;
-        while let Some(events) = incoming.recv().await {
+        while let Some(decoding) = incoming.recv().await {
+            let events = decoding
+                .await
+                .map_err(|e| StoreError::Integrity(format!("rebuild decoder: {e}")))??;
             for e in &events {
                 P::apply(&mut set, e);
             }
@@ -423,30 +435,15 @@ impl<P: Projection> Projector<P> {
         reader
             .await
             .map_err(|e| StoreError::Integrity(format!("rebuild reader: {e}")))??;
-        {
-            let _turn = write_turn(&self.read).await;
-            let mut tx = ReadTx::begin(&self.read).await?;
-            for table in P::TABLES {
-                let name = format!("{}{suffix}", table.name);
-                tx.execute(&table.create_sql(&self.read, &name), &[])
-                    .await?;
-            }
-            let fold_done = std::time::Instant::now();
-            set.flush(&mut tx, &suffix).await?;
-            for table in P::TABLES {
-                for sql in table.index_sql(&format!("{}{suffix}", table.name)) {
-                    tx.execute(&sql, &[]).await?;
-                }
-            }
-            tx.commit().await?;
-            tracing::info!(
-                projection = P::NAME,
-                events = folded,
-                fold_ms = (fold_done - started).as_millis() as u64,
-                write_ms = fold_done.elapsed().as_millis() as u64,
-                "rebuild: folded and written"
-            );
-        }
+        let fold_done = std::time::Instant::now();
+        set.write_fresh(&self.read, &suffix).await?;
+        tracing::info!(
+            projection = P::NAME,
+            events = folded,
+            fold_ms = (fold_done - started).as_millis() as u64,
+            write_ms = fold_done.elapsed().as_millis() as u64,
+            "rebuild: folded and written"
+        );
         // The swap: under the checkpoint lock (builders wait), fold the tail into the fresh
         // tables, then replace the live ones.
         let _turn = write_turn(&self.read).await;

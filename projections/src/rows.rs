@@ -2,7 +2,7 @@
 //! keys a batch touches, loads those rows, lets the projection change them, and writes back
 //! only what changed. A rebuild starts from an empty, complete set and writes everything once.
 use crate::table::{Arg, ReadTx, Row};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use store::StoreError;
 use uuid::Uuid;
 
@@ -15,8 +15,9 @@ pub struct Rows<R: Row> {
     complete: bool,
     wanted: BTreeSet<Uuid>,
     /// Rows known so far (`None`: known to be absent).
-    rows: BTreeMap<Uuid, Option<R>>,
-    dirty: BTreeSet<Uuid>,
+    rows: HashMap<Uuid, Option<R>>,
+    /// Keys changed since the last flush (not kept for a complete set: all of it is written).
+    dirty: HashSet<Uuid>,
 }
 
 impl<R: Row> Rows<R> {
@@ -24,8 +25,8 @@ impl<R: Row> Rows<R> {
         Rows {
             complete,
             wanted: BTreeSet::new(),
-            rows: BTreeMap::new(),
-            dirty: BTreeSet::new(),
+            rows: HashMap::new(),
+            dirty: HashSet::new(),
         }
     }
 
@@ -52,7 +53,9 @@ impl<R: Row> Rows<R> {
 
     pub fn put(&mut self, row: R) {
         let key = row.key();
-        self.dirty.insert(key);
+        if !self.complete {
+            self.dirty.insert(key);
+        }
         self.rows.insert(key, Some(row));
     }
 
@@ -60,7 +63,9 @@ impl<R: Row> Rows<R> {
     pub fn update(&mut self, key: Uuid, change: impl FnOnce(&mut R)) {
         if let Some(Some(row)) = self.rows.get_mut(&key) {
             change(row);
-            self.dirty.insert(key);
+            if !self.complete {
+                self.dirty.insert(key);
+            }
         } else {
             debug_assert!(
                 self.complete || self.rows.contains_key(&key),
@@ -90,7 +95,9 @@ impl<R: Row> Rows<R> {
 
     /// Every present row, in key order.
     pub fn iter(&self) -> impl Iterator<Item = &R> {
-        self.rows.values().filter_map(Option::as_ref)
+        let mut rows: Vec<&R> = self.rows.values().filter_map(Option::as_ref).collect();
+        rows.sort_by_key(|r| r.key());
+        rows.into_iter()
     }
 
     pub fn len(&self) -> usize {
@@ -130,6 +137,9 @@ impl<R: Row> Rows<R> {
         let dirty = std::mem::take(&mut self.dirty);
         let mut upserts: Vec<&R> = Vec::new();
         let mut deletes: Vec<Uuid> = Vec::new();
+        if self.complete {
+            upserts.extend(self.rows.values().filter_map(Option::as_ref));
+        }
         for key in &dirty {
             match self.rows.get(key) {
                 Some(Some(row)) => upserts.push(row),
@@ -206,6 +216,31 @@ pub trait WorkingSet: Send {
     async fn dump(db: &store::Database) -> Result<Vec<String>, StoreError>
     where
         Self: Sized;
+    /// A rebuild's write: each table created as `<table><suffix>`, loaded and indexed in its
+    /// own transaction, the tables side by side.
+    async fn write_fresh(self, db: &store::Database, suffix: &str) -> Result<(), StoreError>
+    where
+        Self: Sized;
+}
+
+/// Creates `name` like `R`'s table, loads `rows` into it and builds its indexes, in one
+/// transaction.
+pub async fn write_fresh_table<R: Row>(
+    db: &store::Database,
+    name: &str,
+    rows: &mut Rows<R>,
+) -> Result<(), StoreError> {
+    let _turn = match db {
+        store::Database::Sqlite(_) => Some(store::sqlite_write_gate().lock().await),
+        store::Database::Postgres(_) => None,
+    };
+    let mut tx = ReadTx::begin(db).await?;
+    tx.execute(&R::TABLE.create_sql(db, name), &[]).await?;
+    rows.flush(&mut tx, name).await?;
+    for sql in R::TABLE.index_sql(name) {
+        tx.execute(&sql, &[]).await?;
+    }
+    tx.commit().await
 }
 
 /// Every row of `R`'s table, in key order, one line each.
@@ -257,6 +292,24 @@ macro_rules! working_set {
                 let mut lines = Vec::new();
                 $(lines.extend($crate::rows::dump_table::<$row>(db).await?);)+
                 Ok(lines)
+            }
+
+            async fn write_fresh(self, db: &store::Database, suffix: &str) -> Result<(), store::StoreError> {
+                let mut tasks = Vec::new();
+                $(
+                    {
+                        let mut rows = self.$field;
+                        let db = db.clone();
+                        let name = format!("{}{suffix}", <$row as $crate::table::Row>::TABLE.name);
+                        tasks.push(tokio::spawn(async move {
+                            $crate::rows::write_fresh_table(&db, &name, &mut rows).await
+                        }));
+                    }
+                )+
+                for task in tasks {
+                    task.await.map_err(|e| store::StoreError::Integrity(format!("rebuild writer: {e}")))??;
+                }
+                Ok(())
             }
         }
     };

@@ -204,6 +204,111 @@ pub async fn events_after_for_folding(
     })
 }
 
+/// An event for folding with its payload still JSON text, so that decoding can run apart from
+/// reading (a rebuild decodes on other threads while the next batch is read).
+#[derive(Clone, Debug)]
+pub struct RawEvent {
+    pub position: i64,
+    pub tx: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RawEvent {
+    /// The event without metadata, as [`events_after_for_folding`] gives it.
+    pub fn decode(self) -> Result<StoredEvent, StoreError> {
+        let payload = serde_json::from_str(&self.payload)
+            .map_err(|e| StoreError::Integrity(format!("event {} payload: {e}", self.position)))?;
+        Ok(StoredEvent {
+            position: self.position,
+            tx: self.tx,
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            sequence: self.sequence,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            payload,
+            metadata: Value::Object(Default::default()),
+            recorded_at: self.recorded_at,
+            hash: String::new(),
+        })
+    }
+}
+
+/// Like [`events_after_for_folding`], with payloads left as text (see [`RawEvent`]).
+pub async fn raw_events_after(
+    db: &Database,
+    after: Checkpoint,
+    limit: i64,
+) -> Result<Vec<RawEvent>, StoreError> {
+    Ok(match db {
+        Database::Postgres(pool) => {
+            let rows = sqlx::query(
+                "SELECT position, xid::text::bigint AS tx, aggregate_type, aggregate_id, sequence, \
+                        event_type, event_version, payload::text AS payload, recorded_at \
+                 FROM events \
+                 WHERE (xid::text::bigint, position) > ($1, $2) \
+                   AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY xid::text::bigint, position LIMIT $3",
+            )
+            .bind(after.tx)
+            .bind(after.position)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(RawEvent {
+                        position: row.try_get("position")?,
+                        tx: row.try_get("tx")?,
+                        aggregate_type: row.try_get("aggregate_type")?,
+                        aggregate_id: row.try_get("aggregate_id")?,
+                        sequence: row.try_get("sequence")?,
+                        event_type: row.try_get("event_type")?,
+                        event_version: row.try_get("event_version")?,
+                        payload: row.try_get("payload")?,
+                        recorded_at: row.try_get("recorded_at")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        }
+        Database::Sqlite(pool) => {
+            let rows = sqlx::query(
+                "SELECT position, position AS tx, aggregate_type, aggregate_id, sequence, \
+                        event_type, event_version, payload, recorded_at \
+                 FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            )
+            .bind(after.position)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    let recorded: String = row.try_get("recorded_at")?;
+                    Ok(RawEvent {
+                        position: row.try_get("position")?,
+                        tx: row.try_get("tx")?,
+                        aggregate_type: row.try_get("aggregate_type")?,
+                        aggregate_id: row.try_get("aggregate_id")?,
+                        sequence: row.try_get("sequence")?,
+                        event_type: row.try_get("event_type")?,
+                        event_version: row.try_get("event_version")?,
+                        payload: row.try_get("payload")?,
+                        recorded_at: DateTime::parse_from_rfc3339(&recorded)
+                            .map(|t| t.with_timezone(&Utc))
+                            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        }
+    })
+}
+
 /// How far a reader at `after` is behind: the committed events after it, and when the oldest
 /// of them was recorded.
 pub async fn backlog(

@@ -221,14 +221,15 @@ pub async fn start_pipeline(
             Feed::JetStream(client.clone(), Box::new(relay_config(&state.settings)))
         }
         None => {
-            let bus = LocalBus::default();
-            let relay = LocalRelay::new(state.db.clone(), bus.clone()).await?;
-            let nudge = state.relay_nudge.clone();
-            let stop = stopped(stop_rx.clone());
-            tasks.push(tokio::spawn(async move {
-                relay.run(&nudge, Duration::from_millis(250), stop).await
-            }));
-            Feed::Local(bus)
+            let (feed, relay) = local_feed(
+                &state.db,
+                state.relay_nudge.clone(),
+                Duration::from_millis(250),
+                stopped(stop_rx.clone()),
+            )
+            .await?;
+            tasks.push(relay);
+            feed
         }
     };
     // The in-memory availability index follows the in-process bus when there is one, else
@@ -281,6 +282,20 @@ pub async fn start_pipeline(
         }
     }));
     Ok(tasks)
+}
+
+/// The in-process bus, fed by a local relay over `db` that runs until `stop`: woken by
+/// `nudge`, else every `poll`.
+pub async fn local_feed(
+    db: &Database,
+    nudge: Arc<tokio::sync::Notify>,
+    poll: Duration,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(Feed, JoinHandle<()>)> {
+    let bus = LocalBus::default();
+    let relay = LocalRelay::new(db.clone(), bus.clone()).await?;
+    let task = tokio::spawn(async move { relay.run(&nudge, poll, stop).await });
+    Ok((Feed::Local(bus), task))
 }
 
 pub fn relay_config(settings: &Settings) -> bus::RelayConfig {

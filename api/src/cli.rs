@@ -147,16 +147,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
                 None => {
                     println!("projection builders following the store");
-                    let bus = bus::LocalBus::default();
-                    let relay = bus::LocalRelay::new(db.clone(), bus.clone()).await?;
-                    let stop = crate::app::stopped(stop_rx.clone());
-                    tasks.push(tokio::spawn(async move {
-                        let never = tokio::sync::Notify::new();
-                        relay
-                            .run(&never, std::time::Duration::from_millis(100), stop)
-                            .await
-                    }));
-                    crate::reads::Feed::Local(bus)
+                    // Nothing is written here: the relay polls.
+                    let (feed, relay) = crate::app::local_feed(
+                        &db,
+                        std::sync::Arc::new(tokio::sync::Notify::new()),
+                        std::time::Duration::from_millis(100),
+                        crate::app::stopped(stop_rx.clone()),
+                    )
+                    .await?;
+                    tasks.push(relay);
+                    feed
                 }
             };
             tasks.extend(reads.spawn_builders(&feed, || crate::app::stopped(stop_rx.clone())));

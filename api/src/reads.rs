@@ -148,22 +148,28 @@ impl ReadModels {
         wait: Duration,
     ) -> Result<&Database, ApiError> {
         let db = self.query_db();
-        if let Some(position) = min_position {
-            if position < 0 {
-                return Err(ApiError::validation("min_position", "must not be negative"));
-            }
+        if let Some(position) = checked(min_position)? {
             if !projector.wait_for(db, position, wait).await? {
-                return Err(ApiError::unavailable(
-                    "read_model_behind",
-                    format!(
-                        "the {} read model has not reached position {position} yet; retry shortly",
-                        P::NAME
-                    ),
-                    1,
-                ));
+                return Err(behind(P::NAME, position));
             }
         }
         Ok(db)
+    }
+
+    /// The in-memory availability index once it has `min_position` (waiting at most `wait`),
+    /// or 503 `read_model_behind`.
+    pub async fn consistent_index(
+        &self,
+        min_position: Option<i64>,
+        wait: Duration,
+    ) -> Result<&AvailabilityIndex, ApiError> {
+        let index = &*self.availability_index;
+        if let Some(position) = checked(min_position)? {
+            if !index.wait_for(position, wait).await? {
+                return Err(behind(AvailabilityProjection::NAME, position));
+            }
+        }
+        Ok(index)
     }
 
     pub async fn statuses(&self) -> anyhow::Result<Vec<Status>> {
@@ -206,6 +212,24 @@ impl ReadModels {
             }
         }
     }
+}
+
+/// `min_position` as given, refused when negative.
+fn checked(min_position: Option<i64>) -> Result<Option<i64>, ApiError> {
+    match min_position {
+        Some(p) if p < 0 => Err(ApiError::validation("min_position", "must not be negative")),
+        other => Ok(other),
+    }
+}
+
+fn behind(read_model: &str, position: i64) -> ApiError {
+    ApiError::unavailable(
+        "read_model_behind",
+        format!(
+            "the {read_model} read model has not reached position {position} yet; retry shortly"
+        ),
+        1,
+    )
 }
 
 fn spawn_builder<P: Projection>(

@@ -31,3 +31,42 @@ pub struct Link {
 pub const TX_HEADER: &str = "Zhilego-Tx";
 /// Header with the previous published event's `tx:position`.
 pub const PREV_HEADER: &str = "Zhilego-Prev";
+
+/// Links events read from the store in commit-safe order after `from`.
+pub fn chain(from: Checkpoint, events: Vec<StoredEvent>) -> Vec<Link> {
+    let mut prev = from;
+    events
+        .into_iter()
+        .map(|event| {
+            let link = Link {
+                prev,
+                event: Arc::new(event),
+            };
+            prev = link.event.checkpoint();
+            link
+        })
+        .collect()
+}
+
+/// Reads `links` from a consumer at `from`: the events that continue from it (duplicates
+/// skipped), where they lead, and the first event that does not connect (a gap to fill from
+/// the store), if any.
+pub fn follow(
+    from: Checkpoint,
+    links: &[Link],
+) -> (Vec<&StoredEvent>, Checkpoint, Option<Checkpoint>) {
+    let mut tail = from;
+    let mut run = Vec::new();
+    for link in links {
+        let at = link.event.checkpoint();
+        if at <= tail {
+            continue; // already applied
+        }
+        if link.prev != tail {
+            return (run, tail, Some(at));
+        }
+        run.push(&*link.event);
+        tail = at;
+    }
+    (run, tail, None)
+}

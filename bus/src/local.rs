@@ -61,18 +61,7 @@ impl LocalRelay {
             return Ok(0);
         };
         let n = events.len();
-        let mut prev = self.at;
-        let links: Vec<Link> = events
-            .into_iter()
-            .map(|e| {
-                let link = Link {
-                    prev,
-                    event: Arc::new(e),
-                };
-                prev = link.event.checkpoint();
-                link
-            })
-            .collect();
+        let links = crate::chain(self.at, events);
         // No subscriber is not an error: builders read the store when they start.
         let _ = self.bus.sender.send(Arc::new(links));
         self.at = last;

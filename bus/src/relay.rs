@@ -106,11 +106,8 @@ pub async fn lag(db: &Database, name: &str) -> Result<(i64, f64), RelayError> {
     let at = row
         .map(|(tx, position)| Checkpoint { tx, position })
         .unwrap_or_default();
-    let (behind, oldest) = history::backlog(db, at).await?;
-    let seconds = oldest
-        .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
-        .unwrap_or(0.0);
-    Ok((behind, seconds))
+    let backlog = history::backlog(db, at).await?;
+    Ok((backlog.events, backlog.lag_seconds()))
 }
 
 /// The event stream, as the relay creates it (consumers create it too if they start first).
@@ -157,25 +154,24 @@ async fn outgoing(
 ) -> Result<Vec<Outgoing>, sqlx::Error> {
     // The same commit-safe read as `store::history::events_after`, with each message body
     // (the serialized `StoredEvent`) built by PostgreSQL, so it is forwarded as it comes.
-    sqlx::query_as(
+    let sql = format!(
         "SELECT position, xid::text::bigint AS tx, aggregate_type, aggregate_id, \
-                    metadata->>'event_id' AS event_id, \
-                    metadata->>'correlation_id' AS correlation_id, \
-                    json_build_object('position', position, 'aggregate_type', aggregate_type, \
-                        'aggregate_id', aggregate_id, 'sequence', sequence, \
-                        'event_type', event_type, 'event_version', event_version, \
-                        'payload', payload, 'metadata', metadata, 'recorded_at', recorded_at, \
-                        'hash', coalesce(metadata->>'hash', ''))::text AS body \
-             FROM events \
-             WHERE (xid::text::bigint, position) > ($1, $2) \
-               AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY xid::text::bigint, position LIMIT $3",
-    )
-    .bind(from.tx)
-    .bind(from.position)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+                metadata->>'event_id' AS event_id, \
+                metadata->>'correlation_id' AS correlation_id, \
+                json_build_object('position', position, 'aggregate_type', aggregate_type, \
+                    'aggregate_id', aggregate_id, 'sequence', sequence, \
+                    'event_type', event_type, 'event_version', event_version, \
+                    'payload', payload, 'metadata', metadata, 'recorded_at', recorded_at, \
+                    'hash', coalesce(metadata->>'hash', ''))::text AS body \
+         FROM events {}",
+        history::PG_AFTER
+    );
+    sqlx::query_as(&sql)
+        .bind(from.tx)
+        .bind(from.position)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
 }
 
 /// After a nudge, how long a relay or reader waits for more commits to share the batch.
@@ -210,13 +206,6 @@ impl Relay {
             config,
             prefetched: tokio::sync::Mutex::new(None),
         })
-    }
-
-    pub fn subject_of(&self, e: &StoredEvent) -> String {
-        format!(
-            "{}.{}.{}",
-            self.config.subject_prefix, e.aggregate_type, e.aggregate_id
-        )
     }
 
     /// Publishes one batch; returns how many events it published.

@@ -321,16 +321,10 @@ pub fn bounding_box(center: &Location, radius_km: f64) -> (f64, f64, f64, f64) {
     )
 }
 
-pub(crate) const OFFER_COLUMNS: &str =
-    "l.listing_id, l.host_id, l.title, l.city, l.city_key, l.status, \
-    l.max_guests, l.nightly_price_kzt, l.cleaning_fee_kzt, l.min_nights, l.max_nights, l.lat, \
-    l.lon, l.pricing, l.position";
-
 /// Queries on the availability read model.
 impl AvailabilityProjection {
     pub async fn offer(db: &Database, listing_id: Uuid) -> Result<Option<OfferRow>, StoreError> {
-        let sql =
-            format!("SELECT {OFFER_COLUMNS} FROM availability_listings l WHERE l.listing_id = $1");
+        let sql = format!("{} WHERE listing_id = $1", OFFERS.select());
         Ok(fetch_all(db, &sql, &[Arg::Id(listing_id)]).await?.pop())
     }
 
@@ -341,11 +335,13 @@ impl AvailabilityProjection {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<SpanRow>, StoreError> {
+        let sql = format!(
+            "{} WHERE listing_id = $1 AND check_in < $2 AND check_out > $3 ORDER BY check_in, span_id",
+            SPANS.select()
+        );
         fetch_all(
             db,
-            "SELECT span_id, listing_id, status, check_in, check_out, hold_expires_at, updated_at \
-             FROM availability_spans WHERE listing_id = $1 AND check_in < $2 AND check_out > $3 \
-             ORDER BY check_in, span_id",
+            &sql,
             &[Arg::Id(listing_id), Arg::Date(to), Arg::Date(from)],
         )
         .await

@@ -9,9 +9,9 @@ use crate::availability::{
     bounding_box, city_key, AvailabilityProjection, AvailabilitySet, Offer, OfferRow, SpanRow,
     StayQuery,
 };
-use crate::projector::{chain, Projection};
+use crate::projector::Projection;
 use crate::rows::WorkingSet;
-use crate::table::{Arg, ReadTx};
+use crate::table::{Arg, ReadTx, Row};
 use chrono::NaiveDate;
 use domain::pricing::PriceRules;
 use std::collections::{BTreeSet, HashMap};
@@ -92,6 +92,14 @@ impl IndexState {
         }
     }
 
+    /// Folds a run of events that continues from the checkpoint, which then is `tail`.
+    fn fold<'a>(&mut self, run: impl Iterator<Item = &'a StoredEvent>, tail: Checkpoint) {
+        for e in run {
+            self.apply(e);
+        }
+        self.checkpoint = tail;
+    }
+
     fn is_free(&self, listing: Uuid, check_in: NaiveDate, check_out: NaiveDate) -> bool {
         self.taken.get(&listing).is_none_or(|spans| {
             // Sorted by check-in: only spans starting before the stay ends can overlap.
@@ -144,21 +152,8 @@ impl AvailabilityIndex {
                 position: c.position,
             })
             .unwrap_or_default();
-        let offers: Vec<OfferRow> = tx
-            .fetch(
-                "SELECT listing_id, host_id, title, city, city_key, status, max_guests, \
-                 nightly_price_kzt, cleaning_fee_kzt, min_nights, max_nights, lat, lon, pricing, \
-                 position FROM availability_listings",
-                &[],
-            )
-            .await?;
-        let spans: Vec<SpanRow> = tx
-            .fetch(
-                "SELECT span_id, listing_id, status, check_in, check_out, hold_expires_at, \
-                 updated_at FROM availability_spans",
-                &[],
-            )
-            .await?;
+        let offers: Vec<OfferRow> = tx.fetch(&OfferRow::TABLE.select(), &[]).await?;
+        let spans: Vec<SpanRow> = tx.fetch(&SpanRow::TABLE.select(), &[]).await?;
         drop(tx);
         let mut state = IndexState::empty();
         state.checkpoint = checkpoint;
@@ -172,8 +167,6 @@ impl AvailabilityIndex {
             state.set.spans.put(row);
             state.index_span(id, listing);
         }
-        state.set.offers.clear_changes();
-        state.set.spans.clear_changes();
         *self.state.write().expect("index lock") = state;
         self.applied.send_replace(checkpoint);
         drop(_turn);
@@ -196,17 +189,11 @@ impl AvailabilityIndex {
             if n == 0 {
                 return Ok(total);
             }
-            let links = chain(from, events);
-            let reached = {
-                let mut state = self.state.write().expect("index lock");
-                for link in &links {
-                    state.apply(&link.event);
-                }
-                state.set.offers.clear_changes();
-                state.set.spans.clear_changes();
-                state.checkpoint = links.last().expect("non-empty").event.checkpoint();
-                state.checkpoint
-            };
+            let reached = events.last().expect("non-empty").checkpoint();
+            self.state
+                .write()
+                .expect("index lock")
+                .fold(events.iter(), reached);
             self.applied.send_replace(reached);
             total += n;
             if (n as i64) < BATCH {
@@ -221,25 +208,12 @@ impl AvailabilityIndex {
         let gap = {
             let _turn = self.catching_up.lock().await;
             let mut state = self.state.write().expect("index lock");
-            let mut gap = false;
-            for link in links {
-                let at = link.event.checkpoint();
-                if at <= state.checkpoint {
-                    continue;
-                }
-                if link.prev != state.checkpoint {
-                    gap = true;
-                    break;
-                }
-                state.apply(&link.event);
-                state.checkpoint = at;
-            }
-            state.set.offers.clear_changes();
-            state.set.spans.clear_changes();
-            self.applied.send_replace(state.checkpoint);
+            let (run, tail, gap) = bus::follow(state.checkpoint, links);
+            state.fold(run.into_iter(), tail);
+            self.applied.send_replace(tail);
             gap
         };
-        if gap {
+        if gap.is_some() {
             self.catch_up().await?;
             return Box::pin(self.apply_links(links)).await;
         }
@@ -304,27 +278,26 @@ impl AvailabilityIndex {
     /// gives up after `timeout`.
     pub async fn wait_for(&self, position: i64, timeout: Duration) -> Result<bool, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // The event's order key, once the store has it.
+        let mut target = None;
         loop {
-            let reached = match history::checkpoint_of(&self.store, position).await? {
+            if target.is_none() {
+                target = history::checkpoint_of(&self.store, position).await?;
+            }
+            let reached = match target {
                 Some(target) => self.checkpoint() >= target,
                 None => self.checkpoint().position >= position,
             };
             if reached {
                 return Ok(true);
             }
-            self.catch_up().await?;
             if tokio::time::Instant::now() >= deadline {
                 return Ok(false);
             }
-            let reached = match history::checkpoint_of(&self.store, position).await? {
-                Some(target) => self.checkpoint() >= target,
-                None => self.checkpoint().position >= position,
-            };
-            if reached {
-                return Ok(true);
+            if self.catch_up().await? == 0 {
+                // An event still in an open transaction: the store has not released it yet.
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            // An event still in an open transaction: the store has not released it yet.
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -399,7 +372,6 @@ impl AvailabilityIndex {
     /// The index's rows in the projection's dump format (see `Projector::dump`), to compare
     /// with the tables.
     pub fn dump(&self) -> Vec<String> {
-        use crate::table::Row;
         let state = self.state.read().expect("index lock");
         let offers = state
             .set

@@ -240,9 +240,6 @@ fn booking_held(e: &StoredEvent, body: &Value, id: Uuid) -> Option<BookingRow> {
     })
 }
 
-const BOOKING_COLUMNS: &str = "booking_id, listing_id, host_id, guest_id, status, check_in, \
-    check_out, guests, total_kzt, channel, hold_expires_at, created_at, position";
-
 /// Queries on the bookings read model.
 impl BookingsProjection {
     /// Bookings newest first, `limit` at most, after the cursor (a booking id).
@@ -258,8 +255,8 @@ impl BookingsProjection {
             BookingFilter::All => ("$1 IS NULL", None),
         };
         let sql = format!(
-            "SELECT {BOOKING_COLUMNS} FROM booking_list \
-             WHERE {clause} AND ($2 IS NULL OR booking_id < $2) ORDER BY booking_id DESC LIMIT $3"
+            "{} WHERE {clause} AND ($2 IS NULL OR booking_id < $2) ORDER BY booking_id DESC LIMIT $3",
+            BOOKING_LIST.select()
         );
         fetch_all(
             db,

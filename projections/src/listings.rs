@@ -260,10 +260,6 @@ pub struct CatalogueQuery {
     pub limit: usize,
 }
 
-const COLUMNS: &str = "listing_id, host_id, title, city, city_key, address, status, rooms, \
-    max_guests, nightly_price_kzt, cleaning_fee_kzt, min_nights, max_nights, cancellation_policy, \
-    lat, lon, photos, amenities, bookings_count, created_at, updated_at, position";
-
 /// Queries on the catalogue.
 impl ListingsProjection {
     /// Active listings matching every given filter, in id order after the cursor, each with its
@@ -274,11 +270,12 @@ impl ListingsProjection {
     ) -> Result<(Vec<(CatalogueRow, Option<f64>)>, Option<Uuid>), StoreError> {
         let bbox = query.near.map(|(c, r)| bounding_box(&c, r));
         let mut sql = format!(
-            "SELECT {COLUMNS} FROM listing_catalogue WHERE status = 'active' \
+            "{} WHERE status = 'active' \
                AND ($1 IS NULL OR city_key = $1) AND ($2 IS NULL OR max_guests >= $2) \
                AND ($3 IS NULL OR nightly_price_kzt <= $3) \
                AND ($4 IS NULL OR (lat BETWEEN $4 AND $5 AND lon BETWEEN $6 AND $7)) \
-               AND ($8 IS NULL OR listing_id > $8)"
+               AND ($8 IS NULL OR listing_id > $8)",
+            CATALOGUE.select()
         );
         let amenities: Vec<String> = query.amenities.iter().map(|a| amenity_key(a)).collect();
         for i in 0..amenities.len() {

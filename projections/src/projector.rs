@@ -2,7 +2,7 @@
 //! checkpoint in the same transaction as the rows; rebuilds it from the store into fresh
 //! tables and swaps them in atomically.
 use crate::rows::WorkingSet;
-use crate::table::{ReadTx, Table};
+use crate::table::{write_turn, ReadTx, Table};
 use bus::Link;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -171,31 +171,9 @@ async fn save_checkpoint(
     Ok(())
 }
 
-/// Links events read from the store in order after `from`.
-pub fn chain(from: Checkpoint, events: Vec<StoredEvent>) -> Vec<Link> {
-    let mut prev = from;
-    events
-        .into_iter()
-        .map(|event| {
-            let link = Link {
-                prev,
-                event: Arc::new(event),
-            };
-            prev = link.event.checkpoint();
-            link
-        })
-        .collect()
-}
-
-/// Holds this process's SQLite writer turn, if the read database is SQLite.
-async fn write_turn(db: &Database) -> Option<tokio::sync::MutexGuard<'static, ()>> {
-    match db {
-        Database::Sqlite(_) => Some(store::sqlite_write_gate().lock().await),
-        Database::Postgres(_) => None,
-    }
-}
-
 impl<P: Projection> Projector<P> {
+    /// A projector from `store` into `read`, whose checkpoint table exists
+    /// ([`init_read_database`], done once when the read database is opened).
     pub fn new(store: Database, read: Database) -> Self {
         let (applied, _) = watch::channel(Checkpoint::default());
         Projector {
@@ -230,7 +208,6 @@ impl<P: Projection> Projector<P> {
     /// Makes the projection's tables ready: rebuilt when missing or built by another version
     /// of the fold. Returns whether it rebuilt.
     pub async fn prepare(&self) -> Result<bool, StoreError> {
-        init_read_database(&self.read).await?;
         let row = self.checkpoint().await?;
         let mut missing = false;
         for table in P::TABLES {
@@ -258,7 +235,7 @@ impl<P: Projection> Projector<P> {
         let _turn = write_turn(&self.read).await;
         let mut tx = ReadTx::begin(&self.read).await?;
         let row = lock_checkpoint(&mut tx, P::NAME).await?;
-        let (run, tail, gap) = Self::follow(row.checkpoint, links);
+        let (run, tail, gap) = bus::follow(row.checkpoint, links);
         if run.is_empty() {
             drop(tx);
             return Ok(Applied {
@@ -303,28 +280,6 @@ impl<P: Projection> Projector<P> {
         })
     }
 
-    /// The events of `links` that continue from `from`, where they lead, and the first event
-    /// that does not connect.
-    fn follow(
-        from: Checkpoint,
-        links: &[Link],
-    ) -> (Vec<&StoredEvent>, Checkpoint, Option<Checkpoint>) {
-        let mut tail = from;
-        let mut run = Vec::new();
-        for link in links {
-            let at = link.event.checkpoint();
-            if at <= tail {
-                continue; // already applied
-            }
-            if link.prev != tail {
-                return (run, tail, Some(at));
-            }
-            run.push(&*link.event);
-            tail = at;
-        }
-        (run, tail, None)
-    }
-
     /// Applies the next events from the store; returns how many it applied.
     pub async fn catch_up_step(&self, limit: i64) -> Result<(usize, bool), StoreError> {
         let from = self.checkpoint().await?.checkpoint;
@@ -333,7 +288,7 @@ impl<P: Projection> Projector<P> {
         if fetched == 0 {
             return Ok((0, false));
         }
-        let applied = self.apply(&chain(from, events)).await?;
+        let applied = self.apply(&bus::chain(from, events)).await?;
         Ok((
             applied.applied,
             fetched as i64 == limit || applied.gap.is_some(),
@@ -379,7 +334,6 @@ impl<P: Projection> Projector<P> {
     /// Replays the whole store into fresh tables, folds in whatever arrived meanwhile, and swaps
     /// the fresh tables in atomically. Returns how many events the projection now holds.
     pub async fn rebuild(&self, progress: Option<&Progress>) -> Result<u64, StoreError> {
-        init_read_database(&self.read).await?;
         let suffix = format!(
             "__r{}",
             uuid::Uuid::now_v7()
@@ -548,17 +502,14 @@ impl<P: Projection> Projector<P> {
     /// Where the projection stands against the store.
     pub async fn status(&self) -> Result<Status, StoreError> {
         let row = self.checkpoint().await?;
-        let (behind, oldest) = history::backlog(&self.store, row.checkpoint).await?;
-        let lag_seconds = oldest
-            .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
-            .unwrap_or(0.0);
+        let backlog = history::backlog(&self.store, row.checkpoint).await?;
         Ok(Status {
             name: P::NAME,
             version: row.version,
             position: row.checkpoint.position,
             applied: row.applied,
-            behind_events: behind,
-            lag_seconds,
+            behind_events: backlog.events,
+            lag_seconds: backlog.lag_seconds(),
         })
     }
 }

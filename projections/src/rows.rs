@@ -88,11 +88,6 @@ impl<R: Row> Rows<R> {
         }
     }
 
-    /// Forgets which rows changed (a set kept in memory, never flushed).
-    pub fn clear_changes(&mut self) {
-        self.dirty.clear();
-    }
-
     /// Every present row, in key order.
     pub fn iter(&self) -> impl Iterator<Item = &R> {
         let mut rows: Vec<&R> = self.rows.values().filter_map(Option::as_ref).collect();
@@ -230,10 +225,7 @@ pub async fn write_fresh_table<R: Row>(
     name: &str,
     rows: &mut Rows<R>,
 ) -> Result<(), StoreError> {
-    let _turn = match db {
-        store::Database::Sqlite(_) => Some(store::sqlite_write_gate().lock().await),
-        store::Database::Postgres(_) => None,
-    };
+    let _turn = crate::table::write_turn(db).await;
     let mut tx = ReadTx::begin(db).await?;
     tx.execute(&R::TABLE.create_sql(db, name), &[]).await?;
     rows.flush(&mut tx, name).await?;
@@ -245,12 +237,7 @@ pub async fn write_fresh_table<R: Row>(
 
 /// Every row of `R`'s table, in key order, one line each.
 pub async fn dump_table<R: Row>(db: &store::Database) -> Result<Vec<String>, StoreError> {
-    let sql = format!(
-        "SELECT {} FROM {} ORDER BY {}",
-        R::TABLE.column_list(),
-        R::TABLE.name,
-        R::TABLE.key()
-    );
+    let sql = format!("{} ORDER BY {}", R::TABLE.select(), R::TABLE.key());
     let rows: Vec<R> = crate::table::fetch_all(db, &sql, &[]).await?;
     Ok(rows
         .iter()

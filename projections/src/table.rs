@@ -63,6 +63,11 @@ impl Table {
             .join(", ")
     }
 
+    /// `SELECT <every column> FROM <table>`, for a query to continue with its clauses.
+    pub fn select(&self) -> String {
+        format!("SELECT {} FROM {}", self.column_list(), self.name)
+    }
+
     /// `CREATE TABLE` for this table under `name` (the live name or a rebuild's fresh one).
     pub fn create_sql(&self, db: &Database, name: &str) -> String {
         let columns: Vec<String> = self
@@ -204,6 +209,14 @@ pub trait Row:
     fn key(&self) -> Uuid;
     /// Column values in `TABLE.columns` order.
     fn values(&self) -> Vec<Arg>;
+}
+
+/// Holds this process's SQLite writer turn, if `db` is SQLite (see `store::sqlite_write_gate`).
+pub(crate) async fn write_turn(db: &Database) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    match db {
+        Database::Sqlite(_) => Some(store::sqlite_write_gate().lock().await),
+        Database::Postgres(_) => None,
+    }
 }
 
 /// A transaction on the read database, whichever backend it is.

@@ -92,27 +92,17 @@ fn hash_of(metadata: &Value) -> String {
         .to_string()
 }
 
-/// The columns for folding: metadata (ids, hash, actor) left out, as no fold reads it.
-const PG_FOLD_COLUMNS: &str =
-    "position, xid::text::bigint AS tx, aggregate_type, aggregate_id, sequence, \
-     event_type, event_version, payload, '{}'::jsonb AS metadata, recorded_at";
-const LITE_FOLD_COLUMNS: &str = "position, position AS tx, aggregate_type, aggregate_id, \
-     sequence, event_type, event_version, payload, '{}' AS metadata, recorded_at";
-
 /// `SELECT <every column> FROM events <tail>` with `$N` binds, on either backend.
 macro_rules! select_events {
     ($db:expr, $tail:expr $(, $bind:expr)*) => {
-        select_events!(@ $db, PG_COLUMNS, LITE_COLUMNS, $tail $(, $bind)*)
-    };
-    (@ $db:expr, $pg:ident, $lite:ident, $tail:expr $(, $bind:expr)*) => {
         match $db {
             Database::Postgres(pool) => {
-                let sql = format!("SELECT {} FROM events {}", $pg, $tail);
+                let sql = format!("SELECT {PG_COLUMNS} FROM events {}", $tail);
                 let rows = sqlx::query(&sql)$(.bind($bind))*.fetch_all(pool).await?;
                 rows.iter().map(from_pg).collect::<Result<Vec<_>, _>>()?
             }
             Database::Sqlite(pool) => {
-                let sql = format!("SELECT {} FROM events {}", $lite, $tail);
+                let sql = format!("SELECT {LITE_COLUMNS} FROM events {}", $tail);
                 let rows = sqlx::query(&sql)$(.bind($bind))*.fetch_all(pool).await?;
                 rows.iter().map(from_lite).collect::<Result<Vec<_>, _>>()?
             }
@@ -149,6 +139,15 @@ impl StoredEvent {
     }
 }
 
+/// The commit-safe read after a checkpoint on PostgreSQL (binds: `$1` tx, `$2` position,
+/// `$3` limit): events after it in `(tx, position)` order, from transactions older than the
+/// oldest one still running. Every reader of the store in that order uses it.
+pub const PG_AFTER: &str = "WHERE (xid::text::bigint, position) > ($1, $2) \
+     AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
+     ORDER BY xid::text::bigint, position LIMIT $3";
+/// The same on SQLite (binds: `$1` position, `$2` limit), where writers are serial.
+const LITE_AFTER: &str = "WHERE position > $1 ORDER BY position LIMIT $2";
+
 /// Committed events after `after`, in commit-safe order, at most `limit`.
 pub async fn events_after(
     db: &Database,
@@ -156,21 +155,8 @@ pub async fn events_after(
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     Ok(match db {
-        Database::Postgres(_) => select_events!(
-            db,
-            "WHERE (xid::text::bigint, position) > ($1, $2) \
-               AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY xid::text::bigint, position LIMIT $3",
-            after.tx,
-            after.position,
-            limit
-        ),
-        Database::Sqlite(_) => select_events!(
-            db,
-            "WHERE position > $1 ORDER BY position LIMIT $2",
-            after.position,
-            limit
-        ),
+        Database::Postgres(_) => select_events!(db, PG_AFTER, after.tx, after.position, limit),
+        Database::Sqlite(_) => select_events!(db, LITE_AFTER, after.position, limit),
     })
 }
 
@@ -181,27 +167,11 @@ pub async fn events_after_for_folding(
     after: Checkpoint,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    Ok(match db {
-        Database::Postgres(_) => select_events!(
-            @ db,
-            PG_FOLD_COLUMNS,
-            LITE_FOLD_COLUMNS,
-            "WHERE (xid::text::bigint, position) > ($1, $2) \
-               AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY xid::text::bigint, position LIMIT $3",
-            after.tx,
-            after.position,
-            limit
-        ),
-        Database::Sqlite(_) => select_events!(
-            @ db,
-            PG_FOLD_COLUMNS,
-            LITE_FOLD_COLUMNS,
-            "WHERE position > $1 ORDER BY position LIMIT $2",
-            after.position,
-            limit
-        ),
-    })
+    raw_events_after(db, after, limit)
+        .await?
+        .into_iter()
+        .map(RawEvent::decode)
+        .collect()
 }
 
 /// An event for folding with its payload still JSON text, so that decoding can run apart from
@@ -248,19 +218,17 @@ pub async fn raw_events_after(
 ) -> Result<Vec<RawEvent>, StoreError> {
     Ok(match db {
         Database::Postgres(pool) => {
-            let rows = sqlx::query(
-                "SELECT position, xid::text::bigint AS tx, aggregate_type, aggregate_id, sequence, \
-                        event_type, event_version, payload::text AS payload, recorded_at \
-                 FROM events \
-                 WHERE (xid::text::bigint, position) > ($1, $2) \
-                   AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
-                 ORDER BY xid::text::bigint, position LIMIT $3",
-            )
-            .bind(after.tx)
-            .bind(after.position)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?;
+            let sql = format!(
+                "SELECT position, xid::text::bigint AS tx, aggregate_type, aggregate_id, \
+                        sequence, event_type, event_version, payload::text AS payload, \
+                        recorded_at FROM events {PG_AFTER}"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(after.tx)
+                .bind(after.position)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
             rows.iter()
                 .map(|row| {
                     Ok(RawEvent {
@@ -278,15 +246,15 @@ pub async fn raw_events_after(
                 .collect::<Result<Vec<_>, sqlx::Error>>()?
         }
         Database::Sqlite(pool) => {
-            let rows = sqlx::query(
+            let sql = format!(
                 "SELECT position, position AS tx, aggregate_type, aggregate_id, sequence, \
-                        event_type, event_version, payload, recorded_at \
-                 FROM events WHERE position > $1 ORDER BY position LIMIT $2",
-            )
-            .bind(after.position)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?;
+                        event_type, event_version, payload, recorded_at FROM events {LITE_AFTER}"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(after.position)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
             rows.iter()
                 .map(|row| {
                     let recorded: String = row.try_get("recorded_at")?;
@@ -309,13 +277,27 @@ pub async fn raw_events_after(
     })
 }
 
-/// How far a reader at `after` is behind: the committed events after it, and when the oldest
-/// of them was recorded.
-pub async fn backlog(
-    db: &Database,
-    after: Checkpoint,
-) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
-    Ok(match db {
+/// How far a reader is behind the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Backlog {
+    /// Committed events after the reader's checkpoint.
+    pub events: i64,
+    /// When the oldest of them was recorded.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+impl Backlog {
+    /// The age of the oldest event not yet taken, in seconds (0 when none is waiting).
+    pub fn lag_seconds(&self) -> f64 {
+        self.oldest
+            .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0)
+    }
+}
+
+/// How far a reader at `after` is behind.
+pub async fn backlog(db: &Database, after: Checkpoint) -> Result<Backlog, StoreError> {
+    let (events, oldest) = match db {
         Database::Postgres(pool) => {
             sqlx::query_as(
                 "SELECT count(*), min(recorded_at) FROM events \
@@ -337,7 +319,8 @@ pub async fn backlog(
                 .map(|t| t.with_timezone(&Utc));
             (count, oldest)
         }
-    })
+    };
+    Ok(Backlog { events, oldest })
 }
 
 /// The last event a commit-safe reader can take now (the start for a reader that wants only

@@ -163,19 +163,10 @@ pub async fn availability(
         after: cursor(q.cursor.as_deref())?,
         limit: page_limit(q.limit)?,
     };
-    let index = &state.reads.availability_index;
-    if let Some(position) = q.min_position {
-        if position < 0 {
-            return Err(ApiError::validation("min_position", "must not be negative"));
-        }
-        if !index.wait_for(position, state.settings.read_wait).await? {
-            return Err(ApiError::unavailable(
-                "read_model_behind",
-                format!("availability has not reached position {position} yet; retry shortly"),
-                1,
-            ));
-        }
-    }
+    let index = state
+        .reads
+        .consistent_index(q.min_position, state.settings.read_wait)
+        .await?;
     let (offers, next) = index.search(&query);
     Ok(Json(AvailabilityPage {
         items: offers

@@ -112,16 +112,26 @@ impl Application {
             hold: settings.hold,
             ..CommandsConfig::default()
         };
-        let commands = Arc::new(
-            Commands::new(db.clone(), config, encryption_key(&settings)?).on_write(move || {
-                wake_relay.notify_one();
-                wake_index.notify_one();
-            }),
-        );
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
+        let kaspi = Arc::new(crate::payments::setup(&settings, listener.local_addr()?)?);
+        let commands = Arc::new(
+            Commands::new(db.clone(), config, encryption_key(&settings)?)
+                .with_kaspi(kaspi.client.clone())
+                .on_write(move || {
+                    wake_relay.notify_one();
+                    wake_index.notify_one();
+                }),
+        );
+        let keeper = Arc::new(commands::PaymentKeeper::new(
+            commands.clone(),
+            reads.primary.clone(),
+            settings.reconcile_after,
+        ));
         let state = AppState::new(Inner {
+            kaspi,
+            keeper,
             auth: JwtKeys::new(&secret),
             metrics: telemetry::metrics_handle(),
             settings,
@@ -160,6 +170,12 @@ impl Application {
         tasks.push(tokio::spawn({
             let stop = stopped(stop_rx.clone());
             async move { sweeper.run(interval, stop).await }
+        }));
+        let keeper = state.keeper.clone();
+        let every = state.settings.reconcile_interval;
+        tasks.push(tokio::spawn({
+            let stop = stopped(stop_rx.clone());
+            async move { keeper.run(every, stop).await }
         }));
         let router = routes::router(state.clone());
         axum::serve(

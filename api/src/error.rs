@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use commands::FlowError;
 use domain::booking::BookingError;
 use domain::listing::ListingError;
+use domain::payment::PaymentError;
 use domain::user::UserError;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -199,6 +200,21 @@ impl From<BookingError> for ApiError {
     }
 }
 
+impl From<PaymentError> for ApiError {
+    fn from(e: PaymentError) -> Self {
+        let detail = e.to_string();
+        match e {
+            PaymentError::NotFound | PaymentError::UnknownRefund => ApiError::not_found("payment"),
+            PaymentError::AlreadyExists => ApiError::conflict("already_exists", detail),
+            PaymentError::AlreadyPaid => ApiError::conflict("already_paid", detail),
+            PaymentError::WrongStatus(_) => ApiError::conflict("invalid_state", detail),
+            PaymentError::AmountNotTotal { .. } | PaymentError::RefundTooLarge { .. } => {
+                ApiError::validation("amount_kzt", detail)
+            }
+        }
+    }
+}
+
 impl From<UserError> for ApiError {
     fn from(e: UserError) -> Self {
         let detail = e.to_string();
@@ -215,6 +231,30 @@ impl From<FlowError> for ApiError {
             FlowError::Listing(e) => e.into(),
             FlowError::Booking(e) => e.into(),
             FlowError::User(e) => e.into(),
+            FlowError::Payment(e) => e.into(),
+            FlowError::ProviderUnavailable(cause) => {
+                tracing::warn!(error = %cause, "Kaspi unavailable");
+                ApiError::unavailable(
+                    "payment_provider_unavailable",
+                    "Kaspi is not answering right now; nothing was charged and the booking stays held. Try again shortly",
+                    5,
+                )
+            }
+            FlowError::ProviderRefused(cause) => {
+                tracing::warn!(error = %cause, "Kaspi refused");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "payment_provider_refused",
+                    "Kaspi refused the request",
+                    "Kaspi refused the request; nothing was charged",
+                )
+            }
+            FlowError::AccessNotSet => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "access_not_set",
+                "No access instructions",
+                "the host has not set access instructions for this listing yet",
+            ),
             FlowError::Busy => {
                 ApiError::unavailable("busy", "too many changes at once here, try again", 1)
             }

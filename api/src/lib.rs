@@ -16,6 +16,7 @@ pub mod cli;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod payments;
 pub mod rate_limit;
 pub mod reads;
 pub mod routes;

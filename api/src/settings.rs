@@ -71,6 +71,47 @@ pub struct Settings {
     pub orphan_after: Duration,
     /// `ZHILEGO_READ_WAIT_MS`: how long a read with `min_position` waits (default 5000).
     pub read_wait: Duration,
+    /// `ZHILEGO_PUBLIC_URL`: where users reach this service (payment pages of the sandbox);
+    /// default `http://<the bound address>`.
+    pub public_url: Option<String>,
+    pub kaspi: KaspiSettings,
+    /// `ZHILEGO_RECONCILE_INTERVAL_MS`: how often the payment keeper runs (default 10000).
+    pub reconcile_interval: Duration,
+    /// `ZHILEGO_RECONCILE_AFTER_SECONDS`: a payment pending this long is checked with Kaspi
+    /// (default 120).
+    pub reconcile_after: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KaspiMode {
+    /// The built-in sandbox, served by this process under `/kaspi-sandbox`.
+    Sandbox,
+    /// Kaspi's API at `KASPI_API_URL`.
+    Live,
+}
+
+#[derive(Clone, Debug)]
+pub struct KaspiSettings {
+    /// `KASPI_MODE`: `sandbox` (the embedded default) or `live` (the default in production
+    /// mode; needs `KASPI_API_URL` and `KASPI_API_KEY`).
+    pub mode: KaspiMode,
+    /// `KASPI_API_URL`.
+    pub api_url: Option<String>,
+    /// `KASPI_API_KEY`.
+    pub api_key: Option<Secret>,
+    /// `KASPI_DEVICE_TOKEN`, `KASPI_ORGANIZATION_BIN`: the trade point Kaspi registered.
+    pub device_token: Option<String>,
+    pub organization_bin: Option<String>,
+    /// `KASPI_TIMEOUT_MS` per request (default 5000) and `KASPI_ATTEMPTS` (default 3).
+    pub timeout: Duration,
+    pub attempts: u32,
+    /// `KASPI_CALLBACK_USER` / `KASPI_CALLBACK_PASSWORD`: HTTP basic credentials Kaspi sends
+    /// to `/kaspi/callback/`. Required in live mode; generated for the sandbox.
+    pub callback_user: Option<String>,
+    pub callback_password: Option<Secret>,
+    /// `KASPI_CALLBACK_ALLOW_IPS`: comma-separated CIDRs the callback is accepted from.
+    /// Required in live mode; loopback only for the sandbox.
+    pub callback_allow_ips: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +160,9 @@ impl Settings {
             }
         }
         let database_url = get("DATABASE_URL");
+        let production = database_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres"));
         if let Some(url) = &database_url {
             if !(url.starts_with("postgres://")
                 || url.starts_with("postgresql://")
@@ -190,7 +234,80 @@ impl Settings {
                 get("ZHILEGO_READ_WAIT_MS"),
                 5000,
             )?),
+            public_url: get("ZHILEGO_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string()),
+            kaspi: KaspiSettings {
+                mode: match get("KASPI_MODE").as_deref() {
+                    Some("sandbox") => KaspiMode::Sandbox,
+                    Some("live") => KaspiMode::Live,
+                    None if production => KaspiMode::Live,
+                    None => KaspiMode::Sandbox,
+                    Some(other) => {
+                        return Err(SettingsError::Invalid(
+                            "KASPI_MODE",
+                            format!("{other:?}: expected sandbox or live"),
+                        ))
+                    }
+                },
+                api_url: get("KASPI_API_URL"),
+                api_key: get("KASPI_API_KEY").map(Secret::new),
+                device_token: get("KASPI_DEVICE_TOKEN"),
+                organization_bin: get("KASPI_ORGANIZATION_BIN"),
+                timeout: Duration::from_millis(num(
+                    "KASPI_TIMEOUT_MS",
+                    get("KASPI_TIMEOUT_MS"),
+                    5000,
+                )?),
+                attempts: num("KASPI_ATTEMPTS", get("KASPI_ATTEMPTS"), 3)?,
+                callback_user: get("KASPI_CALLBACK_USER"),
+                callback_password: get("KASPI_CALLBACK_PASSWORD").map(Secret::new),
+                callback_allow_ips: match get("KASPI_CALLBACK_ALLOW_IPS") {
+                    None => vec![],
+                    Some(list) => list
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(|c| {
+                            c.parse::<ipnet::IpNet>()
+                                .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                                .map_err(|_| {
+                                    SettingsError::Invalid(
+                                        "KASPI_CALLBACK_ALLOW_IPS",
+                                        format!("{c:?} is not an IP address or CIDR"),
+                                    )
+                                })
+                        })
+                        .collect::<Result<_, _>>()?,
+                },
+            },
+            reconcile_interval: Duration::from_millis(num(
+                "ZHILEGO_RECONCILE_INTERVAL_MS",
+                get("ZHILEGO_RECONCILE_INTERVAL_MS"),
+                10_000,
+            )?),
+            reconcile_after: Duration::from_secs(num(
+                "ZHILEGO_RECONCILE_AFTER_SECONDS",
+                get("ZHILEGO_RECONCILE_AFTER_SECONDS"),
+                120,
+            )?),
         };
+        if settings.kaspi.mode == KaspiMode::Live {
+            let k = &settings.kaspi;
+            let missing = [
+                ("KASPI_API_URL", k.api_url.is_none()),
+                ("KASPI_API_KEY", k.api_key.is_none()),
+                ("KASPI_CALLBACK_USER", k.callback_user.is_none()),
+                ("KASPI_CALLBACK_PASSWORD", k.callback_password.is_none()),
+                ("KASPI_CALLBACK_ALLOW_IPS", k.callback_allow_ips.is_empty()),
+            ];
+            if let Some((key, _)) = missing.iter().find(|(_, m)| *m) {
+                return Err(SettingsError::Invalid(
+                    key,
+                    "is required with KASPI_MODE=live (the default in production mode); \
+                     KASPI_MODE=sandbox runs the built-in Kaspi sandbox instead"
+                        .into(),
+                ));
+            }
+        }
         if settings.hold.is_zero() {
             return Err(SettingsError::Invalid(
                 "ZHILEGO_HOLD_SECONDS",

@@ -23,6 +23,10 @@ pub struct Inner {
     pub nats: Option<async_nats::Client>,
     /// Wakes the relay after every successful command.
     pub relay_nudge: Arc<tokio::sync::Notify>,
+    /// Kaspi's client (live or the sandbox) and the callback's guard.
+    pub kaspi: Arc<crate::payments::Kaspi>,
+    /// Settles payments and reconciles them with Kaspi (also on an admin's request).
+    pub keeper: Arc<commands::PaymentKeeper>,
 }
 
 impl AppState {

@@ -94,6 +94,17 @@ where
         Ok(ctx.aggregate)
     }
 
+    /// The aggregate as the store has it now, as the result of a command that changed nothing
+    /// (so its position can be reported).
+    pub async fn current(&self, id: Uuid) -> Result<Executed<A>, CommandError<A::Error>> {
+        let (ctx, _) = self.context(id, false, false).await.map_err(store_error)?;
+        Ok(Executed {
+            aggregate: ctx.aggregate,
+            events: vec![],
+            sequence: ctx.current_sequence,
+        })
+    }
+
     /// The global position of the aggregate's event at `sequence`.
     pub async fn position(
         &self,

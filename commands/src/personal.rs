@@ -40,6 +40,16 @@ impl MasterKey {
     pub fn generate_hex() -> String {
         hex::encode(rand::random::<[u8; 32]>())
     }
+
+    /// Seals a service secret (not personal data: it outlives any user) bound to `binding`.
+    pub fn seal(&self, plaintext: &str, binding: &str) -> Sealed {
+        Sealed(seal(&self.0, plaintext.as_bytes(), binding.as_bytes()))
+    }
+
+    /// Opens what [`MasterKey::seal`] sealed under the same binding.
+    pub fn open(&self, sealed: &Sealed, binding: &str) -> Option<String> {
+        String::from_utf8(open(&self.0, &sealed.0, binding.as_bytes())?).ok()
+    }
 }
 
 fn seal(key: &[u8; 32], plaintext: &[u8], aad: &[u8]) -> String {

@@ -8,6 +8,7 @@ use domain::listing::{
     Listing, ListingChanges, ListingCommand, ListingDetails, ListingError, ListingEvent,
     ListingStatus, ReleaseReason,
 };
+use domain::payment::Payment;
 use domain::user::{Language, PersonName, PhoneNumber, User, UserCommand, UserError};
 use domain::{local_date, DateRange};
 use std::time::Duration;
@@ -46,6 +47,17 @@ pub enum FlowError {
     Booking(BookingError),
     #[error(transparent)]
     User(UserError),
+    #[error(transparent)]
+    Payment(domain::payment::PaymentError),
+    /// Kaspi did not answer usefully (down, timing out); nothing was charged.
+    #[error("Kaspi is not answering: {0}")]
+    ProviderUnavailable(String),
+    /// Kaspi answered and refused.
+    #[error("Kaspi refused: {0}")]
+    ProviderRefused(String),
+    /// The host has not set how guests get in.
+    #[error("the host has not set access instructions for this listing yet")]
+    AccessNotSet,
     #[error("too much contention, try again")]
     Busy,
     #[error("store unavailable: {0}")]
@@ -65,11 +77,11 @@ impl FlowError {
     }
 }
 
-fn listing_err(e: CommandError<ListingError>) -> FlowError {
+pub(crate) fn listing_err(e: CommandError<ListingError>) -> FlowError {
     FlowError::from_command(e, FlowError::Listing)
 }
 
-fn booking_err(e: CommandError<BookingError>) -> FlowError {
+pub(crate) fn booking_err(e: CommandError<BookingError>) -> FlowError {
     FlowError::from_command(e, FlowError::Booking)
 }
 
@@ -89,11 +101,18 @@ pub struct Written<T> {
 }
 
 pub struct Commands {
-    config: CommandsConfig,
-    listings: Executor<Listing>,
-    bookings: Executor<Booking>,
+    pub(crate) config: CommandsConfig,
+    pub(crate) listings: Executor<Listing>,
+    pub(crate) bookings: Executor<Booking>,
+    pub(crate) payments: Executor<Payment>,
     users: Executor<User>,
     personal: PersonalData,
+    pub(crate) master: MasterKey,
+    pub(crate) db: Database,
+    /// Kaspi (or the sandbox); without it payments are refused as unavailable.
+    pub(crate) kaspi: Option<kaspi::KaspiClient>,
+    /// Serializes notifications with the same `txn_id` inside this process.
+    pub(crate) notification_locks: Vec<tokio::sync::Mutex<()>>,
     /// Called after every successful write (the projection runner's nudge).
     on_write: Box<dyn Fn() + Send + Sync>,
 }
@@ -101,7 +120,11 @@ pub struct Commands {
 impl Commands {
     pub fn new(db: Database, config: CommandsConfig, master_key: MasterKey) -> Self {
         Commands {
-            personal: PersonalData::new(db.clone(), master_key),
+            personal: PersonalData::new(db.clone(), master_key.clone()),
+            master: master_key,
+            payments: Executor::new(db.clone(), None, config.max_attempts, 0),
+            kaspi: None,
+            notification_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             listings: Executor::new(
                 db.clone(),
                 Some(config.listing_snapshot_every),
@@ -109,7 +132,8 @@ impl Commands {
                 config.listing_cache,
             ),
             bookings: Executor::new(db.clone(), None, config.max_attempts, 0),
-            users: Executor::new(db, None, config.max_attempts, 0),
+            users: Executor::new(db.clone(), None, config.max_attempts, 0),
+            db,
             config,
             on_write: Box::new(|| {}),
         }
@@ -120,9 +144,20 @@ impl Commands {
         self
     }
 
+    /// Takes payments through `kaspi` (the live API or the sandbox).
+    pub fn with_kaspi(mut self, kaspi: kaspi::KaspiClient) -> Self {
+        self.kaspi = Some(kaspi);
+        self
+    }
+
+    /// Tells the read side something was appended.
+    pub(crate) fn wrote(&self) {
+        (self.on_write)();
+    }
+
     /// Wraps a result with the global position of the aggregate's newest event, and tells
     /// the read side when something was appended.
-    async fn written<A, T>(
+    pub(crate) async fn written<A, T>(
         &self,
         executor: &Executor<A>,
         id: Uuid,
@@ -354,6 +389,9 @@ impl Commands {
             )
             .await
             .unwrap_or(written.position);
+        // The payment follows: a pending link expires, paid money is refunded per the policy.
+        self.settle_booking_payment(booking_id, &meta.follow_up())
+            .await;
         Ok(Written {
             value: written.value,
             position: position.max(written.position),
@@ -385,6 +423,8 @@ impl Commands {
                     &meta.follow_up(),
                 )
                 .await;
+                self.settle_booking_payment(booking_id, &meta.follow_up())
+                    .await;
                 Ok(true)
             }
             Err(CommandError::Rejected(BookingError::HoldNotExpired))

@@ -5,7 +5,10 @@
 //! - a hold that ran out → the booking expires and its nights are freed;
 //! - a booking that is cancelled or expired but still holds nights (its release failed) → freed;
 //! - nights reserved for a booking that was never opened (the process died between the two
-//!   steps) → freed, once the event store confirms the booking does not exist.
+//!   steps) → freed, once the event store confirms the booking does not exist;
+//! - a paid booking whose nights are still only held → the nights are confirmed;
+//! - a confirmed stay on its first day → checked in; a checked-in stay on its departure day →
+//!   completed.
 use crate::metadata::CommandMeta;
 use crate::service::Commands;
 use chrono::Utc;
@@ -61,7 +64,23 @@ impl ReservationSweeper {
                     }
                 }
                 Some("cancelled") => ReleaseReason::Cancelled,
-                Some("expired") => ReleaseReason::Expired,
+                // A confirmed reservation of an expired booking is a late payment taking its
+                // nights again; the payment keeper confirms the booking.
+                Some("expired") if r.state == "held" => ReleaseReason::Expired,
+                Some("confirmed" | "checked_in" | "completed") if r.state == "held" => {
+                    // Paid, but the confirmation of the nights did not happen.
+                    match self
+                        .commands
+                        .confirm_nights_of(r.listing_id, r.booking_id, &meta)
+                        .await
+                    {
+                        Ok(()) => settled += 1,
+                        Err(e) => {
+                            tracing::warn!(booking_id = %r.booking_id, error = %e, "confirming nights failed")
+                        }
+                    }
+                    continue;
+                }
                 Some(_) => continue,
                 None => match self.commands.booking(r.booking_id).await {
                     Ok(None) => ReleaseReason::Compensated,
@@ -82,7 +101,35 @@ impl ReservationSweeper {
                 settled += 1;
             }
         }
+        settled += self.advance_stays().await?;
         Ok(settled)
+    }
+
+    /// Confirmed stays check in at check-in time (14:00 local) of their first day; checked-in
+    /// stays complete at check-out time (12:00 local) of their departure day.
+    async fn advance_stays(&self) -> Result<usize, String> {
+        let now = Utc::now();
+        let checked_in_by = domain::local_date(now - chrono::Duration::hours(14));
+        let checked_out_by = domain::local_date(now - chrono::Duration::hours(12));
+        let due = BookingsProjection::due_stays(&self.read, checked_in_by, checked_out_by, 200)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut moved = 0;
+        for stay in due {
+            let day = if stay.status == "confirmed" {
+                checked_in_by
+            } else {
+                checked_out_by
+            };
+            match self.commands.advance_stay(stay.booking_id, day).await {
+                Ok(true) => moved += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(booking_id = %stay.booking_id, error = %e, "moving a stay on failed")
+                }
+            }
+        }
+        Ok(moved)
     }
 
     /// Sweeps every `interval` until `shutdown` resolves.

@@ -42,6 +42,9 @@ struct Payment {
     external_id: String,
     amount: i64,
     paid: bool,
+    /// We refused the `pay` notification (final answer other than 0): Kaspi gives the money
+    /// back to the payer and reports the payment as `Error`.
+    reversed: bool,
     expires: DateTime<Utc>,
     returned: i64,
 }
@@ -146,10 +149,43 @@ impl Sandbox {
         let drop_callback = self.0.faults.lock().unwrap().drop_callbacks;
         let callback = self.0.callback.lock().unwrap().clone();
         if let (false, Some(callback)) = (drop_callback, callback) {
-            let http = self.0.http.clone();
-            tokio::spawn(async move { notify(&http, &callback, &payment).await });
+            let sandbox = self.clone();
+            tokio::spawn(async move {
+                let result = notify(&sandbox.0.http, &callback, &payment).await;
+                if matches!(result, Some(r) if r != 0 && r != 4 && r != 5) {
+                    tracing::info!(
+                        id = payment.id,
+                        ?result,
+                        "sandbox: pay refused; money goes back to the payer"
+                    );
+                    if let Some(p) = sandbox.0.book.lock().unwrap().payments.get_mut(&payment.id) {
+                        p.reversed = true;
+                    }
+                }
+            });
         }
         true
+    }
+
+    /// Kaspi's view of payment `id`: `Wait`, `Processed`, `Error` or `Expired`.
+    pub fn status(&self, id: i64) -> Option<&'static str> {
+        self.0.book.lock().unwrap().payments.get(&id).map(status_of)
+    }
+
+    /// How much of payment `id` was returned.
+    pub fn returned(&self, id: i64) -> Option<i64> {
+        self.0
+            .book
+            .lock()
+            .unwrap()
+            .payments
+            .get(&id)
+            .map(|p| p.returned)
+    }
+
+    /// How many payments were created (each external id makes one).
+    pub fn payment_count(&self) -> usize {
+        self.0.book.lock().unwrap().payments.len()
     }
 
     /// Fails, delays or passes an API request, as the faults say; checks the API key.
@@ -180,8 +216,9 @@ impl Sandbox {
     }
 }
 
-/// The biller protocol: `check`, then `pay` if the check says 0; each retried a few times.
-async fn notify(http: &reqwest::Client, callback: &Callback, p: &Payment) {
+/// The biller protocol: `check`, then `pay` if the check says 0; each retried a few times
+/// (also while we answer 4 or 5). Gives `pay`'s final result, if one came.
+async fn notify(http: &reqwest::Client, callback: &Callback, p: &Payment) -> Option<i64> {
     let txn_id = format!("{}", p.id * 10 + 7);
     let txn_date = Utc::now().format("%Y%m%d%H%M%S").to_string();
     for command in ["check", "pay"] {
@@ -200,7 +237,10 @@ async fn notify(http: &reqwest::Client, callback: &Callback, p: &Payment) {
             match request.send().await {
                 Ok(res) if res.status().is_success() => {
                     answered = res.json::<Value>().await.ok();
-                    break;
+                    let result = answered.as_ref().and_then(|a| a["result"].as_i64());
+                    if !matches!(result, Some(4) | Some(5)) {
+                        break;
+                    }
                 }
                 Ok(res) => {
                     tracing::warn!(status = %res.status(), command, "sandbox callback refused")
@@ -215,9 +255,14 @@ async fn notify(http: &reqwest::Client, callback: &Callback, p: &Payment) {
                 ?answered,
                 "sandbox: the check did not pass; no pay callback"
             );
-            return;
+            // Kaspi does not take money for an account the biller refused.
+            return result.filter(|r| *r != 4 && *r != 5);
+        }
+        if command == "pay" {
+            return result;
         }
     }
+    None
 }
 
 #[derive(Deserialize)]
@@ -253,6 +298,7 @@ async fn create_link(
                     external_id: body.external_id,
                     amount: body.amount,
                     paid: false,
+                    reversed: false,
                     expires: Utc::now() + s.0.link_lifetime,
                     returned: 0,
                 },
@@ -270,7 +316,9 @@ async fn create_link(
 }
 
 fn status_of(p: &Payment) -> &'static str {
-    if p.paid {
+    if p.reversed {
+        "Error"
+    } else if p.paid {
         "Processed"
     } else if Utc::now() >= p.expires {
         "Expired"
@@ -304,7 +352,7 @@ async fn details(
         Some(p) => envelope(json!({
             "QrPaymentId": p.id,
             "TotalAmount": p.amount,
-            "AvailableReturnAmount": if p.paid { p.amount - p.returned } else { 0 },
+            "AvailableReturnAmount": if p.paid && !p.reversed { p.amount - p.returned } else { 0 },
         }))
         .into_response(),
         None => refusal(-1601, "Payment not found").into_response(),
@@ -335,7 +383,7 @@ async fn refund(
     let Some(p) = book.payments.get_mut(&body.qr_payment_id) else {
         return refusal(-1601, "Payment not found").into_response();
     };
-    if !p.paid {
+    if !p.paid || p.reversed {
         return refusal(-1602, "Payment is not processed").into_response();
     }
     if body.return_amount <= 0 || body.return_amount > p.amount - p.returned {
@@ -360,7 +408,7 @@ async fn page(State(s): State<Sandbox>, Path(id): Path<i64>) -> Response {
     let state = status_of(p);
     let action = if state == "Wait" {
         format!(
-            r#"<form method="post" action="/pay/{id}"><button type="submit">Оплатить {} ₸</button></form>"#,
+            r#"<form method="post" action=""><button type="submit">Оплатить {} ₸</button></form>"#,
             p.amount
         )
     } else {

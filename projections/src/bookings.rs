@@ -1,7 +1,7 @@
 //! Bookings per guest and per host (`GET /bookings`), and the live reservations the
 //! reservation sweeper works from.
 use crate::projector::Projection;
-use crate::table::{col, fetch_all, Arg, Kind, Row, Table};
+use crate::table::{col, fetch_all, nullable, Arg, Kind, Row, Table};
 use crate::working_set;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -24,6 +24,10 @@ pub struct BookingRow {
     pub channel: String,
     pub hold_expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// What the confirming payment brought.
+    pub paid_kzt: i64,
+    /// What a cancellation gives back.
+    pub refund_kzt: i64,
     /// The position of the last event that changed the booking.
     pub position: i64,
 }
@@ -43,9 +47,16 @@ static BOOKING_LIST: Table = Table {
         col("channel", Kind::Text),
         col("hold_expires_at", Kind::Time),
         col("created_at", Kind::Time),
+        col("paid_kzt", Kind::Int),
+        col("refund_kzt", Kind::Int),
         col("position", Kind::Int),
     ],
-    indexes: &["guest_id, booking_id", "host_id, booking_id"],
+    indexes: &[
+        "guest_id, booking_id",
+        "host_id, booking_id",
+        "status, check_in",
+        "status, check_out",
+    ],
 };
 
 impl Row for BookingRow {
@@ -67,6 +78,68 @@ impl Row for BookingRow {
             Arg::Text(self.channel.clone()),
             Arg::Time(self.hold_expires_at),
             Arg::Time(self.created_at),
+            Arg::Int(self.paid_kzt),
+            Arg::Int(self.refund_kzt),
+            Arg::Int(self.position),
+        ]
+    }
+}
+
+/// A booking's payment, as the payment keeper and the reconciliation see it.
+#[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow)]
+pub struct PaymentRow {
+    pub payment_id: Uuid,
+    pub booking_id: Uuid,
+    pub status: String,
+    pub amount_kzt: i64,
+    /// Refunds decided.
+    pub refund_requested_kzt: i64,
+    /// Refunds Kaspi returned.
+    pub refunded_kzt: i64,
+    /// Kaspi's payment id, once a link was made.
+    pub kaspi_payment_id: Option<i64>,
+    /// Notifications refused for a sum that did not match.
+    pub mismatches: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub position: i64,
+}
+
+static PAYMENT_LIST: Table = Table {
+    name: "payment_list",
+    columns: &[
+        col("payment_id", Kind::Id),
+        col("booking_id", Kind::Id),
+        col("status", Kind::Text),
+        col("amount_kzt", Kind::Int),
+        col("refund_requested_kzt", Kind::Int),
+        col("refunded_kzt", Kind::Int),
+        nullable("kaspi_payment_id", Kind::Int),
+        col("mismatches", Kind::Int),
+        col("created_at", Kind::Time),
+        col("updated_at", Kind::Time),
+        col("position", Kind::Int),
+    ],
+    indexes: &["status, created_at", "booking_id"],
+};
+
+impl Row for PaymentRow {
+    const TABLE: &'static Table = &PAYMENT_LIST;
+    fn key(&self) -> Uuid {
+        self.payment_id
+    }
+    fn values(&self) -> Vec<Arg> {
+        vec![
+            Arg::Id(self.payment_id),
+            Arg::Id(self.booking_id),
+            Arg::Text(self.status.clone()),
+            Arg::Int(self.amount_kzt),
+            Arg::Int(self.refund_requested_kzt),
+            Arg::Int(self.refunded_kzt),
+            Arg::OptInt(self.kaspi_payment_id),
+            Arg::Int(self.mismatches),
+            Arg::Time(self.created_at),
+            Arg::Time(self.updated_at),
             Arg::Int(self.position),
         ]
     }
@@ -113,6 +186,7 @@ impl Row for LiveReservation {
 working_set!(BookingsSet {
     bookings: BookingRow,
     reservations: LiveReservation,
+    payments: PaymentRow,
 });
 
 /// Whose bookings to list.
@@ -128,6 +202,8 @@ pub enum BookingFilter {
 pub struct DueReservation {
     pub booking_id: Uuid,
     pub listing_id: Uuid,
+    /// `held` or `confirmed`.
+    pub state: String,
     /// The booking's status in the read model; `None` when no booking was ever recorded.
     pub booking_status: Option<String>,
 }
@@ -153,13 +229,14 @@ pub(crate) fn body_of(e: &StoredEvent) -> Option<(&Value, Uuid)> {
 impl Projection for BookingsProjection {
     type Set = BookingsSet;
     const NAME: &'static str = "bookings";
-    const VERSION: i64 = 2;
-    const TABLES: &'static [&'static Table] = &[&BOOKING_LIST, &LIVE_RESERVATIONS];
+    const VERSION: i64 = 3;
+    const TABLES: &'static [&'static Table] = &[&BOOKING_LIST, &LIVE_RESERVATIONS, &PAYMENT_LIST];
 
     fn want(set: &mut BookingsSet, e: &StoredEvent) {
         let Some((body, id)) = body_of(e) else { return };
         match e.aggregate_type.as_str() {
             "Booking" => set.bookings.want(id),
+            "Payment" => set.payments.want(id),
             "Listing" => {
                 if let Some(booking) = field::<Uuid>(body, "booking_id") {
                     set.reservations.want(booking);
@@ -178,8 +255,20 @@ impl Projection for BookingsProjection {
                 }
                 return;
             }
-            ("Booking", "BookingConfirmed") => "confirmed",
-            ("Booking", "BookingCancelled") => "cancelled",
+            ("Booking", "BookingConfirmed") => {
+                let paid = field::<i64>(body, "paid_kzt").unwrap_or(0);
+                set.bookings.update(id, |row| row.paid_kzt = paid);
+                "confirmed"
+            }
+            ("Booking", "BookingCancelled") => {
+                let refund = field::<i64>(body, "refund_kzt").unwrap_or(0);
+                set.bookings.update(id, |row| row.refund_kzt = refund);
+                "cancelled"
+            }
+            ("Payment", _) => {
+                apply_payment(set, e, body, id);
+                return;
+            }
             ("Booking", "BookingExpired") => "expired",
             ("Booking", "BookingCheckedIn") => "checked_in",
             ("Booking", "BookingCompleted") => "completed",
@@ -220,6 +309,54 @@ impl Projection for BookingsProjection {
     }
 }
 
+fn apply_payment(set: &mut BookingsSet, e: &StoredEvent, body: &Value, id: Uuid) {
+    if e.event_type == "PaymentCreated" {
+        let (Some(booking_id), Some(amount_kzt)) =
+            (field(body, "booking_id"), field(body, "amount_kzt"))
+        else {
+            return;
+        };
+        set.payments.put(PaymentRow {
+            payment_id: id,
+            booking_id,
+            status: "pending".to_string(),
+            amount_kzt,
+            refund_requested_kzt: 0,
+            refunded_kzt: 0,
+            kaspi_payment_id: None,
+            mismatches: 0,
+            created_at: e.recorded_at,
+            updated_at: e.recorded_at,
+            position: e.position,
+        });
+        return;
+    }
+    set.payments.update(id, |row| {
+        match e.event_type.as_str() {
+            "PaymentLinkIssued" => row.kaspi_payment_id = field(body, "kaspi_payment_id"),
+            "PaymentSucceeded" => row.status = "succeeded".to_string(),
+            "PaymentAmountMismatched" => row.mismatches += 1,
+            "PaymentFailed" => row.status = "failed".to_string(),
+            "PaymentExpired" => row.status = "expired".to_string(),
+            "RefundRequested" => {
+                row.refund_requested_kzt += field::<i64>(body, "amount_kzt").unwrap_or(0)
+            }
+            "PaymentRefunded" => {
+                row.refunded_kzt = field::<i64>(body, "total_refunded_kzt").unwrap_or(0);
+                row.status = if row.refunded_kzt >= row.amount_kzt {
+                    "refunded"
+                } else {
+                    "partially_refunded"
+                }
+                .to_string();
+            }
+            _ => {}
+        }
+        row.updated_at = e.recorded_at;
+        row.position = e.position;
+    });
+}
+
 fn booking_held(e: &StoredEvent, body: &Value, id: Uuid) -> Option<BookingRow> {
     let range = body.get("range")?;
     let price = body.get("price")?;
@@ -236,12 +373,87 @@ fn booking_held(e: &StoredEvent, body: &Value, id: Uuid) -> Option<BookingRow> {
         channel: field(body, "channel")?,
         hold_expires_at: instant(body, "hold_expires_at")?,
         created_at: e.recorded_at,
+        paid_kzt: 0,
+        refund_kzt: 0,
         position: e.position,
     })
 }
 
+/// A payment the keeper should look at, and why.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct DuePayment {
+    pub payment_id: Uuid,
+    pub booking_id: Uuid,
+    pub status: String,
+    /// `reconcile` (pending long enough to ask Kaspi) or `settle` (payment and booking
+    /// disagree, or a refund is still to be returned).
+    pub need: String,
+}
+
+/// A stay due to move on (check-in day reached, or departure day reached).
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct DueStay {
+    pub booking_id: Uuid,
+    pub status: String,
+}
+
 /// Queries on the bookings read model.
 impl BookingsProjection {
+    /// Payments whose booking and payment disagree, whose refunds are not all returned, or
+    /// that have been pending since before `pending_before` (to reconcile with Kaspi).
+    pub async fn due_payments(
+        db: &Database,
+        pending_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DuePayment>, StoreError> {
+        let sql = "SELECT p.payment_id, p.booking_id, p.status, \
+                CASE WHEN p.status = 'pending' AND p.kaspi_payment_id IS NOT NULL THEN 'reconcile' ELSE 'settle' END AS need \
+             FROM payment_list p JOIN booking_list b ON b.booking_id = p.booking_id \
+             WHERE (p.status = 'pending' AND (p.created_at <= $1 OR b.status <> 'held')) \
+                OR (p.status = 'succeeded' AND b.status IN ('held', 'expired')) \
+                OR (p.status IN ('succeeded', 'partially_refunded') AND b.status = 'cancelled' \
+                    AND p.refund_requested_kzt < CASE WHEN b.paid_kzt > 0 THEN b.refund_kzt ELSE p.amount_kzt END) \
+                OR p.refund_requested_kzt > p.refunded_kzt \
+             ORDER BY p.updated_at LIMIT $2";
+        fetch_all(db, sql, &[Arg::Time(pending_before), Arg::Int(limit)]).await
+    }
+
+    /// Confirmed stays whose first night is `check_in_by` or earlier, and checked-in stays
+    /// whose departure day is `check_out_by` or earlier.
+    pub async fn due_stays(
+        db: &Database,
+        check_in_by: NaiveDate,
+        check_out_by: NaiveDate,
+        limit: i64,
+    ) -> Result<Vec<DueStay>, StoreError> {
+        let sql = "SELECT booking_id, status FROM booking_list \
+             WHERE (status = 'confirmed' AND check_in <= $1) \
+                OR (status = 'checked_in' AND check_out <= $2) \
+             ORDER BY check_in LIMIT $3";
+        fetch_all(
+            db,
+            sql,
+            &[
+                Arg::Date(check_in_by),
+                Arg::Date(check_out_by),
+                Arg::Int(limit),
+            ],
+        )
+        .await
+    }
+
+    /// Payments that had notifications refused for a wrong sum, newest first.
+    pub async fn mismatched_payments(
+        db: &Database,
+        limit: i64,
+    ) -> Result<Vec<PaymentRow>, StoreError> {
+        let sql = format!(
+            "{} WHERE mismatches > 0 ORDER BY updated_at DESC LIMIT $1",
+            PAYMENT_LIST.select()
+        );
+        fetch_all(db, &sql, &[Arg::Int(limit)]).await
+    }
+
     /// Bookings newest first, `limit` at most, after the cursor (a booking id).
     pub async fn list(
         db: &Database,
@@ -274,11 +486,12 @@ impl BookingsProjection {
         orphaned_before: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<DueReservation>, StoreError> {
-        let sql = "SELECT r.booking_id, r.listing_id, b.status AS booking_status \
+        let sql = "SELECT r.booking_id, r.listing_id, r.state, b.status AS booking_status \
              FROM live_reservations r LEFT JOIN booking_list b ON b.booking_id = r.booking_id \
              WHERE (r.state = 'held' AND r.hold_expires_at <= $1) \
                 OR (b.booking_id IS NULL AND r.reserved_at <= $2) \
-                OR b.status IN ('cancelled', 'expired') \
+                OR b.status = 'cancelled' \
+                OR (r.state = 'held' AND b.status IN ('expired', 'confirmed', 'checked_in', 'completed')) \
              ORDER BY r.hold_expires_at LIMIT $3";
         fetch_all(
             db,

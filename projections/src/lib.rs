@@ -25,6 +25,8 @@ pub mod table;
 
 pub use availability::{AvailabilityProjection, CalendarDay, Offer, OfferRow, SpanRow, StayQuery};
 pub use availability_index::AvailabilityIndex;
-pub use bookings::{BookingFilter, BookingRow, BookingsProjection, DueReservation};
+pub use bookings::{
+    BookingFilter, BookingRow, BookingsProjection, DuePayment, DueReservation, DueStay, PaymentRow,
+};
 pub use listings::{CatalogueQuery, CatalogueRow, ListingsProjection};
 pub use projector::{Applied, CheckpointRow, Projection, Projector, Status};

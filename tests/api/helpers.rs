@@ -23,6 +23,9 @@ pub enum Backend {
 }
 
 pub const PG_URL_VAR: &str = "ZHILEGO_TEST_PG_URL";
+/// The Kaspi callback's credentials in tests.
+pub const KASPI_USER: &str = "kaspi-test";
+pub const KASPI_PASSWORD: &str = "kaspi-test-password";
 pub const NATS_URL_VAR: &str = "ZHILEGO_TEST_NATS_URL";
 
 /// The NATS URL for bus tests, or `None` (test skipped) when not configured.
@@ -153,6 +156,14 @@ impl Storage {
         env.insert("ZHILEGO_ENCRYPTION_KEY".into(), self.encryption_key.clone());
         env.insert("ZHILEGO_RATE_LIMIT".into(), "0".into());
         env.insert("ZHILEGO_SWEEP_INTERVAL_MS".into(), "200".into());
+        // Payments go to the sandbox this app serves; the keeper passes often, and asks Kaspi
+        // about pending payments only in tests that say so.
+        env.insert("KASPI_MODE".into(), "sandbox".into());
+        env.insert("KASPI_CALLBACK_USER".into(), KASPI_USER.into());
+        env.insert("KASPI_CALLBACK_PASSWORD".into(), KASPI_PASSWORD.into());
+        env.insert("KASPI_TIMEOUT_MS".into(), "2000".into());
+        env.insert("ZHILEGO_RECONCILE_INTERVAL_MS".into(), "200".into());
+        env.insert("ZHILEGO_RECONCILE_AFTER_SECONDS".into(), "3600".into());
         if let Some((url, stream, prefix)) = &self.nats {
             env.insert("NATS_URL".into(), url.clone());
             env.insert("ZHILEGO_NATS_STREAM".into(), stream.clone());
@@ -317,6 +328,11 @@ impl TestApp {
             req = req.bearer_auth(t);
         }
         status_and_json(req.send().await.expect("request")).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.send_json(reqwest::Method::PUT, path, token, body)
+            .await
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {

@@ -3,11 +3,13 @@
 mod helpers;
 mod processes;
 
+mod access;
 mod concurrency;
 mod contract;
 mod crash;
 mod faults;
 mod ops;
+mod payments;
 mod projections;
 mod relay;
 mod workload;

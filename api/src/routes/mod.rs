@@ -3,8 +3,10 @@
 pub mod bookings;
 pub mod calendar;
 pub mod context;
+pub mod kaspi;
 pub mod listings;
 pub mod ops;
+pub mod payments;
 pub mod search;
 pub mod users;
 
@@ -36,6 +38,7 @@ use utoipa_scalar::{Scalar, Servable};
         (name = "search", description = "Free apartments for a stay, and the catalogue"),
         (name = "bookings", description = "Guests' stays"),
         (name = "users", description = "Profiles"),
+        (name = "payments", description = "Kaspi payments, refunds and reconciliation"),
     )
 )]
 struct ApiDoc;
@@ -66,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(calendar::routes())
         .merge(bookings::routes())
         .merge(users::routes())
+        .merge(payments::routes())
         .split_for_parts();
     let doc_json = doc.clone();
     let api = api
@@ -77,9 +81,14 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("route") });
 
     let api = rate_limit::apply(api.route_layer(middleware::from_fn(track_requests)), &state);
-    Router::new()
+    let mut router = Router::new()
         .merge(ops::routes().route_layer(middleware::from_fn(track_requests)))
-        .merge(api)
+        .merge(kaspi::routes().route_layer(middleware::from_fn(track_requests)))
+        .merge(api);
+    if let Some(sandbox) = &state.kaspi.sandbox {
+        router = router.nest_service(crate::payments::SANDBOX_PREFIX, sandbox.router());
+    }
+    router
         .layer(middleware::from_fn(context::correlation))
         .with_state(state)
 }

@@ -154,13 +154,20 @@ impl Aggregate for Booking {
                 paid_kzt,
             } => {
                 self.exists()?;
-                match self.status {
-                    BookingStatus::Held => {}
-                    BookingStatus::Confirmed if self.payment_id == Some(payment_id) => {
+                // An expired booking is confirmed only by the payment flow, after the listing
+                // took its nights again (a late payment).
+                let late = match self.status {
+                    BookingStatus::Held => false,
+                    BookingStatus::Expired => true,
+                    BookingStatus::Confirmed
+                    | BookingStatus::CheckedIn
+                    | BookingStatus::Completed
+                        if self.payment_id == Some(payment_id) =>
+                    {
                         return Ok(())
                     }
                     other => return Err(BookingError::WrongStatus(other.as_str())),
-                }
+                };
                 if paid_kzt != self.total() {
                     return Err(BookingError::AmountMismatch {
                         paid: paid_kzt,
@@ -171,6 +178,7 @@ impl Aggregate for Booking {
                     BookingEvent::BookingConfirmed {
                         payment_id,
                         paid_kzt,
+                        late,
                     },
                     self,
                 )
@@ -275,6 +283,7 @@ impl Aggregate for Booking {
             BookingEvent::BookingConfirmed {
                 payment_id,
                 paid_kzt,
+                ..
             } => {
                 self.payment_id = Some(payment_id);
                 self.paid_kzt = paid_kzt;

@@ -24,6 +24,9 @@ pub enum BookingEvent {
     BookingConfirmed {
         payment_id: Uuid,
         paid_kzt: Kzt,
+        /// Paid after the hold ran out, while the nights were still free.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        late: bool,
     },
     BookingCancelled {
         by_user: Uuid,

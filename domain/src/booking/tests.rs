@@ -113,6 +113,7 @@ fn confirmed() -> BookingEvent {
     BookingEvent::BookingConfirmed {
         payment_id: payment_id(),
         paid_kzt: TOTAL,
+        late: false,
     }
 }
 
@@ -232,14 +233,38 @@ fn confirming_again_with_another_payment_fails() {
 }
 
 #[test]
-fn an_expired_booking_cannot_be_confirmed() {
+fn a_late_payment_confirms_an_expired_booking_as_late() {
+    // The payment flow confirms an expired booking only after the listing took the nights again.
     BookingTest::with(())
         .given(vec![held(), BookingEvent::BookingExpired {}])
         .when(BookingCommand::ConfirmBooking {
             payment_id: payment_id(),
             paid_kzt: TOTAL,
         })
-        .then_expect_error(BookingError::WrongStatus("expired"));
+        .then_expect_events(vec![BookingEvent::BookingConfirmed {
+            payment_id: payment_id(),
+            paid_kzt: TOTAL,
+            late: true,
+        }]);
+}
+
+#[test]
+fn a_cancelled_booking_cannot_be_confirmed() {
+    BookingTest::with(())
+        .given(vec![
+            held(),
+            BookingEvent::BookingCancelled {
+                by_user: guest_id(),
+                by_role: Role::Guest,
+                reason: "no".to_string(),
+                refund_kzt: Kzt::ZERO,
+            },
+        ])
+        .when(BookingCommand::ConfirmBooking {
+            payment_id: payment_id(),
+            paid_kzt: TOTAL,
+        })
+        .then_expect_error(BookingError::WrongStatus("cancelled"));
 }
 
 #[test]

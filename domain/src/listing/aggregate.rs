@@ -3,6 +3,7 @@ use super::{
     BOOKING_HORIZON_DAYS, MAX_STAY_NIGHTS,
 };
 use crate::actor::{Actor, Role};
+use crate::user::Sealed;
 use crate::values::DateRange;
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -44,6 +45,9 @@ pub struct Listing {
     pub reservations: BTreeMap<Uuid, Reservation>,
     /// Host blocks by block id.
     pub blocks: BTreeMap<Uuid, Block>,
+    /// How guests get in, sealed (see `AccessUpdated`).
+    #[serde(default)]
+    pub access: Option<Sealed>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -252,6 +256,50 @@ impl Aggregate for Listing {
                         .await;
                 }
             }
+            ListingCommand::ReserveConfirmed {
+                booking_id,
+                guest_id,
+                range,
+                guests,
+                today,
+                now,
+            } => {
+                self.exists()?;
+                if let Some(existing) = self.reservations.get(&booking_id) {
+                    if existing.range != range {
+                        return Err(ListingError::DatesUnavailable);
+                    }
+                    if existing.state == ReservationState::Held {
+                        sink.write(ListingEvent::ReservationConfirmed { booking_id }, self)
+                            .await;
+                    }
+                    return Ok(());
+                }
+                self.check_stay(&range, guests, today)?;
+                if !self.is_free(&range) {
+                    return Err(ListingError::DatesUnavailable);
+                }
+                let price = self.details.pricing.quote(&range);
+                sink.write(
+                    ListingEvent::DatesReserved {
+                        booking_id,
+                        guest_id,
+                        range,
+                        guests,
+                        price,
+                        hold_expires_at: now,
+                    },
+                    self,
+                )
+                .await;
+                sink.write(ListingEvent::ReservationConfirmed { booking_id }, self)
+                    .await;
+            }
+            ListingCommand::SetAccess { actor, access } => {
+                self.authorize(&actor)?;
+                sink.write(ListingEvent::AccessUpdated { access }, self)
+                    .await;
+            }
             ListingCommand::ReleaseDates { booking_id, reason } => {
                 self.exists()?;
                 // Releasing twice is a no-op so that process steps may be retried.
@@ -370,6 +418,7 @@ impl Aggregate for Listing {
             ListingEvent::DatesUnblocked { block_id, .. } => {
                 self.blocks.remove(&block_id);
             }
+            ListingEvent::AccessUpdated { access } => self.access = Some(access),
         }
     }
 }

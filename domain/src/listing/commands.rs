@@ -2,6 +2,7 @@ use super::{ListingDetails, ListingStatus};
 use crate::actor::Actor;
 use crate::cancellation::CancellationPolicy;
 use crate::pricing::{RangePrice, WeekdayPrice};
+use crate::user::Sealed;
 use crate::values::{DateRange, Kzt, Location};
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
@@ -30,6 +31,21 @@ pub enum ListingCommand {
     /// The booking was paid: its nights stay taken past the hold.
     ConfirmReservation {
         booking_id: Uuid,
+    },
+    /// A payment arrived after the booking's hold ran out: take the nights again, confirmed,
+    /// if they are still free.
+    ReserveConfirmed {
+        booking_id: Uuid,
+        guest_id: Uuid,
+        range: DateRange,
+        guests: u32,
+        today: NaiveDate,
+        now: DateTime<Utc>,
+    },
+    /// The host sets how guests get in; sealed before it reaches the aggregate.
+    SetAccess {
+        actor: Actor,
+        access: Sealed,
     },
     /// Give the booking's nights back (cancelled, expired, or a failed booking step undone).
     ReleaseDates {

@@ -1,5 +1,6 @@
 use super::{ListingDetails, ListingStatus};
 use crate::pricing::PriceBreakdown;
+use crate::user::Sealed;
 use crate::values::DateRange;
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
@@ -54,6 +55,10 @@ pub enum ListingEvent {
         block_id: Uuid,
         range: DateRange,
     },
+    /// New access instructions and door code, sealed with the service's key: never plaintext.
+    AccessUpdated {
+        access: Sealed,
+    },
 }
 
 impl DomainEvent for ListingEvent {
@@ -67,6 +72,7 @@ impl DomainEvent for ListingEvent {
             ListingEvent::DatesReleased { .. } => "DatesReleased",
             ListingEvent::DatesBlocked { .. } => "DatesBlocked",
             ListingEvent::DatesUnblocked { .. } => "DatesUnblocked",
+            ListingEvent::AccessUpdated { .. } => "AccessUpdated",
         }
         .to_string()
     }

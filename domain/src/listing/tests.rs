@@ -1139,3 +1139,324 @@ fn another_host_may_not_unblock_dates() {
         })
         .then_expect_error(ListingError::Forbidden);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reserving confirmed (a payment that arrived after the hold ran out)
+// ---------------------------------------------------------------------------------------------
+
+/// When the late payment is handled.
+fn paid_at() -> DateTime<Utc> {
+    at("2030-01-01T12:40:00Z")
+}
+
+fn reserve_confirmed(booking_id: Uuid, stay: DateRange, guests: u32) -> ListingCommand {
+    ListingCommand::ReserveConfirmed {
+        booking_id,
+        guest_id: guest_id(),
+        range: stay,
+        guests,
+        today: today(),
+        now: paid_at(),
+    }
+}
+
+#[test]
+fn reserving_confirmed_takes_free_nights_and_confirms_them_at_once() {
+    let stay = range("2030-02-04", "2030-02-07");
+    ListingTest::with(())
+        .given(vec![created()])
+        .when(reserve_confirmed(booking(1), stay, 2))
+        .then_expect_events(vec![
+            ListingEvent::DatesReserved {
+                booking_id: booking(1),
+                guest_id: guest_id(),
+                range: stay,
+                guests: 2,
+                price: flat_price(3),
+                hold_expires_at: paid_at(),
+            },
+            ListingEvent::ReservationConfirmed {
+                booking_id: booking(1),
+            },
+        ]);
+}
+
+#[test]
+fn reserving_confirmed_after_the_nights_were_released_takes_them_again() {
+    let stay = range("2030-02-04", "2030-02-07");
+    ListingTest::with(())
+        .given(vec![
+            created(),
+            reserved(booking(1), stay, 2),
+            ListingEvent::DatesReleased {
+                booking_id: booking(1),
+                range: stay,
+                reason: ReleaseReason::Expired,
+            },
+        ])
+        .when(reserve_confirmed(booking(1), stay, 2))
+        .then_expect_events(vec![
+            ListingEvent::DatesReserved {
+                booking_id: booking(1),
+                guest_id: guest_id(),
+                range: stay,
+                guests: 2,
+                price: flat_price(3),
+                hold_expires_at: paid_at(),
+            },
+            ListingEvent::ReservationConfirmed {
+                booking_id: booking(1),
+            },
+        ]);
+}
+
+#[test]
+fn reserving_confirmed_over_the_same_bookings_hold_only_confirms_it() {
+    let stay = range("2030-02-04", "2030-02-07");
+    ListingTest::with(())
+        .given(vec![created(), reserved(booking(1), stay, 2)])
+        .when(reserve_confirmed(booking(1), stay, 2))
+        .then_expect_events(vec![ListingEvent::ReservationConfirmed {
+            booking_id: booking(1),
+        }]);
+}
+
+#[test]
+fn reserving_confirmed_an_already_confirmed_reservation_emits_nothing() {
+    let stay = range("2030-02-04", "2030-02-07");
+    ListingTest::with(())
+        .given(vec![
+            created(),
+            reserved(booking(1), stay, 2),
+            ListingEvent::ReservationConfirmed {
+                booking_id: booking(1),
+            },
+        ])
+        .when(reserve_confirmed(booking(1), stay, 2))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn reserving_confirmed_nights_another_booking_holds_fails() {
+    ListingTest::with(())
+        .given(vec![
+            created(),
+            reserved(booking(1), range("2030-02-04", "2030-02-07"), 2),
+        ])
+        .when(reserve_confirmed(
+            booking(2),
+            range("2030-02-06", "2030-02-09"),
+            2,
+        ))
+        .then_expect_error(ListingError::DatesUnavailable);
+}
+
+#[test]
+fn reserving_confirmed_blocked_nights_fails() {
+    ListingTest::with(())
+        .given(vec![
+            created(),
+            blocked(block(1), range("2030-02-05", "2030-02-06"), "repairs"),
+        ])
+        .when(reserve_confirmed(
+            booking(1),
+            range("2030-02-04", "2030-02-07"),
+            2,
+        ))
+        .then_expect_error(ListingError::DatesUnavailable);
+}
+
+#[test]
+fn reserving_confirmed_another_range_for_the_same_booking_fails() {
+    ListingTest::with(())
+        .given(vec![
+            created(),
+            reserved(booking(1), range("2030-02-04", "2030-02-07"), 2),
+        ])
+        .when(reserve_confirmed(
+            booking(1),
+            range("2030-03-04", "2030-03-07"),
+            2,
+        ))
+        .then_expect_error(ListingError::DatesUnavailable);
+}
+
+#[test]
+fn reserving_confirmed_another_range_for_a_confirmed_booking_fails() {
+    ListingTest::with(())
+        .given(vec![
+            created(),
+            reserved(booking(1), range("2030-02-04", "2030-02-07"), 2),
+            ListingEvent::ReservationConfirmed {
+                booking_id: booking(1),
+            },
+        ])
+        .when(reserve_confirmed(
+            booking(1),
+            range("2030-02-04", "2030-02-08"),
+            2,
+        ))
+        .then_expect_error(ListingError::DatesUnavailable);
+}
+
+#[test]
+fn reserving_confirmed_on_an_unknown_listing_fails() {
+    ListingTest::with(())
+        .given_no_previous_events()
+        .when(reserve_confirmed(
+            booking(1),
+            range("2030-02-04", "2030-02-07"),
+            2,
+        ))
+        .then_expect_error(ListingError::NotFound);
+}
+
+#[test]
+fn reserving_confirmed_still_checks_the_stay_rules() {
+    // Too many guests for the listing.
+    ListingTest::with(())
+        .given(vec![created()])
+        .when(reserve_confirmed(
+            booking(1),
+            range("2030-02-04", "2030-02-07"),
+            5,
+        ))
+        .then_expect_error(ListingError::TooManyGuests { max: 4 });
+}
+
+#[test]
+fn a_late_confirmed_reservation_is_confirmed_in_the_state() {
+    use cqrs_es::Aggregate;
+    let stay = range("2030-02-04", "2030-02-07");
+    let mut listing = Listing::default();
+    listing.apply(created());
+    listing.apply(ListingEvent::DatesReserved {
+        booking_id: booking(1),
+        guest_id: guest_id(),
+        range: stay,
+        guests: 2,
+        price: flat_price(3),
+        hold_expires_at: paid_at(),
+    });
+    listing.apply(ListingEvent::ReservationConfirmed {
+        booking_id: booking(1),
+    });
+    let r = listing
+        .reservations
+        .get(&booking(1))
+        .expect("a reservation");
+    assert_eq!(r.state, ReservationState::Confirmed);
+    assert_eq!(r.range, stay);
+    assert!(!listing.is_free(&range("2030-02-06", "2030-02-08")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Access instructions
+// ---------------------------------------------------------------------------------------------
+
+fn sealed_access(s: &str) -> crate::user::Sealed {
+    crate::user::Sealed(s.to_string())
+}
+
+fn set_access(by: Actor, access: &str) -> ListingCommand {
+    ListingCommand::SetAccess {
+        actor: by,
+        access: sealed_access(access),
+    }
+}
+
+#[test]
+fn the_host_sets_access_and_the_event_carries_the_sealed_text() {
+    ListingTest::with(())
+        .given(vec![created()])
+        .when(set_access(the_host(), "zhs1:sealed-1"))
+        .then_expect_events(vec![ListingEvent::AccessUpdated {
+            access: sealed_access("zhs1:sealed-1"),
+        }]);
+}
+
+#[test]
+fn setting_access_again_records_the_new_access() {
+    ListingTest::with(())
+        .given(vec![
+            created(),
+            ListingEvent::AccessUpdated {
+                access: sealed_access("zhs1:sealed-1"),
+            },
+        ])
+        .when(set_access(the_host(), "zhs1:sealed-2"))
+        .then_expect_events(vec![ListingEvent::AccessUpdated {
+            access: sealed_access("zhs1:sealed-2"),
+        }]);
+}
+
+#[test]
+fn an_admin_may_set_access_for_any_listing() {
+    ListingTest::with(())
+        .given(vec![created()])
+        .when(set_access(
+            actor(Uuid::from_u128(0xAD), Role::Admin),
+            "zhs1:sealed-1",
+        ))
+        .then_expect_events(vec![ListingEvent::AccessUpdated {
+            access: sealed_access("zhs1:sealed-1"),
+        }]);
+}
+
+#[test]
+fn another_host_may_not_set_access() {
+    ListingTest::with(())
+        .given(vec![created()])
+        .when(set_access(actor(other_host_id(), Role::Host), "zhs1:x"))
+        .then_expect_error(ListingError::Forbidden);
+}
+
+#[test]
+fn a_guest_may_not_set_access() {
+    ListingTest::with(())
+        .given(vec![created()])
+        .when(set_access(actor(guest_id(), Role::Guest), "zhs1:x"))
+        .then_expect_error(ListingError::Forbidden);
+}
+
+#[test]
+fn setting_access_on_an_unknown_listing_fails() {
+    ListingTest::with(())
+        .given_no_previous_events()
+        .when(set_access(the_host(), "zhs1:x"))
+        .then_expect_error(ListingError::NotFound);
+}
+
+#[test]
+fn applied_access_is_kept_in_the_state_and_the_latest_wins() {
+    use cqrs_es::Aggregate;
+    let mut listing = Listing::default();
+    listing.apply(created());
+    assert_eq!(listing.access, None);
+    listing.apply(ListingEvent::AccessUpdated {
+        access: sealed_access("zhs1:sealed-1"),
+    });
+    assert_eq!(listing.access, Some(sealed_access("zhs1:sealed-1")));
+    listing.apply(ListingEvent::AccessUpdated {
+        access: sealed_access("zhs1:sealed-2"),
+    });
+    assert_eq!(listing.access, Some(sealed_access("zhs1:sealed-2")));
+}
+
+#[test]
+fn access_survives_a_snapshot_round_trip() {
+    use cqrs_es::Aggregate;
+    let mut listing = Listing::default();
+    listing.apply(created());
+    listing.apply(ListingEvent::AccessUpdated {
+        access: sealed_access("zhs1:sealed-1"),
+    });
+    let json = serde_json::to_value(&listing).unwrap();
+    let back: Listing = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back.access, Some(sealed_access("zhs1:sealed-1")));
+    // Snapshots written before access existed still load.
+    let mut old = json;
+    old.as_object_mut().unwrap().remove("access");
+    let back: Listing = serde_json::from_value(old).unwrap();
+    assert_eq!(back.access, None);
+}

@@ -5,4 +5,7 @@ mod aggregate;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{Payment, PaymentCommand, PaymentError, PaymentEvent, PaymentStatus};
+pub use aggregate::{
+    Payment, PaymentCommand, PaymentError, PaymentEvent, PaymentSource, PaymentStatus, Refund,
+    RefundReason,
+};

@@ -1,0 +1,163 @@
+//! Kaspi as this process uses it: the client (the live API, or the built-in sandbox served
+//! under `/kaspi-sandbox` by this same process) and the guard of `/kaspi/callback/`.
+use crate::settings::{KaspiMode, Secret, Settings};
+use ipnet::IpNet;
+use kaspi::{KaspiClient, KaspiConfig, Sandbox};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Where the sandbox is mounted.
+pub const SANDBOX_PREFIX: &str = "/kaspi-sandbox";
+
+/// Who may call `/kaspi/callback/`.
+pub struct CallbackGuard {
+    pub user: String,
+    pub password: Secret,
+    pub allow: Vec<IpNet>,
+}
+
+impl CallbackGuard {
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.allow.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Compares the presented credentials in constant time (as digests, so lengths leak
+    /// nothing either).
+    pub fn credentials_match(&self, user: &str, password: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        let digest = |u: &str, p: &str| Sha256::digest(format!("{u}\u{0}{p}").as_bytes());
+        let want = digest(&self.user, self.password.expose());
+        let got = digest(user, password);
+        want.iter()
+            .zip(got.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+pub struct Kaspi {
+    pub client: KaspiClient,
+    /// The sandbox, in sandbox mode.
+    pub sandbox: Option<Sandbox>,
+    pub guard: CallbackGuard,
+}
+
+/// Sets Kaspi up for a process listening on `addr`.
+pub fn setup(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Kaspi> {
+    let k = &settings.kaspi;
+    let timeout_attempts = |mut c: KaspiConfig| {
+        c.timeout = k.timeout;
+        c.attempts = k.attempts.max(1);
+        if let Some(t) = &k.device_token {
+            c.device_token = t.clone();
+        }
+        if let Some(b) = &k.organization_bin {
+            c.organization_bin = b.clone();
+        }
+        c
+    };
+    match k.mode {
+        KaspiMode::Live => {
+            let (Some(url), Some(key), Some(user), Some(password)) = (
+                &k.api_url,
+                &k.api_key,
+                &k.callback_user,
+                &k.callback_password,
+            ) else {
+                anyhow::bail!("KASPI_MODE=live needs KASPI_API_URL, KASPI_API_KEY and the callback credentials");
+            };
+            let config = timeout_attempts(KaspiConfig::new(url.clone(), key.expose()));
+            Ok(Kaspi {
+                client: KaspiClient::new(config)?,
+                sandbox: None,
+                guard: CallbackGuard {
+                    user: user.clone(),
+                    password: password.clone(),
+                    allow: k.callback_allow_ips.clone(),
+                },
+            })
+        }
+        KaspiMode::Sandbox => {
+            let loopback = match addr.ip() {
+                ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                ip => ip,
+            };
+            let local = SocketAddr::new(loopback, addr.port());
+            let public = settings
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{local}"));
+            let api_key = hex::encode(rand::random::<[u8; 16]>());
+            let user = k
+                .callback_user
+                .clone()
+                .unwrap_or_else(|| "kaspi-sandbox".into());
+            let password = k
+                .callback_password
+                .clone()
+                .unwrap_or_else(|| Secret::new(hex::encode(rand::random::<[u8; 16]>())));
+            let sandbox = Sandbox::new(api_key.clone());
+            sandbox.set_public_url(format!("{public}{SANDBOX_PREFIX}"));
+            sandbox.set_callback(kaspi::sandbox::Callback {
+                url: format!("http://{local}/kaspi/callback/"),
+                credentials: Some((user.clone(), password.expose().to_string())),
+            });
+            let config = timeout_attempts(KaspiConfig::new(
+                format!("http://{local}{SANDBOX_PREFIX}"),
+                api_key,
+            ));
+            let allow = if k.callback_allow_ips.is_empty() {
+                vec![
+                    "127.0.0.0/8".parse().expect("CIDR"),
+                    "::1/128".parse().expect("CIDR"),
+                ]
+            } else {
+                k.callback_allow_ips.clone()
+            };
+            Ok(Kaspi {
+                client: KaspiClient::new(config)?,
+                sandbox: Some(sandbox),
+                guard: CallbackGuard {
+                    user,
+                    password,
+                    allow,
+                },
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(allow: &[&str]) -> CallbackGuard {
+        CallbackGuard {
+            user: "kaspi".into(),
+            password: Secret::new("s3cret"),
+            allow: allow.iter().map(|c| c.parse().unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_allow_list_takes_cidrs_and_mapped_addresses() {
+        let g = guard(&["10.0.0.0/8", "194.187.247.152/32"]);
+        assert!(g.allows("10.1.2.3".parse().unwrap()));
+        assert!(g.allows("194.187.247.152".parse().unwrap()));
+        assert!(g.allows("::ffff:10.9.9.9".parse().unwrap()));
+        assert!(!g.allows("127.0.0.1".parse().unwrap()));
+        assert!(!g.allows("194.187.247.153".parse().unwrap()));
+    }
+
+    #[test]
+    fn credentials_must_match_exactly() {
+        let g = guard(&[]);
+        assert!(g.credentials_match("kaspi", "s3cret"));
+        assert!(!g.credentials_match("kaspi", "s3cret "));
+        assert!(!g.credentials_match("kasp", "is3cret"));
+        assert!(!g.credentials_match("", ""));
+    }
+}

@@ -61,13 +61,28 @@ pub fn setup(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Kaspi> {
     };
     match k.mode {
         KaspiMode::Live => {
-            let (Some(url), Some(key), Some(user), Some(password)) = (
+            let missing: Vec<&str> = [
+                ("KASPI_API_URL", k.api_url.is_none()),
+                ("KASPI_API_KEY", k.api_key.is_none()),
+                ("KASPI_CALLBACK_USER", k.callback_user.is_none()),
+                ("KASPI_CALLBACK_PASSWORD", k.callback_password.is_none()),
+                ("KASPI_CALLBACK_ALLOW_IPS", k.callback_allow_ips.is_empty()),
+            ]
+            .into_iter()
+            .filter_map(|(key, absent)| absent.then_some(key))
+            .collect();
+            let (Some(url), Some(key), Some(user), Some(password), true) = (
                 &k.api_url,
                 &k.api_key,
                 &k.callback_user,
                 &k.callback_password,
+                missing.is_empty(),
             ) else {
-                anyhow::bail!("KASPI_MODE=live needs KASPI_API_URL, KASPI_API_KEY and the callback credentials");
+                anyhow::bail!(
+                    "KASPI_MODE=live (the default in production mode) needs {}; \
+                     KASPI_MODE=sandbox serves the built-in Kaspi sandbox instead",
+                    missing.join(", ")
+                );
             };
             let config = timeout_attempts(KaspiConfig::new(url.clone(), key.expose()));
             Ok(Kaspi {

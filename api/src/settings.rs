@@ -290,24 +290,6 @@ impl Settings {
                 120,
             )?),
         };
-        if settings.kaspi.mode == KaspiMode::Live {
-            let k = &settings.kaspi;
-            let missing = [
-                ("KASPI_API_URL", k.api_url.is_none()),
-                ("KASPI_API_KEY", k.api_key.is_none()),
-                ("KASPI_CALLBACK_USER", k.callback_user.is_none()),
-                ("KASPI_CALLBACK_PASSWORD", k.callback_password.is_none()),
-                ("KASPI_CALLBACK_ALLOW_IPS", k.callback_allow_ips.is_empty()),
-            ];
-            if let Some((key, _)) = missing.iter().find(|(_, m)| *m) {
-                return Err(SettingsError::Invalid(
-                    key,
-                    "is required with KASPI_MODE=live (the default in production mode); \
-                     KASPI_MODE=sandbox runs the built-in Kaspi sandbox instead"
-                        .into(),
-                ));
-            }
-        }
         if settings.hold.is_zero() {
             return Err(SettingsError::Invalid(
                 "ZHILEGO_HOLD_SECONDS",

@@ -230,6 +230,8 @@ async fn run_backend(args: &BookingArgs, bin: &Path, backend: Backend) -> Result
                 "ZHILEGO_ENCRYPTION_KEY".into(),
                 format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
             ));
+            // Production mode calls Kaspi live by default; the bench pays nothing.
+            env.push(("KASPI_MODE".into(), "sandbox".into()));
             database = Some(db);
             format!("PostgreSQL {url}")
         }

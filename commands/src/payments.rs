@@ -220,6 +220,24 @@ impl Commands {
         Ok(p.id.map(|_| p))
     }
 
+    /// Runs a command on a payment and tells the read side when it wrote.
+    async fn on_payment(
+        &self,
+        payment_id: Uuid,
+        cmd: PaymentCommand,
+        meta: &CommandMeta,
+    ) -> Result<crate::Executed<Payment>, FlowError> {
+        let done = self
+            .payments
+            .execute(payment_id, cmd, meta)
+            .await
+            .map_err(payment_err)?;
+        if !done.events.is_empty() {
+            self.wrote();
+        }
+        Ok(done)
+    }
+
     fn kaspi(&self) -> Result<&kaspi::KaspiClient, FlowError> {
         self.kaspi
             .as_ref()
@@ -328,14 +346,7 @@ impl Commands {
                 payment_url: link.payment_link,
                 link_expires_at: link.expire_date,
             };
-            let done = self
-                .payments
-                .execute(payment_id, issue, meta)
-                .await
-                .map_err(payment_err)?;
-            if !done.events.is_empty() {
-                self.wrote();
-            }
+            let done = self.on_payment(payment_id, issue, meta).await?;
             return Ok(done);
         }
         self.payments.current(payment_id).await.map_err(payment_err)
@@ -464,11 +475,8 @@ impl Commands {
                     amount_kzt,
                     source: PaymentSource::Callback,
                 };
-                self.payments
-                    .execute(payment_id, record, &CommandMeta::system())
-                    .await
-                    .map_err(payment_err)?;
-                self.wrote();
+                self.on_payment(payment_id, record, &CommandMeta::system())
+                    .await?;
             }
             return Ok(Decided::final_(
                 Answer::new(
@@ -535,14 +543,7 @@ impl Commands {
                 let expire = PaymentCommand::Expire {
                     reason: format!("the booking is {}", booking.status.as_str()),
                 };
-                let done = self
-                    .payments
-                    .execute(payment_id, expire, meta)
-                    .await
-                    .map_err(payment_err)?;
-                if !done.events.is_empty() {
-                    self.wrote();
-                }
+                self.on_payment(payment_id, expire, meta).await?;
             }
             return Ok(());
         }
@@ -685,14 +686,7 @@ impl Commands {
             amount_kzt,
             reason,
         };
-        let done = self
-            .payments
-            .execute(payment_id, cmd, meta)
-            .await
-            .map_err(payment_err)?;
-        if !done.events.is_empty() {
-            self.wrote();
-        }
+        self.on_payment(payment_id, cmd, meta).await?;
         Ok(())
     }
 
@@ -725,13 +719,8 @@ impl Commands {
                 refund_id: refund.id,
                 return_operation_id: operation,
             };
-            let done = self
-                .payments
-                .execute(payment_id, cmd, meta)
-                .await
-                .map_err(payment_err)?;
+            let done = self.on_payment(payment_id, cmd, meta).await?;
             if !done.events.is_empty() {
-                self.wrote();
                 metrics::counter!("zhilego_refunds_total").increment(1);
                 metrics::counter!("zhilego_refunded_kzt_total")
                     .increment(refund.amount_kzt.0 as u64);
@@ -769,14 +758,7 @@ impl Commands {
             amount_kzt,
             reason: RefundReason::Admin,
         };
-        let done = self
-            .payments
-            .execute(payment_id, cmd, meta)
-            .await
-            .map_err(payment_err)?;
-        if !done.events.is_empty() {
-            self.wrote();
-        }
+        self.on_payment(payment_id, cmd, meta).await?;
         // Kaspi being away leaves the refund decided; the keeper returns it later.
         if let Err(e) = self.return_refunds(payment_id, &meta.follow_up()).await {
             tracing::warn!(%payment_id, error = %e, "returning a refund failed; the keeper will retry");
@@ -829,12 +811,7 @@ impl Commands {
                     amount_kzt: Kzt(details.total_amount),
                     source: PaymentSource::Reconciliation,
                 };
-                let done = self
-                    .payments
-                    .execute(payment_id, record, &meta)
-                    .await
-                    .map_err(payment_err)?;
-                self.wrote();
+                let done = self.on_payment(payment_id, record, &meta).await?;
                 if done
                     .events
                     .iter()
@@ -859,22 +836,14 @@ impl Commands {
                 let cmd = PaymentCommand::Expire {
                     reason: "Kaspi reports the link expired".into(),
                 };
-                self.payments
-                    .execute(payment_id, cmd, &meta)
-                    .await
-                    .map_err(payment_err)?;
-                self.wrote();
+                self.on_payment(payment_id, cmd, &meta).await?;
                 report.action = "expired".into();
             }
             kaspi::PaymentStatus::Error => {
                 let cmd = PaymentCommand::RecordFailure {
                     reason: "Kaspi reports the payment failed".into(),
                 };
-                self.payments
-                    .execute(payment_id, cmd, &meta)
-                    .await
-                    .map_err(payment_err)?;
-                self.wrote();
+                self.on_payment(payment_id, cmd, &meta).await?;
                 report.action = "failed".into();
             }
             kaspi::PaymentStatus::Wait | kaspi::PaymentStatus::Other(_) => {

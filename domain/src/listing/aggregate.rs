@@ -160,6 +160,32 @@ impl Listing {
     }
 }
 
+impl Listing {
+    /// The reservation of `range` for a booking, if the stay is allowed and the nights free.
+    fn reserve(
+        &self,
+        booking_id: Uuid,
+        guest_id: Uuid,
+        range: crate::values::DateRange,
+        guests: u32,
+        today: chrono::NaiveDate,
+        hold_expires_at: DateTime<Utc>,
+    ) -> Result<ListingEvent, ListingError> {
+        self.check_stay(&range, guests, today)?;
+        if !self.is_free(&range) {
+            return Err(ListingError::DatesUnavailable);
+        }
+        Ok(ListingEvent::DatesReserved {
+            booking_id,
+            guest_id,
+            range,
+            guests,
+            price: self.details.pricing.quote(&range),
+            hold_expires_at,
+        })
+    }
+}
+
 impl Aggregate for Listing {
     const TYPE: &'static str = "Listing";
     type Command = ListingCommand;
@@ -227,23 +253,9 @@ impl Aggregate for Listing {
                         Err(ListingError::DatesUnavailable)
                     };
                 }
-                self.check_stay(&range, guests, today)?;
-                if !self.is_free(&range) {
-                    return Err(ListingError::DatesUnavailable);
-                }
-                let price = self.details.pricing.quote(&range);
-                sink.write(
-                    ListingEvent::DatesReserved {
-                        booking_id,
-                        guest_id,
-                        range,
-                        guests,
-                        price,
-                        hold_expires_at,
-                    },
-                    self,
-                )
-                .await;
+                let reserved =
+                    self.reserve(booking_id, guest_id, range, guests, today, hold_expires_at)?;
+                sink.write(reserved, self).await;
             }
             ListingCommand::ConfirmReservation { booking_id } => {
                 self.exists()?;
@@ -275,23 +287,8 @@ impl Aggregate for Listing {
                     }
                     return Ok(());
                 }
-                self.check_stay(&range, guests, today)?;
-                if !self.is_free(&range) {
-                    return Err(ListingError::DatesUnavailable);
-                }
-                let price = self.details.pricing.quote(&range);
-                sink.write(
-                    ListingEvent::DatesReserved {
-                        booking_id,
-                        guest_id,
-                        range,
-                        guests,
-                        price,
-                        hold_expires_at: now,
-                    },
-                    self,
-                )
-                .await;
+                let reserved = self.reserve(booking_id, guest_id, range, guests, today, now)?;
+                sink.write(reserved, self).await;
                 sink.write(ListingEvent::ReservationConfirmed { booking_id }, self)
                     .await;
             }

@@ -97,6 +97,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let addr = app.local_addr();
             println!("listening on http://{addr}");
             tracing::info!(%addr, mode = if app.state().settings.is_production() { "production" } else { "embedded" }, "serving");
+            if app.state().kaspi.sandbox.is_some() {
+                tracing::info!(
+                    "payments go to the built-in Kaspi sandbox (pages under {}); KASPI_MODE=live for Kaspi",
+                    crate::payments::SANDBOX_PREFIX
+                );
+            }
             app.run_until_stopped(shutdown_signal()).await?;
             Ok(0)
         }

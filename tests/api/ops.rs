@@ -56,6 +56,12 @@ async fn the_openapi_document_describes_the_contract() {
         ("/api/v1/bookings/{id}/cancel", "post"),
         ("/api/v1/users/me", "get"),
         ("/api/v1/users/me", "patch"),
+        ("/api/v1/bookings/{id}/payment", "post"),
+        ("/api/v1/bookings/{id}/access", "get"),
+        ("/api/v1/listings/{id}/access", "put"),
+        ("/api/v1/payments/{id}", "get"),
+        ("/api/v1/payments/{id}/refund", "post"),
+        ("/api/v1/admin/payments/reconciliation", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),

@@ -307,6 +307,36 @@ async fn notifications(backend: Backend, test: &str) {
     assert_eq!(app.event_count().await, before);
     assert_eq!(booking_status(&app, &h).await, "held");
 
+    // Kaspi may also post the notification as a form.
+    let res = app
+        .client
+        .post(app.url("/kaspi/callback/"))
+        .form(&[
+            ("command", "check"),
+            ("txn_id", "9003f"),
+            ("account", account.as_str()),
+            ("sum", &format!("{sum}.00")),
+            ("txn_date", "20261127120000"),
+        ])
+        .basic_auth(KASPI_USER, Some(KASPI_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    let (status, form_check) = status_and_json(res).await;
+    assert_eq!(status, 200);
+    assert_eq!(form_check["result"], 0, "{form_check}");
+    // A notification missing its fields is a clear 422, and changes nothing.
+    let res = app
+        .client
+        .get(app.url("/kaspi/callback/"))
+        .query(&[("command", "pay"), ("txn_id", "9003g")])
+        .basic_auth(KASPI_USER, Some(KASPI_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    assert_eq!(app.event_count().await, before);
+
     // Unknown accounts.
     let (_, unknown) = notify(&app, "pay", "9004", "NOSUCHCODE", &sum).await;
     assert_eq!(unknown["result"], 1);

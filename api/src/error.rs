@@ -196,6 +196,8 @@ impl From<BookingError> for ApiError {
             }
             BookingError::AmountMismatch { .. } => ApiError::validation("amount_kzt", detail),
             BookingError::ReasonTooLong => ApiError::validation("reason", detail),
+            BookingError::AlreadyReviewed => ApiError::conflict("already_reviewed", detail),
+            BookingError::InvalidReview { field, message } => ApiError::validation(field, message),
         }
     }
 }

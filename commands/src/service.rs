@@ -398,6 +398,28 @@ impl Commands {
         })
     }
 
+    /// The guest's review of a completed stay (once).
+    pub async fn review_booking(
+        &self,
+        booking_id: Uuid,
+        rating: u8,
+        text: String,
+        meta: &CommandMeta,
+    ) -> Result<Written<Booking>, FlowError> {
+        let cmd = BookingCommand::Review {
+            actor: meta.actor,
+            rating,
+            text,
+        };
+        let done = self
+            .bookings
+            .execute(booking_id, cmd, meta)
+            .await
+            .map_err(booking_err)?;
+        self.written(&self.bookings, booking_id, &done, done.aggregate.clone())
+            .await
+    }
+
     /// Expires a held booking whose hold ran out and frees its nights. Returns whether the
     /// booking is now expired.
     pub async fn expire_hold(

@@ -32,6 +32,9 @@ pub struct OfferRow {
     pub lon: Option<f64>,
     /// The listing's price rules (JSON), for night-by-night prices.
     pub pricing: String,
+    /// Sum and number of guests' ratings (1–5).
+    pub rating_sum: i64,
+    pub reviews_count: i64,
     pub position: i64,
 }
 
@@ -52,6 +55,8 @@ static OFFERS: Table = Table {
         nullable("lat", Kind::Float),
         nullable("lon", Kind::Float),
         col("pricing", Kind::Text),
+        col("rating_sum", Kind::Int),
+        col("reviews_count", Kind::Int),
         col("position", Kind::Int),
     ],
     indexes: &["city_key, status, listing_id", "lat, lon"],
@@ -78,6 +83,8 @@ impl Row for OfferRow {
             Arg::OptFloat(self.lat),
             Arg::OptFloat(self.lon),
             Arg::Text(self.pricing.clone()),
+            Arg::Int(self.rating_sum),
+            Arg::Int(self.reviews_count),
             Arg::Int(self.position),
         ]
     }
@@ -169,10 +176,14 @@ pub struct AvailabilityProjection;
 impl Projection for AvailabilityProjection {
     type Set = AvailabilitySet;
     const NAME: &'static str = "availability";
-    const VERSION: i64 = 2;
+    const VERSION: i64 = 3;
     const TABLES: &'static [&'static Table] = &[&OFFERS, &SPANS];
 
     fn want(set: &mut AvailabilitySet, e: &StoredEvent) {
+        if let Some((listing, _)) = reviewed_listing(e) {
+            set.offers.want(listing);
+            return;
+        }
         if e.aggregate_type != "Listing" {
             return;
         }
@@ -190,6 +201,13 @@ impl Projection for AvailabilityProjection {
     }
 
     fn apply(set: &mut AvailabilitySet, e: &StoredEvent) {
+        if let Some((listing, rating)) = reviewed_listing(e) {
+            set.offers.update(listing, |row| {
+                row.rating_sum += rating;
+                row.reviews_count += 1;
+            });
+            return;
+        }
         if e.aggregate_type != "Listing" {
             return;
         }
@@ -220,6 +238,8 @@ impl Projection for AvailabilityProjection {
                     lat: None,
                     lon: None,
                     pricing: String::new(),
+                    rating_sum: 0,
+                    reviews_count: 0,
                     position: e.position,
                 };
                 row.describe(&details);
@@ -306,6 +326,27 @@ pub struct Offer {
     pub nights: u32,
     pub total_kzt: i64,
     pub distance_km: Option<f64>,
+}
+
+/// The listing and rating of a `BookingReviewed` event.
+pub(crate) fn reviewed_listing(e: &StoredEvent) -> Option<(Uuid, i64)> {
+    if e.aggregate_type != "Booking" || e.event_type != "BookingReviewed" {
+        return None;
+    }
+    let (body, _) = body_of(e)?;
+    Some((field(body, "listing_id")?, field(body, "rating")?))
+}
+
+/// An average of ratings to one decimal; `None` without any.
+pub fn average_rating(sum: i64, count: i64) -> Option<f64> {
+    (count > 0).then(|| (sum as f64 / count as f64 * 10.0).round() / 10.0)
+}
+
+impl OfferRow {
+    /// The average rating, to one decimal; `None` before the first review.
+    pub fn rating(&self) -> Option<f64> {
+        average_rating(self.rating_sum, self.reviews_count)
+    }
 }
 
 /// The latitude/longitude box around a circle, for an index-friendly first filter.

@@ -74,6 +74,12 @@ impl IndexState {
     }
 
     fn apply(&mut self, e: &StoredEvent) {
+        if let Some((listing, _)) = crate::availability::reviewed_listing(e) {
+            let before = self.set.offers.get(listing).map(|r| r.city_key.clone());
+            AvailabilityProjection::apply(&mut self.set, e);
+            self.index_offer(listing, before);
+            return;
+        }
         if e.aggregate_type != "Listing" {
             return;
         }

@@ -36,6 +36,9 @@ pub struct CatalogueRow {
     pub amenities: String,
     /// Bookings ever held on the listing.
     pub bookings_count: i64,
+    /// Sum and number of guests' ratings (1–5).
+    pub rating_sum: i64,
+    pub reviews_count: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub position: i64,
@@ -63,6 +66,8 @@ static CATALOGUE: Table = Table {
         col("photos", Kind::Text),
         col("amenities", Kind::Text),
         col("bookings_count", Kind::Int),
+        col("rating_sum", Kind::Int),
+        col("reviews_count", Kind::Int),
         col("created_at", Kind::Time),
         col("updated_at", Kind::Time),
         col("position", Kind::Int),
@@ -101,6 +106,8 @@ impl Row for CatalogueRow {
             Arg::Text(self.photos.clone()),
             Arg::Text(self.amenities.clone()),
             Arg::Int(self.bookings_count),
+            Arg::Int(self.rating_sum),
+            Arg::Int(self.reviews_count),
             Arg::Time(self.created_at),
             Arg::Time(self.updated_at),
             Arg::Int(self.position),
@@ -128,6 +135,11 @@ impl CatalogueRow {
         self.lon = d.location.map(|l| l.lon());
         self.photos = serde_json::to_string(&d.photos).unwrap_or_else(|_| "[]".to_string());
         self.amenities = amenity_set(&d.amenities);
+    }
+
+    /// The average rating, to one decimal; `None` before the first review.
+    pub fn rating(&self) -> Option<f64> {
+        crate::availability::average_rating(self.rating_sum, self.reviews_count)
     }
 
     pub fn photos(&self) -> Vec<String> {
@@ -172,7 +184,7 @@ pub struct ListingsProjection;
 impl Projection for ListingsProjection {
     type Set = CatalogueSet;
     const NAME: &'static str = "listings";
-    const VERSION: i64 = 1;
+    const VERSION: i64 = 2;
     const TABLES: &'static [&'static Table] = &[&CATALOGUE];
 
     fn want(set: &mut CatalogueSet, e: &StoredEvent) {
@@ -180,10 +192,19 @@ impl Projection for ListingsProjection {
             if let Ok(id) = e.aggregate_id.parse() {
                 set.listings.want(id);
             }
+        } else if let Some(listing) = crate::availability::reviewed_listing(e) {
+            set.listings.want(listing.0);
         }
     }
 
     fn apply(set: &mut CatalogueSet, e: &StoredEvent) {
+        if let Some((listing, rating)) = crate::availability::reviewed_listing(e) {
+            set.listings.update(listing, |row| {
+                row.rating_sum += rating;
+                row.reviews_count += 1;
+            });
+            return;
+        }
         if e.aggregate_type != "Listing" {
             return;
         }
@@ -217,6 +238,8 @@ impl Projection for ListingsProjection {
                     photos: String::new(),
                     amenities: String::new(),
                     bookings_count: 0,
+                    rating_sum: 0,
+                    reviews_count: 0,
                     created_at: e.recorded_at,
                     updated_at: e.recorded_at,
                     position: e.position,

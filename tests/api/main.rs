@@ -12,4 +12,5 @@ mod ops;
 mod payments;
 mod projections;
 mod relay;
+mod reviews;
 mod workload;

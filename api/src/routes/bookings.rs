@@ -26,6 +26,59 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_booking, list_bookings))
         .routes(routes!(get_booking))
         .routes(routes!(cancel_booking))
+        .routes(routes!(review_booking))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ReviewBody {
+    /// 1 to 5.
+    pub rating: i64,
+    /// At most 2,000 characters.
+    #[serde(default)]
+    pub text: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReviewView {
+    pub booking_id: Uuid,
+    pub listing_id: Uuid,
+    pub rating: u8,
+    pub position: i64,
+}
+
+/// Review a completed stay (its guest, once). The listing's rating and review count follow in
+/// the catalogue and in search results.
+#[utoipa::path(post, path = "/api/v1/bookings/{id}/review", tag = "bookings", request_body = ReviewBody,
+    params(("id" = Uuid, Path)),
+    responses((status = 201, body = ReviewView), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "`invalid_state` (the stay is not completed) or `already_reviewed`"),
+        (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn review_booking(
+    State(state): State<AppState>,
+    principal: Principal,
+    Meta(meta): Meta,
+    IdPath(id): IdPath<Uuid>,
+    ValidJson(body, _): ValidJson<ReviewBody>,
+) -> Result<(StatusCode, Json<ReviewView>), ApiError> {
+    principal.require(&[Role::Guest])?;
+    let rating = u8::try_from(body.rating)
+        .ok()
+        .filter(|r| (1..=5).contains(r))
+        .ok_or_else(|| ApiError::validation("rating", "must be 1 to 5"))?;
+    let written = state
+        .commands
+        .review_booking(id, rating, body.text, &meta)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ReviewView {
+            booking_id: id,
+            listing_id: written.value.listing_id,
+            rating,
+            position: written.position,
+        }),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]

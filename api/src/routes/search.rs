@@ -104,6 +104,9 @@ pub struct AvailableListing {
     pub location: Option<LocationBody>,
     /// From `near`, when given.
     pub distance_km: Option<f64>,
+    /// Guests' average rating (1–5, one decimal); null before the first review.
+    pub rating: Option<f64>,
+    pub reviews_count: i64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -172,6 +175,8 @@ pub async fn availability(
         items: offers
             .into_iter()
             .map(|o| AvailableListing {
+                rating: o.listing.rating(),
+                reviews_count: o.listing.reviews_count,
                 location: o.listing.location().map(|l| LocationBody {
                     lat: l.lat(),
                     lon: l.lon(),
@@ -229,6 +234,10 @@ pub struct ListingSummary {
     pub amenities: Vec<String>,
     pub status: String,
     pub distance_km: Option<f64>,
+    /// Guests' average rating (1–5, one decimal); null before the first review.
+    pub rating: Option<f64>,
+    pub reviews_count: i64,
+    pub bookings_count: i64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -293,6 +302,7 @@ pub async fn search_listings(
         items: rows
             .into_iter()
             .map(|(row, distance_km)| ListingSummary {
+                rating: row.rating(),
                 location: row.location().map(|l| LocationBody {
                     lat: l.lat(),
                     lon: l.lon(),
@@ -311,6 +321,8 @@ pub async fn search_listings(
                 min_nights: row.min_nights,
                 max_nights: row.max_nights,
                 cancellation_policy: row.cancellation_policy,
+                reviews_count: row.reviews_count,
+                bookings_count: row.bookings_count,
                 status: row.status,
                 distance_km,
             })

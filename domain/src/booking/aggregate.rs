@@ -54,6 +54,9 @@ pub struct Booking {
     pub paid_kzt: Kzt,
     pub refund_kzt: Kzt,
     pub cancel_reason: Option<String>,
+    /// The guest's rating, once reviewed.
+    #[serde(default)]
+    pub rating: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -72,6 +75,13 @@ pub enum BookingError {
     AmountMismatch { paid: Kzt, due: Kzt },
     #[error("reason must be at most 500 characters")]
     ReasonTooLong,
+    #[error("the stay was already reviewed")]
+    AlreadyReviewed,
+    #[error("{field}: {message}")]
+    InvalidReview {
+        field: &'static str,
+        message: &'static str,
+    },
 }
 
 impl Booking {
@@ -230,6 +240,44 @@ impl Aggregate for Booking {
                 }
                 sink.write(BookingEvent::BookingExpired {}, self).await;
             }
+            BookingCommand::Review {
+                actor,
+                rating,
+                text,
+            } => {
+                self.exists()?;
+                if actor.role != Role::Guest || actor.user_id != self.guest_id {
+                    return Err(BookingError::Forbidden);
+                }
+                if self.status != BookingStatus::Completed {
+                    return Err(BookingError::WrongStatus(self.status.as_str()));
+                }
+                if self.rating.is_some() {
+                    return Err(BookingError::AlreadyReviewed);
+                }
+                if !(1..=5).contains(&rating) {
+                    return Err(BookingError::InvalidReview {
+                        field: "rating",
+                        message: "must be 1 to 5",
+                    });
+                }
+                let text = text.trim().to_string();
+                if text.chars().count() > 2000 {
+                    return Err(BookingError::InvalidReview {
+                        field: "text",
+                        message: "must be at most 2000 characters",
+                    });
+                }
+                sink.write(
+                    BookingEvent::BookingReviewed {
+                        listing_id: self.listing_id,
+                        rating,
+                        text,
+                    },
+                    self,
+                )
+                .await;
+            }
             BookingCommand::CheckIn { today } => {
                 self.exists()?;
                 if self.status != BookingStatus::Confirmed {
@@ -299,6 +347,7 @@ impl Aggregate for Booking {
             BookingEvent::BookingExpired {} => self.status = BookingStatus::Expired,
             BookingEvent::BookingCheckedIn {} => self.status = BookingStatus::CheckedIn,
             BookingEvent::BookingCompleted {} => self.status = BookingStatus::Completed,
+            BookingEvent::BookingReviewed { rating, .. } => self.rating = Some(rating),
         }
     }
 }

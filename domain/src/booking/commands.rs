@@ -39,4 +39,10 @@ pub enum BookingCommand {
     Complete {
         today: NaiveDate,
     },
+    /// The guest rates a completed stay, once.
+    Review {
+        actor: Actor,
+        rating: u8,
+        text: String,
+    },
 }

@@ -38,6 +38,12 @@ pub enum BookingEvent {
     BookingExpired {},
     BookingCheckedIn {},
     BookingCompleted {},
+    /// The guest's rating (1–5) and words about a completed stay.
+    BookingReviewed {
+        listing_id: Uuid,
+        rating: u8,
+        text: String,
+    },
 }
 
 impl DomainEvent for BookingEvent {
@@ -49,6 +55,7 @@ impl DomainEvent for BookingEvent {
             BookingEvent::BookingExpired { .. } => "BookingExpired",
             BookingEvent::BookingCheckedIn { .. } => "BookingCheckedIn",
             BookingEvent::BookingCompleted { .. } => "BookingCompleted",
+            BookingEvent::BookingReviewed { .. } => "BookingReviewed",
         }
         .to_string()
     }

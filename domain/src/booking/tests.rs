@@ -531,3 +531,73 @@ fn a_booking_that_never_checked_in_cannot_complete() {
         })
         .then_expect_error(BookingError::WrongStatus("confirmed"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reviews
+// ---------------------------------------------------------------------------------------------
+
+fn completed_stay() -> Vec<BookingEvent> {
+    vec![
+        held(),
+        confirmed(),
+        BookingEvent::BookingCheckedIn {},
+        BookingEvent::BookingCompleted {},
+    ]
+}
+
+fn review(by: Actor, rating: u8, text: &str) -> BookingCommand {
+    BookingCommand::Review {
+        actor: by,
+        rating,
+        text: text.to_string(),
+    }
+}
+
+#[test]
+fn the_guest_reviews_a_completed_stay_once() {
+    let guest = actor(guest_id(), Role::Guest);
+    let reviewed = BookingEvent::BookingReviewed {
+        listing_id: listing_id(),
+        rating: 5,
+        text: "Отличная квартира".to_string(),
+    };
+    BookingTest::with(())
+        .given(completed_stay())
+        .when(review(guest, 5, "  Отличная квартира "))
+        .then_expect_events(vec![reviewed.clone()]);
+    let mut again = completed_stay();
+    again.push(reviewed);
+    BookingTest::with(())
+        .given(again)
+        .when(review(guest, 4, "second thoughts"))
+        .then_expect_error(BookingError::AlreadyReviewed);
+}
+
+#[test]
+fn only_the_guest_reviews_and_only_after_the_stay() {
+    BookingTest::with(())
+        .given(completed_stay())
+        .when(review(actor(Uuid::from_u128(0xBAD), Role::Guest), 5, ""))
+        .then_expect_error(BookingError::Forbidden);
+    BookingTest::with(())
+        .given(completed_stay())
+        .when(review(actor(guest_id(), Role::Host), 5, ""))
+        .then_expect_error(BookingError::Forbidden);
+    BookingTest::with(())
+        .given(vec![held(), confirmed()])
+        .when(review(actor(guest_id(), Role::Guest), 5, ""))
+        .then_expect_error(BookingError::WrongStatus("confirmed"));
+}
+
+#[test]
+fn a_rating_is_one_to_five() {
+    for bad in [0u8, 6] {
+        BookingTest::with(())
+            .given(completed_stay())
+            .when(review(actor(guest_id(), Role::Guest), bad, ""))
+            .then_expect_error(BookingError::InvalidReview {
+                field: "rating",
+                message: "must be 1 to 5",
+            });
+    }
+}

@@ -108,6 +108,8 @@ impl Application {
         let nats = connect_nats(&settings, &db).await?;
         let wake_relay = relay_nudge.clone();
         let wake_index = reads.index_nudge.clone();
+        let notifier_nudge = Arc::new(tokio::sync::Notify::new());
+        let wake_notifier = notifier_nudge.clone();
         let config = CommandsConfig {
             hold: settings.hold,
             ..CommandsConfig::default()
@@ -122,6 +124,7 @@ impl Application {
                 .on_write(move || {
                     wake_relay.notify_one();
                     wake_index.notify_one();
+                    wake_notifier.notify_one();
                 }),
         );
         let keeper = Arc::new(commands::PaymentKeeper::new(
@@ -129,9 +132,25 @@ impl Application {
             reads.primary.clone(),
             settings.reconcile_after,
         ));
+        let chats = Arc::new(crate::chat::Chats::new(
+            db.clone(),
+            commands.clone(),
+            reads.clone(),
+        ));
+        let telegram =
+            crate::chat::telegram::Telegram::from_settings(&settings.telegram)?.map(Arc::new);
+        let whatsapp = crate::chat::whatsapp::WhatsApp::from_settings(
+            &settings.twilio,
+            settings.public_url.clone(),
+        )
+        .map(Arc::new);
         let state = AppState::new(Inner {
             kaspi,
             keeper,
+            chats,
+            telegram,
+            whatsapp,
+            notifier_nudge,
             auth: JwtKeys::new(&secret),
             metrics: telemetry::metrics_handle(),
             settings,
@@ -177,6 +196,7 @@ impl Application {
             let stop = stopped(stop_rx.clone());
             async move { keeper.run(every, stop).await }
         }));
+        tasks.extend(start_bots(&state, &stop_rx));
         let router = routes::router(state.clone());
         axum::serve(
             self.listener,
@@ -193,6 +213,44 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Starts Telegram long polling (when so configured) and the notifications worker; says
+/// which bots are off.
+fn start_bots(state: &AppState, stop_rx: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    match &state.telegram {
+        Some(t) if state.settings.telegram.mode == crate::settings::TelegramMode::Polling => {
+            tracing::info!("Telegram bot on (long polling)");
+            let (t, chats) = (t.clone(), state.chats.clone());
+            let stop = stopped(stop_rx.clone());
+            tasks.push(tokio::spawn(async move { t.poll(chats, stop).await }));
+        }
+        Some(_) => tracing::info!("Telegram bot on (webhook at /telegram/webhook/)"),
+        None => tracing::info!("Telegram bot off (no TELEGRAM_BOT_TOKEN)"),
+    }
+    match &state.whatsapp {
+        Some(_) => tracing::info!("WhatsApp bot on (webhook at /whatsapp/webhook/)"),
+        None => tracing::info!(
+            "WhatsApp bot off (needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_WHATSAPP_FROM)"
+        ),
+    }
+    if state.telegram.is_some() || state.whatsapp.is_some() {
+        let notifier = crate::chat::notifier::Notifier {
+            db: state.db.clone(),
+            read: state.reads.primary.clone(),
+            chats: state.chats.clone(),
+            commands: state.commands.clone(),
+            telegram: state.telegram.clone(),
+            whatsapp: state.whatsapp.clone(),
+        };
+        let nudge = state.notifier_nudge.clone();
+        let stop = stopped(stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            notifier.run(&nudge, Duration::from_secs(1), stop).await
+        }));
+    }
+    tasks
 }
 
 /// Resolves once the stop flag is raised.

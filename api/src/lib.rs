@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod chat;
 pub mod cli;
 pub mod error;
 pub mod extract;

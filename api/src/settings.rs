@@ -80,6 +80,42 @@ pub struct Settings {
     /// `ZHILEGO_RECONCILE_AFTER_SECONDS`: a payment pending this long is checked with Kaspi
     /// (default 120).
     pub reconcile_after: Duration,
+    pub telegram: TelegramSettings,
+    pub twilio: TwilioSettings,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TelegramMode {
+    /// Telegram posts updates to `/telegram/webhook/`.
+    Webhook,
+    /// The service asks Telegram for updates (local use).
+    Polling,
+}
+
+#[derive(Clone, Debug)]
+pub struct TelegramSettings {
+    /// `TELEGRAM_BOT_TOKEN`; without it the Telegram bot is off.
+    pub bot_token: Option<Secret>,
+    /// `TELEGRAM_API_URL` (default `https://api.telegram.org`).
+    pub api_url: String,
+    /// `TELEGRAM_WEBHOOK_SECRET`: what Telegram sends as `X-Telegram-Bot-Api-Secret-Token`.
+    pub webhook_secret: Option<Secret>,
+    /// `TELEGRAM_MODE`: `webhook` (default when a webhook secret is set) or `polling`.
+    pub mode: TelegramMode,
+}
+
+#[derive(Clone, Debug)]
+pub struct TwilioSettings {
+    /// `TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN`: without both the WhatsApp bot is off.
+    pub account_sid: Option<String>,
+    pub auth_token: Option<Secret>,
+    /// `TWILIO_API_URL` (default `https://api.twilio.com`).
+    pub api_url: String,
+    /// `TWILIO_WHATSAPP_FROM`: our sender, e.g. `whatsapp:+14155238886`.
+    pub whatsapp_from: Option<String>,
+    /// `TWILIO_TEMPLATE_SID`: the approved template (one variable, the text) used outside the
+    /// 24-hour window; without it such notifications are skipped.
+    pub template_sid: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,7 +325,46 @@ impl Settings {
                 get("ZHILEGO_RECONCILE_AFTER_SECONDS"),
                 120,
             )?),
+            telegram: TelegramSettings {
+                bot_token: get("TELEGRAM_BOT_TOKEN").map(Secret::new),
+                api_url: get("TELEGRAM_API_URL")
+                    .unwrap_or_else(|| "https://api.telegram.org".into())
+                    .trim_end_matches('/')
+                    .to_string(),
+                webhook_secret: get("TELEGRAM_WEBHOOK_SECRET").map(Secret::new),
+                mode: match get("TELEGRAM_MODE").as_deref() {
+                    Some("webhook") => TelegramMode::Webhook,
+                    Some("polling") => TelegramMode::Polling,
+                    None if get("TELEGRAM_WEBHOOK_SECRET").is_some() => TelegramMode::Webhook,
+                    None => TelegramMode::Polling,
+                    Some(other) => {
+                        return Err(SettingsError::Invalid(
+                            "TELEGRAM_MODE",
+                            format!("{other:?}: expected webhook or polling"),
+                        ))
+                    }
+                },
+            },
+            twilio: TwilioSettings {
+                account_sid: get("TWILIO_ACCOUNT_SID"),
+                auth_token: get("TWILIO_AUTH_TOKEN").map(Secret::new),
+                api_url: get("TWILIO_API_URL")
+                    .unwrap_or_else(|| "https://api.twilio.com".into())
+                    .trim_end_matches('/')
+                    .to_string(),
+                whatsapp_from: get("TWILIO_WHATSAPP_FROM"),
+                template_sid: get("TWILIO_TEMPLATE_SID"),
+            },
         };
+        if settings.telegram.bot_token.is_some()
+            && settings.telegram.mode == TelegramMode::Webhook
+            && settings.telegram.webhook_secret.is_none()
+        {
+            return Err(SettingsError::Invalid(
+                "TELEGRAM_WEBHOOK_SECRET",
+                "is required with TELEGRAM_MODE=webhook (or set TELEGRAM_MODE=polling)".into(),
+            ));
+        }
         if settings.hold.is_zero() {
             return Err(SettingsError::Invalid(
                 "ZHILEGO_HOLD_SECONDS",

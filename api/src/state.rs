@@ -27,6 +27,14 @@ pub struct Inner {
     pub kaspi: Arc<crate::payments::Kaspi>,
     /// Settles payments and reconciles them with Kaspi (also on an admin's request).
     pub keeper: Arc<commands::PaymentKeeper>,
+    /// The bots' conversations.
+    pub chats: Arc<crate::chat::Chats>,
+    /// The Telegram bot, when `TELEGRAM_BOT_TOKEN` is set.
+    pub telegram: Option<Arc<crate::chat::telegram::Telegram>>,
+    /// The WhatsApp bot, when Twilio is configured.
+    pub whatsapp: Option<Arc<crate::chat::whatsapp::WhatsApp>>,
+    /// Wakes the notifications worker after every successful command.
+    pub notifier_nudge: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {

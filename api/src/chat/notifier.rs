@@ -1,0 +1,279 @@
+//! The notifications worker: follows the event store (its own checkpoint) and tells guests in
+//! their chat what happened to their bookings — held outside the bot (with the payment link),
+//! confirmed, how to get in (when the stay checks in, on the check-in day), cancelled, a
+//! review request after the stay — plus a check-out reminder on the departure day. Each notice
+//! is claimed in `notifications_sent` before it is sent, so it goes out at most once however
+//! many workers run; sending waits out the channel's `retry_after`.
+use super::telegram::Telegram;
+use super::whatsapp::WhatsApp;
+use super::{Chats, Recipient};
+use bots::{Channel, Notice};
+use chrono::{Duration as Days, Utc};
+use commands::{CommandMeta, Commands};
+use domain::{Actor, Role};
+use projections::BookingsProjection;
+use std::sync::Arc;
+use std::time::Duration;
+use store::history::Checkpoint;
+use store::{with_pool, Database, StoreError, StoredEvent};
+use uuid::Uuid;
+
+const NAME: &str = "notifications";
+
+pub struct Notifier {
+    pub db: Database,
+    pub read: Database,
+    pub chats: Arc<Chats>,
+    pub commands: Arc<Commands>,
+    pub telegram: Option<Arc<Telegram>>,
+    pub whatsapp: Option<Arc<WhatsApp>>,
+}
+
+impl Notifier {
+    async fn checkpoint(&self) -> Result<Checkpoint, StoreError> {
+        let row: Option<(i64, i64)> = with_pool!(&self.db, pool => {
+            sqlx::query_as("SELECT tx, position FROM notifier_checkpoints WHERE name = $1")
+                .bind(NAME)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row
+            .map(|(tx, position)| Checkpoint { tx, position })
+            .unwrap_or_default())
+    }
+
+    async fn save(&self, c: Checkpoint) -> Result<(), StoreError> {
+        with_pool!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO notifier_checkpoints (name, tx, position) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET tx = excluded.tx, position = excluded.position",
+            )
+            .bind(NAME)
+            .bind(c.tx)
+            .bind(c.position)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Starts from the store's head the first time (history is not re-announced).
+    async fn start(&self) -> Result<Checkpoint, StoreError> {
+        let exists: Option<i64> = with_pool!(&self.db, pool => {
+            sqlx::query_scalar("SELECT position FROM notifier_checkpoints WHERE name = $1")
+                .bind(NAME)
+                .fetch_optional(pool)
+                .await?
+        });
+        if exists.is_none() {
+            let head = store::history::head(&self.db).await?;
+            self.save(head).await?;
+        }
+        self.checkpoint().await
+    }
+
+    /// Claims a notice; false when it was already claimed (sent or being sent).
+    async fn claim(&self, key: &str) -> Result<bool, StoreError> {
+        let n = with_pool!(&self.db, pool => {
+            sqlx::query("INSERT INTO notifications_sent (key) VALUES ($1) ON CONFLICT DO NOTHING")
+                .bind(key)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// One pass: every new event, then today's check-out reminders.
+    pub async fn pass(&self) -> Result<usize, StoreError> {
+        let mut at = self.checkpoint().await?;
+        let mut sent = 0;
+        loop {
+            let events = store::history::events_after(&self.db, at, 500).await?;
+            if events.is_empty() {
+                break;
+            }
+            for e in &events {
+                if let Some((key, guest, notice)) = self.notice_for(e).await {
+                    sent += self.deliver(&key, guest, notice).await? as usize;
+                }
+                at = e.checkpoint();
+            }
+            self.save(at).await?;
+        }
+        sent += self.checkout_reminders().await?;
+        Ok(sent)
+    }
+
+    async fn notice_for(&self, e: &StoredEvent) -> Option<(String, Uuid, Notice)> {
+        if e.aggregate_type != "Booking" {
+            return None;
+        }
+        let booking_id: Uuid = e.aggregate_id.parse().ok()?;
+        let booking = self.commands.booking(booking_id).await.ok()??;
+        let range = booking.range?;
+        let title = self
+            .commands
+            .listing(booking.listing_id)
+            .await
+            .ok()??
+            .details
+            .title;
+        let key = |kind: &str| format!("{kind}:{booking_id}");
+        let notice = match e.event_type.as_str() {
+            "BookingHeld" => {
+                // The bots show the link themselves; others get it here, if they have a chat.
+                if matches!(
+                    booking.channel,
+                    Some(domain::Channel::Telegram | domain::Channel::Whatsapp)
+                ) || booking.status != domain::booking::BookingStatus::Held
+                {
+                    return None;
+                }
+                self.chats.recipient(booking.guest_id).await.ok()??;
+                let actor = Actor {
+                    user_id: booking.guest_id,
+                    role: Role::Guest,
+                };
+                let meta = CommandMeta::new(actor, domain::Channel::System, Uuid::now_v7());
+                let payment = self.commands.start_payment(booking_id, &meta).await.ok()?;
+                Notice::Held {
+                    title,
+                    check_in: range.check_in(),
+                    check_out: range.check_out(),
+                    total_kzt: booking.total().0,
+                    payment_url: payment.value.payment_url.unwrap_or_default(),
+                }
+            }
+            "BookingConfirmed" => Notice::Confirmed {
+                title,
+                check_in: range.check_in(),
+                check_out: range.check_out(),
+            },
+            "BookingCheckedIn" => {
+                let guest = Actor {
+                    user_id: booking.guest_id,
+                    role: Role::Guest,
+                };
+                let pass = self.commands.access(booking_id, guest).await.ok()?;
+                Notice::Access {
+                    title,
+                    address: pass.address,
+                    instructions: pass.access.instructions,
+                    door_code: pass.access.door_code,
+                    check_in: range.check_in(),
+                }
+            }
+            "BookingCompleted" => Notice::ReviewRequest { booking_id, title },
+            "BookingCancelled" => Notice::Cancelled {
+                title,
+                refund_kzt: booking.refund_kzt.0,
+            },
+            _ => return None,
+        };
+        let kind = match &notice {
+            Notice::Held { .. } => "held",
+            Notice::Confirmed { .. } => "confirmed",
+            Notice::Access { .. } => "access",
+            Notice::CheckoutReminder { .. } => "checkout",
+            Notice::ReviewRequest { .. } => "review",
+            Notice::Cancelled { .. } => "cancelled",
+        };
+        Some((key(kind), booking.guest_id, notice))
+    }
+
+    /// Reminders for stays checked in and leaving today, from 08:00 local time.
+    async fn checkout_reminders(&self) -> Result<usize, StoreError> {
+        let now = Utc::now();
+        let local = now + Days::hours(5);
+        if chrono::Timelike::hour(&local) < 8 {
+            return Ok(0);
+        }
+        let today = domain::local_date(now);
+        let far_past = today - Days::days(3650);
+        let due = BookingsProjection::due_stays(&self.read, far_past, today, 500).await?;
+        let mut sent = 0;
+        for stay in due.into_iter().filter(|s| s.status == "checked_in") {
+            let Ok(Some(b)) = self.commands.booking(stay.booking_id).await else {
+                continue;
+            };
+            let Some(range) = b.range else { continue };
+            if range.check_out() != today {
+                continue;
+            }
+            let title = match self.commands.listing(b.listing_id).await {
+                Ok(Some(l)) => l.details.title,
+                _ => continue,
+            };
+            let notice = Notice::CheckoutReminder {
+                title,
+                check_out: range.check_out(),
+            };
+            let key = format!("checkout:{}", stay.booking_id);
+            sent += self.deliver(&key, b.guest_id, notice).await? as usize;
+        }
+        Ok(sent)
+    }
+
+    /// Sends a notice to the guest's chat, once. Gives whether it went out.
+    async fn deliver(&self, key: &str, guest: Uuid, notice: Notice) -> Result<bool, StoreError> {
+        let Some(to) = self.chats.recipient(guest).await? else {
+            return Ok(false);
+        };
+        if !self.claim(key).await? {
+            return Ok(false);
+        }
+        let reply = bots::texts::notice(&notice, to.lang);
+        let result = self.send(&to, &reply).await;
+        match result {
+            Ok(()) => {
+                metrics::counter!("zhilego_notifications_sent_total").increment(1);
+                Ok(true)
+            }
+            Err(e) => {
+                metrics::counter!("zhilego_notifications_failed_total").increment(1);
+                tracing::warn!(key, error = %e, "a notification could not be delivered");
+                Ok(false)
+            }
+        }
+    }
+
+    async fn send(&self, to: &Recipient, reply: &bots::Reply) -> anyhow::Result<()> {
+        match to.channel {
+            Channel::Telegram => match &self.telegram {
+                Some(t) => t.deliver(&to.chat_id, reply).await,
+                None => Ok(()),
+            },
+            Channel::WhatsApp => match &self.whatsapp {
+                Some(w) => {
+                    let open = Utc::now() - to.last_inbound_at < Days::hours(24);
+                    w.deliver(&to.chat_id, reply, to.lang, open).await
+                }
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Passes when nudged (after every write) or every `poll`, until `stop`.
+    pub async fn run(
+        &self,
+        nudge: &tokio::sync::Notify,
+        poll: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        if let Err(e) = self.start().await {
+            tracing::warn!(error = %e, "the notifier could not start; retrying on the next pass");
+        }
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "a notifier pass failed");
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = nudge.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,2040 @@
+//! The conversation as a pure state machine: [`step`] takes the stored [`Dialogue`], what the
+//! guest did (or what an effect returned) and the guest's local date, and gives the next
+//! dialogue, the replies and at most one [`Effect`] to run.
+
+use chrono::{Days, NaiveDate};
+use uuid::Uuid;
+
+use crate::calendar::{self, month_start};
+use crate::{
+    texts, BookingSummary, Button, Command, Dialogue, Effect, Failure, Input, Lang, Offer, Outcome,
+    Reply, State, Stay, CITIES, MAX_GUEST_BUTTONS, PAGE_SIZE,
+};
+
+/// Most guests the guest may type.
+pub const MAX_GUESTS: u32 = 20;
+/// Longest stay, in nights.
+pub const MAX_NIGHTS: u64 = 90;
+/// How far ahead a check-in may be, in days.
+pub const MAX_DAYS_AHEAD: u64 = 730;
+/// Longest typed city name, in characters.
+pub const MAX_CITY_CHARS: usize = 100;
+
+/// Local spellings of the [`CITIES`] (lower case) and their canonical names.
+const CITY_ALIASES: &[(&str, &str)] = &[
+    ("алматы", "Almaty"),
+    ("алма-ата", "Almaty"),
+    ("астана", "Astana"),
+    ("шымкент", "Shymkent"),
+    ("актау", "Aktau"),
+    ("ақтау", "Aktau"),
+    ("караганда", "Karaganda"),
+    ("караганды", "Karaganda"),
+    ("қарағанды", "Karaganda"),
+];
+
+/// One turn of the conversation. Pure: no IO, no clock (`today` is the guest's local date).
+pub fn step(dialogue: &Dialogue, input: Input, today: NaiveDate) -> (Dialogue, Outcome) {
+    if dialogue.state == State::ChoosingLang {
+        if let Some(lang) = chosen_lang(&input) {
+            let outcome = say(vec![plain(texts::lang_set(lang))]);
+            return (
+                Dialogue {
+                    state: State::Idle,
+                    lang,
+                },
+                outcome,
+            );
+        }
+    }
+    let bot = Bot {
+        lang: dialogue.lang,
+        today,
+    };
+    let (state, outcome) = bot.handle(&dialogue.state, input);
+    (
+        Dialogue {
+            state,
+            lang: dialogue.lang,
+        },
+        outcome,
+    )
+}
+
+/// The language picked in [`State::ChoosingLang`], if the input is one.
+fn chosen_lang(input: &Input) -> Option<Lang> {
+    match input {
+        Input::Choice(data) => data.strip_prefix("lang:").and_then(Lang::parse),
+        Input::Text(text) => Lang::parse(text),
+        _ => None,
+    }
+}
+
+/// The canonical name of a city the guest typed or chose, or `None` if it is no city name.
+fn city_of(text: &str) -> Option<String> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > MAX_CITY_CHARS || text.starts_with('/') {
+        return None;
+    }
+    let lower = text.to_lowercase();
+    let known = CITIES
+        .iter()
+        .copied()
+        .find(|c| c.to_lowercase() == lower)
+        .or_else(|| {
+            CITY_ALIASES
+                .iter()
+                .find(|(alias, _)| *alias == lower)
+                .map(|(_, c)| *c)
+        });
+    Some(known.unwrap_or(text).to_string())
+}
+
+/// `rate:<booking id>:<1..=5>`.
+fn parse_rate(data: &str) -> Option<(Uuid, u8)> {
+    let rest = data.strip_prefix("rate:")?;
+    let (id, n) = rest.rsplit_once(':')?;
+    let n: u8 = n.parse().ok()?;
+    let id = Uuid::parse_str(id).ok()?;
+    (1..=5).contains(&n).then_some((id, n))
+}
+
+fn parse_iso(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+fn plain(text: impl Into<String>) -> Reply {
+    Reply {
+        text: text.into(),
+        photo: None,
+        buttons: Vec::new(),
+    }
+}
+
+fn with_buttons(text: impl Into<String>, buttons: Vec<Vec<Button>>) -> Reply {
+    Reply {
+        text: text.into(),
+        photo: None,
+        buttons,
+    }
+}
+
+fn button(label: impl Into<String>, data: impl Into<String>) -> Button {
+    Button {
+        label: label.into(),
+        data: data.into(),
+        url: None,
+    }
+}
+
+fn say(replies: Vec<Reply>) -> Outcome {
+    Outcome {
+        replies,
+        effect: None,
+    }
+}
+
+fn act(effect: Effect) -> Outcome {
+    Outcome {
+        replies: Vec::new(),
+        effect: Some(effect),
+    }
+}
+
+fn nothing() -> Outcome {
+    Outcome::default()
+}
+
+/// Clamps `month` (made a first of month) to the months of `first..=last`.
+fn clamp_month(month: NaiveDate, first: NaiveDate, last: NaiveDate) -> NaiveDate {
+    let (lo, hi) = (month_start(first), month_start(last));
+    month_start(month).max(lo).min(hi.max(lo))
+}
+
+/// What the guest said: typed text or a button's data.
+enum Said {
+    Text(String),
+    Choice(String),
+}
+
+struct Bot {
+    lang: Lang,
+    today: NaiveDate,
+}
+
+impl Bot {
+    fn handle(&self, state: &State, input: Input) -> (State, Outcome) {
+        match input {
+            Input::Command(c) => self.command(state, c),
+            Input::Choice(data) => match parse_rate(&data) {
+                Some((booking_id, rating)) => {
+                    (state.clone(), act(Effect::Review { booking_id, rating }))
+                }
+                None => self.guest(state, Said::Choice(data)),
+            },
+            Input::Text(text) => self.guest(state, Said::Text(text)),
+            Input::Reviewed { .. } => (
+                state.clone(),
+                say(vec![plain(texts::thanks_for_rating(self.lang))]),
+            ),
+            Input::Failed(Failure::CannotReview) => (
+                state.clone(),
+                say(vec![plain(texts::cannot_review(self.lang))]),
+            ),
+            result => self.result(state, result),
+        }
+    }
+
+    // ----- commands -----
+
+    fn command(&self, state: &State, command: Command) -> (State, Outcome) {
+        match command {
+            Command::Start => self.start(),
+            Command::Help => (state.clone(), say(vec![plain(texts::help(self.lang))])),
+            Command::Lang => self.show(State::ChoosingLang),
+            Command::MyBookings => (
+                State::ListingBookings { for_cancel: false },
+                act(Effect::ListBookings),
+            ),
+            Command::Cancel => match state {
+                State::Idle | State::AwaitingPayment { .. } => (
+                    State::ListingBookings { for_cancel: true },
+                    act(Effect::ListBookings),
+                ),
+                _ => self.stop(),
+            },
+        }
+    }
+
+    fn start(&self) -> (State, Outcome) {
+        let reply = with_buttons(texts::welcome(self.lang), self.city_keyboard());
+        (State::ChoosingCity, say(vec![reply]))
+    }
+
+    fn stop(&self) -> (State, Outcome) {
+        (State::Idle, say(vec![plain(texts::stopped(self.lang))]))
+    }
+
+    // ----- what the guest said -----
+
+    fn guest(&self, state: &State, said: Said) -> (State, Outcome) {
+        match state {
+            State::Idle => return self.start(),
+            State::AwaitingPayment { .. } => return (state.clone(), say(self.prompt(state))),
+            _ => {}
+        }
+        let choice = match &said {
+            Said::Choice(data) => Some(data.as_str()),
+            Said::Text(_) => None,
+        };
+        if choice == Some("cancel") {
+            return self.stop();
+        }
+        let back = choice == Some("back");
+
+        match state {
+            State::Idle | State::AwaitingPayment { .. } => unreachable!("handled above"),
+
+            State::ChoosingCity => match &said {
+                Said::Choice(data) => match data.strip_prefix("city:") {
+                    Some(city) => self.city(state, city),
+                    None => self.stale(state),
+                },
+                Said::Text(text) => self.city(state, text),
+            },
+
+            State::ChoosingCheckIn { city, .. } => {
+                if back {
+                    return self.show(State::ChoosingCity);
+                }
+                match &said {
+                    Said::Choice(data) => {
+                        if let Some(month) = data.strip_prefix("month:").and_then(parse_iso) {
+                            let (first, last) = self.check_in_range();
+                            if self.month_in(month, first, last) {
+                                return self.show(State::ChoosingCheckIn {
+                                    city: city.clone(),
+                                    month,
+                                });
+                            }
+                        } else if let Some(day) = data.strip_prefix("day:").and_then(parse_iso) {
+                            return self.check_in(state, city, day);
+                        }
+                        self.stale(state)
+                    }
+                    Said::Text(text) => match calendar::parse_date(text, self.today) {
+                        Some(day) => self.check_in(state, city, day),
+                        None => self.fail(state.clone(), texts::bad_date(self.lang)),
+                    },
+                }
+            }
+
+            State::ChoosingCheckOut { city, check_in, .. } => {
+                if back {
+                    return self.show(self.check_in_state(city, *check_in));
+                }
+                match &said {
+                    Said::Choice(data) => {
+                        if let Some(month) = data.strip_prefix("month:").and_then(parse_iso) {
+                            let (first, last) = check_out_range(*check_in);
+                            if self.month_in(month, first, last) {
+                                return self.show(State::ChoosingCheckOut {
+                                    city: city.clone(),
+                                    check_in: *check_in,
+                                    month,
+                                });
+                            }
+                        } else if let Some(day) = data.strip_prefix("day:").and_then(parse_iso) {
+                            return self.check_out(state, city, *check_in, day);
+                        }
+                        self.stale(state)
+                    }
+                    Said::Text(text) => {
+                        let after = check_in.succ_opt().unwrap_or(*check_in);
+                        match calendar::parse_date(text, after) {
+                            Some(day) => self.check_out(state, city, *check_in, day),
+                            None => self.fail(state.clone(), texts::bad_date(self.lang)),
+                        }
+                    }
+                }
+            }
+
+            State::ChoosingGuests {
+                city,
+                check_in,
+                check_out,
+            } => {
+                if back {
+                    return self.show(State::ChoosingCheckOut {
+                        city: city.clone(),
+                        check_in: *check_in,
+                        month: month_start(*check_out),
+                    });
+                }
+                let guests = match &said {
+                    Said::Choice(data) => match data.strip_prefix("guests:") {
+                        Some(n) => n.parse::<u32>().ok(),
+                        None => return self.stale(state),
+                    },
+                    Said::Text(text) => text.trim().parse::<u32>().ok(),
+                };
+                match guests {
+                    Some(guests) if (1..=MAX_GUESTS).contains(&guests) => {
+                        if *check_in < self.today {
+                            return self.fail(
+                                self.check_in_state(city, self.today),
+                                texts::past_date(self.lang),
+                            );
+                        }
+                        let stay = Stay {
+                            city: city.clone(),
+                            check_in: *check_in,
+                            check_out: *check_out,
+                            guests,
+                        };
+                        let effect = search(&stay);
+                        (State::Searching { stay }, act(effect))
+                    }
+                    _ if choice.is_some() => self.stale(state),
+                    _ => self.fail(state.clone(), texts::bad_guests(self.lang)),
+                }
+            }
+
+            State::Browsing { stay, offers, page } => {
+                if back {
+                    return self.show(State::ChoosingGuests {
+                        city: stay.city.clone(),
+                        check_in: stay.check_in,
+                        check_out: stay.check_out,
+                    });
+                }
+                match choice {
+                    Some("more") if (page + 1) * PAGE_SIZE < offers.len() => {
+                        self.show(State::Browsing {
+                            stay: stay.clone(),
+                            offers: offers.clone(),
+                            page: page + 1,
+                        })
+                    }
+                    Some(data) => {
+                        let picked = data
+                            .strip_prefix("pick:")
+                            .and_then(|id| Uuid::parse_str(id).ok())
+                            .and_then(|id| offers.iter().find(|o| o.listing_id == id));
+                        match picked {
+                            Some(offer) => self.show(State::Confirming {
+                                stay: stay.clone(),
+                                offer: offer.clone(),
+                            }),
+                            None => self.stale(state),
+                        }
+                    }
+                    None => self.stale(state),
+                }
+            }
+
+            State::Confirming { stay, offer } => match choice {
+                // The offers are not kept while confirming: search again for page one.
+                _ if back => (State::Searching { stay: stay.clone() }, act(search(stay))),
+                Some("book") => {
+                    if stay.check_in < self.today {
+                        return self.fail(
+                            self.check_in_state(&stay.city, self.today),
+                            texts::past_date(self.lang),
+                        );
+                    }
+                    let effect = Effect::Book {
+                        listing_id: offer.listing_id,
+                        check_in: stay.check_in,
+                        check_out: stay.check_out,
+                        guests: stay.guests,
+                    };
+                    (
+                        State::Booking {
+                            stay: stay.clone(),
+                            offer: offer.clone(),
+                        },
+                        act(effect),
+                    )
+                }
+                _ => self.stale(state),
+            },
+
+            State::ChoosingCancellation { bookings } => {
+                let picked = choice
+                    .and_then(|data| data.strip_prefix("cancelbk:"))
+                    .and_then(|id| Uuid::parse_str(id).ok())
+                    .and_then(|id| bookings.iter().find(|b| b.booking_id == id));
+                match picked {
+                    Some(booking) => self.show(State::ConfirmingCancellation {
+                        booking: booking.clone(),
+                    }),
+                    None => self.stale(state),
+                }
+            }
+
+            State::ConfirmingCancellation { booking } => match choice {
+                Some("yes") => (
+                    State::Cancelling {
+                        booking_id: booking.booking_id,
+                    },
+                    act(Effect::CancelBooking {
+                        booking_id: booking.booking_id,
+                    }),
+                ),
+                Some("no") => (
+                    State::Idle,
+                    say(vec![plain(texts::booking_kept(self.lang))]),
+                ),
+                // The list is not kept while confirming: fetch it again.
+                Some("back") => (
+                    State::ListingBookings { for_cancel: true },
+                    act(Effect::ListBookings),
+                ),
+                _ => self.stale(state),
+            },
+
+            // A valid language was taken in `step`.
+            State::ChoosingLang => self.stale(state),
+
+            State::Searching { .. }
+            | State::Booking { .. }
+            | State::ListingBookings { .. }
+            | State::Cancelling { .. } => (state.clone(), say(self.prompt(state))),
+        }
+    }
+
+    fn city(&self, state: &State, text: &str) -> (State, Outcome) {
+        match city_of(text) {
+            Some(city) => self.show(self.check_in_state(&city, self.today)),
+            None => self.fail(state.clone(), texts::bad_city(self.lang)),
+        }
+    }
+
+    fn check_in(&self, state: &State, city: &str, day: NaiveDate) -> (State, Outcome) {
+        let (first, last) = self.check_in_range();
+        if day < first {
+            self.fail(state.clone(), texts::past_date(self.lang))
+        } else if day > last {
+            self.fail(state.clone(), texts::too_far_ahead(self.lang))
+        } else {
+            let (first_out, _) = check_out_range(day);
+            self.show(State::ChoosingCheckOut {
+                city: city.to_string(),
+                check_in: day,
+                month: month_start(first_out),
+            })
+        }
+    }
+
+    fn check_out(
+        &self,
+        state: &State,
+        city: &str,
+        check_in: NaiveDate,
+        day: NaiveDate,
+    ) -> (State, Outcome) {
+        let (first, last) = check_out_range(check_in);
+        if check_in < self.today {
+            self.fail(
+                self.check_in_state(city, self.today),
+                texts::past_date(self.lang),
+            )
+        } else if day < first {
+            self.fail(
+                state.clone(),
+                texts::check_out_not_after(check_in, self.lang),
+            )
+        } else if day > last {
+            self.fail(state.clone(), texts::stay_too_long(self.lang))
+        } else {
+            self.show(State::ChoosingGuests {
+                city: city.to_string(),
+                check_in,
+                check_out: day,
+            })
+        }
+    }
+
+    // ----- effect results -----
+
+    fn result(&self, state: &State, input: Input) -> (State, Outcome) {
+        match (state, input) {
+            (State::Searching { stay }, Input::Found(offers)) => {
+                if offers.is_empty() {
+                    self.fail(
+                        self.check_in_state(&stay.city, stay.check_in),
+                        texts::nothing_found(&stay.city, self.lang),
+                    )
+                } else {
+                    self.show(State::Browsing {
+                        stay: stay.clone(),
+                        offers,
+                        page: 0,
+                    })
+                }
+            }
+            (State::Searching { stay }, Input::Failed(Failure::Unavailable)) => self.fail(
+                State::ChoosingGuests {
+                    city: stay.city.clone(),
+                    check_in: stay.check_in,
+                    check_out: stay.check_out,
+                },
+                texts::try_again(self.lang),
+            ),
+            (State::Searching { stay }, Input::Failed(Failure::NotAllowed)) => self.fail(
+                self.check_in_state(&stay.city, stay.check_in),
+                texts::not_allowed(self.lang),
+            ),
+
+            (State::Booking { .. }, Input::Booked { booking_id, .. }) => {
+                (state.clone(), act(Effect::Pay { booking_id }))
+            }
+            (
+                State::Booking { .. },
+                Input::PaymentLink {
+                    booking_id,
+                    url,
+                    amount_kzt,
+                },
+            ) => {
+                let reply = with_buttons(
+                    texts::held_for_payment(amount_kzt, self.lang),
+                    vec![vec![self.pay_button(&url)]],
+                );
+                (
+                    State::AwaitingPayment {
+                        booking_id,
+                        url,
+                        amount_kzt,
+                    },
+                    say(vec![reply]),
+                )
+            }
+            (State::Booking { stay, .. }, Input::DatesTaken(alternatives)) => {
+                let sorry = texts::dates_taken(!alternatives.is_empty(), self.lang);
+                if alternatives.is_empty() {
+                    self.fail(self.check_in_state(&stay.city, stay.check_in), sorry)
+                } else {
+                    self.fail(
+                        State::Browsing {
+                            stay: stay.clone(),
+                            offers: alternatives,
+                            page: 0,
+                        },
+                        sorry,
+                    )
+                }
+            }
+            (State::Booking { stay, offer }, Input::Failed(Failure::Unavailable)) => self.fail(
+                State::Confirming {
+                    stay: stay.clone(),
+                    offer: offer.clone(),
+                },
+                texts::try_again(self.lang),
+            ),
+            (State::Booking { stay, .. }, Input::Failed(Failure::NotAllowed)) => self.fail(
+                self.check_in_state(&stay.city, stay.check_in),
+                texts::not_allowed(self.lang),
+            ),
+
+            (State::ListingBookings { for_cancel }, Input::Bookings(list)) => {
+                if !for_cancel {
+                    return (
+                        State::Idle,
+                        say(vec![plain(texts::bookings_list(&list, self.lang))]),
+                    );
+                }
+                let bookings: Vec<BookingSummary> = list
+                    .into_iter()
+                    .filter(|b| b.status == "held" || b.status == "confirmed")
+                    .collect();
+                if bookings.is_empty() {
+                    (
+                        State::Idle,
+                        say(vec![plain(texts::nothing_to_cancel(self.lang))]),
+                    )
+                } else {
+                    self.show(State::ChoosingCancellation { bookings })
+                }
+            }
+            (State::ListingBookings { .. }, Input::Failed(Failure::Unavailable)) => {
+                (State::Idle, say(vec![plain(texts::try_again(self.lang))]))
+            }
+
+            (
+                State::Cancelling { booking_id },
+                Input::Cancelled {
+                    booking_id: cancelled,
+                    refund_kzt,
+                },
+            ) if *booking_id == cancelled => (
+                State::Idle,
+                say(vec![plain(texts::cancelled(refund_kzt, self.lang))]),
+            ),
+            (State::Cancelling { .. }, Input::Failed(Failure::CannotCancel)) => (
+                State::Idle,
+                say(vec![plain(texts::cannot_cancel(self.lang))]),
+            ),
+            (State::Cancelling { .. }, Input::Failed(Failure::Unavailable)) => {
+                (State::Idle, say(vec![plain(texts::try_again(self.lang))]))
+            }
+
+            // Late or out of place: nothing to say.
+            _ => (state.clone(), nothing()),
+        }
+    }
+
+    // ----- prompts -----
+
+    /// Goes to `state` and shows its prompt.
+    fn show(&self, state: State) -> (State, Outcome) {
+        let replies = self.prompt(&state);
+        (state, say(replies))
+    }
+
+    /// "Please use the buttons" and the current prompt again.
+    fn stale(&self, state: &State) -> (State, Outcome) {
+        self.fail(state.clone(), texts::use_buttons(self.lang))
+    }
+
+    /// Goes to `state` and shows `text` before its prompt.
+    fn fail(&self, state: State, text: impl Into<String>) -> (State, Outcome) {
+        let text = text.into();
+        let mut replies = self.prompt(&state);
+        match replies.first_mut() {
+            // Photo cards (results) get a message of their own before them.
+            Some(first) if !matches!(state, State::Browsing { .. }) => {
+                first.text = format!("{text}\n\n{}", first.text);
+            }
+            _ => replies.insert(0, plain(text)),
+        }
+        (state, say(replies))
+    }
+
+    /// The messages that ask for what `state` waits for.
+    fn prompt(&self, state: &State) -> Vec<Reply> {
+        let lang = self.lang;
+        match state {
+            State::Idle => vec![with_buttons(texts::welcome(lang), self.city_keyboard())],
+            State::ChoosingCity => vec![with_buttons(texts::ask_city(lang), self.city_keyboard())],
+            State::ChoosingCheckIn { city, month } => {
+                let (first, last) = self.check_in_range();
+                let month = clamp_month(*month, first, last);
+                let mut rows = calendar::month_keyboard_until(month, first, Some(last), lang);
+                rows.push(self.back_cancel_row());
+                vec![with_buttons(texts::ask_check_in(city, month, lang), rows)]
+            }
+            State::ChoosingCheckOut {
+                check_in, month, ..
+            } => {
+                let (first, last) = check_out_range(*check_in);
+                let month = clamp_month(*month, first, last);
+                let mut rows = calendar::month_keyboard_until(month, first, Some(last), lang);
+                rows.push(self.back_cancel_row());
+                vec![with_buttons(
+                    texts::ask_check_out(*check_in, month, lang),
+                    rows,
+                )]
+            }
+            State::ChoosingGuests {
+                check_in,
+                check_out,
+                ..
+            } => {
+                let numbers: Vec<Button> = (1..=MAX_GUEST_BUTTONS)
+                    .map(|n| button(n.to_string(), format!("guests:{n}")))
+                    .collect();
+                let mut rows: Vec<Vec<Button>> =
+                    numbers.chunks(3).map(<[Button]>::to_vec).collect();
+                rows.push(self.back_cancel_row());
+                vec![with_buttons(
+                    texts::ask_guests(*check_in, *check_out, lang),
+                    rows,
+                )]
+            }
+            State::Browsing { stay, offers, page } => self.page(stay, offers, *page),
+            State::Confirming { stay, offer } => vec![with_buttons(
+                texts::confirm_booking(stay, offer, lang),
+                vec![
+                    vec![button(texts::book_and_pay_button(lang), "book")],
+                    self.back_cancel_row(),
+                ],
+            )],
+            State::AwaitingPayment {
+                url, amount_kzt, ..
+            } => vec![with_buttons(
+                texts::payment_reminder(*amount_kzt, lang),
+                vec![vec![self.pay_button(url)]],
+            )],
+            State::ChoosingCancellation { bookings } => {
+                let mut rows: Vec<Vec<Button>> = bookings
+                    .iter()
+                    .map(|b| {
+                        vec![button(
+                            texts::booking_label(b),
+                            format!("cancelbk:{}", b.booking_id),
+                        )]
+                    })
+                    .collect();
+                rows.push(self.cancel_row());
+                vec![with_buttons(texts::choose_cancellation(lang), rows)]
+            }
+            // No "✖ cancel" here: next to "Yes, cancel it" it would read as the same thing.
+            State::ConfirmingCancellation { booking } => vec![with_buttons(
+                texts::confirm_cancellation(booking, lang),
+                vec![
+                    vec![
+                        button(texts::yes_cancel_button(lang), "yes"),
+                        button(texts::no_button(lang), "no"),
+                    ],
+                    vec![button(texts::back_button(lang), "back")],
+                ],
+            )],
+            State::ChoosingLang => {
+                let langs = texts::lang_options()
+                    .iter()
+                    .map(|(label, l)| button(*label, format!("lang:{}", l.code())))
+                    .collect();
+                vec![with_buttons(
+                    texts::choose_lang(lang),
+                    vec![langs, self.cancel_row()],
+                )]
+            }
+            State::Searching { .. }
+            | State::Booking { .. }
+            | State::ListingBookings { .. }
+            | State::Cancelling { .. } => vec![plain(texts::please_wait(lang))],
+        }
+    }
+
+    /// One card per offer of `page`, then the page's navigation.
+    fn page(&self, stay: &Stay, offers: &[Offer], page: usize) -> Vec<Reply> {
+        let lang = self.lang;
+        let pages = offers.len().div_ceil(PAGE_SIZE).max(1);
+        let page = page.min(pages - 1);
+        let mut replies: Vec<Reply> = offers
+            .iter()
+            .skip(page * PAGE_SIZE)
+            .take(PAGE_SIZE)
+            .map(|offer| Reply {
+                text: texts::offer_card(offer, stay, lang),
+                photo: offer.photo.clone(),
+                buttons: vec![vec![button(
+                    texts::book_button(lang),
+                    format!("pick:{}", offer.listing_id),
+                )]],
+            })
+            .collect();
+        let mut rows = Vec::new();
+        if page + 1 < pages {
+            rows.push(vec![button(texts::more_button(lang), "more")]);
+        }
+        rows.push(self.back_cancel_row());
+        replies.push(with_buttons(
+            texts::results_page(offers.len(), page + 1, pages, lang),
+            rows,
+        ));
+        replies
+    }
+
+    fn city_keyboard(&self) -> Vec<Vec<Button>> {
+        let cities: Vec<Button> = CITIES
+            .iter()
+            .map(|c| button(texts::city_name(c, self.lang), format!("city:{c}")))
+            .collect();
+        let mut rows: Vec<Vec<Button>> = cities.chunks(2).map(<[Button]>::to_vec).collect();
+        rows.push(self.cancel_row());
+        rows
+    }
+
+    fn back_cancel_row(&self) -> Vec<Button> {
+        vec![
+            button(texts::back_button(self.lang), "back"),
+            button(texts::cancel_button(self.lang), "cancel"),
+        ]
+    }
+
+    fn cancel_row(&self) -> Vec<Button> {
+        vec![button(texts::cancel_button(self.lang), "cancel")]
+    }
+
+    fn pay_button(&self, url: &str) -> Button {
+        Button {
+            label: texts::pay_button(self.lang).to_string(),
+            data: "pay".to_string(),
+            url: Some(url.to_string()),
+        }
+    }
+
+    // ----- dates -----
+
+    /// Check-in days on offer: today to two years ahead.
+    fn check_in_range(&self) -> (NaiveDate, NaiveDate) {
+        let last = self
+            .today
+            .checked_add_days(Days::new(MAX_DAYS_AHEAD))
+            .unwrap_or(self.today);
+        (self.today, last)
+    }
+
+    /// Whether `month` is a first of month that a picker for `first..=last` may show.
+    fn month_in(&self, month: NaiveDate, first: NaiveDate, last: NaiveDate) -> bool {
+        month == month_start(month) && month >= month_start(first) && month <= month_start(last)
+    }
+
+    /// Choosing the check-in in `city`, showing `month` (kept within the allowed months).
+    fn check_in_state(&self, city: &str, month: NaiveDate) -> State {
+        let (first, last) = self.check_in_range();
+        State::ChoosingCheckIn {
+            city: city.to_string(),
+            month: clamp_month(month, first, last),
+        }
+    }
+}
+
+/// Check-out days for `check_in`: the next day up to [`MAX_NIGHTS`] later.
+fn check_out_range(check_in: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let first = check_in.succ_opt().unwrap_or(check_in);
+    let last = check_in
+        .checked_add_days(Days::new(MAX_NIGHTS))
+        .unwrap_or(first);
+    (first, last)
+}
+
+fn search(stay: &Stay) -> Effect {
+    Effect::Search {
+        city: stay.city.clone(),
+        check_in: stay.check_in,
+        check_out: stay.check_out,
+        guests: stay.guests,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    /// The guest's local date in these tests.
+    fn today() -> NaiveDate {
+        ymd(2025, 8, 20)
+    }
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn offer(n: u128) -> Offer {
+        Offer {
+            listing_id: id(n),
+            title: format!("Flat {n}"),
+            city: "Almaty".into(),
+            nightly_price_kzt: 20_000,
+            total_kzt: 65_000,
+            max_guests: 4,
+            photo: Some(format!("https://img.example/{n}.jpg")),
+            rating: match n % 2 {
+                0 => Some(4.5),
+                _ => None,
+            },
+        }
+    }
+
+    fn offers(n: u128) -> Vec<Offer> {
+        (1..=n).map(offer).collect()
+    }
+
+    fn stay() -> Stay {
+        Stay {
+            city: "Almaty".into(),
+            check_in: ymd(2025, 8, 25),
+            check_out: ymd(2025, 8, 28),
+            guests: 2,
+        }
+    }
+
+    fn summary(n: u128, status: &str) -> BookingSummary {
+        BookingSummary {
+            booking_id: id(100 + n),
+            title: format!("Loft {n}"),
+            check_in: ymd(2025, 9, 1),
+            check_out: ymd(2025, 9, 4),
+            status: status.into(),
+            total_kzt: 45_000,
+        }
+    }
+
+    fn at(state: State) -> Dialogue {
+        Dialogue {
+            state,
+            lang: Lang::Ru,
+        }
+    }
+
+    fn all_buttons(replies: &[Reply]) -> Vec<&Button> {
+        replies
+            .iter()
+            .flat_map(|r| r.buttons.iter().flatten())
+            .collect()
+    }
+
+    fn has_button(replies: &[Reply], data: &str) -> bool {
+        all_buttons(replies).iter().any(|b| b.data == data)
+    }
+
+    fn last_row_data(reply: &Reply) -> Vec<String> {
+        reply
+            .buttons
+            .last()
+            .unwrap()
+            .iter()
+            .map(|b| b.data.clone())
+            .collect()
+    }
+
+    /// A guest talking to the bot: counts their actions and checks that every tap is on a
+    /// button they were shown.
+    struct Guest {
+        dialogue: Dialogue,
+        shown: Vec<Reply>,
+        actions: usize,
+    }
+
+    impl Guest {
+        fn new() -> Guest {
+            Guest {
+                dialogue: Dialogue::default(),
+                shown: Vec::new(),
+                actions: 0,
+            }
+        }
+
+        fn send(&mut self, input: Input) -> Outcome {
+            if matches!(input, Input::Command(_) | Input::Text(_) | Input::Choice(_)) {
+                self.actions += 1;
+            }
+            let (dialogue, outcome) = step(&self.dialogue, input, today());
+            self.dialogue = dialogue;
+            if !outcome.replies.is_empty() {
+                self.shown = outcome.replies.clone();
+            }
+            outcome
+        }
+
+        fn tap(&mut self, data: &str) -> Outcome {
+            assert!(
+                has_button(&self.shown, data),
+                "no button {data} in {:#?}",
+                self.shown
+            );
+            self.send(Input::Choice(data.into()))
+        }
+
+        fn state(&self) -> &State {
+            &self.dialogue.state
+        }
+    }
+
+    fn check_in_at(city: &str, month: NaiveDate) -> State {
+        State::ChoosingCheckIn {
+            city: city.into(),
+            month,
+        }
+    }
+
+    fn check_out_at(check_in: NaiveDate, month: NaiveDate) -> State {
+        State::ChoosingCheckOut {
+            city: "Almaty".into(),
+            check_in,
+            month,
+        }
+    }
+
+    fn guests_at() -> State {
+        State::ChoosingGuests {
+            city: "Almaty".into(),
+            check_in: ymd(2025, 8, 25),
+            check_out: ymd(2025, 8, 28),
+        }
+    }
+
+    fn browsing(n: u128, page: usize) -> State {
+        State::Browsing {
+            stay: stay(),
+            offers: offers(n),
+            page,
+        }
+    }
+
+    fn confirming() -> State {
+        State::Confirming {
+            stay: stay(),
+            offer: offer(2),
+        }
+    }
+
+    fn booking() -> State {
+        State::Booking {
+            stay: stay(),
+            offer: offer(2),
+        }
+    }
+
+    /// Drives a fresh guest from /start to the search results.
+    fn to_results(guest: &mut Guest) {
+        guest.send(Input::Command(Command::Start));
+        guest.tap("city:Almaty");
+        guest.tap("day:2025-08-25");
+        guest.tap("day:2025-08-28");
+        let out = guest.tap("guests:2");
+        assert!(matches!(out.effect, Some(Effect::Search { .. })));
+        guest.send(Input::Found(offers(7)));
+    }
+
+    #[test]
+    fn happy_path_from_start_to_the_kaspi_button() {
+        let mut g = Guest::new();
+
+        let out = g.send(Input::Command(Command::Start));
+        assert_eq!(*g.state(), State::ChoosingCity);
+        assert_eq!(out.replies.len(), 1);
+        assert_eq!(out.replies[0].text, texts::welcome(Lang::Ru));
+        let rows = &out.replies[0].buttons;
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0][0].data, "city:Almaty");
+        assert_eq!(rows[0][1].data, "city:Astana");
+        assert_eq!(rows[0][0].label, "Алматы");
+        assert_eq!(rows[2].len(), 1);
+        assert_eq!(last_row_data(&out.replies[0]), ["cancel"]);
+
+        let out = g.tap("city:Almaty");
+        assert_eq!(*g.state(), check_in_at("Almaty", ymd(2025, 8, 1)));
+        let reply = &out.replies[0];
+        assert!(reply.text.contains("Алматы"));
+        assert!(reply.text.contains("Август 2025"));
+        assert_eq!(reply.buttons[0][0].data, "day:2025-08-20");
+        assert!(!has_button(&out.replies, "day:2025-08-19"));
+        assert_eq!(last_row_data(reply), ["back", "cancel"]);
+
+        let out = g.tap("day:2025-08-25");
+        assert_eq!(*g.state(), check_out_at(ymd(2025, 8, 25), ymd(2025, 8, 1)));
+        assert_eq!(out.replies[0].buttons[0][0].data, "day:2025-08-26");
+        assert!(out.replies[0].text.contains("25.08.2025"));
+
+        let out = g.tap("day:2025-08-28");
+        assert_eq!(*g.state(), guests_at());
+        let reply = &out.replies[0];
+        assert!(reply.text.contains("3 ночи"));
+        let guests: Vec<&Button> = all_buttons(&out.replies)
+            .into_iter()
+            .filter(|b| b.data.starts_with("guests:"))
+            .collect();
+        assert_eq!(guests.len(), MAX_GUEST_BUTTONS as usize);
+        assert_eq!(guests[0].data, "guests:1");
+        assert_eq!(last_row_data(reply), ["back", "cancel"]);
+
+        let out = g.tap("guests:2");
+        assert_eq!(*g.state(), State::Searching { stay: stay() });
+        assert!(out.replies.is_empty());
+        assert_eq!(
+            out.effect,
+            Some(Effect::Search {
+                city: "Almaty".into(),
+                check_in: ymd(2025, 8, 25),
+                check_out: ymd(2025, 8, 28),
+                guests: 2,
+            })
+        );
+
+        let out = g.send(Input::Found(offers(7)));
+        assert_eq!(*g.state(), browsing(7, 0));
+        assert_eq!(out.replies.len(), PAGE_SIZE + 1);
+        let card = &out.replies[1];
+        assert_eq!(card.photo.as_deref(), Some("https://img.example/2.jpg"));
+        for part in [
+            "Flat 2",
+            "Алматы",
+            "20 000 ₸",
+            "65 000 ₸",
+            "★ 4.5",
+            "3 ночи",
+        ] {
+            assert!(card.text.contains(part), "{part}: {}", card.text);
+        }
+        assert_eq!(
+            card.buttons,
+            vec![vec![button("Забронировать", format!("pick:{}", id(2)))]]
+        );
+        let nav = out.replies.last().unwrap();
+        assert!(nav.text.contains("1/2"));
+        assert_eq!(nav.buttons[0][0].data, "more");
+        assert_eq!(last_row_data(nav), ["back", "cancel"]);
+        assert!(out.effect.is_none());
+
+        let out = g.tap(&format!("pick:{}", id(2)));
+        assert_eq!(*g.state(), confirming());
+        let reply = &out.replies[0];
+        for part in [
+            "Flat 2",
+            "25.08.2025–28.08.2025",
+            "3 ночи",
+            "2 гостя",
+            "65 000 ₸",
+        ] {
+            assert!(reply.text.contains(part), "{part}: {}", reply.text);
+        }
+        assert_eq!(reply.buttons[0][0].data, "book");
+        assert_eq!(last_row_data(reply), ["back", "cancel"]);
+
+        let out = g.tap("book");
+        assert_eq!(*g.state(), booking());
+        assert!(out.replies.is_empty());
+        assert_eq!(
+            out.effect,
+            Some(Effect::Book {
+                listing_id: id(2),
+                check_in: ymd(2025, 8, 25),
+                check_out: ymd(2025, 8, 28),
+                guests: 2,
+            })
+        );
+
+        let out = g.send(Input::Booked {
+            booking_id: id(50),
+            total_kzt: 65_000,
+        });
+        assert_eq!(*g.state(), booking());
+        assert!(out.replies.is_empty());
+        assert_eq!(out.effect, Some(Effect::Pay { booking_id: id(50) }));
+
+        let url = "https://kaspi.kz/pay/50";
+        let out = g.send(Input::PaymentLink {
+            booking_id: id(50),
+            url: url.into(),
+            amount_kzt: 65_000,
+        });
+        assert_eq!(
+            *g.state(),
+            State::AwaitingPayment {
+                booking_id: id(50),
+                url: url.into(),
+                amount_kzt: 65_000,
+            }
+        );
+        assert!(out.effect.is_none());
+        let reply = &out.replies[0];
+        assert!(reply.text.contains("15 минут"));
+        assert!(reply.text.contains("65 000 ₸"));
+        assert!(reply.text.contains("/mybookings"));
+        let pay = &reply.buttons[0][0];
+        assert_eq!(pay.url.as_deref(), Some(url));
+        assert_eq!(pay.label, "Оплатить Kaspi");
+
+        assert!(g.actions <= 8, "{} actions to the Kaspi button", g.actions);
+        assert_eq!(g.actions, 7);
+
+        // Anything said now: the reminder with the same link.
+        let out = g.send(Input::Text("hello?".into()));
+        assert!(matches!(g.state(), State::AwaitingPayment { .. }));
+        assert_eq!(out.replies[0].buttons[0][0].url.as_deref(), Some(url));
+        let out = g.send(Input::Choice("back".into()));
+        assert!(matches!(g.state(), State::AwaitingPayment { .. }));
+        assert_eq!(out.replies[0].buttons[0][0].url.as_deref(), Some(url));
+    }
+
+    #[test]
+    fn english_after_lang() {
+        let mut g = Guest::new();
+        let out = g.send(Input::Command(Command::Lang));
+        assert_eq!(*g.state(), State::ChoosingLang);
+        let data: Vec<&str> = out.replies[0].buttons[0]
+            .iter()
+            .map(|b| b.data.as_str())
+            .collect();
+        assert_eq!(data, ["lang:ru", "lang:kk", "lang:en"]);
+        let labels: Vec<&str> = out.replies[0].buttons[0]
+            .iter()
+            .map(|b| b.label.as_str())
+            .collect();
+        assert_eq!(labels, ["Русский", "Қазақша", "English"]);
+
+        let out = g.tap("lang:en");
+        assert_eq!(g.dialogue.lang, Lang::En);
+        assert_eq!(*g.state(), State::Idle);
+        assert_eq!(out.replies[0].text, texts::lang_set(Lang::En));
+        assert!(out.replies[0].text.contains("/start"));
+
+        let en = g.send(Input::Command(Command::Start));
+        let ru = step(
+            &Dialogue::default(),
+            Input::Command(Command::Start),
+            today(),
+        )
+        .1;
+        assert_ne!(en.replies[0].text, ru.replies[0].text);
+        assert_eq!(en.replies[0].text, texts::welcome(Lang::En));
+        assert_eq!(en.replies[0].buttons[0][0].label, "Almaty");
+        assert_eq!(last_row_data(&en.replies[0]), ["cancel"]);
+        assert_eq!(en.replies[0].buttons[3][0].label, "✖ Cancel");
+
+        let out = g.tap("city:Almaty");
+        assert!(out.replies[0].text.contains("Check-in"));
+        assert!(out.replies[0].text.contains("August 2025"));
+        assert_eq!(g.dialogue.lang, Lang::En);
+
+        // A typed language too, and Kazakh.
+        let mut g = Guest::new();
+        g.send(Input::Command(Command::Lang));
+        let out = g.send(Input::Text("қазақша".into()));
+        assert_eq!(g.dialogue.lang, Lang::Kk);
+        assert_eq!(out.replies[0].text, texts::lang_set(Lang::Kk));
+    }
+
+    #[test]
+    fn lang_prompt_refuses_other_input_and_can_be_cancelled() {
+        let d = at(State::ChoosingLang);
+        let (next, out) = step(&d, Input::Text("deutsch".into()), today());
+        assert_eq!(next, d);
+        assert!(out.replies[0]
+            .text
+            .starts_with(texts::use_buttons(Lang::Ru)));
+        assert!(has_button(&out.replies, "lang:en"));
+        let (next, out) = step(&d, Input::Choice("cancel".into()), today());
+        assert_eq!(next.state, State::Idle);
+        assert_eq!(out.replies[0].text, texts::stopped(Lang::Ru));
+    }
+
+    #[test]
+    fn back_at_each_step() {
+        let cases = [
+            (
+                check_in_at("Almaty", ymd(2025, 9, 1)),
+                State::ChoosingCity,
+                texts::ask_city(Lang::Ru).to_string(),
+            ),
+            (
+                check_out_at(ymd(2025, 8, 25), ymd(2025, 9, 1)),
+                check_in_at("Almaty", ymd(2025, 8, 1)),
+                "Дата заезда".to_string(),
+            ),
+            (
+                guests_at(),
+                check_out_at(ymd(2025, 8, 25), ymd(2025, 8, 1)),
+                "Дата выезда".to_string(),
+            ),
+            (
+                browsing(7, 1),
+                guests_at(),
+                "Сколько будет гостей".to_string(),
+            ),
+        ];
+        for (from, to, text) in cases {
+            let (next, out) = step(&at(from.clone()), Input::Choice("back".into()), today());
+            assert_eq!(next.state, to, "back from {from:?}");
+            assert_eq!(out.replies.len(), 1);
+            assert!(
+                out.replies[0].text.contains(&text),
+                "{}",
+                out.replies[0].text
+            );
+            assert!(out.effect.is_none());
+        }
+
+        // Confirming → the results again, page one (searched afresh).
+        let (next, out) = step(&at(confirming()), Input::Choice("back".into()), today());
+        assert_eq!(next.state, State::Searching { stay: stay() });
+        assert_eq!(out.effect, Some(search(&stay())));
+        let (next, out) = step(&next, Input::Found(offers(7)), today());
+        assert_eq!(next.state, browsing(7, 0));
+        assert_eq!(out.replies.len(), PAGE_SIZE + 1);
+
+        // No back from the city: it is no button there, and a stale one is refused.
+        let (next, out) = step(
+            &at(State::ChoosingCity),
+            Input::Choice("back".into()),
+            today(),
+        );
+        assert_eq!(next.state, State::ChoosingCity);
+        assert!(out.replies[0]
+            .text
+            .starts_with(texts::use_buttons(Lang::Ru)));
+    }
+
+    #[test]
+    fn cancel_at_each_step() {
+        let flow = [
+            State::ChoosingCity,
+            check_in_at("Almaty", ymd(2025, 8, 1)),
+            check_out_at(ymd(2025, 8, 25), ymd(2025, 8, 1)),
+            guests_at(),
+            browsing(7, 0),
+            confirming(),
+            State::ChoosingLang,
+            State::ChoosingCancellation {
+                bookings: vec![summary(1, "held")],
+            },
+            State::ConfirmingCancellation {
+                booking: summary(1, "held"),
+            },
+            State::Searching { stay: stay() },
+            booking(),
+        ];
+        for state in flow {
+            for input in [
+                Input::Choice("cancel".into()),
+                Input::Command(Command::Cancel),
+            ] {
+                let (next, out) = step(&at(state.clone()), input.clone(), today());
+                assert_eq!(next.state, State::Idle, "{input:?} in {state:?}");
+                assert_eq!(out.replies.len(), 1);
+                assert_eq!(out.replies[0].text, texts::stopped(Lang::Ru));
+                assert!(out.replies[0].text.contains("/start"));
+                assert!(out.effect.is_none());
+            }
+        }
+
+        // Each prompt of the flow ends with back/cancel (the city with cancel alone).
+        for state in [
+            check_in_at("Almaty", ymd(2025, 8, 1)),
+            check_out_at(ymd(2025, 8, 25), ymd(2025, 8, 1)),
+            guests_at(),
+            confirming(),
+        ] {
+            let (_, out) = step(&at(state.clone()), Input::Choice("?".into()), today());
+            assert_eq!(
+                last_row_data(out.replies.last().unwrap()),
+                ["back", "cancel"],
+                "{state:?}"
+            );
+        }
+        let (_, out) = step(&at(browsing(3, 0)), Input::Choice("?".into()), today());
+        assert_eq!(
+            last_row_data(out.replies.last().unwrap()),
+            ["back", "cancel"]
+        );
+        let (_, out) = step(&at(State::ChoosingCity), Input::Choice("?".into()), today());
+        assert_eq!(last_row_data(&out.replies[0]), ["cancel"]);
+
+        // From Idle or with a payment link out, /cancel is about cancelling a booking.
+        for state in [
+            State::Idle,
+            State::AwaitingPayment {
+                booking_id: id(1),
+                url: "u".into(),
+                amount_kzt: 1,
+            },
+        ] {
+            let (next, out) = step(&at(state), Input::Command(Command::Cancel), today());
+            assert_eq!(next.state, State::ListingBookings { for_cancel: true });
+            assert_eq!(out.effect, Some(Effect::ListBookings));
+            assert!(out.replies.is_empty());
+        }
+    }
+
+    #[test]
+    fn typed_city_dates_and_guests() {
+        let mut g = Guest::new();
+        g.send(Input::Command(Command::Start));
+        g.send(Input::Text("  алматы ".into()));
+        assert_eq!(*g.state(), check_in_at("Almaty", ymd(2025, 8, 1)));
+
+        let out = g.send(Input::Text("25.08".into()));
+        assert_eq!(*g.state(), check_out_at(ymd(2025, 8, 25), ymd(2025, 8, 1)));
+        assert!(has_button(&out.replies, "day:2025-08-26"));
+        assert!(!has_button(&out.replies, "day:2025-08-25"));
+
+        g.send(Input::Text("28.08.2025".into()));
+        assert_eq!(*g.state(), guests_at());
+
+        let out = g.send(Input::Text("two".into()));
+        assert_eq!(*g.state(), guests_at());
+        assert!(out.replies[0].text.starts_with(texts::bad_guests(Lang::Ru)));
+        let out = g.send(Input::Text("21".into()));
+        assert_eq!(*g.state(), guests_at());
+        assert!(out.replies[0].text.starts_with(texts::bad_guests(Lang::Ru)));
+
+        let out = g.send(Input::Text(" 12 ".into()));
+        let mut expected = stay();
+        expected.guests = 12;
+        assert_eq!(*g.state(), State::Searching { stay: expected });
+        assert!(matches!(
+            out.effect,
+            Some(Effect::Search { guests: 12, .. })
+        ));
+
+        // Other cities: canonical when known, as typed otherwise.
+        for (typed, city) in [
+            ("ASTANA", "Astana"),
+            ("Караганда", "Karaganda"),
+            ("Ақтау", "Aktau"),
+            (" Костанай ", "Костанай"),
+        ] {
+            let (next, _) = step(&at(State::ChoosingCity), Input::Text(typed.into()), today());
+            assert_eq!(next.state, check_in_at(city, ymd(2025, 8, 1)), "{typed}");
+        }
+        for bad in ["   ", &"x".repeat(101), "/weird"] {
+            let (next, out) = step(&at(State::ChoosingCity), Input::Text(bad.into()), today());
+            assert_eq!(next.state, State::ChoosingCity);
+            assert!(out.replies[0].text.starts_with(texts::bad_city(Lang::Ru)));
+            assert!(has_button(&out.replies, "city:Almaty"));
+        }
+        let (next, _) = step(
+            &at(State::ChoosingCity),
+            Input::Text("y".repeat(100)),
+            today(),
+        );
+        assert!(matches!(next.state, State::ChoosingCheckIn { .. }));
+
+        // A typed check-out without a year follows the check-in.
+        let d = at(check_out_at(ymd(2025, 12, 28), ymd(2025, 12, 1)));
+        let (next, _) = step(&d, Input::Text("03.01".into()), today());
+        assert_eq!(
+            next.state,
+            State::ChoosingGuests {
+                city: "Almaty".into(),
+                check_in: ymd(2025, 12, 28),
+                check_out: ymd(2026, 1, 3),
+            }
+        );
+    }
+
+    #[test]
+    fn past_and_bad_dates_are_refused() {
+        let d = at(check_in_at("Almaty", ymd(2025, 8, 1)));
+        for input in [
+            Input::Choice("day:2025-08-19".into()),
+            Input::Text("01.01.2020".into()),
+        ] {
+            let (next, out) = step(&d, input, today());
+            assert_eq!(next, d);
+            assert_eq!(out.replies.len(), 1);
+            assert!(out.replies[0].text.starts_with(texts::past_date(Lang::Ru)));
+            assert!(has_button(&out.replies, "day:2025-08-20"));
+        }
+        let (next, out) = step(&d, Input::Text("2028-01-01".into()), today());
+        assert_eq!(next, d);
+        assert!(out.replies[0]
+            .text
+            .starts_with(texts::too_far_ahead(Lang::Ru)));
+        let (next, out) = step(&d, Input::Text("завтра".into()), today());
+        assert_eq!(next, d);
+        assert!(out.replies[0].text.starts_with(texts::bad_date(Lang::Ru)));
+        // The last day allowed.
+        let (next, _) = step(&d, Input::Text("2027-08-20".into()), today());
+        assert!(matches!(next.state, State::ChoosingCheckOut { .. }));
+
+        let d = at(check_out_at(ymd(2025, 8, 25), ymd(2025, 8, 1)));
+        let (next, out) = step(&d, Input::Choice("day:2025-08-25".into()), today());
+        assert_eq!(next, d);
+        assert!(out.replies[0]
+            .text
+            .starts_with(&texts::check_out_not_after(ymd(2025, 8, 25), Lang::Ru)));
+        let (next, out) = step(&d, Input::Text("24.11.2025".into()), today());
+        assert_eq!(next, d);
+        assert!(out.replies[0]
+            .text
+            .starts_with(texts::stay_too_long(Lang::Ru)));
+        let (next, _) = step(&d, Input::Text("23.11.2025".into()), today());
+        assert!(matches!(next.state, State::ChoosingGuests { .. }));
+
+        // A check-in that has passed while the guest was away.
+        let d = at(check_out_at(ymd(2025, 8, 18), ymd(2025, 8, 1)));
+        let (next, out) = step(&d, Input::Choice("day:2025-08-22".into()), today());
+        assert_eq!(next.state, check_in_at("Almaty", ymd(2025, 8, 1)));
+        assert!(out.replies[0].text.starts_with(texts::past_date(Lang::Ru)));
+    }
+
+    #[test]
+    fn month_navigation() {
+        let d = at(check_in_at("Almaty", ymd(2025, 8, 1)));
+        let (_, out) = step(&d, Input::Choice("x".into()), today());
+        assert!(has_button(&out.replies, "month:2025-09-01"));
+        assert!(!has_button(&out.replies, "month:2025-07-01"));
+
+        let (next, out) = step(&d, Input::Choice("month:2025-09-01".into()), today());
+        assert_eq!(next.state, check_in_at("Almaty", ymd(2025, 9, 1)));
+        assert!(out.replies[0].text.contains("Сентябрь 2025"));
+        assert!(has_button(&out.replies, "day:2025-09-01"));
+        assert!(has_button(&out.replies, "month:2025-08-01"));
+
+        // Months out of reach are stale.
+        for bad in ["month:2025-07-01", "month:2027-09-01", "month:2025-09-15"] {
+            let (next, out) = step(&d, Input::Choice(bad.into()), today());
+            assert_eq!(next, d, "{bad}");
+            assert!(out.replies[0]
+                .text
+                .starts_with(texts::use_buttons(Lang::Ru)));
+        }
+
+        // The check-out picker ends 90 nights after the check-in.
+        let d = at(check_out_at(ymd(2025, 8, 25), ymd(2025, 8, 1)));
+        let (next, out) = step(&d, Input::Choice("month:2025-11-01".into()), today());
+        assert_eq!(next.state, check_out_at(ymd(2025, 8, 25), ymd(2025, 11, 1)));
+        assert!(has_button(&out.replies, "day:2025-11-23"));
+        assert!(!has_button(&out.replies, "day:2025-11-24"));
+        assert!(!has_button(&out.replies, "month:2025-12-01"));
+
+        // A check-in on the last day of a month opens the check-out on the next month.
+        let d = at(check_in_at("Almaty", ymd(2025, 8, 1)));
+        let (next, out) = step(&d, Input::Choice("day:2025-08-31".into()), today());
+        assert_eq!(next.state, check_out_at(ymd(2025, 8, 31), ymd(2025, 9, 1)));
+        assert_eq!(out.replies[0].buttons[0][0].data, "day:2025-09-01");
+    }
+
+    #[test]
+    fn results_pages_and_picks() {
+        let d = at(browsing(7, 0));
+        let (next, out) = step(&d, Input::Choice("more".into()), today());
+        assert_eq!(next.state, browsing(7, 1));
+        assert_eq!(out.replies.len(), 2 + 1);
+        let nav = out.replies.last().unwrap();
+        assert!(nav.text.contains("2/2"));
+        assert!(!has_button(&out.replies, "more"));
+        assert_eq!(nav.buttons.len(), 1);
+
+        // No page after the last one; a card of the first page still works.
+        let (again, out) = step(&next, Input::Choice("more".into()), today());
+        assert_eq!(again, next);
+        assert_eq!(out.replies[0].text, texts::use_buttons(Lang::Ru));
+        let (picked, _) = step(&next, Input::Choice(format!("pick:{}", id(1))), today());
+        assert_eq!(
+            picked.state,
+            State::Confirming {
+                stay: stay(),
+                offer: offer(1),
+            }
+        );
+
+        // An empty search: other dates.
+        let (next, out) = step(
+            &at(State::Searching { stay: stay() }),
+            Input::Found(vec![]),
+            today(),
+        );
+        assert_eq!(next.state, check_in_at("Almaty", ymd(2025, 8, 1)));
+        assert!(out.replies[0]
+            .text
+            .starts_with(&texts::nothing_found("Almaty", Lang::Ru)));
+        assert!(has_button(&out.replies, "day:2025-08-20"));
+    }
+
+    #[test]
+    fn stale_choices_reprompt() {
+        let d = at(check_in_at("Almaty", ymd(2025, 8, 1)));
+        let (next, out) = step(&d, Input::Choice("guests:2".into()), today());
+        assert_eq!(next, d);
+        assert_eq!(out.replies.len(), 1);
+        assert!(out.replies[0]
+            .text
+            .starts_with(texts::use_buttons(Lang::Ru)));
+        assert!(out.replies[0].text.contains("Дата заезда"));
+        assert!(has_button(&out.replies, "day:2025-08-20"));
+        assert!(out.effect.is_none());
+
+        // Results: the notice, then the page again.
+        let d = at(browsing(3, 0));
+        let (next, out) = step(&d, Input::Choice(format!("pick:{}", id(99))), today());
+        assert_eq!(next, d);
+        assert_eq!(out.replies.len(), 1 + 3 + 1);
+        assert_eq!(out.replies[0].text, texts::use_buttons(Lang::Ru));
+        assert!(out.replies[1].photo.is_some());
+        let (next, out) = step(&d, Input::Text("the first one".into()), today());
+        assert_eq!(next, d);
+        assert_eq!(out.replies[0].text, texts::use_buttons(Lang::Ru));
+
+        for state in [
+            State::ChoosingCity,
+            guests_at(),
+            confirming(),
+            State::ChoosingCancellation {
+                bookings: vec![summary(1, "held")],
+            },
+            State::ConfirmingCancellation {
+                booking: summary(1, "held"),
+            },
+        ] {
+            let (next, out) = step(
+                &at(state.clone()),
+                Input::Choice("day:2025-08-25".into()),
+                today(),
+            );
+            assert_eq!(next.state, state);
+            assert!(out.replies[0]
+                .text
+                .starts_with(texts::use_buttons(Lang::Ru)));
+            assert!(!out.replies.last().unwrap().buttons.is_empty());
+        }
+
+        // While an effect runs: please wait.
+        for state in [
+            State::Searching { stay: stay() },
+            booking(),
+            State::ListingBookings { for_cancel: false },
+            State::Cancelling { booking_id: id(1) },
+        ] {
+            let (next, out) = step(&at(state.clone()), Input::Text("hello".into()), today());
+            assert_eq!(next.state, state);
+            assert_eq!(out.replies[0].text, texts::please_wait(Lang::Ru));
+        }
+
+        // Idle: anything starts over.
+        let (next, out) = step(&Dialogue::default(), Input::Choice("book".into()), today());
+        assert_eq!(next.state, State::ChoosingCity);
+        assert_eq!(out.replies[0].text, texts::welcome(Lang::Ru));
+    }
+
+    #[test]
+    fn results_in_the_wrong_state_are_ignored() {
+        let inputs = [
+            Input::Found(offers(2)),
+            Input::Booked {
+                booking_id: id(1),
+                total_kzt: 1,
+            },
+            Input::DatesTaken(vec![]),
+            Input::PaymentLink {
+                booking_id: id(1),
+                url: "u".into(),
+                amount_kzt: 1,
+            },
+            Input::Bookings(vec![]),
+            Input::Cancelled {
+                booking_id: id(1),
+                refund_kzt: 1,
+            },
+            Input::Failed(Failure::Unavailable),
+            Input::Failed(Failure::NotAllowed),
+            Input::Failed(Failure::CannotCancel),
+        ];
+        for state in [State::Idle, State::ChoosingCity, guests_at(), confirming()] {
+            for input in inputs.clone() {
+                let d = at(state.clone());
+                let (next, out) = step(&d, input.clone(), today());
+                assert_eq!(next, d, "{input:?} in {state:?}");
+                assert_eq!(out, Outcome::default(), "{input:?} in {state:?}");
+            }
+        }
+        // A cancellation result for another booking.
+        let d = at(State::Cancelling { booking_id: id(1) });
+        let (next, out) = step(
+            &d,
+            Input::Cancelled {
+                booking_id: id(2),
+                refund_kzt: 5,
+            },
+            today(),
+        );
+        assert_eq!(next, d);
+        assert_eq!(out, Outcome::default());
+    }
+
+    #[test]
+    fn dates_taken_with_alternatives() {
+        let (next, out) = step(&at(booking()), Input::DatesTaken(offers(2)), today());
+        assert_eq!(
+            next.state,
+            State::Browsing {
+                stay: stay(),
+                offers: offers(2),
+                page: 0,
+            }
+        );
+        assert_eq!(out.replies.len(), 1 + 2 + 1);
+        assert_eq!(out.replies[0].text, texts::dates_taken(true, Lang::Ru));
+        assert!(out.replies[0].text.contains("только что забронировали"));
+        assert!(has_button(&out.replies, &format!("pick:{}", id(1))));
+        assert!(out.effect.is_none());
+    }
+
+    #[test]
+    fn dates_taken_then_book_an_alternative() {
+        let mut g = Guest::new();
+        to_results(&mut g);
+        g.tap(&format!("pick:{}", id(1)));
+        g.tap("book");
+        let out = g.send(Input::DatesTaken(vec![offer(8), offer(9)]));
+        assert_eq!(out.replies[0].text, texts::dates_taken(true, Lang::Ru));
+        g.tap(&format!("pick:{}", id(9)));
+        let out = g.tap("book");
+        assert!(matches!(out.effect, Some(Effect::Book { listing_id, .. }) if listing_id == id(9)));
+        let out = g.send(Input::Booked {
+            booking_id: id(60),
+            total_kzt: 65_000,
+        });
+        assert_eq!(out.effect, Some(Effect::Pay { booking_id: id(60) }));
+        let out = g.send(Input::PaymentLink {
+            booking_id: id(60),
+            url: "https://kaspi.kz/pay/60".into(),
+            amount_kzt: 65_000,
+        });
+        assert!(matches!(g.state(), State::AwaitingPayment { .. }));
+        assert!(out.replies[0].buttons[0][0].url.is_some());
+        assert_eq!(g.actions, 7 + 2);
+    }
+
+    #[test]
+    fn dates_taken_without_alternatives() {
+        let (next, out) = step(&at(booking()), Input::DatesTaken(vec![]), today());
+        assert_eq!(next.state, check_in_at("Almaty", ymd(2025, 8, 1)));
+        assert_eq!(out.replies.len(), 1);
+        assert!(out.replies[0]
+            .text
+            .starts_with(texts::dates_taken(false, Lang::Ru)));
+        assert!(has_button(&out.replies, "day:2025-08-25"));
+    }
+
+    #[test]
+    fn booking_failures() {
+        let (next, out) = step(&at(booking()), Input::Failed(Failure::Unavailable), today());
+        assert_eq!(next.state, confirming());
+        assert!(out.replies[0].text.starts_with(texts::try_again(Lang::Ru)));
+        assert_eq!(out.replies[0].buttons[0][0].data, "book");
+
+        let (next, out) = step(&at(booking()), Input::Failed(Failure::NotAllowed), today());
+        assert_eq!(next.state, check_in_at("Almaty", ymd(2025, 8, 1)));
+        assert!(out.replies[0]
+            .text
+            .starts_with(texts::not_allowed(Lang::Ru)));
+        assert!(has_button(&out.replies, "day:2025-08-20"));
+    }
+
+    #[test]
+    fn my_bookings() {
+        let (next, out) = step(
+            &at(guests_at()),
+            Input::Command(Command::MyBookings),
+            today(),
+        );
+        assert_eq!(next.state, State::ListingBookings { for_cancel: false });
+        assert_eq!(out.effect, Some(Effect::ListBookings));
+        assert!(out.replies.is_empty());
+
+        let list = vec![summary(1, "confirmed"), summary(2, "completed")];
+        let (next, out) = step(&next, Input::Bookings(list), today());
+        assert_eq!(next.state, State::Idle);
+        let text = &out.replies[0].text;
+        for part in [
+            "Loft 1",
+            "Loft 2",
+            "01.09.2025–04.09.2025",
+            "подтверждено",
+            "завершено",
+            "45 000 ₸",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+
+        let d = at(State::ListingBookings { for_cancel: false });
+        let (next, out) = step(&d, Input::Bookings(vec![]), today());
+        assert_eq!(next.state, State::Idle);
+        assert_eq!(out.replies[0].text, texts::no_bookings(Lang::Ru));
+        assert!(out.replies[0].text.contains("/start"));
+    }
+
+    #[test]
+    fn cancelling_a_booking() {
+        let mut g = Guest::new();
+        let out = g.send(Input::Command(Command::Cancel));
+        assert_eq!(*g.state(), State::ListingBookings { for_cancel: true });
+        assert_eq!(out.effect, Some(Effect::ListBookings));
+
+        let list = vec![
+            summary(1, "held"),
+            summary(2, "completed"),
+            summary(3, "confirmed"),
+            summary(4, "cancelled"),
+        ];
+        let out = g.send(Input::Bookings(list));
+        assert_eq!(
+            *g.state(),
+            State::ChoosingCancellation {
+                bookings: vec![summary(1, "held"), summary(3, "confirmed")],
+            }
+        );
+        let reply = &out.replies[0];
+        assert_eq!(reply.buttons.len(), 3);
+        assert_eq!(reply.buttons[0][0].data, format!("cancelbk:{}", id(101)));
+        assert_eq!(reply.buttons[0][0].label, "Loft 1 · 01.09–04.09");
+        assert_eq!(last_row_data(reply), ["cancel"]);
+
+        // Not in the list: stale.
+        let out = g.send(Input::Choice(format!("cancelbk:{}", id(102))));
+        assert!(matches!(g.state(), State::ChoosingCancellation { .. }));
+        assert!(out.replies[0]
+            .text
+            .starts_with(texts::use_buttons(Lang::Ru)));
+
+        let out = g.tap(&format!("cancelbk:{}", id(103)));
+        assert_eq!(
+            *g.state(),
+            State::ConfirmingCancellation {
+                booking: summary(3, "confirmed"),
+            }
+        );
+        let reply = &out.replies[0];
+        assert!(reply.text.contains("Loft 3"));
+        assert!(reply.text.contains("01.09.2025–04.09.2025"));
+        assert!(reply.text.contains("правила отмены"));
+        assert_eq!(reply.buttons[0][0].data, "yes");
+        assert_eq!(reply.buttons[0][1].data, "no");
+
+        // Back: the list again, fetched afresh.
+        let back = step(&g.dialogue, Input::Choice("back".into()), today());
+        assert_eq!(back.0.state, State::ListingBookings { for_cancel: true });
+        assert_eq!(back.1.effect, Some(Effect::ListBookings));
+
+        // No: kept.
+        let no = step(&g.dialogue, Input::Choice("no".into()), today());
+        assert_eq!(no.0.state, State::Idle);
+        assert_eq!(no.1.replies[0].text, texts::booking_kept(Lang::Ru));
+
+        let out = g.tap("yes");
+        assert_eq!(
+            *g.state(),
+            State::Cancelling {
+                booking_id: id(103)
+            }
+        );
+        assert_eq!(
+            out.effect,
+            Some(Effect::CancelBooking {
+                booking_id: id(103)
+            })
+        );
+        assert!(out.replies.is_empty());
+
+        let cancelling = g.dialogue.clone();
+        let out = g.send(Input::Cancelled {
+            booking_id: id(103),
+            refund_kzt: 15_000,
+        });
+        assert_eq!(*g.state(), State::Idle);
+        assert!(out.replies[0].text.contains("15 000 ₸"));
+        assert!(out.replies[0].text.contains("Kaspi"));
+
+        let (next, out) = step(
+            &cancelling,
+            Input::Cancelled {
+                booking_id: id(103),
+                refund_kzt: 0,
+            },
+            today(),
+        );
+        assert_eq!(next.state, State::Idle);
+        assert_eq!(out.replies[0].text, texts::cancelled(0, Lang::Ru));
+        assert!(!out.replies[0].text.contains('₸'));
+
+        let (next, out) = step(&cancelling, Input::Failed(Failure::CannotCancel), today());
+        assert_eq!(next.state, State::Idle);
+        assert_eq!(out.replies[0].text, texts::cannot_cancel(Lang::Ru));
+
+        // Nothing cancellable.
+        let d = at(State::ListingBookings { for_cancel: true });
+        let (next, out) = step(&d, Input::Bookings(vec![summary(1, "completed")]), today());
+        assert_eq!(next.state, State::Idle);
+        assert_eq!(out.replies[0].text, texts::nothing_to_cancel(Lang::Ru));
+    }
+
+    #[test]
+    fn review_rating_from_any_state() {
+        let booking_id = id(77);
+        for state in [State::Idle, guests_at(), browsing(3, 0)] {
+            let d = at(state.clone());
+            let (next, out) = step(&d, Input::Choice(format!("rate:{booking_id}:4")), today());
+            assert_eq!(next, d);
+            assert!(out.replies.is_empty());
+            assert_eq!(
+                out.effect,
+                Some(Effect::Review {
+                    booking_id,
+                    rating: 4,
+                })
+            );
+            let (next, out) = step(&d, Input::Reviewed { booking_id }, today());
+            assert_eq!(next, d);
+            assert_eq!(out.replies.len(), 1);
+            assert_eq!(out.replies[0].text, texts::thanks_for_rating(Lang::Ru));
+            assert!(out.effect.is_none());
+            let (next, out) = step(&d, Input::Failed(Failure::CannotReview), today());
+            assert_eq!(next, d);
+            assert_eq!(out.replies[0].text, texts::cannot_review(Lang::Ru));
+        }
+        // Out of range: not a rating.
+        let d = at(guests_at());
+        for bad in [
+            format!("rate:{booking_id}:0"),
+            format!("rate:{booking_id}:6"),
+            "rate:x:3".to_string(),
+        ] {
+            let (next, out) = step(&d, Input::Choice(bad.clone()), today());
+            assert_eq!(next, d, "{bad}");
+            assert!(out.effect.is_none());
+            assert!(out.replies[0]
+                .text
+                .starts_with(texts::use_buttons(Lang::Ru)));
+        }
+        // The notification's buttons are what the conversation takes.
+        let notice = texts::notice(
+            &crate::Notice::ReviewRequest {
+                booking_id,
+                title: "Loft".into(),
+            },
+            Lang::Ru,
+        );
+        let five = &notice.buttons[0][4];
+        let (_, out) = step(&d, Input::Choice(five.data.clone()), today());
+        assert_eq!(
+            out.effect,
+            Some(Effect::Review {
+                booking_id,
+                rating: 5
+            })
+        );
+    }
+
+    #[test]
+    fn help_keeps_the_state() {
+        let d = at(guests_at());
+        let (next, out) = step(&d, Input::Command(Command::Help), today());
+        assert_eq!(next, d);
+        assert_eq!(out.replies[0].text, texts::help(Lang::Ru));
+        assert!(out.effect.is_none());
+    }
+
+    #[test]
+    fn start_from_anywhere() {
+        for state in [
+            guests_at(),
+            booking(),
+            State::ChoosingLang,
+            State::AwaitingPayment {
+                booking_id: id(1),
+                url: "u".into(),
+                amount_kzt: 1,
+            },
+        ] {
+            let (next, out) = step(&at(state), Input::Command(Command::Start), today());
+            assert_eq!(next.state, State::ChoosingCity);
+            assert_eq!(out.replies[0].text, texts::welcome(Lang::Ru));
+        }
+    }
+
+    #[test]
+    fn serde_round_trip_of_every_state() {
+        let states = [
+            State::Idle,
+            State::ChoosingCity,
+            check_in_at("Almaty", ymd(2025, 8, 1)),
+            check_out_at(ymd(2025, 8, 25), ymd(2025, 8, 1)),
+            guests_at(),
+            State::Searching { stay: stay() },
+            browsing(7, 1),
+            confirming(),
+            booking(),
+            State::AwaitingPayment {
+                booking_id: id(5),
+                url: "https://kaspi.kz/pay/5".into(),
+                amount_kzt: 65_000,
+            },
+            State::ListingBookings { for_cancel: true },
+            State::ChoosingCancellation {
+                bookings: vec![summary(1, "held"), summary(2, "confirmed")],
+            },
+            State::ConfirmingCancellation {
+                booking: summary(1, "held"),
+            },
+            State::Cancelling { booking_id: id(9) },
+            State::ChoosingLang,
+        ];
+        for (i, state) in states.into_iter().enumerate() {
+            let lang = [Lang::Ru, Lang::Kk, Lang::En][i % 3];
+            let d = Dialogue { state, lang };
+            let json = serde_json::to_string(&d).unwrap();
+            let back: Dialogue = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, d, "{json}");
+        }
+        let json = serde_json::to_value(at(State::ChoosingCity)).unwrap();
+        assert_eq!(json["state"]["step"], "choosing_city");
+        assert_eq!(json["lang"], "ru");
+    }
+
+    #[test]
+    fn every_text_differs_between_languages() {
+        // The same step in the three languages gives three different replies.
+        let inputs = [
+            (State::Idle, Input::Command(Command::Start)),
+            (State::Idle, Input::Command(Command::Help)),
+            (guests_at(), Input::Choice("cancel".into())),
+            (booking(), Input::DatesTaken(vec![])),
+            (browsing(2, 0), Input::Choice("?".into())),
+            (confirming(), Input::Choice("?".into())),
+        ];
+        for (state, input) in inputs {
+            let texts: Vec<String> = [Lang::Ru, Lang::Kk, Lang::En]
+                .into_iter()
+                .map(|lang| {
+                    let (_, out) = step(
+                        &Dialogue {
+                            state: state.clone(),
+                            lang,
+                        },
+                        input.clone(),
+                        today(),
+                    );
+                    out.replies
+                        .iter()
+                        .map(|r| r.text.clone())
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect();
+            assert_ne!(texts[0], texts[1], "{state:?} {input:?}");
+            assert_ne!(texts[0], texts[2], "{state:?} {input:?}");
+            assert_ne!(texts[1], texts[2], "{state:?} {input:?}");
+        }
+    }
+}

@@ -742,3 +742,56 @@ async fn telegram_login_widget_gives_a_guest_token() {
     assert_eq!(res.status(), 401, "a forged id");
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_the_whatsapp_window_only_the_template_goes_out() {
+    let telegram = FakeTelegram::start().await;
+    let twilio = FakeTwilio::start().await;
+    let Some(app) = spawn_app_with(
+        Backend::Sqlite,
+        "outside_the_whatsapp_window_only_the_template_goes_out",
+        &[
+            ("TWILIO_ACCOUNT_SID", TWILIO_SID),
+            ("TWILIO_AUTH_TOKEN", TWILIO_TOKEN),
+            ("TWILIO_API_URL", &twilio.url),
+            ("TWILIO_WHATSAPP_FROM", "whatsapp:+14155238886"),
+            ("TWILIO_TEMPLATE_SID", "HXtemplate0001"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let _ = telegram;
+    let title = "Квартира у моря";
+    let flat = listing(&app, title, 25_000).await;
+    let mut guest = WaGuest::new(&app, &twilio, "+77015550003");
+    guest.say("start").await;
+    // The guest last wrote two days ago; then their booking (made on the web) is cancelled.
+    let user = api::chat::guest_id(bots::Channel::WhatsApp, "+77015550003");
+    store::with_pool!(&app.db, pool => {
+        sqlx::query("UPDATE bot_chats SET last_inbound_at = $1")
+            .bind(chrono::Utc::now() - chrono::Duration::days(2))
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    let token = app.token(Role::Guest, user);
+    let (status, b) = app
+        .post("/api/v1/bookings", &token, &booking_body(flat, 5, 7, 1))
+        .await;
+    assert_eq!(status, 201, "{b}");
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/bookings/{}/cancel", b["id"].as_str().unwrap()),
+            &token,
+            &json!({"reason": "plans"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Held (with its link) and cancelled: both only as the template, with the text as its
+    // variable.
+    let sent = twilio.wait_for(&guest.number, title).await;
+    assert!(sent.starts_with('{'), "a template's variables: {sent}");
+    app.finish().await;
+}

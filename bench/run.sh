@@ -5,6 +5,7 @@
 #
 #   bench/run.sh                 # everything
 #   bench/run.sh search relay    # only these modes (seed runs first whenever a mode needs it)
+#   bench/run.sh payments        # Kaspi payments on SQLite and PostgreSQL (own scratch stores)
 #
 # Needs PostgreSQL (PG_ADMIN_URL, default postgres://postgres@127.0.0.1:5432/postgres) and, for
 # relay and lag, NATS with JetStream (NATS_URL, default nats://127.0.0.1:4222).
@@ -42,6 +43,7 @@ for m in "${modes[@]}"; do
         lag)     "$B" lag --pg-admin-url "$PG_ADMIN_URL" --nats-url "$NATS_URL" ;;
         rebuild) "$B" rebuild --database-url "$url" --pg-admin-url "$PG_ADMIN_URL" ;;
         booking) "$B" booking --pg-admin-url "$PG_ADMIN_URL" ;;
-        *) echo "unknown mode $m (search, relay, lag, rebuild, booking)" >&2; exit 2 ;;
+        payments) "$B" payments --pg-admin-url "$PG_ADMIN_URL" ;;
+        *) echo "unknown mode $m (search, relay, lag, rebuild, booking, payments)" >&2; exit 2 ;;
     esac
 done

@@ -51,6 +51,7 @@ pub fn setup(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Kaspi> {
     let timeout_attempts = |mut c: KaspiConfig| {
         c.timeout = k.timeout;
         c.attempts = k.attempts.max(1);
+        c.requests_per_second = k.requests_per_second.max(1);
         if let Some(t) = &k.device_token {
             c.device_token = t.clone();
         }

@@ -141,6 +141,8 @@ pub struct KaspiSettings {
     /// `KASPI_TIMEOUT_MS` per request (default 5000) and `KASPI_ATTEMPTS` (default 3).
     pub timeout: Duration,
     pub attempts: u32,
+    /// `KASPI_REQUESTS_PER_SECOND`: our limit on calls to Kaspi (default 10, Kaspi's).
+    pub requests_per_second: u32,
     /// `KASPI_CALLBACK_USER` / `KASPI_CALLBACK_PASSWORD`: HTTP basic credentials Kaspi sends
     /// to `/kaspi/callback/`. Required in live mode; generated for the sandbox.
     pub callback_user: Option<String>,
@@ -294,6 +296,11 @@ impl Settings {
                     5000,
                 )?),
                 attempts: num("KASPI_ATTEMPTS", get("KASPI_ATTEMPTS"), 3)?,
+                requests_per_second: num(
+                    "KASPI_REQUESTS_PER_SECOND",
+                    get("KASPI_REQUESTS_PER_SECOND"),
+                    10,
+                )?,
                 callback_user: get("KASPI_CALLBACK_USER"),
                 callback_password: get("KASPI_CALLBACK_PASSWORD").map(Secret::new),
                 callback_allow_ips: match get("KASPI_CALLBACK_ALLOW_IPS") {

@@ -241,7 +241,7 @@ async fn run_backend(args: &BookingArgs, bin: &Path, backend: Backend) -> Result
 
     let mut warnings = Vec::new();
     if let Some(db) = &database {
-        if let Err(e) = pg::drop_database(&args.pg_admin_url, db).await {
+        if let Err(e) = pg::drop_store(&args.pg_admin_url, db).await {
             warnings.push(format!("could not drop {db}: {e:#}"));
         }
     }

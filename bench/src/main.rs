@@ -11,6 +11,7 @@
 //! $B search  --database-url URL        # wrk against GET /api/v1/availability
 //! $B relay   --database-url URL        # store → JetStream, events/s
 //! $B lag                               # 1,000 bookings/s, projection lag per booking
+//! $B payments                          # Kaspi callbacks/s, duplicate storm, pay → confirmed
 //! $B seed --listings 0 --bookings 0 --database-url URL --total-events 1000000
 //! $B rebuild --database-url URL        # `zhilego projections rebuild all`, events/s
 //! $B drop --database-url URL           # drops a kept store and its `_read` database
@@ -24,6 +25,8 @@
 //! - `search` ([`search`]): `wrk` against the availability search and the catalogue.
 //! - `relay` ([`relay`]): `bus::Relay::relay_once` from checkpoint zero to a fresh stream.
 //! - `lag` ([`lag`]): open-loop bookings and the time until the projections have them.
+//! - `payments` ([`payments`]): Kaspi `pay` callbacks/s, duplicate notifications, and pay →
+//!   confirmed through the sandbox's payment page, on SQLite and PostgreSQL.
 //! - `rebuild` ([`rebuild`]): `zhilego projections rebuild all` over ≥ 1,000,000 events.
 //!
 //! `cargo run -p zhilego-bench` does not build the `zhilego` binary; the bench looks for it
@@ -33,6 +36,7 @@ mod booking;
 mod cpu;
 mod lag;
 mod load;
+mod payments;
 mod pg;
 mod rebuild;
 mod relay;
@@ -48,7 +52,7 @@ use std::path::{Path, PathBuf};
 #[command(
     name = "zhilego-bench",
     version,
-    about = "Benchmarks of the zhilego service: booking, seed, search, relay, projection lag, rebuild",
+    about = "Benchmarks of the zhilego service: booking, seed, search, relay, projection lag, payments, rebuild",
     long_about = "Without a subcommand: the booking-throughput bench (`booking`), which starts the \
         zhilego binary as a child process per backend, seeds listings, POSTs non-conflicting \
         bookings from concurrent workers for a fixed time, and reports bookings/s, latency \
@@ -74,6 +78,8 @@ enum Mode {
     Relay(relay::RelayArgs),
     /// Projection lag under a fixed booking rate (production mode with NATS).
     Lag(lag::LagArgs),
+    /// Kaspi payments: pay callbacks/s, duplicate storm, pay → confirmed via the sandbox.
+    Payments(payments::PaymentsArgs),
     /// Rebuild time of every projection over a large store.
     Rebuild(rebuild::RebuildArgs),
     /// Drop a store database kept by `seed` and its `<name>_read` database.
@@ -113,6 +119,7 @@ async fn main() {
         Some(Mode::Search(args)) => search::run(args).await,
         Some(Mode::Relay(args)) => relay::run(args).await,
         Some(Mode::Lag(args)) => lag::run(args).await,
+        Some(Mode::Payments(args)) => payments::run(args).await,
         Some(Mode::Rebuild(args)) => rebuild::run(args).await,
         Some(Mode::Drop(args)) => drop_store(args).await,
     };

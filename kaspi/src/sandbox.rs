@@ -87,7 +87,9 @@ impl Sandbox {
             public_url: Mutex::new(String::new()),
             callback: Mutex::new(None),
             book: Mutex::new(Book {
-                next_id: 100_000_001,
+                // Kaspi's ids (and the txn ids of its notifications) never repeat; a sandbox
+                // restarted over the same store must not reuse them either.
+                next_id: Utc::now().timestamp_millis(),
                 ..Book::default()
             }),
             faults: Mutex::new(Faults::default()),

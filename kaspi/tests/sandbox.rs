@@ -253,3 +253,32 @@ async fn requests_keep_to_ten_per_second() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_restarted_sandbox_never_reuses_payment_ids() {
+    let first = kaspi::Sandbox::new("k");
+    let (listener, url) = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        (l, url)
+    };
+    tokio::spawn(first.clone().serve(listener));
+    let client = kaspi::KaspiClient::new(kaspi::KaspiConfig::new(url, "k")).unwrap();
+    let a = client.create_link("ACC1", 100).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let second = kaspi::Sandbox::new("k");
+    let (listener, url) = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        (l, url)
+    };
+    tokio::spawn(second.clone().serve(listener));
+    let client = kaspi::KaspiClient::new(kaspi::KaspiConfig::new(url, "k")).unwrap();
+    let b = client.create_link("ACC2", 100).await.unwrap();
+    assert!(
+        b.payment_id > a.payment_id,
+        "{} then {}",
+        a.payment_id,
+        b.payment_id
+    );
+}

@@ -795,3 +795,78 @@ async fn outside_the_whatsapp_window_only_the_template_goes_out() {
     assert!(sent.starts_with('{'), "a template's variables: {sent}");
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_bot_settings_the_service_runs_and_the_bots_are_off() {
+    let Some(app) = spawn_app(
+        Backend::Sqlite,
+        "without_bot_settings_the_service_runs_and_the_bots_are_off",
+    )
+    .await
+    else {
+        return;
+    };
+    let res = app
+        .client
+        .post(app.url("/telegram/webhook/"))
+        .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
+        .json(&json!({"update_id": 1}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_and_json(res).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["code"], "bot_not_configured");
+    let res = app
+        .client
+        .post(app.url("/whatsapp/webhook/"))
+        .form(&[("Body", "start")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = app
+        .client
+        .post(app.url("/api/v1/auth/telegram"))
+        .json(&json!({"id": 1, "auth_date": 1, "hash": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let (status, _) = app.get("/healthz", None).await;
+    assert_eq!(status, 200);
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polling_answers_updates_without_a_webhook() {
+    let telegram = FakeTelegram::start().await;
+    let Some(app) = spawn_app_with(
+        Backend::Sqlite,
+        "long_polling_answers_updates_without_a_webhook",
+        &[
+            ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
+            ("TELEGRAM_API_URL", &telegram.url),
+            ("TELEGRAM_MODE", "polling"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let twilio = FakeTwilio::start().await;
+    let _ = &twilio;
+    let mut guest = TgGuest::new(&app, &telegram, 7501);
+    let update = guest.text_update("/start");
+    telegram.push_update(update.clone());
+    let welcome = telegram.wait_for(7501, "").await;
+    assert!(buttons_of(&welcome).iter().any(|(_, d)| d == "city:Almaty"));
+    // The same update polled again (Telegram repeats until the offset moves) is answered once.
+    telegram.push_update(update);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(telegram.sent_to(7501).len(), 1);
+    // The webhook is not open in polling mode.
+    let help = guest.text_update("/help");
+    assert_eq!(guest.post(help, SECRET).await, 401);
+    app.finish().await;
+}

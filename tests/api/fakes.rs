@@ -25,6 +25,8 @@ struct Inner {
     throttle: u32,
     throttled: u32,
     next_message_id: i64,
+    /// Updates waiting for `getUpdates` (long polling).
+    updates: Vec<Value>,
 }
 
 /// A Telegram Bot API at `url`: `POST /bot<token>/<method>`.
@@ -89,6 +91,24 @@ async fn bot_api(
     } else {
         serde_json::from_slice(&body).unwrap_or(Value::Null)
     };
+    if method == "getUpdates" {
+        // A long poll: answers what is queued from the offset on, or waits a little.
+        let offset = params["offset"].as_i64().unwrap_or(0);
+        for _ in 0..10 {
+            let ready: Vec<Value> = {
+                let mut inner = fake.inner.lock().unwrap();
+                inner
+                    .updates
+                    .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+                inner.updates.clone()
+            };
+            if !ready.is_empty() {
+                return Json(json!({"ok": true, "result": ready})).into_response();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        return Json(json!({"ok": true, "result": []})).into_response();
+    }
     let sends = matches!(method.as_str(), "sendMessage" | "sendPhoto");
     let mut inner = fake.inner.lock().unwrap();
     if sends && inner.throttle > 0 {
@@ -157,6 +177,11 @@ impl FakeTelegram {
                     || c.params["chat_id"].as_str() == Some(&chat.to_string())
             })
             .collect()
+    }
+
+    /// Queues an update for `getUpdates`.
+    pub fn push_update(&self, update: Value) {
+        self.inner.lock().unwrap().updates.push(update);
     }
 
     /// Answer the next `n` sends with 429 (retry after 1 s).

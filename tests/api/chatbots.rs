@@ -870,3 +870,61 @@ async fn long_polling_answers_updates_without_a_webhook() {
     assert_eq!(guest.post(help, SECRET).await, 401);
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_payment_link_is_retried_on_the_same_booking() {
+    let telegram = FakeTelegram::start().await;
+    let twilio = FakeTwilio::start().await;
+    let Some(app) = bot_app(
+        "a_failed_payment_link_is_retried_on_the_same_booking",
+        &telegram,
+        &twilio,
+    )
+    .await
+    else {
+        return;
+    };
+    let flat = listing(&app, "Квартира в центре", 21_000).await;
+    let mut guest = TgGuest::new(&app, &telegram, 7601);
+    let start = guest.say("/start").await;
+    let city = guest.tap(&button(&start, "city:Almaty")).await;
+    let tomorrow = domain::local_date(chrono::Utc::now()) + chrono::Duration::days(1);
+    let out = guest.pick_day(city, tomorrow).await;
+    let guests = guest
+        .pick_day(out, tomorrow + chrono::Duration::days(1))
+        .await;
+    guest.tap(&button(&guests, "guests:2")).await;
+    let confirm = guest.tap(&format!("pick:{flat}")).await;
+    let sandbox = app.state.kaspi.sandbox.as_ref().unwrap();
+    sandbox.set_faults(kaspi::Faults {
+        fail_requests: 100,
+        ..kaspi::Faults::default()
+    });
+    let failed = guest.tap(&button(&confirm, "book")).await;
+    assert!(!all_buttons(&failed)
+        .iter()
+        .any(|(_, d)| d.contains("/pay/")));
+    sandbox.set_faults(kaspi::Faults::default());
+    let again = guest.tap(&button(&failed, "book")).await;
+    assert!(
+        all_buttons(&again).iter().any(|(_, d)| d.contains("/pay/")),
+        "the held booking gets its link: {:#?}",
+        again.iter().map(text_of).collect::<Vec<_>>()
+    );
+    // Still one booking.
+    let token = app.token(
+        Role::Guest,
+        api::chat::guest_id(bots::Channel::Telegram, "7601"),
+    );
+    let mut count = 0;
+    for _ in 0..50 {
+        let (_, list) = app.get("/api/v1/bookings", Some(&token)).await;
+        count = list["items"].as_array().map_or(0, |a| a.len());
+        if count > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(count, 1);
+    app.finish().await;
+}

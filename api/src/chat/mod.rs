@@ -283,14 +283,28 @@ impl Chats {
                         total_kzt: w.value.total().0,
                     },
                     Err(FlowError::Listing(ListingError::DatesUnavailable)) => {
-                        let city = self
-                            .commands
-                            .listing(listing_id)
-                            .await
-                            .ok()
-                            .flatten()
-                            .map(|l| l.details.city)
-                            .unwrap_or_default();
+                        let listing = self.commands.listing(listing_id).await.ok().flatten();
+                        // The guest's own hold on these nights (its payment link failed before):
+                        // carry on with it rather than call it taken.
+                        let own = listing.as_ref().and_then(|l| {
+                            l.reservations.iter().find_map(|(booking, r)| {
+                                (r.guest_id == meta.actor.user_id
+                                    && r.range == range
+                                    && r.state == domain::listing::ReservationState::Held)
+                                    .then_some(*booking)
+                            })
+                        });
+                        if let Some(booking_id) = own {
+                            if let Ok(Some(b)) = self.commands.booking(booking_id).await {
+                                if b.status == domain::booking::BookingStatus::Held {
+                                    return Input::Booked {
+                                        booking_id,
+                                        total_kzt: b.total().0,
+                                    };
+                                }
+                            }
+                        }
+                        let city = listing.map(|l| l.details.city).unwrap_or_default();
                         let alternatives = self
                             .search(&city, check_in, check_out, guests)
                             .await

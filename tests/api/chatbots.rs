@@ -14,21 +14,20 @@ const TWILIO_SID: &str = "AC0000000000000000000000000000test";
 const TWILIO_TOKEN: &str = "twilio-auth-token";
 const DOOR_CODE: &str = "5521#";
 
+fn bot_env<'a>(telegram: &'a FakeTelegram, twilio: &'a FakeTwilio) -> [(&'static str, &'a str); 7] {
+    [
+        ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
+        ("TELEGRAM_API_URL", &telegram.url),
+        ("TELEGRAM_WEBHOOK_SECRET", SECRET),
+        ("TWILIO_ACCOUNT_SID", TWILIO_SID),
+        ("TWILIO_AUTH_TOKEN", TWILIO_TOKEN),
+        ("TWILIO_API_URL", &twilio.url),
+        ("TWILIO_WHATSAPP_FROM", "whatsapp:+14155238886"),
+    ]
+}
+
 async fn bot_app(test: &str, telegram: &FakeTelegram, twilio: &FakeTwilio) -> Option<TestApp> {
-    spawn_app_with(
-        Backend::Sqlite,
-        test,
-        &[
-            ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
-            ("TELEGRAM_API_URL", &telegram.url),
-            ("TELEGRAM_WEBHOOK_SECRET", SECRET),
-            ("TWILIO_ACCOUNT_SID", TWILIO_SID),
-            ("TWILIO_AUTH_TOKEN", TWILIO_TOKEN),
-            ("TWILIO_API_URL", &twilio.url),
-            ("TWILIO_WHATSAPP_FROM", "whatsapp:+14155238886"),
-        ],
-    )
-    .await
+    spawn_app_with(Backend::Sqlite, test, &bot_env(telegram, twilio)).await
 }
 
 /// A listing in Almaty with a photo and a door code; its title.
@@ -182,8 +181,9 @@ fn is_cyrillic(s: &str) -> bool {
     s.chars().any(|c| ('\u{0400}'..='\u{04FF}').contains(&c))
 }
 
-/// From `/start` to the Kaspi button for `listing`; gives the payment URL.
-async fn telegram_journey(guest: &mut TgGuest<'_>, listing: Uuid) -> String {
+/// From `/start` to the confirmation of `listing` for tomorrow, one night, two guests; gives
+/// the confirmation's replies.
+async fn up_to_confirmation(guest: &mut TgGuest<'_>, listing: Uuid) -> Vec<Call> {
     let start = guest.say("/start").await;
     let city = guest.tap(&button(&start, "city:Almaty")).await;
     let tomorrow = domain::local_date(chrono::Utc::now()) + chrono::Duration::days(1);
@@ -196,7 +196,12 @@ async fn telegram_journey(guest: &mut TgGuest<'_>, listing: Uuid) -> String {
         results.iter().any(|c| c.method == "sendPhoto"),
         "results are photo cards"
     );
-    let confirm = guest.tap(&format!("pick:{listing}")).await;
+    guest.tap(&format!("pick:{listing}")).await
+}
+
+/// From `/start` to the Kaspi button for `listing`; gives the payment URL.
+async fn telegram_journey(guest: &mut TgGuest<'_>, listing: Uuid) -> String {
+    let confirm = up_to_confirmation(guest, listing).await;
     let link = guest.tap(&button(&confirm, "book")).await;
     all_buttons(&link)
         .into_iter()
@@ -407,19 +412,7 @@ async fn a_conversation_survives_a_restart() {
 }
 
 async fn start_with(storage: Storage, telegram: &FakeTelegram, twilio: &FakeTwilio) -> TestApp {
-    start(
-        storage,
-        &[
-            ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
-            ("TELEGRAM_API_URL", &telegram.url),
-            ("TELEGRAM_WEBHOOK_SECRET", SECRET),
-            ("TWILIO_ACCOUNT_SID", TWILIO_SID),
-            ("TWILIO_AUTH_TOKEN", TWILIO_TOKEN),
-            ("TWILIO_API_URL", &twilio.url),
-            ("TWILIO_WHATSAPP_FROM", "whatsapp:+14155238886"),
-        ],
-    )
-    .await
+    start(storage, &bot_env(telegram, twilio)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,13 +435,7 @@ async fn two_guests_race_for_the_same_nights_and_the_loser_gets_alternatives() {
     // Both reach the confirmation of the same apartment and nights.
     let mut confirms = Vec::new();
     for g in [&mut a, &mut b] {
-        let start = g.say("/start").await;
-        let city = g.tap(&button(&start, "city:Almaty")).await;
-        let tomorrow = domain::local_date(chrono::Utc::now()) + chrono::Duration::days(1);
-        let out = g.pick_day(city, tomorrow).await;
-        let guests = g.pick_day(out, tomorrow + chrono::Duration::days(1)).await;
-        g.tap(&button(&guests, "guests:2")).await;
-        confirms.push(g.tap(&format!("pick:{wanted}")).await);
+        confirms.push(up_to_confirmation(g, wanted).await);
     }
     let won = a.tap(&button(&confirms[0], "book")).await;
     assert!(all_buttons(&won)
@@ -886,15 +873,7 @@ async fn a_failed_payment_link_is_retried_on_the_same_booking() {
     };
     let flat = listing(&app, "Квартира в центре", 21_000).await;
     let mut guest = TgGuest::new(&app, &telegram, 7601);
-    let start = guest.say("/start").await;
-    let city = guest.tap(&button(&start, "city:Almaty")).await;
-    let tomorrow = domain::local_date(chrono::Utc::now()) + chrono::Duration::days(1);
-    let out = guest.pick_day(city, tomorrow).await;
-    let guests = guest
-        .pick_day(out, tomorrow + chrono::Duration::days(1))
-        .await;
-    guest.tap(&button(&guests, "guests:2")).await;
-    let confirm = guest.tap(&format!("pick:{flat}")).await;
+    let confirm = up_to_confirmation(&mut guest, flat).await;
     let sandbox = app.state.kaspi.sandbox.as_ref().unwrap();
     sandbox.set_faults(kaspi::Faults {
         fail_requests: 100,

@@ -109,7 +109,10 @@ async fn bot_api(
         }
         return Json(json!({"ok": true, "result": []})).into_response();
     }
-    let sends = matches!(method.as_str(), "sendMessage" | "sendPhoto");
+    let sends = matches!(
+        method.as_str(),
+        "sendMessage" | "sendPhoto" | "sendMediaGroup"
+    );
     let mut inner = fake.inner.lock().unwrap();
     if sends && inner.throttle > 0 {
         inner.throttle -= 1;
@@ -143,6 +146,23 @@ async fn bot_api(
             "photo": [{"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1}],
             "caption": params["caption"]
         }),
+        "sendMediaGroup" => {
+            let media = match &params["media"] {
+                Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+                other => other.clone(),
+            };
+            let photos = media.as_array().map_or(1, |m| m.len());
+            let messages: Vec<Value> = (0..photos as i64)
+                .map(|k| {
+                    json!({
+                        "message_id": id * 100 + k, "date": 1_800_000_000,
+                        "chat": {"id": chat, "type": "private", "first_name": "Guest"},
+                        "photo": [{"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1}]
+                    })
+                })
+                .collect();
+            json!(messages)
+        }
         "getUpdates" => json!([]),
         _ => json!(true),
     };
@@ -171,7 +191,12 @@ impl FakeTelegram {
     pub fn sent_to(&self, chat: i64) -> Vec<Call> {
         self.calls()
             .into_iter()
-            .filter(|c| matches!(c.method.as_str(), "sendMessage" | "sendPhoto"))
+            .filter(|c| {
+                matches!(
+                    c.method.as_str(),
+                    "sendMessage" | "sendPhoto" | "sendMediaGroup"
+                )
+            })
             .filter(|c| {
                 c.params["chat_id"].as_i64() == Some(chat)
                     || c.params["chat_id"].as_str() == Some(&chat.to_string())

@@ -15,7 +15,8 @@ use std::time::Duration;
 use teloxide::payloads::{GetUpdatesSetters, SendMessageSetters, SendPhotoSetters};
 use teloxide::requests::{Request, Requester};
 use teloxide::types::{
-    ChatId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update, UpdateKind,
+    ChatId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, InputMedia, InputMediaPhoto,
+    Update, UpdateKind,
 };
 use teloxide::{Bot, RequestError};
 
@@ -103,8 +104,11 @@ impl Telegram {
         let turn = chats
             .converse(Channel::Telegram, &chat.0.to_string(), user_id, input)
             .await?;
-        for reply in &turn.replies {
-            self.send(chat, reply).await?;
+        for out in render_turn(&turn.replies) {
+            match out {
+                Outgoing::Album(photos) => self.send_album(chat, &photos).await?,
+                Outgoing::Message(reply) => self.send(chat, &reply).await?,
+            }
         }
         metrics::histogram!("zhilego_bot_reply_seconds", "channel" => "telegram")
             .record(started.elapsed().as_secs_f64());
@@ -172,6 +176,40 @@ impl Telegram {
             }
         }
         anyhow::bail!("Telegram kept refusing the message")
+    }
+
+    /// Photo cards as one album (one request instead of one per card).
+    async fn send_album(&self, chat: ChatId, photos: &[(String, String)]) -> anyhow::Result<()> {
+        let media: Vec<InputMedia> = photos
+            .iter()
+            .filter_map(|(url, caption)| {
+                let url = reqwest::Url::parse(url).ok()?;
+                Some(InputMedia::Photo(
+                    InputMediaPhoto::new(InputFile::url(url)).caption(caption.clone()),
+                ))
+            })
+            .collect();
+        let mut pause = Duration::from_millis(200);
+        for attempt in 1..=6 {
+            self.limiter.until_ready().await;
+            match self.bot.send_media_group(chat, media.clone()).send().await {
+                Ok(_) => {
+                    metrics::counter!("zhilego_bot_messages_sent_total", "channel" => "telegram")
+                        .increment(1);
+                    return Ok(());
+                }
+                Err(RequestError::RetryAfter(wait)) => tokio::time::sleep(wait.duration()).await,
+                Err(e @ (RequestError::Network(_) | RequestError::InvalidJson { .. }))
+                    if attempt < 6 =>
+                {
+                    tracing::warn!(attempt, error = %e, "sending an album to Telegram failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        anyhow::bail!("Telegram kept refusing the album")
     }
 
     /// Long polling (`TELEGRAM_MODE=polling`) until `stop`.
@@ -273,6 +311,71 @@ pub fn parse_text(text: &str) -> Input {
     Input::Text(t.to_string())
 }
 
+/// What the Telegram adapter sends for a turn.
+#[derive(Debug, PartialEq)]
+pub enum Outgoing {
+    /// Photo cards as one album: (photo URL, caption).
+    Album(Vec<(String, String)>),
+    Message(Reply),
+}
+
+/// Renders a turn: two or more photo cards in a row become one album followed by one message
+/// carrying their buttons (each labelled with its card's first line) and the next reply's text
+/// and buttons; everything else is sent as it is.
+pub fn render_turn(replies: &[Reply]) -> Vec<Outgoing> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < replies.len() {
+        let run = replies[i..]
+            .iter()
+            .take_while(|r| r.photo.is_some())
+            .count();
+        if run < 2 {
+            out.push(Outgoing::Message(replies[i].clone()));
+            i += 1;
+            continue;
+        }
+        let cards = &replies[i..i + run];
+        out.push(Outgoing::Album(
+            cards
+                .iter()
+                .map(|r| (r.photo.clone().unwrap_or_default(), r.text.clone()))
+                .collect(),
+        ));
+        let mut buttons: Vec<Vec<bots::Button>> = cards
+            .iter()
+            .enumerate()
+            .map(|(n, card)| {
+                let title = card.text.lines().next().unwrap_or("").trim();
+                card.buttons
+                    .iter()
+                    .flatten()
+                    .map(|b| bots::Button {
+                        label: format!("{}. {title} — {}", n + 1, b.label),
+                        data: b.data.clone(),
+                        url: b.url.clone(),
+                    })
+                    .collect()
+            })
+            .collect();
+        i += run;
+        let text = match replies.get(i) {
+            Some(next) if next.photo.is_none() => {
+                buttons.extend(next.buttons.iter().cloned());
+                i += 1;
+                next.text.clone()
+            }
+            _ => String::from("⬆"),
+        };
+        out.push(Outgoing::Message(Reply {
+            text,
+            photo: None,
+            buttons,
+        }));
+    }
+    out
+}
+
 fn keyboard(reply: &Reply) -> Option<InlineKeyboardMarkup> {
     if reply.buttons.is_empty() {
         return None;
@@ -333,6 +436,47 @@ mod tests {
             verify_login("123:ABC", &stale, now),
             Err("auth_date is too old")
         );
+    }
+
+    #[test]
+    fn photo_cards_in_a_row_become_one_album_and_one_keyboard() {
+        let card = |n: u8| Reply {
+            text: format!("Flat {n}\n20 000 ₸"),
+            photo: Some(format!("https://cdn/{n}.jpg")),
+            buttons: vec![vec![bots::Button {
+                label: "Book".into(),
+                data: format!("pick:{n}"),
+                url: None,
+            }]],
+        };
+        let nav = Reply {
+            text: "Page 1/1".into(),
+            photo: None,
+            buttons: vec![vec![bots::Button {
+                label: "Back".into(),
+                data: "back".into(),
+                url: None,
+            }]],
+        };
+        let out = render_turn(&[card(1), card(2), nav.clone()]);
+        assert_eq!(out.len(), 2);
+        assert!(matches!(&out[0], Outgoing::Album(p) if p.len() == 2));
+        let Outgoing::Message(m) = &out[1] else {
+            panic!("a message")
+        };
+        assert_eq!(m.text, "Page 1/1");
+        let datas: Vec<&str> = m
+            .buttons
+            .iter()
+            .flatten()
+            .map(|b| b.data.as_str())
+            .collect();
+        assert_eq!(datas, ["pick:1", "pick:2", "back"]);
+        assert_eq!(m.buttons[0][0].label, "1. Flat 1 — Book");
+        // A single card stays a photo card with its own button.
+        let single = render_turn(&[card(3), nav]);
+        assert_eq!(single.len(), 2);
+        assert!(matches!(&single[0], Outgoing::Message(r) if r.photo.is_some()));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! $B relay   --database-url URL        # store → JetStream, events/s
 //! $B lag                               # 1,000 bookings/s, projection lag per booking
 //! $B payments                          # Kaspi callbacks/s, duplicate storm, pay → confirmed
+//! $B bots                              # Telegram/WhatsApp bots: reply time, taps to a paid booking
 //! $B seed --listings 0 --bookings 0 --database-url URL --total-events 1000000
 //! $B rebuild --database-url URL        # `zhilego projections rebuild all`, events/s
 //! $B drop --database-url URL           # drops a kept store and its `_read` database
@@ -27,12 +28,15 @@
 //! - `lag` ([`lag`]): open-loop bookings and the time until the projections have them.
 //! - `payments` ([`payments`]): Kaspi `pay` callbacks/s, duplicate notifications, and pay →
 //!   confirmed through the sandbox's payment page, on SQLite and PostgreSQL.
+//! - `bots` ([`bots`]): many Telegram and WhatsApp guests at once from `/start` to a paid
+//!   booking through the webhooks, against fake Bot and Twilio APIs: reply time, taps, rates.
 //! - `rebuild` ([`rebuild`]): `zhilego projections rebuild all` over ≥ 1,000,000 events.
 //!
 //! `cargo run -p zhilego-bench` does not build the `zhilego` binary; the bench looks for it
 //! next to its own executable (`target/release/zhilego`) unless `--zhilego-bin` says where.
 //! Every mode prints its report and writes it to `bench/results/<mode>.txt` (kept out of git).
 mod booking;
+mod bots;
 mod cpu;
 mod lag;
 mod load;
@@ -52,7 +56,7 @@ use std::path::{Path, PathBuf};
 #[command(
     name = "zhilego-bench",
     version,
-    about = "Benchmarks of the zhilego service: booking, seed, search, relay, projection lag, payments, rebuild",
+    about = "Benchmarks of the zhilego service: booking, seed, search, relay, projection lag, payments, bots, rebuild",
     long_about = "Without a subcommand: the booking-throughput bench (`booking`), which starts the \
         zhilego binary as a child process per backend, seeds listings, POSTs non-conflicting \
         bookings from concurrent workers for a fixed time, and reports bookings/s, latency \
@@ -80,6 +84,8 @@ enum Mode {
     Lag(lag::LagArgs),
     /// Kaspi payments: pay callbacks/s, duplicate storm, pay → confirmed via the sandbox.
     Payments(payments::PaymentsArgs),
+    /// Telegram and WhatsApp bots: reply time and taps from /start to a paid booking, many guests at once.
+    Bots(bots::BotsArgs),
     /// Rebuild time of every projection over a large store.
     Rebuild(rebuild::RebuildArgs),
     /// Drop a store database kept by `seed` and its `<name>_read` database.
@@ -120,6 +126,7 @@ async fn main() {
         Some(Mode::Relay(args)) => relay::run(args).await,
         Some(Mode::Lag(args)) => lag::run(args).await,
         Some(Mode::Payments(args)) => payments::run(args).await,
+        Some(Mode::Bots(args)) => bots::run(args).await,
         Some(Mode::Rebuild(args)) => rebuild::run(args).await,
         Some(Mode::Drop(args)) => drop_store(args).await,
     };

@@ -25,6 +25,8 @@ pub struct Telegram {
     token: Secret,
     webhook_secret: Option<Secret>,
     limiter: DefaultDirectRateLimiter,
+    /// Senders take their turn at the limiter first come, first served.
+    queue: tokio::sync::Mutex<()>,
 }
 
 /// Constant-time equality of two secrets (compared as digests, so lengths leak nothing).
@@ -52,6 +54,7 @@ impl Telegram {
             token: token.clone(),
             webhook_secret: s.webhook_secret.clone(),
             limiter: RateLimiter::direct(Quota::per_second(NonZeroU32::new(30).expect("30"))),
+            queue: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -131,7 +134,7 @@ impl Telegram {
             .and_then(|p| reqwest::Url::parse(p).ok());
         let mut pause = Duration::from_millis(200);
         for attempt in 1..=6 {
-            self.limiter.until_ready().await;
+            self.turn().await;
             let sent = match &photo {
                 Some(url) => {
                     let mut req = self
@@ -165,9 +168,9 @@ impl Telegram {
                     );
                     tokio::time::sleep(wait.duration()).await;
                 }
-                Err(e @ (RequestError::Network(_) | RequestError::InvalidJson { .. }))
-                    if attempt < 6 =>
-                {
+                // Only a request that never got an answer is sent again: an unreadable answer
+                // means Telegram may well have delivered it, and the guest must not get it twice.
+                Err(e @ RequestError::Network(_)) if attempt < 6 => {
                     tracing::warn!(attempt, error = %e, "sending to Telegram failed; retrying");
                     tokio::time::sleep(pause).await;
                     pause *= 2;
@@ -176,6 +179,12 @@ impl Telegram {
             }
         }
         anyhow::bail!("Telegram kept refusing the message")
+    }
+
+    /// Waits for a sending slot, in arrival order.
+    async fn turn(&self) {
+        let _in_line = self.queue.lock().await;
+        self.limiter.until_ready().await;
     }
 
     /// Photo cards as one album (one request instead of one per card).
@@ -191,7 +200,7 @@ impl Telegram {
             .collect();
         let mut pause = Duration::from_millis(200);
         for attempt in 1..=6 {
-            self.limiter.until_ready().await;
+            self.turn().await;
             match self.bot.send_media_group(chat, media.clone()).send().await {
                 Ok(_) => {
                     metrics::counter!("zhilego_bot_messages_sent_total", "channel" => "telegram")
@@ -199,9 +208,7 @@ impl Telegram {
                     return Ok(());
                 }
                 Err(RequestError::RetryAfter(wait)) => tokio::time::sleep(wait.duration()).await,
-                Err(e @ (RequestError::Network(_) | RequestError::InvalidJson { .. }))
-                    if attempt < 6 =>
-                {
+                Err(e @ RequestError::Network(_)) if attempt < 6 => {
                     tracing::warn!(attempt, error = %e, "sending an album to Telegram failed; retrying");
                     tokio::time::sleep(pause).await;
                     pause *= 2;

@@ -23,6 +23,8 @@ pub struct WhatsApp {
     /// `ZHILEGO_PUBLIC_URL`: the webhook URL Twilio signs is this + the path.
     public_url: Option<String>,
     limiter: DefaultDirectRateLimiter,
+    /// Senders take their turn at the limiter first come, first served.
+    queue: tokio::sync::Mutex<()>,
 }
 
 /// The signature Twilio sends for a request to `url` with these form parameters.
@@ -107,6 +109,7 @@ impl WhatsApp {
             template_sid: s.template_sid.clone(),
             public_url,
             limiter: RateLimiter::direct(Quota::per_second(NonZeroU32::new(100).expect("100"))),
+            queue: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -216,7 +219,10 @@ impl WhatsApp {
         }
         let mut pause = Duration::from_millis(200);
         for attempt in 1..=6 {
-            self.limiter.until_ready().await;
+            {
+                let _in_line = self.queue.lock().await;
+                self.limiter.until_ready().await;
+            }
             let res = self
                 .http
                 .post(&url)

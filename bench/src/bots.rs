@@ -1159,24 +1159,6 @@ pub async fn run(args: BotsArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether the PostgreSQL server answers at all (a few seconds at most).
-async fn pg_reachable(admin_url: &str) -> Result<(), String> {
-    use sqlx::Connection;
-    match tokio::time::timeout(
-        Duration::from_secs(5),
-        sqlx::PgConnection::connect(admin_url),
-    )
-    .await
-    {
-        Ok(Ok(conn)) => {
-            conn.close().await.ok();
-            Ok(())
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer within 5 s".into()),
-    }
-}
-
 async fn run_backend(args: &BotsArgs, bin: &Path, backend: Backend) -> Result<Outcome> {
     let work_dir = crate::work_dir("bots")?;
     let mut env = vec![
@@ -1193,7 +1175,7 @@ async fn run_backend(args: &BotsArgs, bin: &Path, backend: Backend) -> Result<Ou
         }
         Backend::Postgres => {
             let admin = &args.common.pg_admin_url;
-            if let Err(why) = pg_reachable(admin).await {
+            if let Err(why) = pg::reachable(admin).await {
                 let _ = std::fs::remove_dir_all(&work_dir);
                 if args.backend == Some(Backend::Postgres) {
                     anyhow::bail!("PostgreSQL at {admin} is not reachable: {why}");

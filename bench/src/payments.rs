@@ -318,24 +318,6 @@ pub async fn run(args: PaymentsArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether the PostgreSQL server answers at all (a few seconds at most).
-async fn pg_reachable(admin_url: &str) -> Result<(), String> {
-    use sqlx::Connection;
-    match tokio::time::timeout(
-        Duration::from_secs(5),
-        sqlx::PgConnection::connect(admin_url),
-    )
-    .await
-    {
-        Ok(Ok(conn)) => {
-            conn.close().await.ok();
-            Ok(())
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer within 5 s".into()),
-    }
-}
-
 async fn run_backend(args: &PaymentsArgs, bin: &Path, backend: Backend) -> Result<Outcome> {
     let work_dir = crate::work_dir("payments")?;
     let mut env = vec![
@@ -352,7 +334,7 @@ async fn run_backend(args: &PaymentsArgs, bin: &Path, backend: Backend) -> Resul
         }
         Backend::Postgres => {
             let admin = &args.common.pg_admin_url;
-            if let Err(why) = pg_reachable(admin).await {
+            if let Err(why) = pg::reachable(admin).await {
                 let _ = std::fs::remove_dir_all(&work_dir);
                 if args.backend == Some(Backend::Postgres) {
                     anyhow::bail!("PostgreSQL at {admin} is not reachable: {why}");

@@ -36,6 +36,23 @@ async fn admin(admin_url: &str) -> Result<PgConnection> {
         .with_context(|| format!("connecting to {admin_url}"))
 }
 
+/// Whether the PostgreSQL server answers at all (a few seconds at most).
+pub async fn reachable(admin_url: &str) -> std::result::Result<(), String> {
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        PgConnection::connect(admin_url),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => {
+            conn.close().await.ok();
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 5 s".into()),
+    }
+}
+
 pub async fn create_database(admin_url: &str, db: &str) -> Result<()> {
     let mut conn = admin(admin_url).await?;
     sqlx::raw_sql(&format!("CREATE DATABASE {db}"))

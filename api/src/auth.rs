@@ -155,6 +155,19 @@ impl FromRequestParts<AppState> for MaybePrincipal {
     }
 }
 
+/// Constant-time equality of two secrets (compared as digests, so lengths leak nothing).
+pub fn same_secret(a: &str, b: &str) -> bool {
+    use sha2::Digest;
+    let (x, y) = (
+        sha2::Sha256::digest(a.as_bytes()),
+        sha2::Sha256::digest(b.as_bytes()),
+    );
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

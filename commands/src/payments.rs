@@ -17,7 +17,7 @@
 //! - refunds decided but not yet returned → returned through Kaspi (idempotent by refund id).
 use crate::executor::CommandError;
 use crate::metadata::CommandMeta;
-use crate::service::{booking_err, listing_err, Commands, FlowError, Written};
+use crate::service::{booking_err, listing_err, store_err, Commands, FlowError, Written};
 use chrono::{DateTime, Utc};
 use domain::booking::{Booking, BookingCommand, BookingStatus};
 use domain::listing::{ListingCommand, ListingError};
@@ -84,10 +84,6 @@ fn kaspi_err(e: kaspi::KaspiError) -> FlowError {
             FlowError::ProviderRefused(format!("{code} {message}"))
         }
     }
-}
-
-fn store_err(e: impl std::fmt::Display) -> FlowError {
-    FlowError::Store(e.to_string())
 }
 
 /// A biller notification from Kaspi.
@@ -370,7 +366,6 @@ impl Commands {
         if !decided.is_final {
             return Ok(decided.answer);
         }
-        let text = serde_json::to_string(&decided.answer).map_err(store_err)?;
         with_pool!(&self.db, pool => {
             sqlx::query(
                 "INSERT INTO kaspi_notifications (command, txn_id, account, sum_text, answer) \
@@ -380,7 +375,7 @@ impl Commands {
             .bind(&n.txn_id)
             .bind(&n.account)
             .bind(&n.sum)
-            .bind(sqlx::types::Json(serde_json::from_str::<serde_json::Value>(&text).map_err(store_err)?))
+            .bind(sqlx::types::Json(&decided.answer))
             .execute(pool)
             .await
             .map_err(store_err)?;
@@ -732,15 +727,10 @@ impl Commands {
     /// Settles the payment of a booking that just changed (cancelled, expired), if it has one.
     /// Failures are logged: the payment keeper retries.
     pub async fn settle_booking_payment(&self, booking_id: Uuid, meta: &CommandMeta) {
+        // `settle` does nothing for a booking that never asked for a payment.
         let payment_id = payment_id_for(booking_id);
-        match self.payment(payment_id).await {
-            Ok(Some(_)) => {
-                if let Err(e) = self.settle(payment_id, meta).await {
-                    tracing::warn!(%payment_id, error = %e, "settling a payment failed; the keeper will retry");
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(%payment_id, error = %e, "loading a payment failed"),
+        if let Err(e) = self.settle(payment_id, meta).await {
+            tracing::warn!(%payment_id, error = %e, "settling a payment failed; the keeper will retry");
         }
     }
 

@@ -579,6 +579,6 @@ pub struct Profile {
     pub erased: bool,
 }
 
-fn store_err(e: store::StoreError) -> FlowError {
+pub(crate) fn store_err(e: impl std::fmt::Display) -> FlowError {
     FlowError::Store(e.to_string())
 }

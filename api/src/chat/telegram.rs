@@ -3,6 +3,7 @@
 //! cards through teloxide, at most 30 messages/s, retried after `retry_after` and on network
 //! errors. Also the Telegram Login Widget check behind `POST /api/v1/auth/telegram`.
 use super::{guest_id, Chats};
+use crate::auth::same_secret;
 use crate::settings::{Secret, TelegramSettings};
 use bots::{Channel, Command, Input, Reply};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -27,15 +28,6 @@ pub struct Telegram {
     limiter: DefaultDirectRateLimiter,
     /// Senders take their turn at the limiter first come, first served.
     queue: tokio::sync::Mutex<()>,
-}
-
-/// Constant-time equality of two secrets (compared as digests, so lengths leak nothing).
-pub fn same_secret(a: &str, b: &str) -> bool {
-    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    x.iter()
-        .zip(y.iter())
-        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
-        == 0
 }
 
 impl Telegram {
@@ -124,18 +116,15 @@ impl Telegram {
         self.send(ChatId(chat), reply).await
     }
 
-    /// Sends one reply, waiting for the rate limit, and again after Telegram's `retry_after`
-    /// (or a network error, with backoff); at most 6 attempts.
+    /// Sends one reply (a photo card when it has a photo).
     async fn send(&self, chat: ChatId, reply: &Reply) -> anyhow::Result<()> {
         let markup = keyboard(reply);
         let photo = reply
             .photo
             .as_deref()
             .and_then(|p| reqwest::Url::parse(p).ok());
-        let mut pause = Duration::from_millis(200);
-        for attempt in 1..=6 {
-            self.turn().await;
-            let sent = match &photo {
+        self.deliver_once(|| async {
+            match &photo {
                 Some(url) => {
                     let mut req = self
                         .bot
@@ -153,8 +142,43 @@ impl Telegram {
                     }
                     req.send().await.map(|_| ())
                 }
-            };
-            match sent {
+            }
+        })
+        .await
+    }
+
+    /// Photo cards as one album (one request instead of one per card).
+    async fn send_album(&self, chat: ChatId, photos: &[(String, String)]) -> anyhow::Result<()> {
+        let media: Vec<InputMedia> = photos
+            .iter()
+            .filter_map(|(url, caption)| {
+                let url = reqwest::Url::parse(url).ok()?;
+                Some(InputMedia::Photo(
+                    InputMediaPhoto::new(InputFile::url(url)).caption(caption.clone()),
+                ))
+            })
+            .collect();
+        self.deliver_once(|| async {
+            self.bot
+                .send_media_group(chat, media.clone())
+                .send()
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// Makes one send request, waiting its turn at the rate limit, and again after Telegram's
+    /// `retry_after` (or a network error, with backoff); at most 6 attempts.
+    async fn deliver_once<F, Fut>(&self, request: F) -> anyhow::Result<()>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), RequestError>>,
+    {
+        let mut pause = Duration::from_millis(200);
+        for attempt in 1..=6 {
+            self.turn().await;
+            match request().await {
                 Ok(()) => {
                     metrics::counter!("zhilego_bot_messages_sent_total", "channel" => "telegram")
                         .increment(1);
@@ -185,38 +209,6 @@ impl Telegram {
     async fn turn(&self) {
         let _in_line = self.queue.lock().await;
         self.limiter.until_ready().await;
-    }
-
-    /// Photo cards as one album (one request instead of one per card).
-    async fn send_album(&self, chat: ChatId, photos: &[(String, String)]) -> anyhow::Result<()> {
-        let media: Vec<InputMedia> = photos
-            .iter()
-            .filter_map(|(url, caption)| {
-                let url = reqwest::Url::parse(url).ok()?;
-                Some(InputMedia::Photo(
-                    InputMediaPhoto::new(InputFile::url(url)).caption(caption.clone()),
-                ))
-            })
-            .collect();
-        let mut pause = Duration::from_millis(200);
-        for attempt in 1..=6 {
-            self.turn().await;
-            match self.bot.send_media_group(chat, media.clone()).send().await {
-                Ok(_) => {
-                    metrics::counter!("zhilego_bot_messages_sent_total", "channel" => "telegram")
-                        .increment(1);
-                    return Ok(());
-                }
-                Err(RequestError::RetryAfter(wait)) => tokio::time::sleep(wait.duration()).await,
-                Err(e @ RequestError::Network(_)) if attempt < 6 => {
-                    tracing::warn!(attempt, error = %e, "sending an album to Telegram failed; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        anyhow::bail!("Telegram kept refusing the album")
     }
 
     /// Long polling (`TELEGRAM_MODE=polling`) until `stop`.

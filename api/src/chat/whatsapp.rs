@@ -127,7 +127,7 @@ impl WhatsApp {
             None => received_url.to_string(),
         };
         let expected = signature(self.auth_token.expose(), &url, params);
-        header.is_some_and(|h| super::telegram::same_secret(&expected, h))
+        header.is_some_and(|h| crate::auth::same_secret(&expected, h))
     }
 
     /// Handles one inbound message once (a repeated `MessageSid` is skipped).

@@ -227,14 +227,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     "{:<14}{:>8}{:>12}{:>12}{:>10}{:>10}",
                     "projection", "version", "position", "applied", "behind", "lag (s)"
                 );
-                for s in statuses {
+                for s in &statuses {
                     println!(
                         "{:<14}{:>8}{:>12}{:>12}{:>10}{:>10.1}",
                         s.name, s.version, s.position, s.applied, s.behind_events, s.lag_seconds
                     );
                 }
+                for s in &statuses {
+                    if let Some(fault) = &s.stopped_at {
+                        println!("{} STOPPED before event {fault}", s.name);
+                    }
+                }
             }
-            Ok(0)
+            // A stopped projection is an operator's problem: say so in the exit code too.
+            Ok(if statuses.iter().any(|s| s.stopped_at.is_some()) {
+                1
+            } else {
+                0
+            })
         }
         Command::Migrate => {
             let db = open_database(&settings).await?;

@@ -198,6 +198,7 @@ impl From<BookingError> for ApiError {
             BookingError::ReasonTooLong => ApiError::validation("reason", detail),
             BookingError::AlreadyReviewed => ApiError::conflict("already_reviewed", detail),
             BookingError::InvalidReview { field, message } => ApiError::validation(field, message),
+            BookingError::PriceNotForStay(_) => ApiError::internal(detail),
         }
     }
 }

@@ -30,7 +30,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use domain::booking::{Booking, BookingEvent};
 use domain::cancellation::CancellationPolicy;
 use domain::listing::{Listing, ListingDetails, ListingEvent, ListingStatus, ReleaseReason};
-use domain::pricing::{PriceRules, WeekdayPrice};
+use domain::pricing::{PriceRules, StayPrice, WeekdayPrice};
 use domain::{Actor, Channel, DateRange, Kzt, Location, Role};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -871,7 +871,7 @@ fn listing_rows(plan: &ListingPlan, today: NaiveDate, now: DateTime<Utc>, out: &
             range,
             guests: stay.guests,
             channel,
-            price,
+            price: StayPrice::dated(&range, &price).expect("a quote for the stay's nights"),
             cancellation_policy: plan.details.cancellation_policy,
             hold_expires_at,
         };

@@ -78,7 +78,7 @@ where
         cache_capacity: usize,
     ) -> Self {
         Executor {
-            store: db.aggregate_store(snapshot_every),
+            store: db.aggregate_store(snapshot_every, domain::upcast::upcasters()),
             db,
             locks: DashMap::new(),
             max_attempts: max_attempts.max(1),

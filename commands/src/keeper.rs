@@ -14,7 +14,7 @@ use crate::payments::Reconciled;
 use crate::service::Commands;
 use crate::CommandMeta;
 use chrono::{DateTime, Utc};
-use projections::BookingsProjection;
+use projections::{BookingsProjection, PaymentNeed};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -81,7 +81,7 @@ impl PaymentKeeper {
             ..ReconciliationReport::default()
         };
         for p in due {
-            let outcome = if p.need == "reconcile" {
+            let outcome = if p.need == PaymentNeed::Reconcile {
                 match self.commands.reconcile(p.payment_id).await {
                     Ok(r) => {
                         if r.mismatch.is_some() {

@@ -12,7 +12,8 @@
 use crate::metadata::CommandMeta;
 use crate::service::Commands;
 use chrono::Utc;
-use domain::listing::ReleaseReason;
+use domain::booking::BookingStatus;
+use domain::listing::{ReleaseReason, ReservationState};
 use projections::BookingsProjection;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,8 +46,8 @@ impl ReservationSweeper {
         let mut settled = 0;
         for r in due {
             let meta = CommandMeta::system();
-            let reason = match r.booking_status.as_deref() {
-                Some("held") => {
+            let reason = match r.booking_status {
+                Some(BookingStatus::Held) => {
                     match self
                         .commands
                         .expire_hold(r.booking_id, r.listing_id, now)
@@ -63,11 +64,15 @@ impl ReservationSweeper {
                         }
                     }
                 }
-                Some("cancelled") => ReleaseReason::Cancelled,
+                Some(BookingStatus::Cancelled) => ReleaseReason::Cancelled,
                 // A confirmed reservation of an expired booking is a late payment taking its
                 // nights again; the payment keeper confirms the booking.
-                Some("expired") if r.state == "held" => ReleaseReason::Expired,
-                Some("confirmed" | "checked_in" | "completed") if r.state == "held" => {
+                Some(BookingStatus::Expired) if r.state == ReservationState::Held => {
+                    ReleaseReason::Expired
+                }
+                Some(
+                    BookingStatus::Confirmed | BookingStatus::CheckedIn | BookingStatus::Completed,
+                ) if r.state == ReservationState::Held => {
                     // Paid, but the confirmation of the nights did not happen.
                     match self
                         .commands
@@ -116,7 +121,7 @@ impl ReservationSweeper {
             .map_err(|e| e.to_string())?;
         let mut moved = 0;
         for stay in due {
-            let day = if stay.status == "confirmed" {
+            let day = if stay.status == BookingStatus::Confirmed {
                 checked_in_by
             } else {
                 checked_out_by

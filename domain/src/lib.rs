@@ -9,6 +9,8 @@
 //! - [`payment`]: one charge for a booking and its refunds.
 //! - [`user`]: a person's profile.
 //! - [`actor`]: who issues a command (user id + role) and through which channel.
+//! - [`event`]: every event as one enum, decoded once from the store; [`upcast`]: event
+//!   versions and the chain that reads older versions as the current one.
 //!
 //! Every aggregate runs on cqrs-es with `Services = ()`: everything a decision needs
 //! (today's date, the current instant, the booking's price) travels in the command.
@@ -17,13 +19,16 @@
 pub mod actor;
 pub mod booking;
 pub mod cancellation;
+pub mod event;
 pub mod listing;
 pub mod payment;
 pub mod pricing;
+pub mod upcast;
 pub mod user;
 pub mod values;
 
 pub use actor::{Actor, Channel, Role};
+pub use event::{DecodeError, Event, Metadata};
 pub use values::{DateRange, Kzt, Location};
 
 /// Local time zone of every property: Kazakhstan, UTC+5.

@@ -38,6 +38,47 @@ pub struct PriceBreakdown {
     pub total_kzt: Kzt,
 }
 
+/// One night of a stay and its price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NightPrice {
+    pub date: NaiveDate,
+    pub price_kzt: Kzt,
+}
+
+/// What a booked stay costs, each night with its date (what `BookingHeld` records since its
+/// version 2, so revenue can be placed on the night it was earned).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StayPrice {
+    pub nightly: Vec<NightPrice>,
+    pub nights_total_kzt: Kzt,
+    pub cleaning_fee_kzt: Kzt,
+    pub total_kzt: Kzt,
+}
+
+impl StayPrice {
+    /// Puts a quote's nightly prices on the nights of `range`; the quote must be for as many
+    /// nights as the range has.
+    pub fn dated(range: &DateRange, quote: &PriceBreakdown) -> Result<StayPrice, &'static str> {
+        if quote.nightly_kzt.len() != range.nights() as usize || quote.nights != range.nights() {
+            return Err("the price quotes another number of nights than the stay has");
+        }
+        Ok(StayPrice {
+            nightly: range
+                .each_night()
+                .zip(&quote.nightly_kzt)
+                .map(|(date, &price_kzt)| NightPrice { date, price_kzt })
+                .collect(),
+            nights_total_kzt: quote.nights_total_kzt,
+            cleaning_fee_kzt: quote.cleaning_fee_kzt,
+            total_kzt: quote.total_kzt,
+        })
+    }
+
+    pub fn nights(&self) -> u32 {
+        self.nightly.len() as u32
+    }
+}
+
 impl PriceRules {
     /// The price of one night. A date-range override wins over a weekday override, which wins
     /// over the base price; among range overrides the last one given wins.

@@ -1,16 +1,19 @@
 //! Availability: what each listing offers (city, guests, stay limits, prices) and what is taken
 //! on its calendar — held, booked and blocked spans; every other night is free. Answers "free
 //! apartments in this city for these dates", day-by-day calendars and the iCal feed.
-use crate::bookings::{body_of, field, instant};
+use crate::bookings::micros;
+use crate::event::Decoded;
 use crate::projector::Projection;
 use crate::table::{col, fetch_all, nullable, Arg, Kind, Row, Table};
 use crate::working_set;
 use chrono::{DateTime, NaiveDate, Utc};
-use domain::listing::{ListingDetails, ListingStatus};
+use domain::booking::BookingEvent;
+use domain::listing::{ListingDetails, ListingEvent};
 use domain::pricing::PriceRules;
 use domain::values::{DateRange, Location};
+use domain::Event;
 use serde::Serialize;
-use store::{Database, StoreError, StoredEvent};
+use store::{Database, StoreError};
 use uuid::Uuid;
 
 /// What a listing offers, as search needs it.
@@ -179,28 +182,27 @@ impl Projection for AvailabilityProjection {
     const VERSION: i64 = 3;
     const TABLES: &'static [&'static Table] = &[&OFFERS, &SPANS];
 
-    fn want(set: &mut AvailabilitySet, e: &StoredEvent) {
+    fn want(set: &mut AvailabilitySet, e: &Decoded) {
         if let Some((listing, _)) = reviewed_listing(e) {
             set.offers.want(listing);
             return;
         }
-        if e.aggregate_type != "Listing" {
+        let Event::Listing(event) = &e.event else {
             return;
-        }
-        let Some((body, id)) = body_of(e) else { return };
-        match e.event_type.as_str() {
-            "ListingCreated" | "ListingUpdated" | "ListingStatusChanged" => set.offers.want(id),
+        };
+        match event {
+            ListingEvent::ListingCreated { .. }
+            | ListingEvent::ListingUpdated { .. }
+            | ListingEvent::ListingStatusChanged { .. } => set.offers.want(e.aggregate_id),
             _ => {
-                for key in ["booking_id", "block_id"] {
-                    if let Some(span) = field::<Uuid>(body, key) {
-                        set.spans.want(span);
-                    }
+                if let Some(span) = span_of(event) {
+                    set.spans.want(span);
                 }
             }
         }
     }
 
-    fn apply(set: &mut AvailabilitySet, e: &StoredEvent) {
+    fn apply(set: &mut AvailabilitySet, e: &Decoded) {
         if let Some((listing, rating)) = reviewed_listing(e) {
             set.offers.update(listing, |row| {
                 row.rating_sum += rating;
@@ -208,24 +210,20 @@ impl Projection for AvailabilityProjection {
             });
             return;
         }
-        if e.aggregate_type != "Listing" {
+        let Event::Listing(event) = &e.event else {
             return;
-        }
-        let Some((body, id)) = body_of(e) else { return };
-        let span = |key: &str| field::<Uuid>(body, key);
-        let range = || field::<DateRange>(body, "range");
-        match e.event_type.as_str() {
-            "ListingCreated" => {
-                let (Some(details), Some(host_id), Some(status)) = (
-                    field::<ListingDetails>(body, "details"),
-                    field::<Uuid>(body, "host_id"),
-                    field::<ListingStatus>(body, "status"),
-                ) else {
-                    return;
-                };
+        };
+        let id = e.aggregate_id;
+        match event {
+            ListingEvent::ListingCreated {
+                host_id,
+                details,
+                status,
+                ..
+            } => {
                 let mut row = OfferRow {
                     listing_id: id,
-                    host_id,
+                    host_id: *host_id,
                     title: String::new(),
                     city: String::new(),
                     city_key: String::new(),
@@ -242,66 +240,72 @@ impl Projection for AvailabilityProjection {
                     reviews_count: 0,
                     position: e.position,
                 };
-                row.describe(&details);
+                row.describe(details);
                 set.offers.put(row);
             }
-            "ListingUpdated" => {
-                if let Some(details) = field::<ListingDetails>(body, "details") {
-                    set.offers.update(id, |row| {
-                        row.describe(&details);
-                        row.position = e.position;
-                    });
-                }
-            }
-            "ListingStatusChanged" => {
-                if let Some(status) = field::<ListingStatus>(body, "status") {
-                    set.offers.update(id, |row| {
-                        row.status = status.as_str().to_string();
-                        row.position = e.position;
-                    });
-                }
-            }
-            "DatesReserved" | "DatesBlocked" => {
-                let held = e.event_type == "DatesReserved";
-                let key = if held { "booking_id" } else { "block_id" };
-                let (Some(span_id), Some(range)) = (span(key), range()) else {
-                    return;
-                };
-                set.spans.put(SpanRow {
-                    span_id,
-                    listing_id: id,
-                    status: if held { "held" } else { "blocked" }.to_string(),
-                    check_in: range.check_in(),
-                    check_out: range.check_out(),
-                    hold_expires_at: if held {
-                        instant(body, "hold_expires_at")
-                    } else {
-                        None
-                    },
-                    updated_at: e.recorded_at,
+            ListingEvent::ListingUpdated { details } => {
+                set.offers.update(id, |row| {
+                    row.describe(details);
+                    row.position = e.position;
                 });
             }
-            "ReservationConfirmed" => {
-                if let Some(span_id) = span("booking_id") {
-                    set.spans.update(span_id, |row| {
-                        row.status = "booked".to_string();
-                        row.hold_expires_at = None;
-                        row.updated_at = e.recorded_at;
-                    });
-                }
+            ListingEvent::ListingStatusChanged { status } => {
+                set.offers.update(id, |row| {
+                    row.status = status.as_str().to_string();
+                    row.position = e.position;
+                });
             }
-            "DatesReleased" => {
-                if let Some(span_id) = span("booking_id") {
-                    set.spans.remove(span_id);
-                }
+            ListingEvent::DatesReserved {
+                booking_id,
+                range,
+                hold_expires_at,
+                ..
+            } => set.spans.put(SpanRow {
+                span_id: *booking_id,
+                listing_id: id,
+                status: "held".to_string(),
+                check_in: range.check_in(),
+                check_out: range.check_out(),
+                hold_expires_at: Some(micros(*hold_expires_at)),
+                updated_at: e.recorded_at,
+            }),
+            ListingEvent::DatesBlocked {
+                block_id, range, ..
+            } => set.spans.put(SpanRow {
+                span_id: *block_id,
+                listing_id: id,
+                status: "blocked".to_string(),
+                check_in: range.check_in(),
+                check_out: range.check_out(),
+                hold_expires_at: None,
+                updated_at: e.recorded_at,
+            }),
+            ListingEvent::ReservationConfirmed { booking_id } => {
+                set.spans.update(*booking_id, |row| {
+                    row.status = "booked".to_string();
+                    row.hold_expires_at = None;
+                    row.updated_at = e.recorded_at;
+                });
             }
-            "DatesUnblocked" => {
-                if let Some(span_id) = span("block_id") {
-                    set.spans.remove(span_id);
-                }
-            }
-            _ => {}
+            ListingEvent::DatesReleased { booking_id, .. } => set.spans.remove(*booking_id),
+            ListingEvent::DatesUnblocked { block_id, .. } => set.spans.remove(*block_id),
+            ListingEvent::AccessUpdated { .. } => {}
         }
+    }
+}
+
+/// The span (booking or block) a calendar event is about; `None` for the listing's own events.
+pub(crate) fn span_of(event: &ListingEvent) -> Option<Uuid> {
+    match event {
+        ListingEvent::DatesReserved { booking_id, .. }
+        | ListingEvent::ReservationConfirmed { booking_id }
+        | ListingEvent::DatesReleased { booking_id, .. } => Some(*booking_id),
+        ListingEvent::DatesBlocked { block_id, .. }
+        | ListingEvent::DatesUnblocked { block_id, .. } => Some(*block_id),
+        ListingEvent::ListingCreated { .. }
+        | ListingEvent::ListingUpdated { .. }
+        | ListingEvent::ListingStatusChanged { .. }
+        | ListingEvent::AccessUpdated { .. } => None,
     }
 }
 
@@ -329,12 +333,13 @@ pub struct Offer {
 }
 
 /// The listing and rating of a `BookingReviewed` event.
-pub(crate) fn reviewed_listing(e: &StoredEvent) -> Option<(Uuid, i64)> {
-    if e.aggregate_type != "Booking" || e.event_type != "BookingReviewed" {
-        return None;
+pub(crate) fn reviewed_listing(e: &Decoded) -> Option<(Uuid, i64)> {
+    match &e.event {
+        Event::Booking(BookingEvent::BookingReviewed {
+            listing_id, rating, ..
+        }) => Some((*listing_id, i64::from(*rating))),
+        _ => None,
     }
-    let (body, _) = body_of(e)?;
-    Some((field(body, "listing_id")?, field(body, "rating")?))
 }
 
 /// An average of ratings to one decimal; `None` without any.

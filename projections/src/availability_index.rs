@@ -5,15 +5,18 @@
 //! events from the store with the very same fold as the projection ([`AvailabilityProjection`]),
 //! after every local write and on a short timer; a read with `min_position` pulls what it
 //! needs at once. It may run ahead of the tables, never behind what it has promised.
+use crate::availability::span_of;
 use crate::availability::{
     bounding_box, city_key, AvailabilityProjection, AvailabilitySet, Offer, OfferRow, SpanRow,
     StayQuery,
 };
+use crate::event::{decode_until_fault, Decoded, Undecodable};
 use crate::projector::Projection;
 use crate::rows::WorkingSet;
 use crate::table::{Arg, ReadTx, Row};
 use chrono::NaiveDate;
 use domain::pricing::PriceRules;
+use domain::Event;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::RwLock;
@@ -73,37 +76,46 @@ impl IndexState {
         }
     }
 
-    fn apply(&mut self, e: &StoredEvent) {
+    fn apply(&mut self, e: &Decoded) {
         if let Some((listing, _)) = crate::availability::reviewed_listing(e) {
             let before = self.set.offers.get(listing).map(|r| r.city_key.clone());
             AvailabilityProjection::apply(&mut self.set, e);
             self.index_offer(listing, before);
             return;
         }
-        if e.aggregate_type != "Listing" {
-            return;
-        }
-        let Ok(listing) = e.aggregate_id.parse::<Uuid>() else {
+        let Event::Listing(event) = &e.event else {
             return;
         };
+        let listing = e.aggregate_id;
         let before = self.set.offers.get(listing).map(|r| r.city_key.clone());
         AvailabilityProjection::apply(&mut self.set, e);
-        let body = e.payload.get(&e.event_type);
-        let span = ["booking_id", "block_id"]
-            .iter()
-            .find_map(|k| body?.get(*k)?.as_str()?.parse::<Uuid>().ok());
-        match span {
+        match span_of(event) {
             Some(span) => self.index_span(span, listing),
             None => self.index_offer(listing, before),
         }
     }
 
-    /// Folds a run of events that continues from the checkpoint, which then is `tail`.
-    fn fold<'a>(&mut self, run: impl Iterator<Item = &'a StoredEvent>, tail: Checkpoint) {
-        for e in run {
+    /// Folds a run of events that continues from the checkpoint, up to the first that does
+    /// not decode; the checkpoint is then `tail`, or the last event folded before a fault.
+    fn fold<'a>(
+        &mut self,
+        run: impl IntoIterator<Item = &'a StoredEvent>,
+        tail: Checkpoint,
+    ) -> Result<(), Box<Undecodable>> {
+        let (events, fault) = decode_until_fault(run);
+        for e in &events {
             self.apply(e);
         }
-        self.checkpoint = tail;
+        match fault {
+            None => self.checkpoint = tail,
+            Some(fault) => {
+                if let Some(last) = events.last() {
+                    self.checkpoint = last.checkpoint();
+                }
+                return Err(fault);
+            }
+        }
+        Ok(())
     }
 
     fn is_free(&self, listing: Uuid, check_in: NaiveDate, check_out: NaiveDate) -> bool {
@@ -113,6 +125,12 @@ impl IndexState {
             !spans[..end].iter().any(|(_, to, _)| *to > check_in)
         })
     }
+}
+
+/// The index stops before an event it cannot decode, as the projection does (which records
+/// and reports the fault).
+fn index_stopped(fault: Box<Undecodable>) -> StoreError {
+    StoreError::Integrity(format!("availability index stopped: {fault}"))
 }
 
 pub struct AvailabilityIndex {
@@ -196,11 +214,13 @@ impl AvailabilityIndex {
                 return Ok(total);
             }
             let reached = events.last().expect("non-empty").checkpoint();
-            self.state
-                .write()
-                .expect("index lock")
-                .fold(events.iter(), reached);
-            self.applied.send_replace(reached);
+            let folded = {
+                let mut state = self.state.write().expect("index lock");
+                let folded = state.fold(&events, reached);
+                self.applied.send_replace(state.checkpoint);
+                folded
+            };
+            folded.map_err(index_stopped)?;
             total += n;
             if (n as i64) < BATCH {
                 return Ok(total);
@@ -215,8 +235,9 @@ impl AvailabilityIndex {
             let _turn = self.catching_up.lock().await;
             let mut state = self.state.write().expect("index lock");
             let (run, tail, gap) = bus::follow(state.checkpoint, links);
-            state.fold(run.into_iter(), tail);
-            self.applied.send_replace(tail);
+            let folded = state.fold(run, tail);
+            self.applied.send_replace(state.checkpoint);
+            folded.map_err(index_stopped)?;
             gap
         };
         if gap.is_some() {

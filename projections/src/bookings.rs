@@ -1,12 +1,16 @@
 //! Bookings per guest and per host (`GET /bookings`), and the live reservations the
 //! reservation sweeper works from.
+use crate::event::Decoded;
 use crate::projector::Projection;
 use crate::table::{col, fetch_all, nullable, Arg, Kind, Row, Table};
 use crate::working_set;
 use chrono::{DateTime, NaiveDate, Utc};
+use domain::booking::{BookingEvent, BookingStatus};
+use domain::listing::{ListingEvent, ReservationState};
+use domain::payment::{PaymentEvent, PaymentStatus};
+use domain::Event;
 use serde::Serialize;
-use serde_json::Value;
-use store::{Database, StoreError, StoredEvent};
+use store::{Database, StoreError};
 use uuid::Uuid;
 
 /// One row of `GET /bookings`.
@@ -198,32 +202,22 @@ pub enum BookingFilter {
 }
 
 /// A reservation the sweeper should look at.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DueReservation {
     pub booking_id: Uuid,
     pub listing_id: Uuid,
-    /// `held` or `confirmed`.
-    pub state: String,
+    pub state: ReservationState,
     /// The booking's status in the read model; `None` when no booking was ever recorded.
-    pub booking_status: Option<String>,
+    pub booking_status: Option<BookingStatus>,
 }
 
 pub struct BookingsProjection;
 
-pub(crate) fn field<T: serde::de::DeserializeOwned>(body: &Value, name: &str) -> Option<T> {
-    T::deserialize(body.get(name)?).ok()
-}
-
 /// An instant from an event, to the microsecond: what PostgreSQL keeps, so a row folded in
 /// memory equals the same row read back.
-pub(crate) fn instant(body: &Value, name: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
     use chrono::SubsecRound;
-    field::<DateTime<Utc>>(body, name).map(|t| t.trunc_subsecs(6))
-}
-
-/// The event's body and its aggregate's id, when the event is one a projection reads.
-pub(crate) fn body_of(e: &StoredEvent) -> Option<(&Value, Uuid)> {
-    Some((e.payload.get(&e.event_type)?, e.aggregate_id.parse().ok()?))
+    t.trunc_subsecs(6)
 }
 
 impl Projection for BookingsProjection {
@@ -232,75 +226,70 @@ impl Projection for BookingsProjection {
     const VERSION: i64 = 3;
     const TABLES: &'static [&'static Table] = &[&BOOKING_LIST, &LIVE_RESERVATIONS, &PAYMENT_LIST];
 
-    fn want(set: &mut BookingsSet, e: &StoredEvent) {
-        let Some((body, id)) = body_of(e) else { return };
-        match e.aggregate_type.as_str() {
-            "Booking" => set.bookings.want(id),
-            "Payment" => set.payments.want(id),
-            "Listing" => {
-                if let Some(booking) = field::<Uuid>(body, "booking_id") {
-                    set.reservations.want(booking);
-                }
-            }
-            _ => {}
+    fn want(set: &mut BookingsSet, e: &Decoded) {
+        match &e.event {
+            Event::Booking(_) => set.bookings.want(e.aggregate_id),
+            Event::Payment(_) => set.payments.want(e.aggregate_id),
+            Event::Listing(
+                ListingEvent::DatesReserved { booking_id, .. }
+                | ListingEvent::ReservationConfirmed { booking_id }
+                | ListingEvent::DatesReleased { booking_id, .. },
+            ) => set.reservations.want(*booking_id),
+            Event::Listing(_) | Event::User(_) => {}
         }
     }
 
-    fn apply(set: &mut BookingsSet, e: &StoredEvent) {
-        let Some((body, id)) = body_of(e) else { return };
-        let status = match (e.aggregate_type.as_str(), e.event_type.as_str()) {
-            ("Booking", "BookingHeld") => {
-                if let Some(row) = booking_held(e, body, id) {
-                    set.bookings.put(row);
-                }
-                return;
-            }
-            ("Booking", "BookingConfirmed") => {
-                let paid = field::<i64>(body, "paid_kzt").unwrap_or(0);
-                set.bookings.update(id, |row| row.paid_kzt = paid);
-                "confirmed"
-            }
-            ("Booking", "BookingCancelled") => {
-                let refund = field::<i64>(body, "refund_kzt").unwrap_or(0);
-                set.bookings.update(id, |row| row.refund_kzt = refund);
-                "cancelled"
-            }
-            ("Payment", _) => {
-                apply_payment(set, e, body, id);
-                return;
-            }
-            ("Booking", "BookingExpired") => "expired",
-            ("Booking", "BookingCheckedIn") => "checked_in",
-            ("Booking", "BookingCompleted") => "completed",
-            ("Listing", "DatesReserved") => {
-                let (Some(booking_id), Some(hold_expires_at)) =
-                    (field(body, "booking_id"), instant(body, "hold_expires_at"))
-                else {
+    fn apply(set: &mut BookingsSet, e: &Decoded) {
+        let id = e.aggregate_id;
+        let status = match &e.event {
+            Event::Booking(event) => match event {
+                BookingEvent::BookingHeld { .. } => {
+                    if let Some(row) = booking_held(e, event) {
+                        set.bookings.put(row);
+                    }
                     return;
-                };
+                }
+                BookingEvent::BookingConfirmed { paid_kzt, .. } => {
+                    set.bookings.update(id, |row| row.paid_kzt = paid_kzt.0);
+                    "confirmed"
+                }
+                BookingEvent::BookingCancelled { refund_kzt, .. } => {
+                    set.bookings.update(id, |row| row.refund_kzt = refund_kzt.0);
+                    "cancelled"
+                }
+                BookingEvent::BookingExpired {} => "expired",
+                BookingEvent::BookingCheckedIn {} => "checked_in",
+                BookingEvent::BookingCompleted {} => "completed",
+                BookingEvent::BookingReviewed { .. } => return,
+            },
+            Event::Payment(event) => {
+                apply_payment(set, e, event);
+                return;
+            }
+            Event::Listing(ListingEvent::DatesReserved {
+                booking_id,
+                hold_expires_at,
+                ..
+            }) => {
                 set.reservations.put(LiveReservation {
-                    booking_id,
+                    booking_id: *booking_id,
                     listing_id: id,
                     state: "held".to_string(),
-                    hold_expires_at,
+                    hold_expires_at: micros(*hold_expires_at),
                     reserved_at: e.recorded_at,
                 });
                 return;
             }
-            ("Listing", "ReservationConfirmed") => {
-                if let Some(booking) = field::<Uuid>(body, "booking_id") {
-                    set.reservations
-                        .update(booking, |r| r.state = "confirmed".to_string());
-                }
+            Event::Listing(ListingEvent::ReservationConfirmed { booking_id }) => {
+                set.reservations
+                    .update(*booking_id, |r| r.state = "confirmed".to_string());
                 return;
             }
-            ("Listing", "DatesReleased") => {
-                if let Some(booking) = field::<Uuid>(body, "booking_id") {
-                    set.reservations.remove(booking);
-                }
+            Event::Listing(ListingEvent::DatesReleased { booking_id, .. }) => {
+                set.reservations.remove(*booking_id);
                 return;
             }
-            _ => return,
+            Event::Listing(_) | Event::User(_) => return,
         };
         set.bookings.update(id, |row| {
             row.status = status.to_string();
@@ -309,18 +298,19 @@ impl Projection for BookingsProjection {
     }
 }
 
-fn apply_payment(set: &mut BookingsSet, e: &StoredEvent, body: &Value, id: Uuid) {
-    if e.event_type == "PaymentCreated" {
-        let (Some(booking_id), Some(amount_kzt)) =
-            (field(body, "booking_id"), field(body, "amount_kzt"))
-        else {
-            return;
-        };
+fn apply_payment(set: &mut BookingsSet, e: &Decoded, event: &PaymentEvent) {
+    let id = e.aggregate_id;
+    if let PaymentEvent::PaymentCreated {
+        booking_id,
+        amount_kzt,
+        ..
+    } = event
+    {
         set.payments.put(PaymentRow {
             payment_id: id,
-            booking_id,
+            booking_id: *booking_id,
             status: "pending".to_string(),
-            amount_kzt,
+            amount_kzt: amount_kzt.0,
             refund_requested_kzt: 0,
             refunded_kzt: 0,
             kaspi_payment_id: None,
@@ -332,17 +322,21 @@ fn apply_payment(set: &mut BookingsSet, e: &StoredEvent, body: &Value, id: Uuid)
         return;
     }
     set.payments.update(id, |row| {
-        match e.event_type.as_str() {
-            "PaymentLinkIssued" => row.kaspi_payment_id = field(body, "kaspi_payment_id"),
-            "PaymentSucceeded" => row.status = "succeeded".to_string(),
-            "PaymentAmountMismatched" => row.mismatches += 1,
-            "PaymentFailed" => row.status = "failed".to_string(),
-            "PaymentExpired" => row.status = "expired".to_string(),
-            "RefundRequested" => {
-                row.refund_requested_kzt += field::<i64>(body, "amount_kzt").unwrap_or(0)
+        match event {
+            PaymentEvent::PaymentLinkIssued {
+                kaspi_payment_id, ..
+            } => row.kaspi_payment_id = Some(*kaspi_payment_id),
+            PaymentEvent::PaymentSucceeded { .. } => row.status = "succeeded".to_string(),
+            PaymentEvent::PaymentAmountMismatched { .. } => row.mismatches += 1,
+            PaymentEvent::PaymentFailed { .. } => row.status = "failed".to_string(),
+            PaymentEvent::PaymentExpired { .. } => row.status = "expired".to_string(),
+            PaymentEvent::RefundRequested { amount_kzt, .. } => {
+                row.refund_requested_kzt += amount_kzt.0
             }
-            "PaymentRefunded" => {
-                row.refunded_kzt = field::<i64>(body, "total_refunded_kzt").unwrap_or(0);
+            PaymentEvent::PaymentRefunded {
+                total_refunded_kzt, ..
+            } => {
+                row.refunded_kzt = total_refunded_kzt.0;
                 row.status = if row.refunded_kzt >= row.amount_kzt {
                     "refunded"
                 } else {
@@ -350,28 +344,40 @@ fn apply_payment(set: &mut BookingsSet, e: &StoredEvent, body: &Value, id: Uuid)
                 }
                 .to_string();
             }
-            _ => {}
+            PaymentEvent::PaymentCreated { .. } => {}
         }
         row.updated_at = e.recorded_at;
         row.position = e.position;
     });
 }
 
-fn booking_held(e: &StoredEvent, body: &Value, id: Uuid) -> Option<BookingRow> {
-    let range = body.get("range")?;
-    let price = body.get("price")?;
+fn booking_held(e: &Decoded, event: &BookingEvent) -> Option<BookingRow> {
+    let BookingEvent::BookingHeld {
+        listing_id,
+        host_id,
+        guest_id,
+        range,
+        guests,
+        channel,
+        price,
+        hold_expires_at,
+        ..
+    } = event
+    else {
+        return None;
+    };
     Some(BookingRow {
-        booking_id: id,
-        listing_id: field(body, "listing_id")?,
-        host_id: field(body, "host_id")?,
-        guest_id: field(body, "guest_id")?,
+        booking_id: e.aggregate_id,
+        listing_id: *listing_id,
+        host_id: *host_id,
+        guest_id: *guest_id,
         status: "held".to_string(),
-        check_in: field(range, "check_in")?,
-        check_out: field(range, "check_out")?,
-        guests: field(body, "guests")?,
-        total_kzt: field(price, "total_kzt")?,
-        channel: field(body, "channel")?,
-        hold_expires_at: instant(body, "hold_expires_at")?,
+        check_in: range.check_in(),
+        check_out: range.check_out(),
+        guests: i64::from(*guests),
+        total_kzt: price.total_kzt.0,
+        channel: channel.as_str().to_string(),
+        hold_expires_at: micros(*hold_expires_at),
         created_at: e.recorded_at,
         paid_kzt: 0,
         refund_kzt: 0,
@@ -380,21 +386,33 @@ fn booking_held(e: &StoredEvent, body: &Value, id: Uuid) -> Option<BookingRow> {
 }
 
 /// A payment the keeper should look at, and why.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DuePayment {
     pub payment_id: Uuid,
     pub booking_id: Uuid,
-    pub status: String,
-    /// `reconcile` (pending long enough to ask Kaspi) or `settle` (payment and booking
-    /// disagree, or a refund is still to be returned).
-    pub need: String,
+    pub status: PaymentStatus,
+    pub need: PaymentNeed,
+}
+
+/// What the keeper should do about a payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentNeed {
+    /// Pending long enough to ask Kaspi.
+    Reconcile,
+    /// Payment and booking disagree, or a refund is still to be returned.
+    Settle,
 }
 
 /// A stay due to move on (check-in day reached, or departure day reached).
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DueStay {
     pub booking_id: Uuid,
-    pub status: String,
+    pub status: BookingStatus,
+}
+
+/// A status column read back: a value the fold never writes is a broken read model.
+fn parsed<T>(parse: fn(&str) -> Option<T>, text: &str, column: &str) -> Result<T, StoreError> {
+    parse(text).ok_or_else(|| StoreError::Integrity(format!("{column}: unknown value {text:?}")))
 }
 
 /// Queries on the bookings read model.
@@ -415,7 +433,29 @@ impl BookingsProjection {
                     AND p.refund_requested_kzt < CASE WHEN b.paid_kzt > 0 THEN b.refund_kzt ELSE p.amount_kzt END) \
                 OR p.refund_requested_kzt > p.refunded_kzt \
              ORDER BY p.updated_at LIMIT $2";
-        fetch_all(db, sql, &[Arg::Time(pending_before), Arg::Int(limit)]).await
+        #[derive(sqlx::FromRow)]
+        struct Due {
+            payment_id: Uuid,
+            booking_id: Uuid,
+            status: String,
+            need: String,
+        }
+        let rows: Vec<Due> =
+            fetch_all(db, sql, &[Arg::Time(pending_before), Arg::Int(limit)]).await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(DuePayment {
+                    payment_id: r.payment_id,
+                    booking_id: r.booking_id,
+                    status: parsed(PaymentStatus::parse, &r.status, "payment_list.status")?,
+                    need: if r.need == "reconcile" {
+                        PaymentNeed::Reconcile
+                    } else {
+                        PaymentNeed::Settle
+                    },
+                })
+            })
+            .collect()
     }
 
     /// Confirmed stays whose first night is `check_in_by` or earlier, and checked-in stays
@@ -430,7 +470,7 @@ impl BookingsProjection {
              WHERE (status = 'confirmed' AND check_in <= $1) \
                 OR (status = 'checked_in' AND check_out <= $2) \
              ORDER BY check_in LIMIT $3";
-        fetch_all(
+        let rows: Vec<(Uuid, String)> = fetch_all(
             db,
             sql,
             &[
@@ -439,7 +479,15 @@ impl BookingsProjection {
                 Arg::Int(limit),
             ],
         )
-        .await
+        .await?;
+        rows.into_iter()
+            .map(|(booking_id, status)| {
+                Ok(DueStay {
+                    booking_id,
+                    status: parsed(BookingStatus::parse, &status, "booking_list.status")?,
+                })
+            })
+            .collect()
     }
 
     /// Payments that had notifications refused for a wrong sum, newest first.
@@ -493,11 +541,23 @@ impl BookingsProjection {
                 OR b.status = 'cancelled' \
                 OR (r.state = 'held' AND b.status IN ('expired', 'confirmed', 'checked_in', 'completed')) \
              ORDER BY r.hold_expires_at LIMIT $3";
-        fetch_all(
+        let rows: Vec<(Uuid, Uuid, String, Option<String>)> = fetch_all(
             db,
             sql,
             &[Arg::Time(now), Arg::Time(orphaned_before), Arg::Int(limit)],
         )
-        .await
+        .await?;
+        rows.into_iter()
+            .map(|(booking_id, listing_id, state, booking_status)| {
+                Ok(DueReservation {
+                    booking_id,
+                    listing_id,
+                    state: parsed(ReservationState::parse, &state, "live_reservations.state")?,
+                    booking_status: booking_status
+                        .map(|s| parsed(BookingStatus::parse, &s, "booking_list.status"))
+                        .transpose()?,
+                })
+            })
+            .collect()
     }
 }

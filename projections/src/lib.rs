@@ -2,6 +2,8 @@
 //! with its own checkpoint that moves in the same transaction as its rows, so every event is
 //! applied exactly once in effect.
 //!
+//! - [`event`]: the read side's one decoding step (stored event → the domain's `Event`,
+//!   upcast on load) and what happens to an event that does not decode.
 //! - [`projector`]: the [`Projection`] trait and [`Projector`], which applies linked events in
 //!   commit-safe order (filling gaps from the store), rebuilds into fresh tables and swaps them
 //!   in atomically, waits for a position (read-your-writes) and reports lag.
@@ -16,6 +18,7 @@
 pub mod availability;
 pub mod availability_index;
 pub mod bookings;
+pub mod event;
 pub mod feed;
 pub mod ical;
 pub mod listings;
@@ -26,7 +29,9 @@ pub mod table;
 pub use availability::{AvailabilityProjection, CalendarDay, Offer, OfferRow, SpanRow, StayQuery};
 pub use availability_index::AvailabilityIndex;
 pub use bookings::{
-    BookingFilter, BookingRow, BookingsProjection, DuePayment, DueReservation, DueStay, PaymentRow,
+    BookingFilter, BookingRow, BookingsProjection, DuePayment, DueReservation, DueStay,
+    PaymentNeed, PaymentRow,
 };
+pub use event::{Decoded, Undecodable};
 pub use listings::{CatalogueQuery, CatalogueRow, ListingsProjection};
 pub use projector::{Applied, CheckpointRow, Projection, Projector, Status};

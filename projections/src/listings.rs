@@ -1,15 +1,16 @@
 //! The listings catalogue: every listing as guests browse it — city, prices, guests, rooms,
 //! amenities, photos, location — searchable by city, guests, price, amenities and distance.
 use crate::availability::{bounding_box, city_key};
-use crate::bookings::{body_of, field};
+use crate::event::Decoded;
 use crate::projector::Projection;
 use crate::table::{col, fetch_all, nullable, Arg, Kind, Row, Table};
 use crate::working_set;
 use chrono::{DateTime, Utc};
-use domain::listing::{ListingDetails, ListingStatus};
+use domain::listing::{ListingDetails, ListingEvent};
 use domain::values::Location;
+use domain::Event;
 use serde::Serialize;
-use store::{Database, StoreError, StoredEvent};
+use store::{Database, StoreError};
 use uuid::Uuid;
 
 #[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow)]
@@ -187,17 +188,15 @@ impl Projection for ListingsProjection {
     const VERSION: i64 = 2;
     const TABLES: &'static [&'static Table] = &[&CATALOGUE];
 
-    fn want(set: &mut CatalogueSet, e: &StoredEvent) {
-        if e.aggregate_type == "Listing" {
-            if let Ok(id) = e.aggregate_id.parse() {
-                set.listings.want(id);
-            }
-        } else if let Some(listing) = crate::availability::reviewed_listing(e) {
-            set.listings.want(listing.0);
+    fn want(set: &mut CatalogueSet, e: &Decoded) {
+        if let Event::Listing(_) = e.event {
+            set.listings.want(e.aggregate_id);
+        } else if let Some((listing, _)) = crate::availability::reviewed_listing(e) {
+            set.listings.want(listing);
         }
     }
 
-    fn apply(set: &mut CatalogueSet, e: &StoredEvent) {
+    fn apply(set: &mut CatalogueSet, e: &Decoded) {
         if let Some((listing, rating)) = crate::availability::reviewed_listing(e) {
             set.listings.update(listing, |row| {
                 row.rating_sum += rating;
@@ -205,22 +204,20 @@ impl Projection for ListingsProjection {
             });
             return;
         }
-        if e.aggregate_type != "Listing" {
+        let Event::Listing(event) = &e.event else {
             return;
-        }
-        let Some((body, id)) = body_of(e) else { return };
-        match e.event_type.as_str() {
-            "ListingCreated" => {
-                let (Some(details), Some(host_id), Some(status)) = (
-                    field::<ListingDetails>(body, "details"),
-                    field::<Uuid>(body, "host_id"),
-                    field::<ListingStatus>(body, "status"),
-                ) else {
-                    return;
-                };
+        };
+        let id = e.aggregate_id;
+        match event {
+            ListingEvent::ListingCreated {
+                host_id,
+                details,
+                status,
+                ..
+            } => {
                 let mut row = CatalogueRow {
                     listing_id: id,
-                    host_id,
+                    host_id: *host_id,
                     title: String::new(),
                     city: String::new(),
                     city_key: String::new(),
@@ -244,29 +241,31 @@ impl Projection for ListingsProjection {
                     updated_at: e.recorded_at,
                     position: e.position,
                 };
-                row.describe(&details);
+                row.describe(details);
                 set.listings.put(row);
             }
-            "ListingUpdated" => {
-                if let Some(details) = field::<ListingDetails>(body, "details") {
-                    set.listings.update(id, |row| {
-                        row.describe(&details);
-                        row.updated_at = e.recorded_at;
-                        row.position = e.position;
-                    });
-                }
+            ListingEvent::ListingUpdated { details } => {
+                set.listings.update(id, |row| {
+                    row.describe(details);
+                    row.updated_at = e.recorded_at;
+                    row.position = e.position;
+                });
             }
-            "ListingStatusChanged" => {
-                if let Some(status) = field::<ListingStatus>(body, "status") {
-                    set.listings.update(id, |row| {
-                        row.status = status.as_str().to_string();
-                        row.updated_at = e.recorded_at;
-                        row.position = e.position;
-                    });
-                }
+            ListingEvent::ListingStatusChanged { status } => {
+                set.listings.update(id, |row| {
+                    row.status = status.as_str().to_string();
+                    row.updated_at = e.recorded_at;
+                    row.position = e.position;
+                });
             }
-            "DatesReserved" => set.listings.update(id, |row| row.bookings_count += 1),
-            _ => {}
+            ListingEvent::DatesReserved { .. } => {
+                set.listings.update(id, |row| row.bookings_count += 1)
+            }
+            ListingEvent::ReservationConfirmed { .. }
+            | ListingEvent::DatesReleased { .. }
+            | ListingEvent::DatesBlocked { .. }
+            | ListingEvent::DatesUnblocked { .. }
+            | ListingEvent::AccessUpdated { .. } => {}
         }
     }
 }

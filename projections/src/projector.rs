@@ -1,14 +1,16 @@
 //! Applies events to one projection: exactly once in effect, in commit-safe order, with the
 //! checkpoint in the same transaction as the rows; rebuilds it from the store into fresh
 //! tables and swaps them in atomically.
+use crate::event::{self, Decoded, Undecodable};
 use crate::rows::WorkingSet;
 use crate::table::{write_turn, ReadTx, Table};
 use bus::Link;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use store::history::{self, Checkpoint};
-use store::{Database, StoreError, StoredEvent};
+use store::{Database, StoreError};
 use tokio::sync::watch;
 
 /// A read model: a deterministic fold of events into tables.
@@ -20,9 +22,9 @@ pub trait Projection: Send + Sync + 'static {
     const VERSION: i64;
     const TABLES: &'static [&'static Table];
     /// Declares the rows `event` will read or write.
-    fn want(set: &mut Self::Set, event: &StoredEvent);
+    fn want(set: &mut Self::Set, event: &Decoded);
     /// Folds `event` into the rows.
-    fn apply(set: &mut Self::Set, event: &StoredEvent);
+    fn apply(set: &mut Self::Set, event: &Decoded);
 }
 
 /// The outcome of offering a run of linked events.
@@ -54,6 +56,9 @@ pub struct Projector<P: Projection> {
     store: Database,
     read: Database,
     applied: Arc<watch::Sender<Checkpoint>>,
+    /// A fault is recorded for this projection (see [`crate::event`]): cleared once the
+    /// projection applies past it.
+    stalled: Arc<AtomicBool>,
     _projection: PhantomData<fn() -> P>,
 }
 
@@ -63,6 +68,7 @@ impl<P: Projection> Clone for Projector<P> {
             store: self.store.clone(),
             read: self.read.clone(),
             applied: self.applied.clone(),
+            stalled: self.stalled.clone(),
             _projection: PhantomData,
         }
     }
@@ -85,7 +91,7 @@ pub async fn init_read_database(read: &Database) -> Result<(), StoreError> {
     store::with_pool!(read, pool => {
         sqlx::query(sql).execute(pool).await?;
     });
-    Ok(())
+    event::init_faults(read).await
 }
 
 /// Reads one projection's checkpoint row from `db`.
@@ -180,6 +186,7 @@ impl<P: Projection> Projector<P> {
             store,
             read,
             applied: Arc::new(applied),
+            stalled: Arc::new(AtomicBool::new(false)),
             _projection: PhantomData,
         }
     }
@@ -208,6 +215,9 @@ impl<P: Projection> Projector<P> {
     /// Makes the projection's tables ready: rebuilt when missing or built by another version
     /// of the fold. Returns whether it rebuilt.
     pub async fn prepare(&self) -> Result<bool, StoreError> {
+        if event::fault_of(&self.read, P::NAME).await?.is_some() {
+            self.stalled.store(true, Ordering::SeqCst);
+        }
         let row = self.checkpoint().await?;
         let mut missing = false;
         for table in P::TABLES {
@@ -230,14 +240,25 @@ impl<P: Projection> Projector<P> {
     }
 
     /// Applies the longest run of `links` that follows the checkpoint, skipping events it
-    /// already has, in one transaction with the checkpoint.
+    /// already has, in one transaction with the checkpoint. An event that does not decode ends
+    /// the run: what came before it is applied, the fault is recorded and returned as an error.
     pub async fn apply(&self, links: &[Link]) -> Result<Applied, StoreError> {
         let _turn = write_turn(&self.read).await;
         let mut tx = ReadTx::begin(&self.read).await?;
         let row = lock_checkpoint(&mut tx, P::NAME).await?;
         let (run, tail, gap) = bus::follow(row.checkpoint, links);
+        let (run, fault) = event::decode_until_fault(run);
+        let tail = match (&fault, run.last()) {
+            (None, _) => tail,
+            (Some(_), Some(last)) => last.checkpoint(),
+            (Some(_), None) => row.checkpoint,
+        };
         if run.is_empty() {
             drop(tx);
+            drop(_turn);
+            if let Some(fault) = fault {
+                return Err(self.stall(fault).await);
+            }
             return Ok(Applied {
                 applied: 0,
                 checkpoint: row.checkpoint,
@@ -264,6 +285,7 @@ impl<P: Projection> Projector<P> {
         )
         .await?;
         tx.commit().await?;
+        drop(_turn);
         self.applied.send_if_modified(|seen| {
             let newer = tail > *seen;
             if newer {
@@ -273,11 +295,26 @@ impl<P: Projection> Projector<P> {
         });
         metrics::counter!("zhilego_projection_events_applied_total", "projection" => P::NAME)
             .increment(run.len() as u64);
+        if let Some(fault) = fault {
+            return Err(self.stall(fault).await);
+        }
+        if self.stalled.swap(false, Ordering::SeqCst) {
+            event::clear_fault(&self.read, P::NAME).await?;
+        }
         Ok(Applied {
             applied: run.len(),
             checkpoint: tail,
             gap,
         })
+    }
+
+    /// Records that the projection stopped before `fault`; the error to return for it.
+    async fn stall(&self, fault: Box<Undecodable>) -> StoreError {
+        self.stalled.store(true, Ordering::SeqCst);
+        if let Err(e) = event::record_fault(&self.read, P::NAME, &fault).await {
+            tracing::error!(projection = P::NAME, error = %e, "recording a projection fault failed");
+        }
+        StoreError::Integrity(format!("{} stopped: {fault}", P::NAME))
     }
 
     /// Applies the next events from the store; returns how many it applied.
@@ -347,7 +384,7 @@ impl<P: Projection> Projector<P> {
         // A reader task fetches batches with their payloads as text; each batch is decoded on
         // a blocking thread while the next is read, and the fold takes them in order.
         let (batches, mut incoming) = tokio::sync::mpsc::channel::<
-            tokio::task::JoinHandle<Result<Vec<StoredEvent>, StoreError>>,
+            tokio::task::JoinHandle<(Vec<Decoded>, Option<Box<Undecodable>>)>,
         >(3);
         let store = self.store.clone();
         let reader = tokio::spawn(async move {
@@ -362,7 +399,14 @@ impl<P: Projection> Projector<P> {
                 };
                 at = last;
                 let decoding = tokio::task::spawn_blocking(move || {
-                    raw.into_iter().map(history::RawEvent::decode).collect()
+                    let mut decoded = Vec::with_capacity(raw.len());
+                    for e in &raw {
+                        match Decoded::decode_raw(e) {
+                            Ok(d) => decoded.push(d),
+                            Err(fault) => return (decoded, Some(fault)),
+                        }
+                    }
+                    (decoded, None)
                 });
                 if batches.send(decoding).await.is_err() {
                     return Ok(());
@@ -373,19 +417,26 @@ impl<P: Projection> Projector<P> {
         let mut set = P::Set::new(true);
         let mut at = Checkpoint::default();
         let mut folded = 0u64;
+        let mut fault = None;
         while let Some(decoding) = incoming.recv().await {
-            let events = decoding
+            let (events, stopped) = decoding
                 .await
-                .map_err(|e| StoreError::Integrity(format!("rebuild decoder: {e}")))??;
+                .map_err(|e| StoreError::Integrity(format!("rebuild decoder: {e}")))?;
             for e in &events {
                 P::apply(&mut set, e);
             }
             folded += events.len() as u64;
-            at = events.last().map(StoredEvent::checkpoint).unwrap_or(at);
+            at = events.last().map(Decoded::checkpoint).unwrap_or(at);
             if let Some(report) = progress {
                 report(folded, total.max(folded));
             }
+            if stopped.is_some() {
+                // The tables are built up to the event before it, and the projection stops there.
+                fault = stopped;
+                break;
+            }
         }
+        drop(incoming);
         reader
             .await
             .map_err(|e| StoreError::Integrity(format!("rebuild reader: {e}")))??;
@@ -403,9 +454,11 @@ impl<P: Projection> Projector<P> {
         let _turn = write_turn(&self.read).await;
         let mut tx = ReadTx::begin(&self.read).await?;
         lock_checkpoint(&mut tx, P::NAME).await?;
-        loop {
-            let events = history::events_after_for_folding(&self.store, at, STORE_BATCH).await?;
-            let Some(last) = events.last().map(StoredEvent::checkpoint) else {
+        while fault.is_none() {
+            let stored = history::events_after_for_folding(&self.store, at, STORE_BATCH).await?;
+            let (events, stopped) = event::decode_until_fault(&stored);
+            fault = stopped;
+            let Some(last) = events.last().map(Decoded::checkpoint) else {
                 break;
             };
             let mut tail = P::Set::new(false);
@@ -443,9 +496,16 @@ impl<P: Projection> Projector<P> {
         )
         .await?;
         tx.commit().await?;
+        drop(_turn);
         self.applied.send_replace(at);
         if let Some(report) = progress {
             report(folded, folded);
+        }
+        if let Some(fault) = fault {
+            return Err(self.stall(fault).await);
+        }
+        if self.stalled.swap(false, Ordering::SeqCst) {
+            event::clear_fault(&self.read, P::NAME).await?;
         }
         Ok(folded)
     }
@@ -510,6 +570,7 @@ impl<P: Projection> Projector<P> {
             applied: row.applied,
             behind_events: backlog.events,
             lag_seconds: backlog.lag_seconds(),
+            stopped_at: event::fault_of(&self.read, P::NAME).await?,
         })
     }
 }
@@ -523,4 +584,6 @@ pub struct Status {
     pub applied: i64,
     pub behind_events: i64,
     pub lag_seconds: f64,
+    /// Set when the projection stopped before an event it cannot decode: which and why.
+    pub stopped_at: Option<serde_json::Value>,
 }

@@ -1,7 +1,7 @@
 //! A cqrs-es `EventStore` that is postgres-es or sqlite-es underneath, chosen at run time.
 use crate::chain::ChainedRepository;
 use crate::Database;
-use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
+use cqrs_es::persist::{EventStoreAggregateContext, EventUpcaster, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use postgres_es::PostgresEventRepository;
 use sqlite_es::SqliteEventRepository;
@@ -16,26 +16,32 @@ pub enum AggregateStore<A: Aggregate> {
 }
 
 impl<A: Aggregate> AggregateStore<A> {
-    pub(crate) fn new(db: Database, snapshot_every: Option<usize>) -> Self {
+    pub(crate) fn new(
+        db: Database,
+        snapshot_every: Option<usize>,
+        upcasters: Vec<Box<dyn EventUpcaster>>,
+    ) -> Self {
         fn build<R: cqrs_es::persist::PersistedEventRepository, A: Aggregate>(
             repo: R,
             snapshot_every: Option<usize>,
+            upcasters: Vec<Box<dyn EventUpcaster>>,
         ) -> PersistedEventStore<R, A> {
             match snapshot_every {
                 Some(n) => PersistedEventStore::new_snapshot_store(repo, n),
                 None => PersistedEventStore::new_event_store(repo),
             }
+            .with_upcasters(upcasters)
         }
         match &db {
             Database::Postgres(pool) => {
                 let repo =
                     ChainedRepository::new(PostgresEventRepository::new(pool.clone()), db.clone());
-                AggregateStore::Postgres(build(repo, snapshot_every))
+                AggregateStore::Postgres(build(repo, snapshot_every, upcasters))
             }
             Database::Sqlite(pool) => {
                 let repo =
                     ChainedRepository::new(SqliteEventRepository::new(pool.clone()), db.clone());
-                AggregateStore::Sqlite(build(repo, snapshot_every))
+                AggregateStore::Sqlite(build(repo, snapshot_every, upcasters))
             }
         }
     }

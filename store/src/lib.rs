@@ -108,11 +108,13 @@ impl Database {
     }
 
     /// A cqrs-es event store for aggregate `A`; `snapshot_every` events a snapshot is kept.
+    /// Events stored in an older version pass through `upcasters` when they are loaded.
     pub fn aggregate_store<A: cqrs_es::Aggregate>(
         &self,
         snapshot_every: Option<usize>,
+        upcasters: Vec<Box<dyn cqrs_es::persist::EventUpcaster>>,
     ) -> AggregateStore<A> {
-        AggregateStore::new(self.clone(), snapshot_every)
+        AggregateStore::new(self.clone(), snapshot_every, upcasters)
     }
 
     pub async fn close(&self) {

@@ -9,6 +9,7 @@ mod chatbots;
 mod concurrency;
 mod contract;
 mod crash;
+mod events;
 mod faults;
 mod ops;
 mod payments;

@@ -193,7 +193,10 @@ impl Notifier {
         let far_past = today - Days::days(3650);
         let due = BookingsProjection::due_stays(&self.read, far_past, today, 500).await?;
         let mut sent = 0;
-        for stay in due.into_iter().filter(|s| s.status == "checked_in") {
+        for stay in due
+            .into_iter()
+            .filter(|s| s.status == domain::booking::BookingStatus::CheckedIn)
+        {
             let Ok(Some(b)) = self.commands.booking(stay.booking_id).await else {
                 continue;
             };

@@ -133,16 +133,8 @@ pub struct BookingView {
 impl BookingView {
     pub fn of(b: &Booking, position: Option<i64>) -> Self {
         let range = b.range.expect("a recorded booking has dates");
-        let price = b
-            .price
-            .clone()
-            .unwrap_or_else(|| domain::pricing::PriceBreakdown {
-                nights: range.nights(),
-                nightly_kzt: vec![],
-                nights_total_kzt: domain::Kzt::ZERO,
-                cleaning_fee_kzt: domain::Kzt::ZERO,
-                total_kzt: domain::Kzt::ZERO,
-            });
+        let price = b.price.as_ref();
+        let kzt = |f: fn(&domain::pricing::StayPrice) -> domain::Kzt| price.map_or(0, |p| f(p).0);
         BookingView {
             id: b.id.unwrap_or_default(),
             listing_id: b.listing_id,
@@ -155,13 +147,15 @@ impl BookingView {
             guests: b.guests,
             channel: b.channel.map(|c| c.as_str()).unwrap_or("api").to_string(),
             hold_expires_at: b.hold_expires_at,
-            total_kzt: price.total_kzt.0,
+            total_kzt: kzt(|p| p.total_kzt),
             price: PriceView {
-                nights: price.nights,
-                nightly_kzt: price.nightly_kzt.iter().map(|k| k.0).collect(),
-                nights_total_kzt: price.nights_total_kzt.0,
-                cleaning_fee_kzt: price.cleaning_fee_kzt.0,
-                total_kzt: price.total_kzt.0,
+                nights: price.map_or(range.nights(), |p| p.nights()),
+                nightly_kzt: price.map_or(vec![], |p| {
+                    p.nightly.iter().map(|n| n.price_kzt.0).collect()
+                }),
+                nights_total_kzt: kzt(|p| p.nights_total_kzt),
+                cleaning_fee_kzt: kzt(|p| p.cleaning_fee_kzt),
+                total_kzt: kzt(|p| p.total_kzt),
             },
             cancellation_policy: b.cancellation_policy.as_str().to_string(),
             paid_kzt: b.paid_kzt.0,

@@ -1,7 +1,7 @@
 use super::{BookingCommand, BookingEvent};
 use crate::actor::{Actor, Channel, Role};
 use crate::cancellation::CancellationPolicy;
-use crate::pricing::PriceBreakdown;
+use crate::pricing::StayPrice;
 use crate::values::{DateRange, Kzt};
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -35,6 +35,21 @@ impl BookingStatus {
             BookingStatus::Expired => "expired",
         }
     }
+
+    /// The status [`BookingStatus::as_str`] spells `s`.
+    pub fn parse(s: &str) -> Option<BookingStatus> {
+        [
+            BookingStatus::New,
+            BookingStatus::Held,
+            BookingStatus::Confirmed,
+            BookingStatus::CheckedIn,
+            BookingStatus::Completed,
+            BookingStatus::Cancelled,
+            BookingStatus::Expired,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -46,7 +61,7 @@ pub struct Booking {
     pub range: Option<DateRange>,
     pub guests: u32,
     pub channel: Option<Channel>,
-    pub price: Option<PriceBreakdown>,
+    pub price: Option<StayPrice>,
     pub cancellation_policy: CancellationPolicy,
     pub status: BookingStatus,
     pub hold_expires_at: Option<DateTime<Utc>>,
@@ -82,6 +97,9 @@ pub enum BookingError {
         field: &'static str,
         message: &'static str,
     },
+    /// The quote handed to the command is for another number of nights: a bug upstream.
+    #[error("{0}")]
+    PriceNotForStay(&'static str),
 }
 
 impl Booking {
@@ -142,6 +160,8 @@ impl Aggregate for Booking {
                         Err(BookingError::AlreadyExists)
                     };
                 }
+                let price =
+                    StayPrice::dated(&range, &price).map_err(BookingError::PriceNotForStay)?;
                 sink.write(
                     BookingEvent::BookingHeld {
                         booking_id,

@@ -1,6 +1,6 @@
 use crate::actor::{Channel, Role};
 use crate::cancellation::CancellationPolicy;
-use crate::pricing::PriceBreakdown;
+use crate::pricing::StayPrice;
 use crate::values::{DateRange, Kzt};
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
@@ -17,7 +17,8 @@ pub enum BookingEvent {
         range: DateRange,
         guests: u32,
         channel: Channel,
-        price: PriceBreakdown,
+        /// Each night with its price (version 2; version 1 had the prices without dates).
+        price: StayPrice,
         cancellation_policy: CancellationPolicy,
         hold_expires_at: DateTime<Utc>,
     },
@@ -61,6 +62,6 @@ impl DomainEvent for BookingEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_string()
+        crate::upcast::version_of("Booking", &self.event_type())
     }
 }

@@ -1,7 +1,7 @@
 use super::*;
 use crate::actor::{Actor, Channel, Role};
 use crate::cancellation::CancellationPolicy;
-use crate::pricing::PriceBreakdown;
+use crate::pricing::{NightPrice, PriceBreakdown, StayPrice};
 use crate::values::{DateRange, Kzt};
 use chrono::{DateTime, NaiveDate, Utc};
 use cqrs_es::test::TestFramework;
@@ -99,7 +99,7 @@ fn held_with(policy: CancellationPolicy) -> BookingEvent {
         range: stay(),
         guests: 2,
         channel: Channel::Telegram,
-        price: price(),
+        price: StayPrice::dated(&stay(), &price()).unwrap(),
         cancellation_policy: policy,
         hold_expires_at: hold_until(),
     }
@@ -152,6 +152,50 @@ fn holding_a_new_booking_records_the_stay_price_and_policy() {
         .given_no_previous_events()
         .when(hold_cmd(CancellationPolicy::Strict))
         .then_expect_events(vec![held_with(CancellationPolicy::Strict)]);
+}
+
+#[test]
+fn the_held_price_puts_each_night_on_its_date() {
+    let BookingEvent::BookingHeld { price, .. } = held() else {
+        unreachable!()
+    };
+    let night = |date: &str| NightPrice {
+        date: d(date),
+        price_kzt: Kzt(20_000),
+    };
+    assert_eq!(
+        price.nightly,
+        vec![
+            night("2030-02-10"),
+            night("2030-02-11"),
+            night("2030-02-12")
+        ]
+    );
+    assert_eq!(price.total_kzt, TOTAL);
+}
+
+#[test]
+fn a_quote_for_other_nights_than_the_stay_is_refused() {
+    let mut two_nights = price();
+    two_nights.nights = 2;
+    two_nights.nightly_kzt.pop();
+    BookingTest::with(())
+        .given_no_previous_events()
+        .when(BookingCommand::HoldBooking {
+            booking_id: booking_id(),
+            listing_id: listing_id(),
+            host_id: host_id(),
+            guest_id: guest_id(),
+            range: stay(),
+            guests: 2,
+            channel: Channel::Telegram,
+            price: two_nights,
+            cancellation_policy: CancellationPolicy::Flexible,
+            hold_expires_at: hold_until(),
+        })
+        .then_expect_error(BookingError::PriceNotForStay(
+            "the price quotes another number of nights than the stay has",
+        ));
 }
 
 #[test]

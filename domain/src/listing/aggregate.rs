@@ -19,6 +19,21 @@ pub enum ReservationState {
     Confirmed,
 }
 
+impl ReservationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationState::Held => "held",
+            ReservationState::Confirmed => "confirmed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ReservationState> {
+        [ReservationState::Held, ReservationState::Confirmed]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
+}
+
 /// Nights taken by one live booking.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Reservation {

@@ -78,6 +78,6 @@ impl DomainEvent for ListingEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_string()
+        crate::upcast::version_of("Listing", &self.event_type())
     }
 }

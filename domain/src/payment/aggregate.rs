@@ -31,6 +31,21 @@ impl PaymentStatus {
         }
     }
 
+    /// The status [`PaymentStatus::as_str`] spells `s`.
+    pub fn parse(s: &str) -> Option<PaymentStatus> {
+        [
+            PaymentStatus::New,
+            PaymentStatus::Pending,
+            PaymentStatus::Succeeded,
+            PaymentStatus::Failed,
+            PaymentStatus::Expired,
+            PaymentStatus::Refunded,
+            PaymentStatus::PartiallyRefunded,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
+
     /// Money was received (whatever was returned since).
     pub fn is_paid(self) -> bool {
         matches!(
@@ -169,7 +184,7 @@ impl DomainEvent for PaymentEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_string()
+        crate::upcast::version_of("Payment", &self.event_type())
     }
 }
 

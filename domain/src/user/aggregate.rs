@@ -128,7 +128,7 @@ impl DomainEvent for UserEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_string()
+        crate::upcast::version_of("User", &self.event_type())
     }
 }
 

@@ -1,12 +1,12 @@
 //! Building and running the service: `Application::build` connects, migrates and binds (port 0
 //! allowed, so tests start the real thing); `run_until_stopped` serves until the shutdown
 //! signal, then drains requests and stops the background loops.
-use crate::auth::JwtKeys;
 use crate::reads::{Feed, ReadModels};
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::{AppState, Inner};
 use crate::telemetry;
+use crate::tokens::JwtKeys;
 use anyhow::Context;
 use bus::{LocalBus, LocalRelay};
 use commands::{Commands, CommandsConfig, ReservationSweeper};

@@ -1,7 +1,7 @@
 //! The `zhilego` command line.
 use crate::app::{jwt_secret, open_database, shutdown_signal, Application};
-use crate::auth::JwtKeys;
 use crate::settings::Settings;
+use crate::tokens::JwtKeys;
 use clap::{Parser, Subcommand};
 use domain::Role;
 use uuid::Uuid;

@@ -4,7 +4,7 @@
 //! - [`app`]: `Application::build` / `run_until_stopped`, the embedded/production switch.
 //! - [`routes`]: `/api/v1` per shared/API.md (listings, blocks, bookings, users), the OpenAPI
 //!   document and docs UI, `/healthz`, `/readyz`, `/metrics`.
-//! - [`auth`]: JWT bearer tokens and roles; [`error`]: problem+json; [`extract`]: extractors
+//! - [`auth`]: the caller of a request and its role; [`tokens`]: JWTs and secret comparison; [`error`]: problem+json; [`extract`]: extractors
 //!   whose rejections name the bad field; [`idempotency`]: `Idempotency-Key` replay;
 //!   [`rate_limit`]: per-client limits.
 //! - [`cli`]: `serve`, `migrate`, `token`, `audit verify`.
@@ -24,6 +24,7 @@ pub mod routes;
 pub mod settings;
 pub mod state;
 pub mod telemetry;
+pub mod tokens;
 
 pub use app::Application;
 pub use settings::Settings;

@@ -1,7 +1,7 @@
 //! What every handler shares.
-use crate::auth::JwtKeys;
 use crate::reads::ReadModels;
 use crate::settings::Settings;
+use crate::tokens::JwtKeys;
 use commands::Commands;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::ops::Deref;

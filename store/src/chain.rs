@@ -7,7 +7,7 @@
 //!
 //! [`ChainedRepository`] wraps the postgres-es / sqlite-es repositories: reads pass through,
 //! and `persist` stamps `event_id` (UUID v7, also the bus message id) and `hash` first.
-use crate::Database;
+use crate::{Database, StoreError};
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
@@ -87,6 +87,36 @@ pub fn event_hash(prev_hash: &str, e: &ChainInput<'_>) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
+/// The hash an event's metadata records (empty when it records none: `audit verify` then
+/// reports the event).
+pub(crate) fn hash_of(metadata: &Value) -> String {
+    metadata
+        .get("hash")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The hash stored with one event, if that event exists.
+pub async fn stored_hash(
+    db: &Database,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: usize,
+) -> Result<Option<String>, StoreError> {
+    let metadata: Option<Value> = crate::with_pool!(db, pool => {
+        sqlx::query_scalar(
+            "SELECT metadata FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(sequence as i64)
+        .fetch_optional(pool)
+        .await?
+    });
+    Ok(metadata.map(|m| hash_of(&m)))
+}
+
 /// Remembers the hash of the newest event of recently written aggregates, so that a command
 /// usually needs no extra read to chain its events. Entries are facts (an event at a sequence
 /// never changes), so a stale entry is simply not used.
@@ -146,7 +176,7 @@ impl<R> ChainedRepository<R> {
         if let Some(hash) = self.heads.get(aggregate_type, aggregate_id, sequence) {
             return Ok(hash);
         }
-        let hash = crate::history::stored_hash(&self.db, aggregate_type, aggregate_id, sequence)
+        let hash = stored_hash(&self.db, aggregate_type, aggregate_id, sequence)
             .await
             .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
         // A missing predecessor means someone else is writing this aggregate right now; the

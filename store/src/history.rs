@@ -7,7 +7,7 @@
 //! older than the oldest one still running (`pg_snapshot_xmin(pg_current_snapshot())`): every
 //! event that can still appear sorts after what has been read. On SQLite, writers are serial,
 //! so `tx` is simply the position.
-use crate::chain::{event_hash, ChainInput, GENESIS_HASH};
+use crate::chain::{event_hash, hash_of, ChainInput, GENESIS_HASH};
 use crate::{Database, StoreError};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
@@ -82,14 +82,6 @@ fn from_lite(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Error> 
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
     })
-}
-
-fn hash_of(metadata: &Value) -> String {
-    metadata
-        .get("hash")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// `SELECT <every column> FROM events <tail>` with `$N` binds, on either backend.
@@ -380,26 +372,6 @@ pub async fn aggregate_events(
         aggregate_type,
         aggregate_id
     ))
-}
-
-/// The hash stored with one event, if that event exists.
-pub async fn stored_hash(
-    db: &Database,
-    aggregate_type: &str,
-    aggregate_id: &str,
-    sequence: usize,
-) -> Result<Option<String>, StoreError> {
-    let metadata: Option<Value> = crate::with_pool!(db, pool => {
-        sqlx::query_scalar(
-            "SELECT metadata FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
-        )
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .bind(sequence as i64)
-        .fetch_optional(pool)
-        .await?
-    });
-    Ok(metadata.map(|m| hash_of(&m)))
 }
 
 /// The global position of one event, if that event exists.

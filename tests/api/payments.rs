@@ -3,7 +3,7 @@
 use crate::helpers::*;
 use crate::on_both_backends;
 use domain::Role;
-use kaspi::Faults;
+use kaspi_sandbox::Faults;
 use serde_json::{json, Value};
 use std::time::Duration;
 use uuid::Uuid;
@@ -104,7 +104,7 @@ async fn events_of_type(app: &TestApp, event_type: &str) -> usize {
         .count()
 }
 
-fn sandbox(app: &TestApp) -> &kaspi::Sandbox {
+fn sandbox(app: &TestApp) -> &kaspi_sandbox::Sandbox {
     app.state.kaspi.sandbox.as_ref().expect("sandbox mode")
 }
 
@@ -555,7 +555,7 @@ async fn a_kaspi_that_is_down_gives_a_clear_error_in_live_mode() {
     // Live mode against a Kaspi on its own port, which the test stops and starts again.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let kaspi = kaspi::Sandbox::new("live-key");
+    let kaspi = kaspi_sandbox::Sandbox::new("live-key");
     let server = tokio::spawn(kaspi.clone().serve(listener));
     let kaspi_url = format!("http://{addr}");
     let Some(app) = spawn_app_with(
@@ -573,7 +573,7 @@ async fn a_kaspi_that_is_down_gives_a_clear_error_in_live_mode() {
     else {
         return;
     };
-    kaspi.set_callback(kaspi::sandbox::Callback {
+    kaspi.set_callback(kaspi_sandbox::Callback {
         url: app.url("/kaspi/callback/"),
         credentials: Some((KASPI_USER.into(), KASPI_PASSWORD.into())),
     });

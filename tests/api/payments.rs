@@ -242,6 +242,45 @@ async fn full_flow(backend: Backend, test: &str) {
 }
 
 on_both_backends!(
+    malformed_notifications_are_refused_before_they_reach_the_payment,
+    malformed_notifications
+);
+async fn malformed_notifications(backend: Backend, test: &str) {
+    let Some(app) = spawn_app(backend, test).await else {
+        return;
+    };
+    let listing = app.create_listing(Uuid::now_v7(), json!({})).await;
+    let h = hold(&app, listing, 3, 5).await;
+    let p = start_payment(&app, &h).await;
+    let account = p["account"].as_str().unwrap().to_string();
+    let before = app.event_count().await;
+
+    // A sum that is not whole tenge, and a command the protocol does not have: result 5,
+    // so Kaspi takes no money, and nothing is recorded on the payment.
+    for sum in [
+        format!("{}.50", h.total),
+        "abc".to_string(),
+        "-5".to_string(),
+    ] {
+        let (status, answer) = notify(&app, "pay", "9301", &account, &sum).await;
+        assert_eq!(status, 200);
+        assert_eq!(answer["result"], 5, "{answer}");
+        assert_eq!(answer["txn_id"], "9301");
+    }
+    let (_, unknown) = notify(&app, "refund", "9302", &account, &h.total.to_string()).await;
+    assert_eq!(unknown["result"], 5, "{unknown}");
+    assert_eq!(unknown["comment"], "unknown command");
+    assert_eq!(app.event_count().await, before);
+    assert_eq!(booking_status(&app, &h).await, "held");
+
+    // The same txn_id with a good sum is then decided on its own merits.
+    let (_, paid) = notify(&app, "pay", "9301", &account, &h.total.to_string()).await;
+    assert_eq!(paid["result"], 0, "{paid}");
+    wait_for_status(&app, &h, "confirmed").await;
+    app.finish().await;
+}
+
+on_both_backends!(
     duplicate_forged_and_wrong_notifications_move_nothing,
     notifications
 );

@@ -128,7 +128,6 @@ impl Commands {
         let Some(payment) = self.payment(payment_id).await? else {
             return Ok(not_found());
         };
-        let booking = self.booking(booking_id).await?.unwrap_or_default();
         if payment.status.is_paid() {
             // The same Kaspi payment told again (or already found by reconciliation) is fine;
             // a second payment for the booking is refused, so Kaspi does not take it.
@@ -140,7 +139,11 @@ impl Commands {
                 about(n, ResultCode::AlreadyPaid, "already paid", &payment)
             }));
         }
-        if booking.status == BookingStatus::Cancelled {
+        let cancelled = self
+            .booking(booking_id)
+            .await?
+            .is_some_and(|b| b.status == BookingStatus::Cancelled);
+        if cancelled {
             return Ok(Decided::final_(about(
                 n,
                 ResultCode::Cancelled,

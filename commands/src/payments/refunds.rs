@@ -12,12 +12,12 @@ impl Commands {
     /// Decides the refund for `reason` (once per payment), capped by what is left.
     pub(crate) async fn request_refund(
         &self,
+        payment_id: Uuid,
         payment: &Payment,
         reason: RefundReason,
         due: Kzt,
         meta: &CommandMeta,
     ) -> Result<(), FlowError> {
-        let payment_id = payment.id.unwrap_or_default();
         let refund_id = refund_id_for(payment_id, reason);
         if payment.refunds.iter().any(|r| r.id == refund_id) {
             return Ok(());

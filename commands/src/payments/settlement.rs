@@ -28,11 +28,8 @@ impl Commands {
         let Some(payment) = self.payment(payment_id).await? else {
             return Ok(());
         };
-        let booking = self
-            .bookings
-            .load(payment.booking_id)
-            .await
-            .map_err(booking_err)?;
+        let booking_id = payment.booking_id;
+        let booking = self.bookings.load(booking_id).await.map_err(booking_err)?;
         if payment.status == PaymentStatus::Pending {
             if booking.status != BookingStatus::Held {
                 let expire = PaymentCommand::Expire {
@@ -46,11 +43,15 @@ impl Commands {
             return Ok(());
         }
         match booking.status {
-            BookingStatus::Held => self.confirm(&booking, &payment, meta).await?,
-            BookingStatus::Expired => self.settle_late(&booking, &payment, meta).await?,
+            BookingStatus::Held => self.confirm(booking_id, payment_id, &payment, meta).await?,
+            BookingStatus::Expired => {
+                self.settle_late(booking_id, &booking, payment_id, &payment, meta)
+                    .await?
+            }
             BookingStatus::Confirmed | BookingStatus::CheckedIn | BookingStatus::Completed => {
                 if booking.payment_id == Some(payment_id) {
-                    self.confirm_nights(&booking, meta).await?;
+                    self.confirm_nights_of(booking.listing_id, booking_id, meta)
+                        .await?;
                 }
             }
             BookingStatus::Cancelled => {
@@ -60,7 +61,7 @@ impl Commands {
                 } else {
                     payment.amount_kzt
                 };
-                self.request_refund(&payment, RefundReason::Cancellation, due, meta)
+                self.request_refund(payment_id, &payment, RefundReason::Cancellation, due, meta)
                     .await?;
             }
             BookingStatus::New => {}
@@ -68,15 +69,16 @@ impl Commands {
         self.return_refunds(payment_id, meta).await
     }
 
+    /// The paid booking is confirmed, then its nights.
     async fn confirm(
         &self,
-        booking: &Booking,
+        booking_id: Uuid,
+        payment_id: Uuid,
         payment: &Payment,
         meta: &CommandMeta,
     ) -> Result<(), FlowError> {
-        let booking_id = booking.id.unwrap_or_default();
         let confirm = BookingCommand::ConfirmBooking {
-            payment_id: payment.id.unwrap_or_default(),
+            payment_id,
             paid_kzt: payment.amount_kzt,
         };
         let done = self
@@ -87,14 +89,20 @@ impl Commands {
         if !done.events.is_empty() {
             self.wrote();
         }
-        self.confirm_nights(&done.aggregate, meta).await
+        self.confirm_nights_of(done.aggregate.listing_id, booking_id, meta)
+            .await
     }
 
-    /// The booking's nights stay taken for good.
-    async fn confirm_nights(&self, booking: &Booking, meta: &CommandMeta) -> Result<(), FlowError> {
-        let booking_id = booking.id.unwrap_or_default();
+    /// The booking's nights stay taken for good (also the sweeper's repair step for a paid
+    /// booking still held on the calendar).
+    pub async fn confirm_nights_of(
+        &self,
+        listing_id: Uuid,
+        booking_id: Uuid,
+        meta: &CommandMeta,
+    ) -> Result<(), FlowError> {
         let cmd = ListingCommand::ConfirmReservation { booking_id };
-        match self.listings.execute(booking.listing_id, cmd, meta).await {
+        match self.listings.execute(listing_id, cmd, meta).await {
             Ok(done) => {
                 if !done.events.is_empty() {
                     self.wrote();
@@ -107,29 +115,15 @@ impl Commands {
         }
     }
 
-    /// Confirms a paid booking's nights on its listing (the sweeper's repair step).
-    pub async fn confirm_nights_of(
-        &self,
-        listing_id: Uuid,
-        booking_id: Uuid,
-        meta: &CommandMeta,
-    ) -> Result<(), FlowError> {
-        let mut booking = Booking {
-            id: Some(booking_id),
-            ..Booking::default()
-        };
-        booking.listing_id = listing_id;
-        self.confirm_nights(&booking, meta).await
-    }
-
     /// Money for a booking whose hold ran out: the nights again if free, else a refund.
     async fn settle_late(
         &self,
+        booking_id: Uuid,
         booking: &Booking,
+        payment_id: Uuid,
         payment: &Payment,
         meta: &CommandMeta,
     ) -> Result<(), FlowError> {
-        let booking_id = booking.id.unwrap_or_default();
         let Some(range) = booking.range else {
             return Ok(());
         };
@@ -148,11 +142,12 @@ impl Commands {
                     self.wrote();
                 }
                 tracing::info!(%booking_id, "a late payment found its nights free: confirmed");
-                self.confirm(booking, payment, meta).await
+                self.confirm(booking_id, payment_id, payment, meta).await
             }
             Err(CommandError::Rejected(e)) => {
                 tracing::info!(%booking_id, reason = %e, "a late payment cannot have its nights: refunded");
-                self.request_refund(payment, RefundReason::LatePayment, payment.amount_kzt, meta)
+                let all = payment.amount_kzt;
+                self.request_refund(payment_id, payment, RefundReason::LatePayment, all, meta)
                     .await
             }
             Err(e) => Err(listing_err(e)),

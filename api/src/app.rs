@@ -120,7 +120,7 @@ impl Application {
         let kaspi = Arc::new(crate::payments::setup(&settings, listener.local_addr()?)?);
         let commands = Arc::new(
             Commands::new(db.clone(), config, encryption_key(&settings)?)
-                .with_kaspi(kaspi.client.clone())
+                .with_provider(Arc::new(kaspi.client.clone()))
                 .on_write(move || {
                     wake_relay.notify_one();
                     wake_index.notify_one();

@@ -235,16 +235,16 @@ impl From<FlowError> for ApiError {
             FlowError::Booking(e) => e.into(),
             FlowError::User(e) => e.into(),
             FlowError::Payment(e) => e.into(),
-            FlowError::ProviderUnavailable(cause) => {
-                tracing::warn!(error = %cause, "Kaspi unavailable");
+            FlowError::ProviderUnavailable(_) | FlowError::NoProvider => {
+                tracing::warn!(error = %e, "Kaspi unavailable");
                 ApiError::unavailable(
                     "payment_provider_unavailable",
                     "Kaspi is not answering right now; nothing was charged and the booking stays held. Try again shortly",
                     5,
                 )
             }
-            FlowError::ProviderRefused(cause) => {
-                tracing::warn!(error = %cause, "Kaspi refused");
+            FlowError::ProviderRefused(_) => {
+                tracing::warn!(error = %e, "Kaspi refused");
                 ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "payment_provider_refused",
@@ -260,6 +260,14 @@ impl From<FlowError> for ApiError {
             ),
             FlowError::Busy => {
                 ApiError::unavailable("busy", "too many changes at once here, try again", 1)
+            }
+            FlowError::Access(_) | FlowError::Database(_) => {
+                tracing::error!(error = %e, "store failure");
+                ApiError::unavailable(
+                    "store_unavailable",
+                    "the event store is not answering, try again",
+                    2,
+                )
             }
             FlowError::Store(cause) => {
                 tracing::error!(error = %cause, "store failure");

@@ -2,7 +2,8 @@
 //! under `/kaspi-sandbox` by this same process) and the guard of `/kaspi/callback/`.
 use crate::settings::{KaspiMode, Secret, Settings};
 use ipnet::IpNet;
-use kaspi::{KaspiClient, KaspiConfig, Sandbox};
+use kaspi::{KaspiClient, KaspiConfig};
+use kaspi_sandbox::Sandbox;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Where the sandbox is mounted.
@@ -112,7 +113,7 @@ pub fn setup(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Kaspi> {
                 .unwrap_or_else(|| Secret::new(hex::encode(rand::random::<[u8; 16]>())));
             let sandbox = Sandbox::new(api_key.clone());
             sandbox.set_public_url(format!("{public}{SANDBOX_PREFIX}"));
-            sandbox.set_callback(kaspi::sandbox::Callback {
+            sandbox.set_callback(kaspi_sandbox::Callback {
                 url: format!("http://{local}/kaspi/callback/"),
                 credentials: Some((user.clone(), password.expose().to_string())),
             });

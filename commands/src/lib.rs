@@ -7,29 +7,32 @@
 //! - [`service`]: [`Commands`], the entry point the API and bots call: listings, blocks,
 //!   bookings (reserve nights → hold booking, compensated on failure), cancellation, profiles.
 //! - [`personal`]: personal data sealed per user in events, and its erasure (crypto-shredding).
-//! - [`payments`]: Kaspi payment links, biller notifications, refunds, access codes, and
-//!   `settle`, the process manager step between a payment and its booking.
+//! - [`payments`]: paying through a [`kaspi::PaymentProvider`]: payment links, Kaspi's biller
+//!   notifications, refunds, reconciliation, and `settle`, the process manager step between a
+//!   payment and its booking (one module each under `payments/`).
+//! - [`access`]: the host's door code, sealed, and the guest's pass for a stay.
+//! - [`stays`]: check-in and completion of stays.
 //! - [`sweeper`]: the background task that expires holds, finishes or undoes releases and
 //!   moves stays to checked-in and completed.
 //! - [`keeper`]: the background task that settles payments a crash interrupted and reconciles
 //!   pending payments with Kaspi.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod executor;
 pub mod keeper;
 pub mod metadata;
 pub mod payments;
 pub mod personal;
 pub mod service;
+pub mod stays;
 pub mod sweeper;
 
+pub use access::{Access, AccessError, AccessPass};
 pub use executor::{CommandError, Executed};
 pub use keeper::{KeeperFindings, PaymentKeeper, ReconciliationReport};
 pub use metadata::CommandMeta;
-pub use payments::{
-    account_code, admin_refund_id, payment_id_for, Access, AccessPass, Answer, Notification,
-    Reconciled,
-};
+pub use payments::{account_code, admin_refund_id, payment_id_for, Reconciled};
 pub use personal::{MasterKey, PersonalData};
 pub use service::{BookRequest, Commands, CommandsConfig, FlowError, Profile};
 pub use sweeper::ReservationSweeper;

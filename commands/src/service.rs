@@ -11,6 +11,8 @@ use domain::listing::{
 use domain::payment::Payment;
 use domain::user::{Language, PersonName, PhoneNumber, User, UserCommand, UserError};
 use domain::{local_date, DateRange};
+use kaspi::PaymentProvider;
+use std::sync::Arc;
 use std::time::Duration;
 use store::Database;
 use uuid::Uuid;
@@ -51,13 +53,22 @@ pub enum FlowError {
     Payment(domain::payment::PaymentError),
     /// Kaspi did not answer usefully (down, timing out); nothing was charged.
     #[error("Kaspi is not answering: {0}")]
-    ProviderUnavailable(String),
+    ProviderUnavailable(#[source] kaspi::KaspiError),
     /// Kaspi answered and refused.
     #[error("Kaspi refused: {0}")]
-    ProviderRefused(String),
+    ProviderRefused(#[source] kaspi::KaspiError),
+    /// This process was built without a payment provider.
+    #[error("no payment provider is configured")]
+    NoProvider,
     /// The host has not set how guests get in.
     #[error("the host has not set access instructions for this listing yet")]
     AccessNotSet,
+    /// The recorded access details cannot be given out.
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
+    /// A query on the store's own tables (payment accounts, Kaspi's answers) failed.
+    #[error("store query failed: {0}")]
+    Database(#[from] sqlx::Error),
     #[error("too much contention, try again")]
     Busy,
     #[error("store unavailable: {0}")]
@@ -109,8 +120,8 @@ pub struct Commands {
     personal: PersonalData,
     pub(crate) master: MasterKey,
     pub(crate) db: Database,
-    /// Kaspi (or the sandbox); without it payments are refused as unavailable.
-    pub(crate) kaspi: Option<kaspi::KaspiClient>,
+    /// Where payments go (Kaspi, or its sandbox); without one they are refused as unavailable.
+    pub(crate) provider: Option<Arc<dyn PaymentProvider>>,
     /// Serializes notifications with the same `txn_id` inside this process.
     pub(crate) notification_locks: Vec<tokio::sync::Mutex<()>>,
     /// Called after every successful write (the projection runner's nudge).
@@ -123,7 +134,7 @@ impl Commands {
             personal: PersonalData::new(db.clone(), master_key.clone()),
             master: master_key,
             payments: Executor::new(db.clone(), None, config.max_attempts, 0),
-            kaspi: None,
+            provider: None,
             notification_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             listings: Executor::new(
                 db.clone(),
@@ -144,9 +155,9 @@ impl Commands {
         self
     }
 
-    /// Takes payments through `kaspi` (the live API or the sandbox).
-    pub fn with_kaspi(mut self, kaspi: kaspi::KaspiClient) -> Self {
-        self.kaspi = Some(kaspi);
+    /// Takes payments through `provider` (Kaspi's live API or the sandbox).
+    pub fn with_provider(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
+        self.provider = Some(provider);
         self
     }
 

@@ -1,7 +1,11 @@
 //! The Kaspi QR / remote-payment API as this service calls it. Every answer is
 //! `{"StatusCode": 0, "Message": "…", "Data": {…}}`; a non-zero `StatusCode` is Kaspi refusing.
+//! The calls themselves are the [`PaymentProvider`] methods.
+use crate::provider::PaymentProvider;
 use crate::API_PREFIX;
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use domain::Kzt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -45,8 +49,33 @@ pub enum KaspiError {
     #[error("Kaspi refused: {code} {message}")]
     Refused { code: i64, message: String },
     /// Kaspi did not answer usefully after every attempt (timeouts, 5xx, broken answers).
-    #[error("Kaspi is unavailable: {0}")]
-    Unavailable(String),
+    #[error("Kaspi is unavailable after {attempts} attempt(s): {last}")]
+    Unavailable {
+        attempts: u32,
+        /// What went wrong on the last attempt.
+        #[source]
+        last: Failure,
+    },
+    /// The HTTP client could not be set up (no TLS backend, for one).
+    #[error("the HTTP client for Kaspi cannot be built: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// Why one request to Kaspi gave no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Nothing came back: no connection, a timeout, a reset.
+    #[error("request failed: {0}")]
+    Transport(#[source] reqwest::Error),
+    /// Kaspi answered with a server error.
+    #[error("HTTP {0}")]
+    Status(reqwest::StatusCode),
+    /// The body was not the envelope Kaspi sends.
+    #[error("unreadable answer: {0}")]
+    Unreadable(#[source] reqwest::Error),
+    /// `StatusCode` 0 without the `Data` it promises.
+    #[error("an answer without Data")]
+    NoData,
 }
 
 /// A payment link for a guest to pay.
@@ -73,6 +102,16 @@ pub enum PaymentStatus {
 }
 
 impl PaymentStatus {
+    pub fn as_str(&self) -> &str {
+        match self {
+            PaymentStatus::Wait => "Wait",
+            PaymentStatus::Processed => "Processed",
+            PaymentStatus::Error => "Error",
+            PaymentStatus::Expired => "Expired",
+            PaymentStatus::Other(s) => s,
+        }
+    }
+
     pub fn parse(s: &str) -> PaymentStatus {
         match s {
             "Wait" => PaymentStatus::Wait,
@@ -89,8 +128,8 @@ impl PaymentStatus {
 #[serde(rename_all = "PascalCase")]
 pub struct PaymentDetails {
     pub qr_payment_id: i64,
-    pub total_amount: i64,
-    pub available_return_amount: i64,
+    pub total_amount: Kzt,
+    pub available_return_amount: Kzt,
 }
 
 #[derive(Deserialize)]
@@ -114,7 +153,7 @@ impl KaspiClient {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .build()
-            .map_err(|e| KaspiError::Unavailable(e.to_string()))?;
+            .map_err(KaspiError::Client)?;
         let rate = NonZeroU32::new(config.requests_per_second.max(1)).expect("positive");
         Ok(KaspiClient {
             http,
@@ -123,24 +162,82 @@ impl KaspiClient {
         })
     }
 
-    /// A payment link for `amount_kzt`, keyed by our `external_id`: asking again with the same
-    /// id returns the same payment, so a retry never creates a second one.
-    pub async fn create_link(
+    /// One API call: waits its turn under the rate limit, retries what failed in transit or
+    /// with a 5xx (200 ms, 400 ms, 800 ms … between attempts), and unwraps the envelope.
+    async fn call<T: DeserializeOwned>(
         &self,
-        external_id: &str,
-        amount_kzt: i64,
-    ) -> Result<PaymentLink, KaspiError> {
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, KaspiError> {
+        let url = format!("{}{API_PREFIX}{path}", self.config.api_url);
+        let attempts = self.config.attempts.max(1);
+        let mut pause = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            self.limiter.until_ready().await;
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .header("Api-Key", &self.config.api_key);
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let failure = match request.send().await {
+                Ok(res) if res.status().is_server_error() => Failure::Status(res.status()),
+                Ok(res) if res.status().is_client_error() => {
+                    let status = res.status();
+                    let text = res.text().await.unwrap_or_default();
+                    return Err(KaspiError::Refused {
+                        code: i64::from(status.as_u16()),
+                        message: text,
+                    });
+                }
+                Ok(res) => match res.json::<Envelope<T>>().await {
+                    Ok(envelope) if envelope.status_code == 0 => {
+                        return envelope.data.ok_or(KaspiError::Unavailable {
+                            attempts: attempt,
+                            last: Failure::NoData,
+                        });
+                    }
+                    Ok(envelope) => {
+                        return Err(KaspiError::Refused {
+                            code: envelope.status_code,
+                            message: envelope.message,
+                        })
+                    }
+                    Err(e) => Failure::Unreadable(e),
+                },
+                Err(e) => Failure::Transport(e),
+            };
+            tracing::warn!(attempt, error = %failure, path, "Kaspi request failed");
+            if attempt >= attempts {
+                return Err(KaspiError::Unavailable {
+                    attempts,
+                    last: failure,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            attempt += 1;
+        }
+    }
+}
+
+#[async_trait]
+impl PaymentProvider for KaspiClient {
+    async fn create_link(&self, external_id: &str, amount: Kzt) -> Result<PaymentLink, KaspiError> {
         let body = serde_json::json!({
             "OrganizationBin": self.config.organization_bin,
             "DeviceToken": self.config.device_token,
-            "Amount": amount_kzt,
+            "Amount": amount,
             "ExternalId": external_id,
         });
         self.call(reqwest::Method::POST, "/qr/create-link", Some(body))
             .await
     }
 
-    pub async fn status(&self, payment_id: i64) -> Result<PaymentStatus, KaspiError> {
+    async fn status(&self, payment_id: i64) -> Result<PaymentStatus, KaspiError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "PascalCase")]
         struct Status {
@@ -156,7 +253,7 @@ impl KaspiClient {
         Ok(PaymentStatus::parse(&s.status))
     }
 
-    pub async fn details(&self, payment_id: i64) -> Result<PaymentDetails, KaspiError> {
+    async fn details(&self, payment_id: i64) -> Result<PaymentDetails, KaspiError> {
         self.call(
             reqwest::Method::GET,
             &format!(
@@ -168,12 +265,10 @@ impl KaspiClient {
         .await
     }
 
-    /// Returns `amount_kzt` of a paid payment (at most what is still available); `external_id`
-    /// names this return, so a retry returns the money once. Gives Kaspi's return operation id.
-    pub async fn refund(
+    async fn refund(
         &self,
         payment_id: i64,
-        amount_kzt: i64,
+        amount: Kzt,
         external_id: &str,
     ) -> Result<i64, KaspiError> {
         #[derive(Deserialize)]
@@ -185,69 +280,12 @@ impl KaspiClient {
             "OrganizationBin": self.config.organization_bin,
             "DeviceToken": self.config.device_token,
             "QrPaymentId": payment_id,
-            "ReturnAmount": amount_kzt,
+            "ReturnAmount": amount,
             "ExternalId": external_id,
         });
         let r: Returned = self
             .call(reqwest::Method::POST, "/payments/return", Some(body))
             .await?;
         Ok(r.return_operation_id)
-    }
-
-    /// One API call: waits its turn under the rate limit, retries what failed in transit or
-    /// with a 5xx (200 ms, 400 ms, 800 ms … between attempts), and unwraps the envelope.
-    async fn call<T: DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<T, KaspiError> {
-        let url = format!("{}{API_PREFIX}{path}", self.config.api_url);
-        let mut pause = Duration::from_millis(200);
-        let mut last = String::new();
-        for attempt in 1..=self.config.attempts.max(1) {
-            self.limiter.until_ready().await;
-            let mut request = self
-                .http
-                .request(method.clone(), &url)
-                .header("Api-Key", &self.config.api_key);
-            if let Some(body) = &body {
-                request = request.json(body);
-            }
-            match request.send().await {
-                Ok(res) if res.status().is_server_error() => {
-                    last = format!("HTTP {}", res.status());
-                }
-                Ok(res) if res.status().is_client_error() => {
-                    let status = res.status();
-                    let text = res.text().await.unwrap_or_default();
-                    return Err(KaspiError::Refused {
-                        code: i64::from(status.as_u16()),
-                        message: text,
-                    });
-                }
-                Ok(res) => match res.json::<Envelope<T>>().await {
-                    Ok(envelope) if envelope.status_code == 0 => {
-                        return envelope.data.ok_or_else(|| {
-                            KaspiError::Unavailable("an answer without Data".to_string())
-                        });
-                    }
-                    Ok(envelope) => {
-                        return Err(KaspiError::Refused {
-                            code: envelope.status_code,
-                            message: envelope.message,
-                        })
-                    }
-                    Err(e) => last = format!("unreadable answer: {e}"),
-                },
-                Err(e) => last = e.to_string(),
-            }
-            tracing::warn!(attempt, error = %last, path, "Kaspi request failed");
-            if attempt < self.config.attempts {
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-        }
-        Err(KaspiError::Unavailable(last))
     }
 }

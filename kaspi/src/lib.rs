@@ -1,21 +1,25 @@
-//! Kaspi.kz payments: a client for Kaspi's QR / remote-payment API and a sandbox that plays
-//! Kaspi over real HTTP, so development, demos and tests run the production client code.
+//! Kaspi.kz payments as this service speaks them, without any HTTP server in it (the sandbox
+//! that plays Kaspi is the `kaspi-sandbox` crate), so the command side builds without axum.
 //!
-//! - [`client`]: create a payment link, poll its status, read what can still be returned, and
-//!   return money (partially too). At most 10 requests/s, timeouts, retries with backoff;
-//!   creating a link is idempotent by our external id.
-//! - [`sandbox`]: the same HTTP shapes, a payment page with a Pay button at the payment link,
-//!   and the biller-protocol callback (`command=pay&txn_id=…&account=…&sum=…&txn_date=…`)
-//!   sent to us when the guest pays. It can be told to fail, to be slow, or to drop callbacks.
+//! - [`client`]: the QR / remote-payment API client: create a payment link, poll its status,
+//!   read what can still be returned, and return money (partially too). At most 10
+//!   requests/s, timeouts, retries with backoff; creating a link is idempotent by our
+//!   external id.
+//! - [`provider`]: [`PaymentProvider`], the narrow trait the command side pays through;
+//!   [`KaspiClient`] implements it.
+//! - [`biller`]: the biller protocol of `/kaspi/callback/` (`command=check|pay`, `txn_id`,
+//!   `account`, `sum`, `txn_date`; result codes 0–5), parsed once into a typed
+//!   [`biller::Notification`] and answered with a typed [`biller::Answer`].
 #![forbid(unsafe_code)]
 
+pub mod biller;
 pub mod client;
-pub mod sandbox;
+pub mod provider;
 
 pub use client::{
-    KaspiClient, KaspiConfig, KaspiError, PaymentDetails, PaymentLink, PaymentStatus,
+    Failure, KaspiClient, KaspiConfig, KaspiError, PaymentDetails, PaymentLink, PaymentStatus,
 };
-pub use sandbox::{Faults, Sandbox};
+pub use provider::PaymentProvider;
 
 /// The API path prefix both sides use.
 pub const API_PREFIX: &str = "/r2/v01";

@@ -877,15 +877,15 @@ async fn a_failed_payment_link_is_retried_on_the_same_booking() {
     let mut guest = TgGuest::new(&app, &telegram, 7601);
     let confirm = up_to_confirmation(&mut guest, flat).await;
     let sandbox = app.state.kaspi.sandbox.as_ref().unwrap();
-    sandbox.set_faults(kaspi::Faults {
+    sandbox.set_faults(kaspi_sandbox::Faults {
         fail_requests: 100,
-        ..kaspi::Faults::default()
+        ..kaspi_sandbox::Faults::default()
     });
     let failed = guest.tap(&button(&confirm, "book")).await;
     assert!(!all_buttons(&failed)
         .iter()
         .any(|(_, d)| d.contains("/pay/")));
-    sandbox.set_faults(kaspi::Faults::default());
+    sandbox.set_faults(kaspi_sandbox::Faults::default());
     let again = guest.tap(&button(&failed, "book")).await;
     assert!(
         all_buttons(&again).iter().any(|(_, d)| d.contains("/pay/")),

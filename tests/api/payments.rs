@@ -3,7 +3,7 @@
 use crate::helpers::*;
 use crate::on_both_backends;
 use domain::Role;
-use kaspi::Faults;
+use kaspi_sandbox::Faults;
 use serde_json::{json, Value};
 use std::time::Duration;
 use uuid::Uuid;
@@ -104,7 +104,7 @@ async fn events_of_type(app: &TestApp, event_type: &str) -> usize {
         .count()
 }
 
-fn sandbox(app: &TestApp) -> &kaspi::Sandbox {
+fn sandbox(app: &TestApp) -> &kaspi_sandbox::Sandbox {
     app.state.kaspi.sandbox.as_ref().expect("sandbox mode")
 }
 
@@ -238,6 +238,45 @@ async fn full_flow(backend: Backend, test: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(booked, "calendar: {cal}");
+    app.finish().await;
+}
+
+on_both_backends!(
+    malformed_notifications_are_refused_before_they_reach_the_payment,
+    malformed_notifications
+);
+async fn malformed_notifications(backend: Backend, test: &str) {
+    let Some(app) = spawn_app(backend, test).await else {
+        return;
+    };
+    let listing = app.create_listing(Uuid::now_v7(), json!({})).await;
+    let h = hold(&app, listing, 3, 5).await;
+    let p = start_payment(&app, &h).await;
+    let account = p["account"].as_str().unwrap().to_string();
+    let before = app.event_count().await;
+
+    // A sum that is not whole tenge, and a command the protocol does not have: result 5,
+    // so Kaspi takes no money, and nothing is recorded on the payment.
+    for sum in [
+        format!("{}.50", h.total),
+        "abc".to_string(),
+        "-5".to_string(),
+    ] {
+        let (status, answer) = notify(&app, "pay", "9301", &account, &sum).await;
+        assert_eq!(status, 200);
+        assert_eq!(answer["result"], 5, "{answer}");
+        assert_eq!(answer["txn_id"], "9301");
+    }
+    let (_, unknown) = notify(&app, "refund", "9302", &account, &h.total.to_string()).await;
+    assert_eq!(unknown["result"], 5, "{unknown}");
+    assert_eq!(unknown["comment"], "unknown command");
+    assert_eq!(app.event_count().await, before);
+    assert_eq!(booking_status(&app, &h).await, "held");
+
+    // The same txn_id with a good sum is then decided on its own merits.
+    let (_, paid) = notify(&app, "pay", "9301", &account, &h.total.to_string()).await;
+    assert_eq!(paid["result"], 0, "{paid}");
+    wait_for_status(&app, &h, "confirmed").await;
     app.finish().await;
 }
 
@@ -555,7 +594,7 @@ async fn a_kaspi_that_is_down_gives_a_clear_error_in_live_mode() {
     // Live mode against a Kaspi on its own port, which the test stops and starts again.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let kaspi = kaspi::Sandbox::new("live-key");
+    let kaspi = kaspi_sandbox::Sandbox::new("live-key");
     let server = tokio::spawn(kaspi.clone().serve(listener));
     let kaspi_url = format!("http://{addr}");
     let Some(app) = spawn_app_with(
@@ -573,7 +612,7 @@ async fn a_kaspi_that_is_down_gives_a_clear_error_in_live_mode() {
     else {
         return;
     };
-    kaspi.set_callback(kaspi::sandbox::Callback {
+    kaspi.set_callback(kaspi_sandbox::Callback {
         url: app.url("/kaspi/callback/"),
         credentials: Some((KASPI_USER.into(), KASPI_PASSWORD.into())),
     });

@@ -1,6 +1,7 @@
 //! `/kaspi/callback/`: Kaspi's biller protocol. `GET` with a query string or a form `POST`:
 //! `command=check|pay`, `txn_id`, `account` (the booking's id or short code), `sum`,
-//! `txn_date`. The JSON answer is `{txn_id, result, sum, prv_txn_id, comment}`.
+//! `txn_date`, parsed once here into [`kaspi::biller::Notification`]. The JSON answer is
+//! `{txn_id, result, sum, prv_txn_id, comment}`.
 //!
 //! Only callers on `KASPI_CALLBACK_ALLOW_IPS` with the configured basic credentials get past
 //! the door (403 and 401 otherwise, and nothing changes).
@@ -12,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Json, Router};
 use base64::Engine;
-use commands::Notification;
+use kaspi::biller::{Malformed, Notification};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -78,30 +79,11 @@ async fn handle(
         );
         return res;
     }
-    let field = |name: &'static str| {
-        params
-            .get(name)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| ApiError::validation(name, "is required"))
-    };
-    let notification = match (|| {
-        Ok::<_, ApiError>(Notification {
-            command: field("command")?,
-            txn_id: field("txn_id")?,
-            account: field("account")?,
-            sum: field("sum")?,
-            txn_date: params.get("txn_date").cloned().unwrap_or_default(),
-        })
-    })() {
+    let notification = match Notification::parse(&params) {
         Ok(n) => n,
-        Err(e) => return e.into_response(),
+        Err(malformed) => return refuse_malformed(&malformed),
     };
-    if notification.txn_id.len() > 64 || notification.account.len() > 64 {
-        return ApiError::validation("txn_id", "txn_id and account are at most 64 characters")
-            .into_response();
-    }
-    let command = notification.command.clone();
+    let command = notification.command.as_str();
     match state.commands.kaspi_notification(notification).await {
         Ok(answer) => {
             metrics::counter!("zhilego_kaspi_callbacks_total",
@@ -111,4 +93,21 @@ async fn handle(
         }
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// A request that is not a well-formed notification: a biller answer (result 5, Kaspi takes
+/// no money) when it names its transaction, else a 422 naming the field.
+fn refuse_malformed(malformed: &Malformed) -> Response {
+    if let Some(answer) = malformed.answer() {
+        tracing::warn!(error = %malformed, "a malformed Kaspi notification; refused");
+        metrics::counter!("zhilego_kaspi_callbacks_total",
+            "command" => "malformed", "result" => answer.result.to_string())
+        .increment(1);
+        return (StatusCode::OK, Json(answer)).into_response();
+    }
+    match malformed {
+        Malformed::Missing(field) => ApiError::validation(*field, "is required"),
+        _ => ApiError::validation("txn_id", malformed.to_string()),
+    }
+    .into_response()
 }

@@ -3,8 +3,9 @@ use axum::extract::Query;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
-use kaspi::sandbox::Callback;
-use kaspi::{Faults, KaspiClient, KaspiConfig, KaspiError, PaymentStatus, Sandbox};
+use domain::Kzt;
+use kaspi::{KaspiClient, KaspiConfig, KaspiError, PaymentProvider, PaymentStatus};
+use kaspi_sandbox::{Callback, Faults, Sandbox};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -67,11 +68,14 @@ async fn a_guest_pays_on_the_payment_page_and_we_are_called_back() {
         url: callback_url,
         credentials: Some(("kaspi".into(), "s3cret".into())),
     });
-    let link = client.create_link("booking-1", 45_000).await.unwrap();
+    let link = client.create_link("booking-1", Kzt(45_000)).await.unwrap();
     assert!(link.payment_link.starts_with(&format!("{url}/pay/")));
     assert!(link.expire_date > chrono::Utc::now());
     // Asking again with the same external id is the same payment.
-    assert_eq!(client.create_link("booking-1", 45_000).await.unwrap(), link);
+    assert_eq!(
+        client.create_link("booking-1", Kzt(45_000)).await.unwrap(),
+        link
+    );
     assert_eq!(
         client.status(link.payment_id).await.unwrap(),
         PaymentStatus::Wait
@@ -119,15 +123,15 @@ async fn a_guest_pays_on_the_payment_page_and_we_are_called_back() {
     let details = client.details(link.payment_id).await.unwrap();
     assert_eq!(
         (details.total_amount, details.available_return_amount),
-        (45_000, 45_000)
+        (Kzt(45_000), Kzt(45_000))
     );
     let op = client
-        .refund(link.payment_id, 20_000, "refund-1")
+        .refund(link.payment_id, Kzt(20_000), "refund-1")
         .await
         .unwrap();
     assert_eq!(
         client
-            .refund(link.payment_id, 20_000, "refund-1")
+            .refund(link.payment_id, Kzt(20_000), "refund-1")
             .await
             .unwrap(),
         op
@@ -138,15 +142,17 @@ async fn a_guest_pays_on_the_payment_page_and_we_are_called_back() {
             .await
             .unwrap()
             .available_return_amount,
-        25_000
+        Kzt(25_000)
     );
-    let too_much = client.refund(link.payment_id, 30_000, "refund-2").await;
+    let too_much = client
+        .refund(link.payment_id, Kzt(30_000), "refund-2")
+        .await;
     assert!(
         matches!(too_much, Err(KaspiError::Refused { .. })),
         "{too_much:?}"
     );
     client
-        .refund(link.payment_id, 25_000, "refund-3")
+        .refund(link.payment_id, Kzt(25_000), "refund-3")
         .await
         .unwrap();
     assert_eq!(
@@ -155,7 +161,7 @@ async fn a_guest_pays_on_the_payment_page_and_we_are_called_back() {
             .await
             .unwrap()
             .available_return_amount,
-        0
+        Kzt(0)
     );
 }
 
@@ -171,7 +177,7 @@ async fn dropped_callbacks_leave_the_payment_to_be_found_by_polling() {
         drop_callbacks: true,
         ..Faults::default()
     });
-    let link = client.create_link("booking-2", 10_000).await.unwrap();
+    let link = client.create_link("booking-2", Kzt(10_000)).await.unwrap();
     assert!(sandbox.pay(link.payment_id).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(calls.lock().unwrap().is_empty());
@@ -189,12 +195,12 @@ async fn failures_are_retried_with_backoff_and_a_refund_before_payment_is_refuse
         ..Faults::default()
     });
     let started = Instant::now();
-    let link = client.create_link("booking-3", 5_000).await.unwrap();
+    let link = client.create_link("booking-3", Kzt(5_000)).await.unwrap();
     assert!(
         started.elapsed() >= Duration::from_millis(600),
         "waited 200 + 400 ms"
     );
-    let refused = client.refund(link.payment_id, 1_000, "early").await;
+    let refused = client.refund(link.payment_id, Kzt(1_000), "early").await;
     assert!(
         matches!(refused, Err(KaspiError::Refused { .. })),
         "{refused:?}"
@@ -212,19 +218,25 @@ async fn a_sandbox_that_is_down_or_too_slow_is_a_clear_error() {
         delay_ms: 500,
         ..Faults::default()
     });
-    let slow = client.create_link("booking-4", 5_000).await;
-    assert!(matches!(slow, Err(KaspiError::Unavailable(_))), "{slow:?}");
+    let slow = client.create_link("booking-4", Kzt(5_000)).await;
+    assert!(
+        matches!(slow, Err(KaspiError::Unavailable { .. })),
+        "{slow:?}"
+    );
     sandbox.set_faults(Faults {
         fail_requests: 10,
         ..Faults::default()
     });
     let down = client.status(1).await;
-    assert!(matches!(down, Err(KaspiError::Unavailable(_))), "{down:?}");
+    assert!(
+        matches!(down, Err(KaspiError::Unavailable { .. })),
+        "{down:?}"
+    );
     // A request we gave up on may still have created the payment at Kaspi: asking again with
     // the same external id finds that one instead of making a second.
     sandbox.set_faults(Faults::default());
-    let a = client.create_link("booking-4", 5_000).await.unwrap();
-    let b = client.create_link("booking-4", 5_000).await.unwrap();
+    let a = client.create_link("booking-4", Kzt(5_000)).await.unwrap();
+    let b = client.create_link("booking-4", Kzt(5_000)).await.unwrap();
     assert_eq!(a.payment_id, b.payment_id);
 }
 
@@ -232,7 +244,7 @@ async fn a_sandbox_that_is_down_or_too_slow_is_a_clear_error() {
 async fn a_wrong_api_key_is_refused() {
     let (_sandbox, _client, url) = sandbox(|_| {}).await;
     let wrong = KaspiClient::new(KaspiConfig::new(url, "not-the-key")).unwrap();
-    let refused = wrong.create_link("x", 1).await;
+    let refused = wrong.create_link("x", Kzt(1)).await;
     assert!(
         matches!(refused, Err(KaspiError::Refused { code: 401, .. })),
         "{refused:?}"
@@ -244,7 +256,10 @@ async fn requests_keep_to_ten_per_second() {
     let (_sandbox, client, _) = sandbox(|_| {}).await;
     let started = Instant::now();
     for i in 0..25 {
-        client.create_link(&format!("rate-{i}"), 100).await.unwrap();
+        client
+            .create_link(&format!("rate-{i}"), Kzt(100))
+            .await
+            .unwrap();
     }
     // A burst of 10, then 10 per second: 15 more take at least 1.4 s.
     assert!(
@@ -256,7 +271,7 @@ async fn requests_keep_to_ten_per_second() {
 
 #[tokio::test]
 async fn a_restarted_sandbox_never_reuses_payment_ids() {
-    let first = kaspi::Sandbox::new("k");
+    let first = kaspi_sandbox::Sandbox::new("k");
     let (listener, url) = {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
@@ -264,9 +279,9 @@ async fn a_restarted_sandbox_never_reuses_payment_ids() {
     };
     tokio::spawn(first.clone().serve(listener));
     let client = kaspi::KaspiClient::new(kaspi::KaspiConfig::new(url, "k")).unwrap();
-    let a = client.create_link("ACC1", 100).await.unwrap();
+    let a = client.create_link("ACC1", Kzt(100)).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let second = kaspi::Sandbox::new("k");
+    let second = kaspi_sandbox::Sandbox::new("k");
     let (listener, url) = {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
@@ -274,7 +289,7 @@ async fn a_restarted_sandbox_never_reuses_payment_ids() {
     };
     tokio::spawn(second.clone().serve(listener));
     let client = kaspi::KaspiClient::new(kaspi::KaspiConfig::new(url, "k")).unwrap();
-    let b = client.create_link("ACC2", 100).await.unwrap();
+    let b = client.create_link("ACC2", Kzt(100)).await.unwrap();
     assert!(
         b.payment_id > a.payment_id,
         "{} then {}",

@@ -1,14 +1,22 @@
-//! A Kaspi that runs here: the API shapes [`crate::client`] expects, a payment page at each
+//! A Kaspi that runs here, over real HTTP, so development, demos and tests run the production
+//! client ([`kaspi::KaspiClient`]): the API shapes the client expects, a payment page at each
 //! payment link, and the biller-protocol callback to us when the guest pays (first
 //! `command=check`, then `command=pay`, as Kaspi's biller does). Tests and demos steer it with
 //! [`Faults`]: answer 500, answer slowly, or never call back.
-use crate::API_PREFIX;
+//!
+//! Its own crate because it is an axum server: the command side, which only pays through
+//! [`kaspi::PaymentProvider`], builds without it. `zhilego serve` mounts [`Sandbox::router`]
+//! under `/kaspi-sandbox` in sandbox mode.
+#![forbid(unsafe_code)]
+
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
+use kaspi::biller::{Command, ResultCode};
+use kaspi::API_PREFIX;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -154,7 +162,7 @@ impl Sandbox {
             let sandbox = self.clone();
             tokio::spawn(async move {
                 let result = notify(&sandbox.0.http, &callback, &payment).await;
-                if matches!(result, Some(r) if r != 0 && r != 4 && r != 5) {
+                if result.is_some_and(|r| r != ResultCode::Ok && !r.is_retried_by_kaspi()) {
                     tracing::info!(
                         id = payment.id,
                         ?result,
@@ -220,14 +228,19 @@ impl Sandbox {
 
 /// The biller protocol: `check`, then `pay` if the check says 0; each retried a few times
 /// (also while we answer 4 or 5). Gives `pay`'s final result, if one came.
-async fn notify(http: &reqwest::Client, callback: &Callback, p: &Payment) -> Option<i64> {
+async fn notify(http: &reqwest::Client, callback: &Callback, p: &Payment) -> Option<ResultCode> {
+    /// The part of our answer Kaspi acts on.
+    #[derive(Deserialize)]
+    struct Reply {
+        result: ResultCode,
+    }
     let txn_id = format!("{}", p.id * 10 + 7);
     let txn_date = Utc::now().format("%Y%m%d%H%M%S").to_string();
-    for command in ["check", "pay"] {
+    for command in [Command::Check, Command::Pay] {
         let mut answered = None;
         for attempt in 0..5u32 {
             let mut request = http.get(&callback.url).query(&[
-                ("command", command),
+                ("command", command.as_str()),
                 ("txn_id", txn_id.as_str()),
                 ("account", p.external_id.as_str()),
                 ("sum", &p.amount.to_string()),
@@ -238,30 +251,31 @@ async fn notify(http: &reqwest::Client, callback: &Callback, p: &Payment) -> Opt
             }
             match request.send().await {
                 Ok(res) if res.status().is_success() => {
-                    answered = res.json::<Value>().await.ok();
-                    let result = answered.as_ref().and_then(|a| a["result"].as_i64());
-                    if !matches!(result, Some(4) | Some(5)) {
+                    answered = res.json::<Reply>().await.ok().map(|r| r.result);
+                    if !answered.is_some_and(ResultCode::is_retried_by_kaspi) {
                         break;
                     }
                 }
                 Ok(res) => {
-                    tracing::warn!(status = %res.status(), command, "sandbox callback refused")
+                    tracing::warn!(status = %res.status(), command = command.as_str(), "sandbox callback refused")
                 }
-                Err(e) => tracing::warn!(error = %e, command, "sandbox callback failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, command = command.as_str(), "sandbox callback failed")
+                }
             }
             tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
         }
-        let result = answered.as_ref().and_then(|a| a["result"].as_i64());
-        if command == "check" && result != Some(0) {
-            tracing::warn!(
-                ?answered,
-                "sandbox: the check did not pass; no pay callback"
-            );
-            // Kaspi does not take money for an account the biller refused.
-            return result.filter(|r| *r != 4 && *r != 5);
-        }
-        if command == "pay" {
-            return result;
+        match command {
+            Command::Check if answered != Some(ResultCode::Ok) => {
+                tracing::warn!(
+                    ?answered,
+                    "sandbox: the check did not pass; no pay callback"
+                );
+                // Kaspi does not take money for an account the biller refused.
+                return answered.filter(|r| !r.is_retried_by_kaspi());
+            }
+            Command::Check => {}
+            Command::Pay => return answered,
         }
     }
     None

@@ -26,8 +26,8 @@ use uuid::Uuid;
 /// The result of a command that was accepted (possibly with no new events).
 #[derive(Debug)]
 pub struct Executed<A: Aggregate> {
-    /// The aggregate after the command.
-    pub aggregate: A,
+    /// The aggregate after the command (shared with the executor's cache, not copied).
+    pub aggregate: Arc<A>,
     /// The events the command appended (empty for a repeated, already-done command).
     pub events: Vec<A::Event>,
     /// Sequence number of the aggregate's newest event (0: it has none).
@@ -46,10 +46,18 @@ pub enum CommandError<E: std::error::Error> {
     Store(String),
 }
 
+/// Whether the caller copies a cached aggregate (a read) or takes it (a command, which puts
+/// back the aggregate it decided on).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Copy,
+    Take,
+}
+
 /// An aggregate as of its newest event, with the snapshot counter the store expects next.
 #[derive(Clone)]
 struct Cached<A> {
-    aggregate: A,
+    aggregate: Arc<A>,
     sequence: usize,
     snapshot: Option<usize>,
 }
@@ -90,16 +98,22 @@ where
 
     /// The aggregate as the store has it now (the default state if it has no events).
     pub async fn load(&self, id: Uuid) -> Result<A, CommandError<A::Error>> {
-        let (ctx, _) = self.context(id, false, false).await.map_err(store_error)?;
+        let (ctx, _) = self
+            .context(id, false, Use::Copy)
+            .await
+            .map_err(store_error)?;
         Ok(ctx.aggregate)
     }
 
     /// The aggregate as the store has it now, as the result of a command that changed nothing
     /// (so its position can be reported).
     pub async fn current(&self, id: Uuid) -> Result<Executed<A>, CommandError<A::Error>> {
-        let (ctx, _) = self.context(id, false, false).await.map_err(store_error)?;
+        let (ctx, _) = self
+            .context(id, false, Use::Copy)
+            .await
+            .map_err(store_error)?;
         Ok(Executed {
-            aggregate: ctx.aggregate,
+            aggregate: Arc::new(ctx.aggregate),
             events: vec![],
             sequence: ctx.current_sequence,
         })
@@ -195,12 +209,14 @@ where
         Err(CommandError::Busy)
     }
 
-    /// The aggregate's context for deciding, and whether it came from the cache unchecked.
+    /// The aggregate's context, and whether it came from the cache unchecked. With
+    /// [`Use::Take`] a cached aggregate is moved out of the cache (the caller, holding the
+    /// aggregate's turn, puts back what it decides), so a command never copies it.
     async fn context(
         &self,
         id: Uuid,
         fresh: bool,
-        trust_cache: bool,
+        usage: Use,
     ) -> Result<(EventStoreAggregateContext<A>, bool), AggregateError<A::Error>> {
         let aggregate_id = id.to_string();
         if fresh {
@@ -212,26 +228,34 @@ where
             };
             return Ok((ctx, false));
         }
-        if let Some(cached) = self.cache.get(&id).map(|c| c.clone()) {
-            let current = trust_cache || self.is_newest(&aggregate_id, cached.sequence).await?;
-            if current {
+        let cached = match usage {
+            Use::Take => self.cache.remove(&id).map(|(_, c)| c),
+            Use::Copy => self.cache.get(&id).map(|c| c.clone()),
+        };
+        if let Some(cached) = cached {
+            let trusted = usage == Use::Take;
+            if trusted || self.is_newest(&aggregate_id, cached.sequence).await? {
                 let ctx = EventStoreAggregateContext {
                     aggregate_id,
-                    aggregate: cached.aggregate,
+                    // Taken from the cache, this is the only reference (unless a caller still
+                    // holds a result sharing it) and nothing is copied; a read copies.
+                    aggregate: Arc::unwrap_or_clone(cached.aggregate),
                     current_sequence: cached.sequence,
                     current_snapshot: cached.snapshot,
                 };
-                return Ok((ctx, trust_cache));
+                return Ok((ctx, trusted));
             }
             self.cache.remove(&id);
         }
         let ctx = self.store.load_aggregate(&aggregate_id).await?;
-        self.remember(
-            id,
-            &ctx.aggregate,
-            ctx.current_sequence,
-            ctx.current_snapshot,
-        );
+        if usage == Use::Copy {
+            self.remember(
+                id,
+                Arc::new(ctx.aggregate.clone()),
+                ctx.current_sequence,
+                ctx.current_snapshot,
+            );
+        }
         Ok((ctx, false))
     }
 
@@ -247,7 +271,7 @@ where
         Ok(newest == sequence as i64)
     }
 
-    fn remember(&self, id: Uuid, aggregate: &A, sequence: usize, snapshot: Option<usize>) {
+    fn remember(&self, id: Uuid, aggregate: Arc<A>, sequence: usize, snapshot: Option<usize>) {
         if self.cache_capacity == 0 || sequence == 0 {
             return;
         }
@@ -257,7 +281,7 @@ where
         self.cache.insert(
             id,
             Cached {
-                aggregate: aggregate.clone(),
+                aggregate,
                 sequence,
                 snapshot,
             },
@@ -272,10 +296,10 @@ where
         meta: &CommandMeta,
         fresh: bool,
     ) -> Result<Executed<A>, AggregateError<A::Error>> {
-        let (ctx, unchecked) = self.context(id, fresh, true).await?;
-        // Decide on a copy: the snapshot store applies the new events to the context's
-        // aggregate itself when it writes a snapshot, so the context must stay as loaded.
-        let mut after = ctx.aggregate.clone();
+        let (mut ctx, unchecked) = self.context(id, fresh, Use::Take).await?;
+        // Decide on the aggregate itself; the context keeps only its position. The snapshot
+        // store needs the state as loaded only when this commit writes a snapshot (below).
+        let mut after = std::mem::take(&mut ctx.aggregate);
         let sink = cqrs_es::event_sink::EventSink::default();
         if let Err(rejection) = after.handle(command.clone(), &(), &sink).await {
             if unchecked
@@ -284,20 +308,41 @@ where
                     .await?
             {
                 // Decided on an outdated copy: decide again on the store's state.
-                self.cache.remove(&id);
                 return Err(AggregateError::AggregateConflict);
+            }
+            // A refusal writes nothing (events reach the aggregate only through the sink), so
+            // the aggregate is still as it was.
+            if sink.collect().await.is_empty() {
+                self.remember(
+                    id,
+                    Arc::new(after),
+                    ctx.current_sequence,
+                    ctx.current_snapshot,
+                );
             }
             return Err(AggregateError::UserError(rejection));
         }
         let events = sink.collect().await;
         let sequence = ctx.current_sequence + events.len();
+        let after = Arc::new(after);
         if !events.is_empty() {
             let snapshot =
                 self.next_snapshot(ctx.current_sequence, events.len(), ctx.current_snapshot);
+            if snapshot != ctx.current_snapshot {
+                // Once every `snapshot_every` events: the state before this command, from
+                // the store (which must not have moved on meanwhile).
+                let before = self.store.load_aggregate(&ctx.aggregate_id).await?;
+                if before.current_sequence != ctx.current_sequence {
+                    return Err(AggregateError::AggregateConflict);
+                }
+                ctx.aggregate = before.aggregate;
+            }
             self.store
                 .commit(events.clone(), ctx, meta.to_map())
                 .await?;
-            self.remember(id, &after, sequence, snapshot);
+            self.remember(id, after.clone(), sequence, snapshot);
+        } else {
+            self.remember(id, after.clone(), sequence, ctx.current_snapshot);
         }
         Ok(Executed {
             aggregate: after,

@@ -336,7 +336,7 @@ impl Commands {
             .await
         {
             Ok(done) => {
-                self.written(&self.bookings, booking_id, &done, done.aggregate.clone())
+                self.written(&self.bookings, booking_id, &done, (*done.aggregate).clone())
                     .await
             }
             Err(e) => {
@@ -389,7 +389,7 @@ impl Commands {
             .await
             .map_err(booking_err)?;
         let written = self
-            .written(&self.bookings, booking_id, &done, done.aggregate.clone())
+            .written(&self.bookings, booking_id, &done, (*done.aggregate).clone())
             .await?;
         let position = self
             .release(
@@ -427,7 +427,7 @@ impl Commands {
             .execute(booking_id, cmd, meta)
             .await
             .map_err(booking_err)?;
-        self.written(&self.bookings, booking_id, &done, done.aggregate.clone())
+        self.written(&self.bookings, booking_id, &done, (*done.aggregate).clone())
             .await
     }
 

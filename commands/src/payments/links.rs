@@ -72,7 +72,7 @@ impl Commands {
             self.wrote();
         }
         let done = self.ensure_link(payment_id, &meta.follow_up()).await?;
-        let value = done.aggregate.clone();
+        let value = (*done.aggregate).clone();
         self.written(&self.payments, payment_id, &done, value).await
     }
 

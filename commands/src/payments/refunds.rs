@@ -102,7 +102,7 @@ impl Commands {
             .current(payment_id)
             .await
             .map_err(payment_err)?;
-        let value = after.aggregate.clone();
+        let value = (*after.aggregate).clone();
         self.written(&self.payments, payment_id, &after, value)
             .await
     }

@@ -3,20 +3,18 @@
 //! dialogue, the replies and at most one [`Effect`] to run.
 
 use chrono::{Days, NaiveDate};
-use uuid::Uuid;
+use domain::listing::{BOOKING_HORIZON_DAYS, MAX_STAY_NIGHTS};
+use domain::user::Language;
 
 use crate::calendar::{self, month_start};
 use crate::{
-    texts, BookingSummary, Button, Command, Dialogue, Effect, Failure, Input, Lang, Offer, Outcome,
-    Reply, State, Stay, CITIES, MAX_GUEST_BUTTONS, PAGE_SIZE,
+    language_named, texts, BookingSummary, Button, Choice, Command, Dialogue, Effect, Failure,
+    Input, Offer, Outcome, Reply, State, Stay, CITIES, MAX_GUEST_BUTTONS, PAGE_SIZE,
 };
 
-/// Most guests the guest may type.
+/// Most guests the guest may type: a bound on what the conversation takes in, not a rule of
+/// any listing (each listing's own `max_guests` is checked when booking).
 pub const MAX_GUESTS: u32 = 20;
-/// Longest stay, in nights.
-pub const MAX_NIGHTS: u64 = 90;
-/// How far ahead a check-in may be, in days.
-pub const MAX_DAYS_AHEAD: u64 = 730;
 /// Longest typed city name, in characters.
 pub const MAX_CITY_CHARS: usize = 100;
 
@@ -62,10 +60,10 @@ pub fn step(dialogue: &Dialogue, input: Input, today: NaiveDate) -> (Dialogue, O
 }
 
 /// The language picked in [`State::ChoosingLang`], if the input is one.
-fn chosen_lang(input: &Input) -> Option<Lang> {
+fn chosen_lang(input: &Input) -> Option<Language> {
     match input {
-        Input::Choice(data) => data.strip_prefix("lang:").and_then(Lang::parse),
-        Input::Text(text) => Lang::parse(text),
+        Input::Choice(Choice::Lang(lang)) => Some(*lang),
+        Input::Text(text) => language_named(text),
         _ => None,
     }
 }
@@ -90,19 +88,6 @@ fn city_of(text: &str) -> Option<String> {
     Some(known.unwrap_or(text).to_string())
 }
 
-/// `rate:<booking id>:<1..=5>`.
-fn parse_rate(data: &str) -> Option<(Uuid, u8)> {
-    let rest = data.strip_prefix("rate:")?;
-    let (id, n) = rest.rsplit_once(':')?;
-    let n: u8 = n.parse().ok()?;
-    let id = Uuid::parse_str(id).ok()?;
-    (1..=5).contains(&n).then_some((id, n))
-}
-
-fn parse_iso(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
-}
-
 fn plain(text: impl Into<String>) -> Reply {
     Reply {
         text: text.into(),
@@ -119,10 +104,10 @@ fn with_buttons(text: impl Into<String>, buttons: Vec<Vec<Button>>) -> Reply {
     }
 }
 
-fn button(label: impl Into<String>, data: impl Into<String>) -> Button {
+fn button(label: impl Into<String>, data: Choice) -> Button {
     Button {
         label: label.into(),
-        data: data.into(),
+        data,
         url: None,
     }
 }
@@ -151,14 +136,14 @@ fn clamp_month(month: NaiveDate, first: NaiveDate, last: NaiveDate) -> NaiveDate
     month_start(month).max(lo).min(hi.max(lo))
 }
 
-/// What the guest said: typed text or a button's data.
+/// What the guest said: typed text or a button (`None`: one that is not on offer anywhere).
 enum Said {
     Text(String),
-    Choice(String),
+    Pressed(Option<Choice>),
 }
 
 struct Bot {
-    lang: Lang,
+    lang: Language,
     today: NaiveDate,
 }
 
@@ -166,12 +151,15 @@ impl Bot {
     fn handle(&self, state: &State, input: Input) -> (State, Outcome) {
         match input {
             Input::Command(c) => self.command(state, c),
-            Input::Choice(data) => match parse_rate(&data) {
-                Some((booking_id, rating)) => {
-                    (state.clone(), act(Effect::Review { booking_id, rating }))
-                }
-                None => self.guest(state, Said::Choice(data)),
-            },
+            Input::Choice(Choice::Rate { booking_id, stars }) => (
+                state.clone(),
+                act(Effect::Review {
+                    booking_id,
+                    rating: stars,
+                }),
+            ),
+            Input::Choice(choice) => self.guest(state, Said::Pressed(Some(choice))),
+            Input::UnknownButton => self.guest(state, Said::Pressed(None)),
             Input::Text(text) => self.guest(state, Said::Text(text)),
             Input::Reviewed { .. } => (
                 state.clone(),
@@ -223,23 +211,22 @@ impl Bot {
             State::AwaitingPayment { .. } => return (state.clone(), say(self.prompt(state))),
             _ => {}
         }
+        let pressed = matches!(said, Said::Pressed(_));
         let choice = match &said {
-            Said::Choice(data) => Some(data.as_str()),
+            Said::Pressed(choice) => choice.as_ref(),
             Said::Text(_) => None,
         };
-        if choice == Some("cancel") {
+        if choice == Some(&Choice::Cancel) {
             return self.stop();
         }
-        let back = choice == Some("back");
+        let back = choice == Some(&Choice::Back);
 
         match state {
             State::Idle | State::AwaitingPayment { .. } => unreachable!("handled above"),
 
             State::ChoosingCity => match &said {
-                Said::Choice(data) => match data.strip_prefix("city:") {
-                    Some(city) => self.city(state, city),
-                    None => self.stale(state),
-                },
+                Said::Pressed(Some(Choice::City(city))) => self.city(state, city),
+                Said::Pressed(_) => self.stale(state),
                 Said::Text(text) => self.city(state, text),
             },
 
@@ -248,20 +235,18 @@ impl Bot {
                     return self.show(State::ChoosingCity);
                 }
                 match &said {
-                    Said::Choice(data) => {
-                        if let Some(month) = data.strip_prefix("month:").and_then(parse_iso) {
-                            let (first, last) = self.check_in_range();
-                            if self.month_in(month, first, last) {
-                                return self.show(State::ChoosingCheckIn {
-                                    city: city.clone(),
-                                    month,
-                                });
-                            }
-                        } else if let Some(day) = data.strip_prefix("day:").and_then(parse_iso) {
-                            return self.check_in(state, city, day);
+                    Said::Pressed(Some(Choice::Month(month))) => {
+                        let (first, last) = self.check_in_range();
+                        if self.month_in(*month, first, last) {
+                            return self.show(State::ChoosingCheckIn {
+                                city: city.clone(),
+                                month: *month,
+                            });
                         }
                         self.stale(state)
                     }
+                    Said::Pressed(Some(Choice::Day(day))) => self.check_in(state, city, *day),
+                    Said::Pressed(_) => self.stale(state),
                     Said::Text(text) => match calendar::parse_date(text, self.today) {
                         Some(day) => self.check_in(state, city, day),
                         None => self.fail(state.clone(), texts::bad_date(self.lang)),
@@ -274,21 +259,21 @@ impl Bot {
                     return self.show(self.check_in_state(city, *check_in));
                 }
                 match &said {
-                    Said::Choice(data) => {
-                        if let Some(month) = data.strip_prefix("month:").and_then(parse_iso) {
-                            let (first, last) = check_out_range(*check_in);
-                            if self.month_in(month, first, last) {
-                                return self.show(State::ChoosingCheckOut {
-                                    city: city.clone(),
-                                    check_in: *check_in,
-                                    month,
-                                });
-                            }
-                        } else if let Some(day) = data.strip_prefix("day:").and_then(parse_iso) {
-                            return self.check_out(state, city, *check_in, day);
+                    Said::Pressed(Some(Choice::Month(month))) => {
+                        let (first, last) = check_out_range(*check_in);
+                        if self.month_in(*month, first, last) {
+                            return self.show(State::ChoosingCheckOut {
+                                city: city.clone(),
+                                check_in: *check_in,
+                                month: *month,
+                            });
                         }
                         self.stale(state)
                     }
+                    Said::Pressed(Some(Choice::Day(day))) => {
+                        self.check_out(state, city, *check_in, *day)
+                    }
+                    Said::Pressed(_) => self.stale(state),
                     Said::Text(text) => {
                         let after = check_in.succ_opt().unwrap_or(*check_in);
                         match calendar::parse_date(text, after) {
@@ -312,10 +297,8 @@ impl Bot {
                     });
                 }
                 let guests = match &said {
-                    Said::Choice(data) => match data.strip_prefix("guests:") {
-                        Some(n) => n.parse::<u32>().ok(),
-                        None => return self.stale(state),
-                    },
+                    Said::Pressed(Some(Choice::Guests(n))) => Some(*n),
+                    Said::Pressed(_) => return self.stale(state),
                     Said::Text(text) => text.trim().parse::<u32>().ok(),
                 };
                 match guests {
@@ -335,7 +318,7 @@ impl Bot {
                         let effect = search(&stay);
                         (State::Searching { stay }, act(effect))
                     }
-                    _ if choice.is_some() => self.stale(state),
+                    _ if pressed => self.stale(state),
                     _ => self.fail(state.clone(), texts::bad_guests(self.lang)),
                 }
             }
@@ -349,34 +332,28 @@ impl Bot {
                     });
                 }
                 match choice {
-                    Some("more") if (page + 1) * PAGE_SIZE < offers.len() => {
+                    Some(Choice::More) if (page + 1) * PAGE_SIZE < offers.len() => {
                         self.show(State::Browsing {
                             stay: stay.clone(),
                             offers: offers.clone(),
                             page: page + 1,
                         })
                     }
-                    Some(data) => {
-                        let picked = data
-                            .strip_prefix("pick:")
-                            .and_then(|id| Uuid::parse_str(id).ok())
-                            .and_then(|id| offers.iter().find(|o| o.listing_id == id));
-                        match picked {
-                            Some(offer) => self.show(State::Confirming {
-                                stay: stay.clone(),
-                                offer: offer.clone(),
-                            }),
-                            None => self.stale(state),
-                        }
-                    }
-                    None => self.stale(state),
+                    Some(Choice::Pick(id)) => match offers.iter().find(|o| o.listing_id == *id) {
+                        Some(offer) => self.show(State::Confirming {
+                            stay: stay.clone(),
+                            offer: offer.clone(),
+                        }),
+                        None => self.stale(state),
+                    },
+                    _ => self.stale(state),
                 }
             }
 
             State::Confirming { stay, offer } => match choice {
                 // The offers are not kept while confirming: search again for page one.
                 _ if back => (State::Searching { stay: stay.clone() }, act(search(stay))),
-                Some("book") => {
+                Some(Choice::Book) => {
                     if stay.check_in < self.today {
                         return self.fail(
                             self.check_in_state(&stay.city, self.today),
@@ -401,10 +378,10 @@ impl Bot {
             },
 
             State::ChoosingCancellation { bookings } => {
-                let picked = choice
-                    .and_then(|data| data.strip_prefix("cancelbk:"))
-                    .and_then(|id| Uuid::parse_str(id).ok())
-                    .and_then(|id| bookings.iter().find(|b| b.booking_id == id));
+                let picked = match choice {
+                    Some(Choice::CancelBooking(id)) => bookings.iter().find(|b| b.booking_id == *id),
+                    _ => None,
+                };
                 match picked {
                     Some(booking) => self.show(State::ConfirmingCancellation {
                         booking: booking.clone(),
@@ -414,7 +391,7 @@ impl Bot {
             }
 
             State::ConfirmingCancellation { booking } => match choice {
-                Some("yes") => (
+                Some(Choice::Yes) => (
                     State::Cancelling {
                         booking_id: booking.booking_id,
                     },
@@ -422,12 +399,12 @@ impl Bot {
                         booking_id: booking.booking_id,
                     }),
                 ),
-                Some("no") => (
+                Some(Choice::No) => (
                     State::Idle,
                     say(vec![plain(texts::booking_kept(self.lang))]),
                 ),
                 // The list is not kept while confirming: fetch it again.
-                Some("back") => (
+                Some(Choice::Back) => (
                     State::ListingBookings { for_cancel: true },
                     act(Effect::ListBookings),
                 ),
@@ -683,7 +660,7 @@ impl Bot {
                 ..
             } => {
                 let numbers: Vec<Button> = (1..=MAX_GUEST_BUTTONS)
-                    .map(|n| button(n.to_string(), format!("guests:{n}")))
+                    .map(|n| button(n.to_string(), Choice::Guests(n)))
                     .collect();
                 let mut rows: Vec<Vec<Button>> =
                     numbers.chunks(3).map(<[Button]>::to_vec).collect();
@@ -697,7 +674,7 @@ impl Bot {
             State::Confirming { stay, offer } => vec![with_buttons(
                 texts::confirm_booking(stay, offer, lang),
                 vec![
-                    vec![button(texts::book_and_pay_button(lang), "book")],
+                    vec![button(texts::book_and_pay_button(lang), Choice::Book)],
                     self.back_cancel_row(),
                 ],
             )],
@@ -713,7 +690,7 @@ impl Bot {
                     .map(|b| {
                         vec![button(
                             texts::booking_label(b),
-                            format!("cancelbk:{}", b.booking_id),
+                            Choice::CancelBooking(b.booking_id),
                         )]
                     })
                     .collect();
@@ -725,16 +702,16 @@ impl Bot {
                 texts::confirm_cancellation(booking, lang),
                 vec![
                     vec![
-                        button(texts::yes_cancel_button(lang), "yes"),
-                        button(texts::no_button(lang), "no"),
+                        button(texts::yes_cancel_button(lang), Choice::Yes),
+                        button(texts::no_button(lang), Choice::No),
                     ],
-                    vec![button(texts::back_button(lang), "back")],
+                    vec![button(texts::back_button(lang), Choice::Back)],
                 ],
             )],
             State::ChoosingLang => {
                 let langs = texts::lang_options()
                     .iter()
-                    .map(|(label, l)| button(*label, format!("lang:{}", l.code())))
+                    .map(|(label, l)| button(*label, Choice::Lang(*l)))
                     .collect();
                 vec![with_buttons(
                     texts::choose_lang(lang),
@@ -762,13 +739,13 @@ impl Bot {
                 photo: offer.photo.clone(),
                 buttons: vec![vec![button(
                     texts::book_button(lang),
-                    format!("pick:{}", offer.listing_id),
+                    Choice::Pick(offer.listing_id),
                 )]],
             })
             .collect();
         let mut rows = Vec::new();
         if page + 1 < pages {
-            rows.push(vec![button(texts::more_button(lang), "more")]);
+            rows.push(vec![button(texts::more_button(lang), Choice::More)]);
         }
         rows.push(self.back_cancel_row());
         replies.push(with_buttons(
@@ -781,7 +758,7 @@ impl Bot {
     fn city_keyboard(&self) -> Vec<Vec<Button>> {
         let cities: Vec<Button> = CITIES
             .iter()
-            .map(|c| button(texts::city_name(c, self.lang), format!("city:{c}")))
+            .map(|c| button(texts::city_name(c, self.lang), Choice::City(c.to_string())))
             .collect();
         let mut rows: Vec<Vec<Button>> = cities.chunks(2).map(<[Button]>::to_vec).collect();
         rows.push(self.cancel_row());
@@ -790,19 +767,19 @@ impl Bot {
 
     fn back_cancel_row(&self) -> Vec<Button> {
         vec![
-            button(texts::back_button(self.lang), "back"),
-            button(texts::cancel_button(self.lang), "cancel"),
+            button(texts::back_button(self.lang), Choice::Back),
+            button(texts::cancel_button(self.lang), Choice::Cancel),
         ]
     }
 
     fn cancel_row(&self) -> Vec<Button> {
-        vec![button(texts::cancel_button(self.lang), "cancel")]
+        vec![button(texts::cancel_button(self.lang), Choice::Cancel)]
     }
 
     fn pay_button(&self, url: &str) -> Button {
         Button {
             label: texts::pay_button(self.lang).to_string(),
-            data: "pay".to_string(),
+            data: Choice::Pay,
             url: Some(url.to_string()),
         }
     }
@@ -813,7 +790,7 @@ impl Bot {
     fn check_in_range(&self) -> (NaiveDate, NaiveDate) {
         let last = self
             .today
-            .checked_add_days(Days::new(MAX_DAYS_AHEAD))
+            .checked_add_days(Days::new(BOOKING_HORIZON_DAYS.unsigned_abs()))
             .unwrap_or(self.today);
         (self.today, last)
     }
@@ -833,11 +810,11 @@ impl Bot {
     }
 }
 
-/// Check-out days for `check_in`: the next day up to [`MAX_NIGHTS`] later.
+/// Check-out days for `check_in`: the next day up to [`MAX_STAY_NIGHTS`] later.
 fn check_out_range(check_in: NaiveDate) -> (NaiveDate, NaiveDate) {
     let first = check_in.succ_opt().unwrap_or(check_in);
     let last = check_in
-        .checked_add_days(Days::new(MAX_NIGHTS))
+        .checked_add_days(Days::new(u64::from(MAX_STAY_NIGHTS)))
         .unwrap_or(first);
     (first, last)
 }
@@ -854,6 +831,7 @@ fn search(stay: &Stay) -> Effect {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()
@@ -911,7 +889,7 @@ mod tests {
     fn at(state: State) -> Dialogue {
         Dialogue {
             state,
-            lang: Lang::Ru,
+            lang: Language::Ru,
         }
     }
 
@@ -923,7 +901,7 @@ mod tests {
     }
 
     fn has_button(replies: &[Reply], data: &str) -> bool {
-        all_buttons(replies).iter().any(|b| b.data == data)
+        all_buttons(replies).iter().any(|b| b.data.encode() == data)
     }
 
     fn last_row_data(reply: &Reply) -> Vec<String> {
@@ -932,7 +910,7 @@ mod tests {
             .last()
             .unwrap()
             .iter()
-            .map(|b| b.data.clone())
+            .map(|b| b.data.encode())
             .collect()
     }
 
@@ -954,7 +932,7 @@ mod tests {
         }
 
         fn send(&mut self, input: Input) -> Outcome {
-            if matches!(input, Input::Command(_) | Input::Text(_) | Input::Choice(_)) {
+            if matches!(input, Input::Command(_) | Input::Text(_) | Input::Choice(_) | Input::UnknownButton) {
                 self.actions += 1;
             }
             let (dialogue, outcome) = step(&self.dialogue, input, today());
@@ -971,7 +949,7 @@ mod tests {
                 "no button {data} in {:#?}",
                 self.shown
             );
-            self.send(Input::Choice(data.into()))
+            self.send(Input::button(data))
         }
 
         fn state(&self) -> &State {
@@ -1042,11 +1020,11 @@ mod tests {
         let out = g.send(Input::Command(Command::Start));
         assert_eq!(*g.state(), State::ChoosingCity);
         assert_eq!(out.replies.len(), 1);
-        assert_eq!(out.replies[0].text, texts::welcome(Lang::Ru));
+        assert_eq!(out.replies[0].text, texts::welcome(Language::Ru));
         let rows = &out.replies[0].buttons;
         assert_eq!(rows.len(), 4);
-        assert_eq!(rows[0][0].data, "city:Almaty");
-        assert_eq!(rows[0][1].data, "city:Astana");
+        assert_eq!(rows[0][0].data.encode(), "city:Almaty");
+        assert_eq!(rows[0][1].data.encode(), "city:Astana");
         assert_eq!(rows[0][0].label, "Алматы");
         assert_eq!(rows[2].len(), 1);
         assert_eq!(last_row_data(&out.replies[0]), ["cancel"]);
@@ -1056,13 +1034,13 @@ mod tests {
         let reply = &out.replies[0];
         assert!(reply.text.contains("Алматы"));
         assert!(reply.text.contains("Август 2025"));
-        assert_eq!(reply.buttons[0][0].data, "day:2025-08-20");
+        assert_eq!(reply.buttons[0][0].data.encode(), "day:2025-08-20");
         assert!(!has_button(&out.replies, "day:2025-08-19"));
         assert_eq!(last_row_data(reply), ["back", "cancel"]);
 
         let out = g.tap("day:2025-08-25");
         assert_eq!(*g.state(), check_out_at(ymd(2025, 8, 25), ymd(2025, 8, 1)));
-        assert_eq!(out.replies[0].buttons[0][0].data, "day:2025-08-26");
+        assert_eq!(out.replies[0].buttons[0][0].data.encode(), "day:2025-08-26");
         assert!(out.replies[0].text.contains("25.08.2025"));
 
         let out = g.tap("day:2025-08-28");
@@ -1071,10 +1049,10 @@ mod tests {
         assert!(reply.text.contains("3 ночи"));
         let guests: Vec<&Button> = all_buttons(&out.replies)
             .into_iter()
-            .filter(|b| b.data.starts_with("guests:"))
+            .filter(|b| b.data.encode().starts_with("guests:"))
             .collect();
         assert_eq!(guests.len(), MAX_GUEST_BUTTONS as usize);
-        assert_eq!(guests[0].data, "guests:1");
+        assert_eq!(guests[0].data.encode(), "guests:1");
         assert_eq!(last_row_data(reply), ["back", "cancel"]);
 
         let out = g.tap("guests:2");
@@ -1107,11 +1085,11 @@ mod tests {
         }
         assert_eq!(
             card.buttons,
-            vec![vec![button("Забронировать", format!("pick:{}", id(2)))]]
+            vec![vec![button("Забронировать", Choice::Pick(id(2)))]]
         );
         let nav = out.replies.last().unwrap();
         assert!(nav.text.contains("1/2"));
-        assert_eq!(nav.buttons[0][0].data, "more");
+        assert_eq!(nav.buttons[0][0].data.encode(), "more");
         assert_eq!(last_row_data(nav), ["back", "cancel"]);
         assert!(out.effect.is_none());
 
@@ -1127,7 +1105,7 @@ mod tests {
         ] {
             assert!(reply.text.contains(part), "{part}: {}", reply.text);
         }
-        assert_eq!(reply.buttons[0][0].data, "book");
+        assert_eq!(reply.buttons[0][0].data.encode(), "book");
         assert_eq!(last_row_data(reply), ["back", "cancel"]);
 
         let out = g.tap("book");
@@ -1181,7 +1159,7 @@ mod tests {
         let out = g.send(Input::Text("hello?".into()));
         assert!(matches!(g.state(), State::AwaitingPayment { .. }));
         assert_eq!(out.replies[0].buttons[0][0].url.as_deref(), Some(url));
-        let out = g.send(Input::Choice("back".into()));
+        let out = g.send(Input::button("back"));
         assert!(matches!(g.state(), State::AwaitingPayment { .. }));
         assert_eq!(out.replies[0].buttons[0][0].url.as_deref(), Some(url));
     }
@@ -1191,9 +1169,9 @@ mod tests {
         let mut g = Guest::new();
         let out = g.send(Input::Command(Command::Lang));
         assert_eq!(*g.state(), State::ChoosingLang);
-        let data: Vec<&str> = out.replies[0].buttons[0]
+        let data: Vec<String> = out.replies[0].buttons[0]
             .iter()
-            .map(|b| b.data.as_str())
+            .map(|b| b.data.encode())
             .collect();
         assert_eq!(data, ["lang:ru", "lang:kk", "lang:en"]);
         let labels: Vec<&str> = out.replies[0].buttons[0]
@@ -1203,9 +1181,9 @@ mod tests {
         assert_eq!(labels, ["Русский", "Қазақша", "English"]);
 
         let out = g.tap("lang:en");
-        assert_eq!(g.dialogue.lang, Lang::En);
+        assert_eq!(g.dialogue.lang, Language::En);
         assert_eq!(*g.state(), State::Idle);
-        assert_eq!(out.replies[0].text, texts::lang_set(Lang::En));
+        assert_eq!(out.replies[0].text, texts::lang_set(Language::En));
         assert!(out.replies[0].text.contains("/start"));
 
         let en = g.send(Input::Command(Command::Start));
@@ -1216,7 +1194,7 @@ mod tests {
         )
         .1;
         assert_ne!(en.replies[0].text, ru.replies[0].text);
-        assert_eq!(en.replies[0].text, texts::welcome(Lang::En));
+        assert_eq!(en.replies[0].text, texts::welcome(Language::En));
         assert_eq!(en.replies[0].buttons[0][0].label, "Almaty");
         assert_eq!(last_row_data(&en.replies[0]), ["cancel"]);
         assert_eq!(en.replies[0].buttons[3][0].label, "✖ Cancel");
@@ -1224,14 +1202,14 @@ mod tests {
         let out = g.tap("city:Almaty");
         assert!(out.replies[0].text.contains("Check-in"));
         assert!(out.replies[0].text.contains("August 2025"));
-        assert_eq!(g.dialogue.lang, Lang::En);
+        assert_eq!(g.dialogue.lang, Language::En);
 
         // A typed language too, and Kazakh.
         let mut g = Guest::new();
         g.send(Input::Command(Command::Lang));
         let out = g.send(Input::Text("қазақша".into()));
-        assert_eq!(g.dialogue.lang, Lang::Kk);
-        assert_eq!(out.replies[0].text, texts::lang_set(Lang::Kk));
+        assert_eq!(g.dialogue.lang, Language::Kk);
+        assert_eq!(out.replies[0].text, texts::lang_set(Language::Kk));
     }
 
     #[test]
@@ -1241,11 +1219,11 @@ mod tests {
         assert_eq!(next, d);
         assert!(out.replies[0]
             .text
-            .starts_with(texts::use_buttons(Lang::Ru)));
+            .starts_with(texts::use_buttons(Language::Ru)));
         assert!(has_button(&out.replies, "lang:en"));
-        let (next, out) = step(&d, Input::Choice("cancel".into()), today());
+        let (next, out) = step(&d, Input::button("cancel"), today());
         assert_eq!(next.state, State::Idle);
-        assert_eq!(out.replies[0].text, texts::stopped(Lang::Ru));
+        assert_eq!(out.replies[0].text, texts::stopped(Language::Ru));
     }
 
     #[test]
@@ -1254,7 +1232,7 @@ mod tests {
             (
                 check_in_at("Almaty", ymd(2025, 9, 1)),
                 State::ChoosingCity,
-                texts::ask_city(Lang::Ru).to_string(),
+                texts::ask_city(Language::Ru).to_string(),
             ),
             (
                 check_out_at(ymd(2025, 8, 25), ymd(2025, 9, 1)),
@@ -1273,7 +1251,7 @@ mod tests {
             ),
         ];
         for (from, to, text) in cases {
-            let (next, out) = step(&at(from.clone()), Input::Choice("back".into()), today());
+            let (next, out) = step(&at(from.clone()), Input::button("back"), today());
             assert_eq!(next.state, to, "back from {from:?}");
             assert_eq!(out.replies.len(), 1);
             assert!(
@@ -1285,7 +1263,7 @@ mod tests {
         }
 
         // Confirming → the results again, page one (searched afresh).
-        let (next, out) = step(&at(confirming()), Input::Choice("back".into()), today());
+        let (next, out) = step(&at(confirming()), Input::button("back"), today());
         assert_eq!(next.state, State::Searching { stay: stay() });
         assert_eq!(out.effect, Some(search(&stay())));
         let (next, out) = step(&next, Input::Found(offers(7)), today());
@@ -1295,13 +1273,13 @@ mod tests {
         // No back from the city: it is no button there, and a stale one is refused.
         let (next, out) = step(
             &at(State::ChoosingCity),
-            Input::Choice("back".into()),
+            Input::button("back"),
             today(),
         );
         assert_eq!(next.state, State::ChoosingCity);
         assert!(out.replies[0]
             .text
-            .starts_with(texts::use_buttons(Lang::Ru)));
+            .starts_with(texts::use_buttons(Language::Ru)));
     }
 
     #[test]
@@ -1325,13 +1303,13 @@ mod tests {
         ];
         for state in flow {
             for input in [
-                Input::Choice("cancel".into()),
+                Input::button("cancel"),
                 Input::Command(Command::Cancel),
             ] {
                 let (next, out) = step(&at(state.clone()), input.clone(), today());
                 assert_eq!(next.state, State::Idle, "{input:?} in {state:?}");
                 assert_eq!(out.replies.len(), 1);
-                assert_eq!(out.replies[0].text, texts::stopped(Lang::Ru));
+                assert_eq!(out.replies[0].text, texts::stopped(Language::Ru));
                 assert!(out.replies[0].text.contains("/start"));
                 assert!(out.effect.is_none());
             }
@@ -1344,19 +1322,19 @@ mod tests {
             guests_at(),
             confirming(),
         ] {
-            let (_, out) = step(&at(state.clone()), Input::Choice("?".into()), today());
+            let (_, out) = step(&at(state.clone()), Input::button("?"), today());
             assert_eq!(
                 last_row_data(out.replies.last().unwrap()),
                 ["back", "cancel"],
                 "{state:?}"
             );
         }
-        let (_, out) = step(&at(browsing(3, 0)), Input::Choice("?".into()), today());
+        let (_, out) = step(&at(browsing(3, 0)), Input::button("?"), today());
         assert_eq!(
             last_row_data(out.replies.last().unwrap()),
             ["back", "cancel"]
         );
-        let (_, out) = step(&at(State::ChoosingCity), Input::Choice("?".into()), today());
+        let (_, out) = step(&at(State::ChoosingCity), Input::button("?"), today());
         assert_eq!(last_row_data(&out.replies[0]), ["cancel"]);
 
         // From Idle or with a payment link out, /cancel is about cancelling a booking.
@@ -1392,10 +1370,10 @@ mod tests {
 
         let out = g.send(Input::Text("two".into()));
         assert_eq!(*g.state(), guests_at());
-        assert!(out.replies[0].text.starts_with(texts::bad_guests(Lang::Ru)));
+        assert!(out.replies[0].text.starts_with(texts::bad_guests(Language::Ru)));
         let out = g.send(Input::Text("21".into()));
         assert_eq!(*g.state(), guests_at());
-        assert!(out.replies[0].text.starts_with(texts::bad_guests(Lang::Ru)));
+        assert!(out.replies[0].text.starts_with(texts::bad_guests(Language::Ru)));
 
         let out = g.send(Input::Text(" 12 ".into()));
         let mut expected = stay();
@@ -1419,7 +1397,7 @@ mod tests {
         for bad in ["   ", &"x".repeat(101), "/weird"] {
             let (next, out) = step(&at(State::ChoosingCity), Input::Text(bad.into()), today());
             assert_eq!(next.state, State::ChoosingCity);
-            assert!(out.replies[0].text.starts_with(texts::bad_city(Lang::Ru)));
+            assert!(out.replies[0].text.starts_with(texts::bad_city(Language::Ru)));
             assert!(has_button(&out.replies, "city:Almaty"));
         }
         let (next, _) = step(
@@ -1446,56 +1424,56 @@ mod tests {
     fn past_and_bad_dates_are_refused() {
         let d = at(check_in_at("Almaty", ymd(2025, 8, 1)));
         for input in [
-            Input::Choice("day:2025-08-19".into()),
+            Input::button("day:2025-08-19"),
             Input::Text("01.01.2020".into()),
         ] {
             let (next, out) = step(&d, input, today());
             assert_eq!(next, d);
             assert_eq!(out.replies.len(), 1);
-            assert!(out.replies[0].text.starts_with(texts::past_date(Lang::Ru)));
+            assert!(out.replies[0].text.starts_with(texts::past_date(Language::Ru)));
             assert!(has_button(&out.replies, "day:2025-08-20"));
         }
         let (next, out) = step(&d, Input::Text("2028-01-01".into()), today());
         assert_eq!(next, d);
         assert!(out.replies[0]
             .text
-            .starts_with(texts::too_far_ahead(Lang::Ru)));
+            .starts_with(texts::too_far_ahead(Language::Ru)));
         let (next, out) = step(&d, Input::Text("завтра".into()), today());
         assert_eq!(next, d);
-        assert!(out.replies[0].text.starts_with(texts::bad_date(Lang::Ru)));
+        assert!(out.replies[0].text.starts_with(texts::bad_date(Language::Ru)));
         // The last day allowed.
         let (next, _) = step(&d, Input::Text("2027-08-20".into()), today());
         assert!(matches!(next.state, State::ChoosingCheckOut { .. }));
 
         let d = at(check_out_at(ymd(2025, 8, 25), ymd(2025, 8, 1)));
-        let (next, out) = step(&d, Input::Choice("day:2025-08-25".into()), today());
+        let (next, out) = step(&d, Input::button("day:2025-08-25"), today());
         assert_eq!(next, d);
         assert!(out.replies[0]
             .text
-            .starts_with(&texts::check_out_not_after(ymd(2025, 8, 25), Lang::Ru)));
+            .starts_with(&texts::check_out_not_after(ymd(2025, 8, 25), Language::Ru)));
         let (next, out) = step(&d, Input::Text("24.11.2025".into()), today());
         assert_eq!(next, d);
         assert!(out.replies[0]
             .text
-            .starts_with(texts::stay_too_long(Lang::Ru)));
+            .starts_with(texts::stay_too_long(Language::Ru)));
         let (next, _) = step(&d, Input::Text("23.11.2025".into()), today());
         assert!(matches!(next.state, State::ChoosingGuests { .. }));
 
         // A check-in that has passed while the guest was away.
         let d = at(check_out_at(ymd(2025, 8, 18), ymd(2025, 8, 1)));
-        let (next, out) = step(&d, Input::Choice("day:2025-08-22".into()), today());
+        let (next, out) = step(&d, Input::button("day:2025-08-22"), today());
         assert_eq!(next.state, check_in_at("Almaty", ymd(2025, 8, 1)));
-        assert!(out.replies[0].text.starts_with(texts::past_date(Lang::Ru)));
+        assert!(out.replies[0].text.starts_with(texts::past_date(Language::Ru)));
     }
 
     #[test]
     fn month_navigation() {
         let d = at(check_in_at("Almaty", ymd(2025, 8, 1)));
-        let (_, out) = step(&d, Input::Choice("x".into()), today());
+        let (_, out) = step(&d, Input::button("x"), today());
         assert!(has_button(&out.replies, "month:2025-09-01"));
         assert!(!has_button(&out.replies, "month:2025-07-01"));
 
-        let (next, out) = step(&d, Input::Choice("month:2025-09-01".into()), today());
+        let (next, out) = step(&d, Input::button("month:2025-09-01"), today());
         assert_eq!(next.state, check_in_at("Almaty", ymd(2025, 9, 1)));
         assert!(out.replies[0].text.contains("Сентябрь 2025"));
         assert!(has_button(&out.replies, "day:2025-09-01"));
@@ -1503,16 +1481,16 @@ mod tests {
 
         // Months out of reach are stale.
         for bad in ["month:2025-07-01", "month:2027-09-01", "month:2025-09-15"] {
-            let (next, out) = step(&d, Input::Choice(bad.into()), today());
+            let (next, out) = step(&d, Input::button(bad), today());
             assert_eq!(next, d, "{bad}");
             assert!(out.replies[0]
                 .text
-                .starts_with(texts::use_buttons(Lang::Ru)));
+                .starts_with(texts::use_buttons(Language::Ru)));
         }
 
         // The check-out picker ends 90 nights after the check-in.
         let d = at(check_out_at(ymd(2025, 8, 25), ymd(2025, 8, 1)));
-        let (next, out) = step(&d, Input::Choice("month:2025-11-01".into()), today());
+        let (next, out) = step(&d, Input::button("month:2025-11-01"), today());
         assert_eq!(next.state, check_out_at(ymd(2025, 8, 25), ymd(2025, 11, 1)));
         assert!(has_button(&out.replies, "day:2025-11-23"));
         assert!(!has_button(&out.replies, "day:2025-11-24"));
@@ -1520,15 +1498,15 @@ mod tests {
 
         // A check-in on the last day of a month opens the check-out on the next month.
         let d = at(check_in_at("Almaty", ymd(2025, 8, 1)));
-        let (next, out) = step(&d, Input::Choice("day:2025-08-31".into()), today());
+        let (next, out) = step(&d, Input::button("day:2025-08-31"), today());
         assert_eq!(next.state, check_out_at(ymd(2025, 8, 31), ymd(2025, 9, 1)));
-        assert_eq!(out.replies[0].buttons[0][0].data, "day:2025-09-01");
+        assert_eq!(out.replies[0].buttons[0][0].data.encode(), "day:2025-09-01");
     }
 
     #[test]
     fn results_pages_and_picks() {
         let d = at(browsing(7, 0));
-        let (next, out) = step(&d, Input::Choice("more".into()), today());
+        let (next, out) = step(&d, Input::button("more"), today());
         assert_eq!(next.state, browsing(7, 1));
         assert_eq!(out.replies.len(), 2 + 1);
         let nav = out.replies.last().unwrap();
@@ -1537,10 +1515,10 @@ mod tests {
         assert_eq!(nav.buttons.len(), 1);
 
         // No page after the last one; a card of the first page still works.
-        let (again, out) = step(&next, Input::Choice("more".into()), today());
+        let (again, out) = step(&next, Input::button("more"), today());
         assert_eq!(again, next);
-        assert_eq!(out.replies[0].text, texts::use_buttons(Lang::Ru));
-        let (picked, _) = step(&next, Input::Choice(format!("pick:{}", id(1))), today());
+        assert_eq!(out.replies[0].text, texts::use_buttons(Language::Ru));
+        let (picked, _) = step(&next, Input::button(&format!("pick:{}", id(1))), today());
         assert_eq!(
             picked.state,
             State::Confirming {
@@ -1558,33 +1536,33 @@ mod tests {
         assert_eq!(next.state, check_in_at("Almaty", ymd(2025, 8, 1)));
         assert!(out.replies[0]
             .text
-            .starts_with(&texts::nothing_found("Almaty", Lang::Ru)));
+            .starts_with(&texts::nothing_found("Almaty", Language::Ru)));
         assert!(has_button(&out.replies, "day:2025-08-20"));
     }
 
     #[test]
     fn stale_choices_reprompt() {
         let d = at(check_in_at("Almaty", ymd(2025, 8, 1)));
-        let (next, out) = step(&d, Input::Choice("guests:2".into()), today());
+        let (next, out) = step(&d, Input::button("guests:2"), today());
         assert_eq!(next, d);
         assert_eq!(out.replies.len(), 1);
         assert!(out.replies[0]
             .text
-            .starts_with(texts::use_buttons(Lang::Ru)));
+            .starts_with(texts::use_buttons(Language::Ru)));
         assert!(out.replies[0].text.contains("Дата заезда"));
         assert!(has_button(&out.replies, "day:2025-08-20"));
         assert!(out.effect.is_none());
 
         // Results: the notice, then the page again.
         let d = at(browsing(3, 0));
-        let (next, out) = step(&d, Input::Choice(format!("pick:{}", id(99))), today());
+        let (next, out) = step(&d, Input::button(&format!("pick:{}", id(99))), today());
         assert_eq!(next, d);
         assert_eq!(out.replies.len(), 1 + 3 + 1);
-        assert_eq!(out.replies[0].text, texts::use_buttons(Lang::Ru));
+        assert_eq!(out.replies[0].text, texts::use_buttons(Language::Ru));
         assert!(out.replies[1].photo.is_some());
         let (next, out) = step(&d, Input::Text("the first one".into()), today());
         assert_eq!(next, d);
-        assert_eq!(out.replies[0].text, texts::use_buttons(Lang::Ru));
+        assert_eq!(out.replies[0].text, texts::use_buttons(Language::Ru));
 
         for state in [
             State::ChoosingCity,
@@ -1599,13 +1577,13 @@ mod tests {
         ] {
             let (next, out) = step(
                 &at(state.clone()),
-                Input::Choice("day:2025-08-25".into()),
+                Input::button("day:2025-08-25"),
                 today(),
             );
             assert_eq!(next.state, state);
             assert!(out.replies[0]
                 .text
-                .starts_with(texts::use_buttons(Lang::Ru)));
+                .starts_with(texts::use_buttons(Language::Ru)));
             assert!(!out.replies.last().unwrap().buttons.is_empty());
         }
 
@@ -1618,13 +1596,13 @@ mod tests {
         ] {
             let (next, out) = step(&at(state.clone()), Input::Text("hello".into()), today());
             assert_eq!(next.state, state);
-            assert_eq!(out.replies[0].text, texts::please_wait(Lang::Ru));
+            assert_eq!(out.replies[0].text, texts::please_wait(Language::Ru));
         }
 
         // Idle: anything starts over.
-        let (next, out) = step(&Dialogue::default(), Input::Choice("book".into()), today());
+        let (next, out) = step(&Dialogue::default(), Input::button("book"), today());
         assert_eq!(next.state, State::ChoosingCity);
-        assert_eq!(out.replies[0].text, texts::welcome(Lang::Ru));
+        assert_eq!(out.replies[0].text, texts::welcome(Language::Ru));
     }
 
     #[test]
@@ -1684,7 +1662,7 @@ mod tests {
             }
         );
         assert_eq!(out.replies.len(), 1 + 2 + 1);
-        assert_eq!(out.replies[0].text, texts::dates_taken(true, Lang::Ru));
+        assert_eq!(out.replies[0].text, texts::dates_taken(true, Language::Ru));
         assert!(out.replies[0].text.contains("только что забронировали"));
         assert!(has_button(&out.replies, &format!("pick:{}", id(1))));
         assert!(out.effect.is_none());
@@ -1697,7 +1675,7 @@ mod tests {
         g.tap(&format!("pick:{}", id(1)));
         g.tap("book");
         let out = g.send(Input::DatesTaken(vec![offer(8), offer(9)]));
-        assert_eq!(out.replies[0].text, texts::dates_taken(true, Lang::Ru));
+        assert_eq!(out.replies[0].text, texts::dates_taken(true, Language::Ru));
         g.tap(&format!("pick:{}", id(9)));
         let out = g.tap("book");
         assert!(matches!(out.effect, Some(Effect::Book { listing_id, .. }) if listing_id == id(9)));
@@ -1723,7 +1701,7 @@ mod tests {
         assert_eq!(out.replies.len(), 1);
         assert!(out.replies[0]
             .text
-            .starts_with(texts::dates_taken(false, Lang::Ru)));
+            .starts_with(texts::dates_taken(false, Language::Ru)));
         assert!(has_button(&out.replies, "day:2025-08-25"));
     }
 
@@ -1731,14 +1709,14 @@ mod tests {
     fn booking_failures() {
         let (next, out) = step(&at(booking()), Input::Failed(Failure::Unavailable), today());
         assert_eq!(next.state, confirming());
-        assert!(out.replies[0].text.starts_with(texts::try_again(Lang::Ru)));
-        assert_eq!(out.replies[0].buttons[0][0].data, "book");
+        assert!(out.replies[0].text.starts_with(texts::try_again(Language::Ru)));
+        assert_eq!(out.replies[0].buttons[0][0].data.encode(), "book");
 
         let (next, out) = step(&at(booking()), Input::Failed(Failure::NotAllowed), today());
         assert_eq!(next.state, check_in_at("Almaty", ymd(2025, 8, 1)));
         assert!(out.replies[0]
             .text
-            .starts_with(texts::not_allowed(Lang::Ru)));
+            .starts_with(texts::not_allowed(Language::Ru)));
         assert!(has_button(&out.replies, "day:2025-08-20"));
     }
 
@@ -1771,7 +1749,7 @@ mod tests {
         let d = at(State::ListingBookings { for_cancel: false });
         let (next, out) = step(&d, Input::Bookings(vec![]), today());
         assert_eq!(next.state, State::Idle);
-        assert_eq!(out.replies[0].text, texts::no_bookings(Lang::Ru));
+        assert_eq!(out.replies[0].text, texts::no_bookings(Language::Ru));
         assert!(out.replies[0].text.contains("/start"));
     }
 
@@ -1797,16 +1775,16 @@ mod tests {
         );
         let reply = &out.replies[0];
         assert_eq!(reply.buttons.len(), 3);
-        assert_eq!(reply.buttons[0][0].data, format!("cancelbk:{}", id(101)));
+        assert_eq!(reply.buttons[0][0].data.encode(), format!("cancelbk:{}", id(101)));
         assert_eq!(reply.buttons[0][0].label, "Loft 1 · 01.09–04.09");
         assert_eq!(last_row_data(reply), ["cancel"]);
 
         // Not in the list: stale.
-        let out = g.send(Input::Choice(format!("cancelbk:{}", id(102))));
+        let out = g.send(Input::button(&format!("cancelbk:{}", id(102))));
         assert!(matches!(g.state(), State::ChoosingCancellation { .. }));
         assert!(out.replies[0]
             .text
-            .starts_with(texts::use_buttons(Lang::Ru)));
+            .starts_with(texts::use_buttons(Language::Ru)));
 
         let out = g.tap(&format!("cancelbk:{}", id(103)));
         assert_eq!(
@@ -1819,18 +1797,18 @@ mod tests {
         assert!(reply.text.contains("Loft 3"));
         assert!(reply.text.contains("01.09.2025–04.09.2025"));
         assert!(reply.text.contains("правила отмены"));
-        assert_eq!(reply.buttons[0][0].data, "yes");
-        assert_eq!(reply.buttons[0][1].data, "no");
+        assert_eq!(reply.buttons[0][0].data.encode(), "yes");
+        assert_eq!(reply.buttons[0][1].data.encode(), "no");
 
         // Back: the list again, fetched afresh.
-        let back = step(&g.dialogue, Input::Choice("back".into()), today());
+        let back = step(&g.dialogue, Input::button("back"), today());
         assert_eq!(back.0.state, State::ListingBookings { for_cancel: true });
         assert_eq!(back.1.effect, Some(Effect::ListBookings));
 
         // No: kept.
-        let no = step(&g.dialogue, Input::Choice("no".into()), today());
+        let no = step(&g.dialogue, Input::button("no"), today());
         assert_eq!(no.0.state, State::Idle);
-        assert_eq!(no.1.replies[0].text, texts::booking_kept(Lang::Ru));
+        assert_eq!(no.1.replies[0].text, texts::booking_kept(Language::Ru));
 
         let out = g.tap("yes");
         assert_eq!(
@@ -1865,18 +1843,18 @@ mod tests {
             today(),
         );
         assert_eq!(next.state, State::Idle);
-        assert_eq!(out.replies[0].text, texts::cancelled(0, Lang::Ru));
+        assert_eq!(out.replies[0].text, texts::cancelled(0, Language::Ru));
         assert!(!out.replies[0].text.contains('₸'));
 
         let (next, out) = step(&cancelling, Input::Failed(Failure::CannotCancel), today());
         assert_eq!(next.state, State::Idle);
-        assert_eq!(out.replies[0].text, texts::cannot_cancel(Lang::Ru));
+        assert_eq!(out.replies[0].text, texts::cannot_cancel(Language::Ru));
 
         // Nothing cancellable.
         let d = at(State::ListingBookings { for_cancel: true });
         let (next, out) = step(&d, Input::Bookings(vec![summary(1, "completed")]), today());
         assert_eq!(next.state, State::Idle);
-        assert_eq!(out.replies[0].text, texts::nothing_to_cancel(Lang::Ru));
+        assert_eq!(out.replies[0].text, texts::nothing_to_cancel(Language::Ru));
     }
 
     #[test]
@@ -1884,7 +1862,7 @@ mod tests {
         let booking_id = id(77);
         for state in [State::Idle, guests_at(), browsing(3, 0)] {
             let d = at(state.clone());
-            let (next, out) = step(&d, Input::Choice(format!("rate:{booking_id}:4")), today());
+            let (next, out) = step(&d, Input::button(&format!("rate:{booking_id}:4")), today());
             assert_eq!(next, d);
             assert!(out.replies.is_empty());
             assert_eq!(
@@ -1897,11 +1875,11 @@ mod tests {
             let (next, out) = step(&d, Input::Reviewed { booking_id }, today());
             assert_eq!(next, d);
             assert_eq!(out.replies.len(), 1);
-            assert_eq!(out.replies[0].text, texts::thanks_for_rating(Lang::Ru));
+            assert_eq!(out.replies[0].text, texts::thanks_for_rating(Language::Ru));
             assert!(out.effect.is_none());
             let (next, out) = step(&d, Input::Failed(Failure::CannotReview), today());
             assert_eq!(next, d);
-            assert_eq!(out.replies[0].text, texts::cannot_review(Lang::Ru));
+            assert_eq!(out.replies[0].text, texts::cannot_review(Language::Ru));
         }
         // Out of range: not a rating.
         let d = at(guests_at());
@@ -1910,20 +1888,20 @@ mod tests {
             format!("rate:{booking_id}:6"),
             "rate:x:3".to_string(),
         ] {
-            let (next, out) = step(&d, Input::Choice(bad.clone()), today());
+            let (next, out) = step(&d, Input::button(&bad), today());
             assert_eq!(next, d, "{bad}");
             assert!(out.effect.is_none());
             assert!(out.replies[0]
                 .text
-                .starts_with(texts::use_buttons(Lang::Ru)));
+                .starts_with(texts::use_buttons(Language::Ru)));
         }
         // The notification's buttons are what the conversation takes.
         let notice = texts::notice(
-            &crate::Notice::ReviewRequest {
+            &domain::notice::Notice::ReviewRequest {
                 booking_id,
                 title: "Loft".into(),
             },
-            Lang::Ru,
+            Language::Ru,
         );
         let five = &notice.buttons[0][4];
         let (_, out) = step(&d, Input::Choice(five.data.clone()), today());
@@ -1941,7 +1919,7 @@ mod tests {
         let d = at(guests_at());
         let (next, out) = step(&d, Input::Command(Command::Help), today());
         assert_eq!(next, d);
-        assert_eq!(out.replies[0].text, texts::help(Lang::Ru));
+        assert_eq!(out.replies[0].text, texts::help(Language::Ru));
         assert!(out.effect.is_none());
     }
 
@@ -1959,7 +1937,7 @@ mod tests {
         ] {
             let (next, out) = step(&at(state), Input::Command(Command::Start), today());
             assert_eq!(next.state, State::ChoosingCity);
-            assert_eq!(out.replies[0].text, texts::welcome(Lang::Ru));
+            assert_eq!(out.replies[0].text, texts::welcome(Language::Ru));
         }
     }
 
@@ -1991,7 +1969,7 @@ mod tests {
             State::ChoosingLang,
         ];
         for (i, state) in states.into_iter().enumerate() {
-            let lang = [Lang::Ru, Lang::Kk, Lang::En][i % 3];
+            let lang = [Language::Ru, Language::Kk, Language::En][i % 3];
             let d = Dialogue { state, lang };
             let json = serde_json::to_string(&d).unwrap();
             let back: Dialogue = serde_json::from_str(&json).unwrap();
@@ -2008,13 +1986,13 @@ mod tests {
         let inputs = [
             (State::Idle, Input::Command(Command::Start)),
             (State::Idle, Input::Command(Command::Help)),
-            (guests_at(), Input::Choice("cancel".into())),
+            (guests_at(), Input::button("cancel")),
             (booking(), Input::DatesTaken(vec![])),
-            (browsing(2, 0), Input::Choice("?".into())),
-            (confirming(), Input::Choice("?".into())),
+            (browsing(2, 0), Input::button("?")),
+            (confirming(), Input::button("?")),
         ];
         for (state, input) in inputs {
-            let texts: Vec<String> = [Lang::Ru, Lang::Kk, Lang::En]
+            let texts: Vec<String> = [Language::Ru, Language::Kk, Language::En]
                 .into_iter()
                 .map(|lang| {
                     let (_, out) = step(

@@ -9,6 +9,8 @@
 //! - [`payment`]: one charge for a booking and its refunds.
 //! - [`user`]: a person's profile.
 //! - [`actor`]: who issues a command (user id + role) and through which channel.
+//! - [`notice`]: what the service tells a guest on its own about a booking (the words are the
+//!   bots').
 //!
 //! Every aggregate runs on cqrs-es with `Services = ()`: everything a decision needs
 //! (today's date, the current instant, the booking's price) travels in the command.
@@ -18,6 +20,7 @@ pub mod actor;
 pub mod booking;
 pub mod cancellation;
 pub mod listing;
+pub mod notice;
 pub mod payment;
 pub mod pricing;
 pub mod user;
@@ -28,6 +31,11 @@ pub use values::{DateRange, Kzt, Location};
 
 /// Local time zone of every property: Kazakhstan, UTC+5.
 pub const KZ_UTC_OFFSET_SECONDS: i32 = 5 * 3600;
+
+/// A stay starts at this hour (local) of its check-in day…
+pub const CHECK_IN_HOUR: u32 = 14;
+/// …and ends at this hour (local) of its check-out day.
+pub const CHECK_OUT_HOUR: u32 = 12;
 
 /// Today's date in Kazakhstan for an instant.
 pub fn local_date(now: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {

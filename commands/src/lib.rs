@@ -13,11 +13,14 @@
 //!   moves stays to checked-in and completed.
 //! - [`keeper`]: the background task that settles payments a crash interrupted and reconciles
 //!   pending payments with Kaspi.
+//! - [`notifier`]: the background task that tells guests in their chat what happened to their
+//!   bookings, through [`NoticeChannels`] (the bots' senders implement it).
 #![forbid(unsafe_code)]
 
 pub mod executor;
 pub mod keeper;
 pub mod metadata;
+pub mod notifier;
 pub mod payments;
 pub mod personal;
 pub mod service;
@@ -26,6 +29,7 @@ pub mod sweeper;
 pub use executor::{CommandError, Executed};
 pub use keeper::{KeeperFindings, PaymentKeeper, ReconciliationReport};
 pub use metadata::CommandMeta;
+pub use notifier::{NoticeChannels, Notifier};
 pub use payments::{
     account_code, admin_refund_id, payment_id_for, Access, AccessPass, Answer, Notification,
     Reconciled,

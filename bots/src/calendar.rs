@@ -28,7 +28,11 @@ pub fn prev_month(d: NaiveDate) -> Option<NaiveDate> {
 /// The day buttons of `month` from `first_allowed` on (earlier days are left out), seven a
 /// row, then `‹ <previous month>` (unless that month is entirely before `first_allowed`) and
 /// `<next month> ›`.
-pub fn month_keyboard(month: NaiveDate, first_allowed: NaiveDate, lang: Language) -> Vec<Vec<Button>> {
+pub fn month_keyboard(
+    month: NaiveDate,
+    first_allowed: NaiveDate,
+    lang: Language,
+) -> Vec<Vec<Button>> {
     month_keyboard_until(month, first_allowed, None, lang)
 }
 
@@ -158,7 +162,10 @@ mod tests {
         assert_eq!(nav.len(), 1);
         assert_eq!(nav[0].data.encode(), "month:2025-09-01");
         assert_eq!(nav[0].label, "Сентябрь ›");
-        assert!(!kb.iter().flatten().any(|b| b.data.encode() == "month:2025-07-01"));
+        assert!(!kb
+            .iter()
+            .flatten()
+            .any(|b| b.data.encode() == "month:2025-07-01"));
     }
 
     #[test]

@@ -41,7 +41,10 @@ pub enum Choice {
     /// `pay`: the Kaspi link button (a URL button; channels never send it back).
     Pay,
     /// `rate:<booking id>:<stars>`: the guest's rating of a stay.
-    Rate { booking_id: Uuid, stars: u8 },
+    Rate {
+        booking_id: Uuid,
+        stars: u8,
+    },
 }
 
 impl Choice {
@@ -150,12 +153,8 @@ mod tests {
             Just(Choice::No),
             Just(Choice::Back),
             Just(Choice::Cancel),
-            prop_oneof![
-                Just(Language::Ru),
-                Just(Language::Kk),
-                Just(Language::En)
-            ]
-            .prop_map(Choice::Lang),
+            prop_oneof![Just(Language::Ru), Just(Language::Kk), Just(Language::En)]
+                .prop_map(Choice::Lang),
             Just(Choice::Pay),
             (uuid(), RATINGS).prop_map(|(booking_id, stars)| Choice::Rate { booking_id, stars }),
         ]

@@ -379,7 +379,9 @@ impl Bot {
 
             State::ChoosingCancellation { bookings } => {
                 let picked = match choice {
-                    Some(Choice::CancelBooking(id)) => bookings.iter().find(|b| b.booking_id == *id),
+                    Some(Choice::CancelBooking(id)) => {
+                        bookings.iter().find(|b| b.booking_id == *id)
+                    }
                     _ => None,
                 };
                 match picked {
@@ -932,7 +934,10 @@ mod tests {
         }
 
         fn send(&mut self, input: Input) -> Outcome {
-            if matches!(input, Input::Command(_) | Input::Text(_) | Input::Choice(_) | Input::UnknownButton) {
+            if matches!(
+                input,
+                Input::Command(_) | Input::Text(_) | Input::Choice(_) | Input::UnknownButton
+            ) {
                 self.actions += 1;
             }
             let (dialogue, outcome) = step(&self.dialogue, input, today());
@@ -1271,11 +1276,7 @@ mod tests {
         assert_eq!(out.replies.len(), PAGE_SIZE + 1);
 
         // No back from the city: it is no button there, and a stale one is refused.
-        let (next, out) = step(
-            &at(State::ChoosingCity),
-            Input::button("back"),
-            today(),
-        );
+        let (next, out) = step(&at(State::ChoosingCity), Input::button("back"), today());
         assert_eq!(next.state, State::ChoosingCity);
         assert!(out.replies[0]
             .text
@@ -1302,10 +1303,7 @@ mod tests {
             booking(),
         ];
         for state in flow {
-            for input in [
-                Input::button("cancel"),
-                Input::Command(Command::Cancel),
-            ] {
+            for input in [Input::button("cancel"), Input::Command(Command::Cancel)] {
                 let (next, out) = step(&at(state.clone()), input.clone(), today());
                 assert_eq!(next.state, State::Idle, "{input:?} in {state:?}");
                 assert_eq!(out.replies.len(), 1);
@@ -1370,10 +1368,14 @@ mod tests {
 
         let out = g.send(Input::Text("two".into()));
         assert_eq!(*g.state(), guests_at());
-        assert!(out.replies[0].text.starts_with(texts::bad_guests(Language::Ru)));
+        assert!(out.replies[0]
+            .text
+            .starts_with(texts::bad_guests(Language::Ru)));
         let out = g.send(Input::Text("21".into()));
         assert_eq!(*g.state(), guests_at());
-        assert!(out.replies[0].text.starts_with(texts::bad_guests(Language::Ru)));
+        assert!(out.replies[0]
+            .text
+            .starts_with(texts::bad_guests(Language::Ru)));
 
         let out = g.send(Input::Text(" 12 ".into()));
         let mut expected = stay();
@@ -1397,7 +1399,9 @@ mod tests {
         for bad in ["   ", &"x".repeat(101), "/weird"] {
             let (next, out) = step(&at(State::ChoosingCity), Input::Text(bad.into()), today());
             assert_eq!(next.state, State::ChoosingCity);
-            assert!(out.replies[0].text.starts_with(texts::bad_city(Language::Ru)));
+            assert!(out.replies[0]
+                .text
+                .starts_with(texts::bad_city(Language::Ru)));
             assert!(has_button(&out.replies, "city:Almaty"));
         }
         let (next, _) = step(
@@ -1430,7 +1434,9 @@ mod tests {
             let (next, out) = step(&d, input, today());
             assert_eq!(next, d);
             assert_eq!(out.replies.len(), 1);
-            assert!(out.replies[0].text.starts_with(texts::past_date(Language::Ru)));
+            assert!(out.replies[0]
+                .text
+                .starts_with(texts::past_date(Language::Ru)));
             assert!(has_button(&out.replies, "day:2025-08-20"));
         }
         let (next, out) = step(&d, Input::Text("2028-01-01".into()), today());
@@ -1440,7 +1446,9 @@ mod tests {
             .starts_with(texts::too_far_ahead(Language::Ru)));
         let (next, out) = step(&d, Input::Text("завтра".into()), today());
         assert_eq!(next, d);
-        assert!(out.replies[0].text.starts_with(texts::bad_date(Language::Ru)));
+        assert!(out.replies[0]
+            .text
+            .starts_with(texts::bad_date(Language::Ru)));
         // The last day allowed.
         let (next, _) = step(&d, Input::Text("2027-08-20".into()), today());
         assert!(matches!(next.state, State::ChoosingCheckOut { .. }));
@@ -1463,7 +1471,9 @@ mod tests {
         let d = at(check_out_at(ymd(2025, 8, 18), ymd(2025, 8, 1)));
         let (next, out) = step(&d, Input::button("day:2025-08-22"), today());
         assert_eq!(next.state, check_in_at("Almaty", ymd(2025, 8, 1)));
-        assert!(out.replies[0].text.starts_with(texts::past_date(Language::Ru)));
+        assert!(out.replies[0]
+            .text
+            .starts_with(texts::past_date(Language::Ru)));
     }
 
     #[test]
@@ -1575,11 +1585,7 @@ mod tests {
                 booking: summary(1, "held"),
             },
         ] {
-            let (next, out) = step(
-                &at(state.clone()),
-                Input::button("day:2025-08-25"),
-                today(),
-            );
+            let (next, out) = step(&at(state.clone()), Input::button("day:2025-08-25"), today());
             assert_eq!(next.state, state);
             assert!(out.replies[0]
                 .text
@@ -1709,7 +1715,9 @@ mod tests {
     fn booking_failures() {
         let (next, out) = step(&at(booking()), Input::Failed(Failure::Unavailable), today());
         assert_eq!(next.state, confirming());
-        assert!(out.replies[0].text.starts_with(texts::try_again(Language::Ru)));
+        assert!(out.replies[0]
+            .text
+            .starts_with(texts::try_again(Language::Ru)));
         assert_eq!(out.replies[0].buttons[0][0].data.encode(), "book");
 
         let (next, out) = step(&at(booking()), Input::Failed(Failure::NotAllowed), today());
@@ -1775,7 +1783,10 @@ mod tests {
         );
         let reply = &out.replies[0];
         assert_eq!(reply.buttons.len(), 3);
-        assert_eq!(reply.buttons[0][0].data.encode(), format!("cancelbk:{}", id(101)));
+        assert_eq!(
+            reply.buttons[0][0].data.encode(),
+            format!("cancelbk:{}", id(101))
+        );
         assert_eq!(reply.buttons[0][0].label, "Loft 1 · 01.09–04.09");
         assert_eq!(last_row_data(reply), ["cancel"]);
 

@@ -924,7 +924,9 @@ pub fn notice(n: &Notice, lang: Language) -> Reply {
                     Language::Ru => {
                         format!("Бронирование «{title}» отменено. {amount} вернутся на ваш Kaspi.")
                     }
-                    Language::Kk => format!("«{title}»: бронь жойылды. {amount} Kaspi-ге қайтарылады."),
+                    Language::Kk => {
+                        format!("«{title}»: бронь жойылды. {amount} Kaspi-ге қайтарылады.")
+                    }
                     Language::En => {
                         format!("Your booking “{title}” is cancelled. {amount} goes back to your Kaspi.")
                     }

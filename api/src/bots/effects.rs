@@ -58,9 +58,10 @@ impl Chats {
                         booking_id: w.value.id.unwrap_or_default(),
                         total_kzt: w.value.total().0,
                     },
-                    Err(FlowError::Listing(ListingError::DatesUnavailable)) => {
-                        Input::DatesTaken(self.alternatives(listing_id, check_in, check_out, guests).await)
-                    }
+                    Err(FlowError::Listing(ListingError::DatesUnavailable)) => Input::DatesTaken(
+                        self.alternatives(listing_id, check_in, check_out, guests)
+                            .await,
+                    ),
                     Err(e @ (FlowError::Listing(_) | FlowError::Booking(_))) => {
                         tracing::info!(%listing_id, error = %e, "a bot booking was refused");
                         Input::Failed(Failure::NotAllowed)

@@ -153,6 +153,4 @@ mod tests {
             Err("auth_date is too old")
         );
     }
-
-
 }

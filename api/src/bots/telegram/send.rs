@@ -21,10 +21,7 @@ impl Telegram {
     /// Sends one reply (a photo card when it has a photo).
     pub(super) async fn send(&self, chat: ChatId, reply: &Reply) -> anyhow::Result<()> {
         let markup = keyboard(reply);
-        let photo = reply
-            .photo
-            .as_deref()
-            .and_then(|p| url_of(p, "photo"));
+        let photo = reply.photo.as_deref().and_then(|p| url_of(p, "photo"));
         self.deliver_once(|| async {
             match &photo {
                 Some(url) => {
@@ -50,7 +47,11 @@ impl Telegram {
     }
 
     /// Photo cards as one album (one request instead of one per card).
-    pub(super) async fn send_album(&self, chat: ChatId, photos: &[(String, String)]) -> anyhow::Result<()> {
+    pub(super) async fn send_album(
+        &self,
+        chat: ChatId,
+        photos: &[(String, String)],
+    ) -> anyhow::Result<()> {
         let media: Vec<InputMedia> = photos
             .iter()
             .filter_map(|(url, caption)| {

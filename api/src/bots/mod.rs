@@ -71,9 +71,13 @@ pub struct Recipient {
     pub last_inbound_at: DateTime<Utc>,
 }
 
+/// The bots' runtime: every guest message of either channel goes through [`Chats::converse`].
 pub struct Chats {
+    /// The store database: `bot_chats` (dialogues, menus) and `bot_inbox` (message ids seen).
     db: Database,
+    /// Where effects are run.
     commands: Arc<Commands>,
+    /// The availability index (search) and the bookings read model (`/mybookings`).
     reads: Arc<ReadModels>,
     /// One step at a time per chat in this process.
     locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,

@@ -132,14 +132,14 @@ impl Application {
             reads.primary.clone(),
             settings.reconcile_after,
         ));
-        let chats = Arc::new(crate::chat::Chats::new(
+        let chats = Arc::new(crate::bots::Chats::new(
             db.clone(),
             commands.clone(),
             reads.clone(),
         ));
         let telegram =
-            crate::chat::telegram::Telegram::from_settings(&settings.telegram)?.map(Arc::new);
-        let whatsapp = crate::chat::whatsapp::WhatsApp::from_settings(
+            crate::bots::telegram::Telegram::from_settings(&settings.telegram)?.map(Arc::new);
+        let whatsapp = crate::bots::whatsapp::WhatsApp::from_settings(
             &settings.twilio,
             settings.public_url.clone(),
         )
@@ -236,13 +236,15 @@ fn start_bots(state: &AppState, stop_rx: &watch::Receiver<bool>) -> Vec<JoinHand
         ),
     }
     if state.telegram.is_some() || state.whatsapp.is_some() {
-        let notifier = crate::chat::notifier::Notifier {
+        let notifier = commands::Notifier {
             db: state.db.clone(),
             read: state.reads.primary.clone(),
-            chats: state.chats.clone(),
             commands: state.commands.clone(),
-            telegram: state.telegram.clone(),
-            whatsapp: state.whatsapp.clone(),
+            channels: crate::bots::notices::BotChannels {
+                chats: state.chats.clone(),
+                telegram: state.telegram.clone(),
+                whatsapp: state.whatsapp.clone(),
+            },
         };
         let nudge = state.notifier_nudge.clone();
         let stop = stopped(stop_rx.clone());

@@ -7,12 +7,14 @@
 //! - [`auth`]: the caller of a request and its role; [`tokens`]: JWTs and secret comparison; [`error`]: problem+json; [`extract`]: extractors
 //!   whose rejections name the bad field; [`idempotency`]: `Idempotency-Key` replay;
 //!   [`rate_limit`]: per-client limits.
+//! - [`bots`]: the Telegram and WhatsApp bots: the runtime around the `bots` conversation, each
+//!   channel's adapter with its webhook, and the channels the notifications worker sends on.
 //! - [`cli`]: `serve`, `migrate`, `token`, `audit verify`.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod auth;
-pub mod chat;
+pub mod bots;
 pub mod cli;
 pub mod error;
 pub mod extract;

@@ -28,11 +28,11 @@ pub struct Inner {
     /// Settles payments and reconciles them with Kaspi (also on an admin's request).
     pub keeper: Arc<commands::PaymentKeeper>,
     /// The bots' conversations.
-    pub chats: Arc<crate::chat::Chats>,
+    pub chats: Arc<crate::bots::Chats>,
     /// The Telegram bot, when `TELEGRAM_BOT_TOKEN` is set.
-    pub telegram: Option<Arc<crate::chat::telegram::Telegram>>,
+    pub telegram: Option<Arc<crate::bots::telegram::Telegram>>,
     /// The WhatsApp bot, when Twilio is configured.
-    pub whatsapp: Option<Arc<crate::chat::whatsapp::WhatsApp>>,
+    pub whatsapp: Option<Arc<crate::bots::whatsapp::WhatsApp>>,
     /// Wakes the notifications worker after every successful command.
     pub notifier_nudge: Arc<tokio::sync::Notify>,
 }

@@ -102,7 +102,8 @@ const TAPS_GOAL: usize = 10;
 const MESSAGES_GOAL: usize = 12;
 /// Goal for the service's peak resident memory, in MB (10^6 bytes), as in `booking`.
 const RSS_GOAL_MB: f64 = 150.0;
-/// The service's own limits on messages sent (api/src/chat/telegram.rs and whatsapp.rs).
+/// The service's own limits on messages sent (api/src/bots/telegram/send.rs and
+/// api/src/bots/whatsapp.rs).
 const TELEGRAM_SENDS_PER_SECOND: usize = 30;
 const TWILIO_SENDS_PER_SECOND: usize = 100;
 /// How often a guest whose booking ended in «dates taken» tries an alternative.

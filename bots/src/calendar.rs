@@ -1,9 +1,11 @@
-//! The date picker: one month of day buttons (`day:YYYY-MM-DD`) and a row to move between
-//! months (`month:YYYY-MM-01`), plus [`parse_date`] for dates the guest types.
+//! The date picker: one month of day buttons ([`Choice::Day`]) and a row to move between
+//! months ([`Choice::Month`]), plus [`parse_date`] for dates the guest types.
 
 use chrono::{Datelike, Months, NaiveDate};
 
-use crate::{texts, Button, Lang};
+use domain::user::Language;
+
+use crate::{texts, Button, Choice};
 
 /// Day buttons per row.
 pub const DAYS_PER_ROW: usize = 7;
@@ -26,7 +28,11 @@ pub fn prev_month(d: NaiveDate) -> Option<NaiveDate> {
 /// The day buttons of `month` from `first_allowed` on (earlier days are left out), seven a
 /// row, then `‹ <previous month>` (unless that month is entirely before `first_allowed`) and
 /// `<next month> ›`.
-pub fn month_keyboard(month: NaiveDate, first_allowed: NaiveDate, lang: Lang) -> Vec<Vec<Button>> {
+pub fn month_keyboard(
+    month: NaiveDate,
+    first_allowed: NaiveDate,
+    lang: Language,
+) -> Vec<Vec<Button>> {
     month_keyboard_until(month, first_allowed, None, lang)
 }
 
@@ -36,7 +42,7 @@ pub fn month_keyboard_until(
     month: NaiveDate,
     first_allowed: NaiveDate,
     last_allowed: Option<NaiveDate>,
-    lang: Lang,
+    lang: Language,
 ) -> Vec<Vec<Button>> {
     let start = month_start(month);
     let allowed = |d: NaiveDate| d >= first_allowed && last_allowed.is_none_or(|last| d <= last);
@@ -46,7 +52,7 @@ pub fn month_keyboard_until(
         .filter(|d| allowed(*d))
         .map(|d| Button {
             label: d.day().to_string(),
-            data: format!("day:{}", d.format("%Y-%m-%d")),
+            data: Choice::Day(d),
             url: None,
         })
         .collect();
@@ -61,7 +67,7 @@ pub fn month_keyboard_until(
         {
             nav.push(Button {
                 label: format!("‹ {}", texts::month_name(prev.month(), lang)),
-                data: format!("month:{}", prev.format("%Y-%m-%d")),
+                data: Choice::Month(prev),
                 url: None,
             });
         }
@@ -70,7 +76,7 @@ pub fn month_keyboard_until(
         if last_allowed.is_none_or(|last| next <= last) {
             nav.push(Button {
                 label: format!("{} ›", texts::month_name(next.month(), lang)),
-                data: format!("month:{}", next.format("%Y-%m-%d")),
+                data: Choice::Month(next),
                 url: None,
             });
         }
@@ -137,15 +143,15 @@ mod tests {
     fn days(rows: &[Vec<Button>]) -> Vec<String> {
         rows.iter()
             .flatten()
-            .filter(|b| b.data.starts_with("day:"))
-            .map(|b| b.data.clone())
+            .map(|b| b.data.encode())
+            .filter(|d| d.starts_with("day:"))
             .collect()
     }
 
     #[test]
     fn current_month_omits_past_days_and_has_no_prev() {
         let today = ymd(2025, 8, 20);
-        let kb = month_keyboard(month_start(today), today, Lang::Ru);
+        let kb = month_keyboard(month_start(today), today, Language::Ru);
         let d = days(&kb);
         assert_eq!(d.len(), 12); // 20..=31
         assert_eq!(d[0], "day:2025-08-20");
@@ -154,21 +160,24 @@ mod tests {
         assert!(kb.iter().all(|row| row.len() <= DAYS_PER_ROW));
         let nav = kb.last().unwrap();
         assert_eq!(nav.len(), 1);
-        assert_eq!(nav[0].data, "month:2025-09-01");
+        assert_eq!(nav[0].data.encode(), "month:2025-09-01");
         assert_eq!(nav[0].label, "Сентябрь ›");
-        assert!(!kb.iter().flatten().any(|b| b.data == "month:2025-07-01"));
+        assert!(!kb
+            .iter()
+            .flatten()
+            .any(|b| b.data.encode() == "month:2025-07-01"));
     }
 
     #[test]
     fn later_month_has_every_day_and_both_arrows() {
         let today = ymd(2025, 8, 20);
-        let kb = month_keyboard(ymd(2025, 9, 1), today, Lang::En);
+        let kb = month_keyboard(ymd(2025, 9, 1), today, Language::En);
         assert_eq!(days(&kb).len(), 30);
         assert_eq!(kb.len(), 5 + 1); // 7+7+7+7+2, nav
         let nav = kb.last().unwrap();
-        assert_eq!(nav[0].data, "month:2025-08-01");
+        assert_eq!(nav[0].data.encode(), "month:2025-08-01");
         assert_eq!(nav[0].label, "‹ August");
-        assert_eq!(nav[1].data, "month:2025-10-01");
+        assert_eq!(nav[1].data.encode(), "month:2025-10-01");
         assert_eq!(nav[1].label, "October ›");
     }
 
@@ -178,21 +187,21 @@ mod tests {
             ymd(2025, 10, 1),
             ymd(2025, 8, 21),
             Some(ymd(2025, 10, 10)),
-            Lang::Kk,
+            Language::Kk,
         );
         assert_eq!(days(&kb).len(), 10);
         let nav = kb.last().unwrap();
         assert_eq!(nav.len(), 1);
-        assert_eq!(nav[0].data, "month:2025-09-01");
+        assert_eq!(nav[0].data.encode(), "month:2025-09-01");
         assert_eq!(nav[0].label, "‹ Қыркүйек");
     }
 
     #[test]
     fn december_rolls_over_to_january() {
-        let kb = month_keyboard(ymd(2025, 12, 15), ymd(2025, 12, 1), Lang::En);
+        let kb = month_keyboard(ymd(2025, 12, 15), ymd(2025, 12, 1), Language::En);
         let nav = kb.last().unwrap();
         assert_eq!(nav.len(), 1);
-        assert_eq!(nav[0].data, "month:2026-01-01");
+        assert_eq!(nav[0].data.encode(), "month:2026-01-01");
     }
 
     #[test]

@@ -8,53 +8,37 @@
 //! - [`conversation`]: the state machine ([`step`]).
 //! - [`texts`]: every sentence in Russian (default), Kazakh and English.
 //! - [`calendar`]: the date picker (a month of day buttons).
+//! - [`choice`]: what a button stands for ([`Choice`]), encoded into and decoded from the
+//!   short string a channel carries.
+//!
+//! The guest's language, the channels and the limits every booking obeys (longest stay, how
+//! far ahead, the rating scale) are the domain's (`domain::user::Language`, `domain::Channel`,
+//! `domain::listing`, `domain::booking::RATINGS`); what the service tells a guest on its own is
+//! `domain::notice::Notice`, put into words by [`texts::notice`].
 #![forbid(unsafe_code)]
 
 pub mod calendar;
+pub mod choice;
 pub mod conversation;
 pub mod texts;
 
+pub use choice::Choice;
 pub use conversation::step;
 
 use chrono::NaiveDate;
+use domain::user::Language;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The guest's language.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Lang {
-    #[default]
-    Ru,
-    Kk,
-    En,
-}
-
-impl Lang {
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::Ru => "ru",
-            Lang::Kk => "kk",
-            Lang::En => "en",
-        }
+/// A language the guest named, typed or from a button: its code or its name in any of the
+/// three (`kk`, `kz`, `қазақша`, `English`, …), in any case.
+pub fn language_named(s: &str) -> Option<Language> {
+    match s.trim().to_lowercase().as_str() {
+        "ru" | "рус" | "русский" => Some(Language::Ru),
+        "kk" | "kz" | "қаз" | "қазақша" => Some(Language::Kk),
+        "en" | "eng" | "english" => Some(Language::En),
+        _ => None,
     }
-
-    pub fn parse(s: &str) -> Option<Lang> {
-        match s.trim().to_lowercase().as_str() {
-            "ru" | "рус" | "русский" => Some(Lang::Ru),
-            "kk" | "kz" | "қаз" | "қазақша" => Some(Lang::Kk),
-            "en" | "eng" | "english" => Some(Lang::En),
-            _ => None,
-        }
-    }
-}
-
-/// Where the guest talks to us.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    Telegram,
-    WhatsApp,
 }
 
 /// The slash commands, valid at any point (WhatsApp guests type the word without the slash).
@@ -100,9 +84,12 @@ pub enum Input {
     Command(Command),
     /// Free text (a typed city, a typed date `DD.MM` or `DD.MM.YYYY`, a number, …).
     Text(String),
-    /// A button pressed: the `data` of a [`Button`] of the last reply. WhatsApp adapters map
-    /// a typed menu number to the button's data.
-    Choice(String),
+    /// A button pressed: the choice of a [`Button`] of the last reply. WhatsApp adapters map
+    /// a typed menu number to the button's choice. See [`Input::button`].
+    Choice(Choice),
+    /// A button whose data no button of this version carries (a forged callback): taken as a
+    /// press of none of the buttons on offer.
+    UnknownButton,
     // ----- effect results -----
     /// [`Effect::Search`] found these (possibly none).
     Found(Vec<Offer>),
@@ -135,6 +122,14 @@ pub enum Input {
     Failed(Failure),
 }
 
+impl Input {
+    /// A button press as the channel delivered it: the [`Choice`] its data encodes, or
+    /// [`Input::UnknownButton`].
+    pub fn button(data: &str) -> Input {
+        Choice::decode(data).map_or(Input::UnknownButton, Input::Choice)
+    }
+}
+
 /// Why an effect failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -147,40 +142,6 @@ pub enum Failure {
     CannotCancel,
     /// The stay cannot be reviewed (not completed, or already reviewed).
     CannotReview,
-}
-
-/// Something the service tells a guest on its own (the notifications worker), rendered by
-/// [`texts::notice`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Notice {
-    /// A booking made outside the bot is held: here is the payment link.
-    Held {
-        title: String,
-        check_in: NaiveDate,
-        check_out: NaiveDate,
-        total_kzt: i64,
-        payment_url: String,
-    },
-    /// Paid: the stay is confirmed.
-    Confirmed {
-        title: String,
-        check_in: NaiveDate,
-        check_out: NaiveDate,
-    },
-    /// On the check-in day: how to get in.
-    Access {
-        title: String,
-        address: String,
-        instructions: String,
-        door_code: String,
-        check_in: NaiveDate,
-    },
-    /// On the departure day.
-    CheckoutReminder { title: String, check_out: NaiveDate },
-    /// After the stay: rating buttons 1–5 (their data is `rate:<booking id>:<n>`).
-    ReviewRequest { booking_id: Uuid, title: String },
-    /// The booking was cancelled (by anyone) and this much comes back.
-    Cancelled { title: String, refund_kzt: i64 },
 }
 
 /// Work for the runtime; its result comes back as an [`Input`].
@@ -214,7 +175,8 @@ pub enum Effect {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Button {
     pub label: String,
-    pub data: String,
+    /// What pressing it means (sent as [`Choice::encode`]).
+    pub data: Choice,
     /// A link button (the Kaspi payment page) instead of a choice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
@@ -312,7 +274,7 @@ pub struct Stay {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Dialogue {
     pub state: State,
-    pub lang: Lang,
+    pub lang: Language,
 }
 
 /// What one step produced.

@@ -16,12 +16,15 @@
 //!   moves stays to checked-in and completed.
 //! - [`keeper`]: the background task that settles payments a crash interrupted and reconciles
 //!   pending payments with Kaspi.
+//! - [`notifier`]: the background task that tells guests in their chat what happened to their
+//!   bookings, through [`NoticeChannels`] (the bots' senders implement it).
 #![forbid(unsafe_code)]
 
 pub mod access;
 pub mod executor;
 pub mod keeper;
 pub mod metadata;
+pub mod notifier;
 pub mod payments;
 pub mod personal;
 pub mod service;
@@ -32,6 +35,7 @@ pub use access::{Access, AccessError, AccessPass};
 pub use executor::{CommandError, Executed};
 pub use keeper::{KeeperFindings, PaymentKeeper, ReconciliationReport};
 pub use metadata::CommandMeta;
+pub use notifier::{NoticeChannels, Notifier};
 pub use payments::{account_code, admin_refund_id, payment_id_for, Reconciled};
 pub use personal::{MasterKey, PersonalData};
 pub use service::{BookRequest, Commands, CommandsConfig, FlowError, Profile};

@@ -366,6 +366,68 @@ impl Commands {
         }
     }
 
+    /// [`Commands::book`] for a guest who may be asking again for a stay they already hold: a
+    /// guest's own held booking of exactly this stay on this listing (its payment link failed
+    /// before, say) counts as theirs, and is the answer instead of `DatesUnavailable`. Nothing
+    /// is written then. The bots book this way; the REST API keeps answering a second request
+    /// for the same stay with 409 (a client retries safely with `Idempotency-Key`).
+    #[tracing::instrument(skip_all, fields(listing_id = %request.listing_id, correlation_id = %meta.correlation_id))]
+    pub async fn book_or_resume(
+        &self,
+        request: BookRequest,
+        meta: &CommandMeta,
+    ) -> Result<Written<Booking>, FlowError> {
+        match self.book(request.clone(), meta).await {
+            Err(FlowError::Listing(ListingError::DatesUnavailable)) => {
+                match self.own_hold(&request, meta.actor.user_id).await {
+                    Some(held) => Ok(held),
+                    None => Err(FlowError::Listing(ListingError::DatesUnavailable)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The guest's own booking that holds exactly `request`'s nights, if it is still held.
+    /// A lookup that fails is logged and counts as none: the guest then hears the nights are
+    /// taken, which is what they are.
+    async fn own_hold(&self, request: &BookRequest, guest_id: Uuid) -> Option<Written<Booking>> {
+        let listing = match self.listings.load(request.listing_id).await {
+            Ok(listing) => listing,
+            Err(e) => {
+                tracing::warn!(listing_id = %request.listing_id, error = %e, "the listing did not load to look for the guest's own hold");
+                return None;
+            }
+        };
+        let booking_id = listing.reservations.iter().find_map(|(booking, r)| {
+            (r.guest_id == guest_id
+                && r.range == request.range
+                && r.state == domain::listing::ReservationState::Held)
+                .then_some(*booking)
+        })?;
+        let current = match self.bookings.current(booking_id).await {
+            Ok(current) => current,
+            Err(e) => {
+                tracing::warn!(%booking_id, error = %e, "the guest's own hold did not load");
+                return None;
+            }
+        };
+        if current.aggregate.id.is_none() || current.aggregate.status != BookingStatus::Held {
+            return None;
+        }
+        let booking = (*current.aggregate).clone();
+        match self
+            .written(&self.bookings, booking_id, &current, booking)
+            .await
+        {
+            Ok(held) => Some(held),
+            Err(e) => {
+                tracing::warn!(%booking_id, error = %e, "the guest's own hold has no position");
+                None
+            }
+        }
+    }
+
     pub async fn booking(&self, booking_id: Uuid) -> Result<Option<Booking>, FlowError> {
         let b = self.bookings.load(booking_id).await.map_err(booking_err)?;
         Ok(b.id.map(|_| b))

@@ -114,8 +114,9 @@ impl ReservationSweeper {
     /// stays complete at check-out time (12:00 local) of their departure day.
     async fn advance_stays(&self) -> Result<usize, String> {
         let now = Utc::now();
-        let checked_in_by = domain::local_date(now - chrono::Duration::hours(14));
-        let checked_out_by = domain::local_date(now - chrono::Duration::hours(12));
+        let hours = |h: u32| chrono::Duration::hours(i64::from(h));
+        let checked_in_by = domain::local_date(now - hours(domain::CHECK_IN_HOUR));
+        let checked_out_by = domain::local_date(now - hours(domain::CHECK_OUT_HOUR));
         let due = BookingsProjection::due_stays(&self.read, checked_in_by, checked_out_by, 200)
             .await
             .map_err(|e| e.to_string())?;

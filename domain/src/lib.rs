@@ -11,6 +11,8 @@
 //! - [`actor`]: who issues a command (user id + role) and through which channel.
 //! - [`event`]: every event as one enum, decoded once from the store; [`upcast`]: event
 //!   versions and the chain that reads older versions as the current one.
+//! - [`notice`]: what the service tells a guest on its own about a booking (the words are the
+//!   bots').
 //!
 //! Every aggregate runs on cqrs-es with `Services = ()`: everything a decision needs
 //! (today's date, the current instant, the booking's price) travels in the command.
@@ -21,6 +23,7 @@ pub mod booking;
 pub mod cancellation;
 pub mod event;
 pub mod listing;
+pub mod notice;
 pub mod payment;
 pub mod pricing;
 pub mod upcast;
@@ -33,6 +36,11 @@ pub use values::{DateRange, Kzt, Location};
 
 /// Local time zone of every property: Kazakhstan, UTC+5.
 pub const KZ_UTC_OFFSET_SECONDS: i32 = 5 * 3600;
+
+/// A stay starts at this hour (local) of its check-in day…
+pub const CHECK_IN_HOUR: u32 = 14;
+/// …and ends at this hour (local) of its check-out day.
+pub const CHECK_OUT_HOUR: u32 = 12;
 
 /// Today's date in Kazakhstan for an instant.
 pub fn local_date(now: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {

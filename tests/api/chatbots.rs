@@ -248,7 +248,7 @@ async fn a_telegram_guest_books_pays_and_gets_the_door_code() {
 
     // The notifier says it is confirmed.
     telegram.wait_for(7001, "Квартира у парка").await;
-    let guest_id = api::chat::guest_id(bots::Channel::Telegram, "7001");
+    let guest_id = api::bots::guest_id(domain::Channel::Telegram, "7001");
     let token = app.token(Role::Guest, guest_id);
     let mut booking = None;
     for _ in 0..100 {
@@ -529,7 +529,7 @@ impl<'a> WaGuest<'a> {
 
     async fn post(&mut self, params: &[(String, String)], token: &str) -> u16 {
         let url = self.app.url("/whatsapp/webhook/");
-        let signature = api::chat::whatsapp::signature(token, &url, params);
+        let signature = api::bots::whatsapp::signature(token, &url, params);
         let started = Instant::now();
         let res = self
             .app
@@ -718,7 +718,7 @@ async fn telegram_login_widget_gives_a_guest_token() {
     assert_eq!(me["role"], "guest");
     assert_eq!(
         me["id"],
-        api::chat::guest_id(bots::Channel::Telegram, "555001").to_string()
+        api::bots::guest_id(domain::Channel::Telegram, "555001").to_string()
     );
     body.insert("id".into(), json!(1));
     let res = app
@@ -757,7 +757,7 @@ async fn outside_the_whatsapp_window_only_the_template_goes_out() {
     let mut guest = WaGuest::new(&app, &twilio, "+77015550003");
     guest.say("start").await;
     // The guest last wrote two days ago; then their booking (made on the web) is cancelled.
-    let user = api::chat::guest_id(bots::Channel::WhatsApp, "+77015550003");
+    let user = api::bots::guest_id(domain::Channel::Whatsapp, "+77015550003");
     store::with_pool!(&app.db, pool => {
         sqlx::query("UPDATE bot_chats SET last_inbound_at = $1")
             .bind(chrono::Utc::now() - chrono::Duration::days(2))
@@ -895,7 +895,7 @@ async fn a_failed_payment_link_is_retried_on_the_same_booking() {
     // Still one booking.
     let token = app.token(
         Role::Guest,
-        api::chat::guest_id(bots::Channel::Telegram, "7601"),
+        api::bots::guest_id(domain::Channel::Telegram, "7601"),
     );
     let mut count = 0;
     for _ in 0..50 {

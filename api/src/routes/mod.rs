@@ -1,7 +1,6 @@
 //! The HTTP surface: `/api/v1` (rate-limited, documented in the served OpenAPI document) and
 //! the operational endpoints.
 pub mod bookings;
-pub mod bots;
 pub mod calendar;
 pub mod context;
 pub mod kaspi;
@@ -71,7 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(bookings::routes())
         .merge(users::routes())
         .merge(payments::routes())
-        .merge(bots::routes())
+        .merge(crate::bots::telegram::login::routes())
         .split_for_parts();
     let doc_json = doc.clone();
     let api = api
@@ -86,7 +85,7 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .merge(ops::routes().route_layer(middleware::from_fn(track_requests)))
         .merge(kaspi::routes().route_layer(middleware::from_fn(track_requests)))
-        .merge(bots::webhooks().route_layer(middleware::from_fn(track_requests)))
+        .merge(crate::bots::webhooks().route_layer(middleware::from_fn(track_requests)))
         .merge(api);
     if let Some(sandbox) = &state.kaspi.sandbox {
         router = router.nest_service(crate::payments::SANDBOX_PREFIX, sandbox.router());

@@ -275,7 +275,7 @@ impl Aggregate for Booking {
                 if self.rating.is_some() {
                     return Err(BookingError::AlreadyReviewed);
                 }
-                if !(1..=5).contains(&rating) {
+                if !super::RATINGS.contains(&rating) {
                     return Err(BookingError::InvalidReview {
                         field: "rating",
                         message: "must be 1 to 5",

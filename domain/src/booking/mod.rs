@@ -8,3 +8,6 @@ mod tests;
 pub use aggregate::{Booking, BookingError, BookingStatus};
 pub use commands::BookingCommand;
 pub use events::BookingEvent;
+
+/// The stars a guest may give a completed stay.
+pub const RATINGS: std::ops::RangeInclusive<u8> = 1..=5;

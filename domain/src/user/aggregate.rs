@@ -13,6 +13,15 @@ pub enum Language {
 }
 
 impl Language {
+    /// The ISO 639-1 code, as stored and sent (`ru`, `kk`, `en`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::Ru => "ru",
+            Language::Kk => "kk",
+            Language::En => "en",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Language> {
         match s {
             "ru" => Some(Language::Ru),

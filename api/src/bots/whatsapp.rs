@@ -3,10 +3,21 @@
 //! parameter's name and value, sorted by name), numbered menus instead of keyboards, and
 //! replies through Twilio's Messages API (at most 100/s, retried after 429/5xx). Outside the
 //! 24-hour window only the approved template may be sent.
-use super::{guest_id, Chats};
+//!
+//! Numbered menus: the turn's choice buttons are numbered 1…n in order and their encoded
+//! [`bots::Choice`]s kept with the chat, so a typed number is that button's choice.
+use super::{bot_off, guest_id, Chats};
+use crate::error::ApiError;
 use crate::settings::{Secret, TwilioSettings};
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use bots::{Channel, Command, Input, Lang, Reply};
+use bots::{Command, Input, Reply};
+use domain::user::Language;
+use domain::Channel;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
@@ -61,7 +72,7 @@ pub fn parse_body(body: &str, menu: &[String]) -> Input {
     }
     if let Ok(n) = t.parse::<usize>() {
         if n >= 1 && n <= menu.len() {
-            return Input::Choice(menu[n - 1].clone());
+            return Input::button(&menu[n - 1]);
         }
     }
     Input::Text(t.to_string())
@@ -69,7 +80,7 @@ pub fn parse_body(body: &str, menu: &[String]) -> Input {
 
 /// A reply as WhatsApp text: the words, then the choices numbered (continuing from `first`)
 /// and links spelled out. Gives the text and the next number.
-pub fn render(reply: &Reply, first: usize, lang: Lang) -> (String, usize) {
+pub fn render(reply: &Reply, first: usize, lang: Language) -> (String, usize) {
     let mut text = reply.text.clone();
     let mut n = first;
     let mut numbered = false;
@@ -97,11 +108,18 @@ impl WhatsApp {
         else {
             return None;
         };
+        let http = match reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+        {
+            Ok(http) => http,
+            Err(e) => {
+                tracing::error!(error = %e, "no HTTP client for Twilio; the WhatsApp bot is off");
+                return None;
+            }
+        };
         Some(WhatsApp {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
-                .build()
-                .ok()?,
+            http,
             account_sid: sid.clone(),
             auth_token: token.clone(),
             api_url: s.api_url.clone(),
@@ -136,17 +154,17 @@ impl WhatsApp {
         let (Some(sid), Some(from)) = (get("MessageSid"), get("From")) else {
             anyhow::bail!("MessageSid and From are required");
         };
-        if !chats.first_delivery(Channel::WhatsApp, sid).await? {
+        if !chats.first_delivery(Channel::Whatsapp, sid).await? {
             metrics::counter!("zhilego_bot_duplicates_total", "channel" => "whatsapp").increment(1);
             return Ok(());
         }
         let started = std::time::Instant::now();
         let result = async {
-            let menu = chats.menu(Channel::WhatsApp, from).await;
+            let menu = chats.menu(Channel::Whatsapp, from).await;
             let input = parse_body(get("Body").unwrap_or(""), &menu);
-            let user_id = guest_id(Channel::WhatsApp, from.trim_start_matches("whatsapp:"));
+            let user_id = guest_id(Channel::Whatsapp, from.trim_start_matches("whatsapp:"));
             let turn = chats
-                .converse(Channel::WhatsApp, from, user_id, input)
+                .converse(Channel::Whatsapp, from, user_id, input)
                 .await?;
             let mut n = 1;
             for reply in &turn.replies {
@@ -158,7 +176,7 @@ impl WhatsApp {
         }
         .await;
         if result.is_err() {
-            chats.forget_delivery(Channel::WhatsApp, sid).await;
+            chats.forget_delivery(Channel::Whatsapp, sid).await;
         }
         metrics::histogram!("zhilego_bot_reply_seconds", "channel" => "whatsapp")
             .record(started.elapsed().as_secs_f64());
@@ -171,7 +189,7 @@ impl WhatsApp {
         &self,
         to: &str,
         reply: &Reply,
-        lang: Lang,
+        lang: Language,
         window_open: bool,
     ) -> anyhow::Result<()> {
         let (text, _) = render(reply, 1, lang);
@@ -263,6 +281,50 @@ impl WhatsApp {
     }
 }
 
+/// `POST /whatsapp/webhook/`: a message from Twilio, checked by its signature.
+pub(super) async fn webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    body: Bytes,
+) -> Response {
+    let Some(whatsapp) = &state.whatsapp else {
+        return bot_off("WhatsApp");
+    };
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("http");
+    let received = format!("{scheme}://{host}{uri}");
+    let signature = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok());
+    if !whatsapp.signed(uri.path(), &received, &params, signature) {
+        metrics::counter!("zhilego_bot_webhooks_refused_total", "channel" => "whatsapp")
+            .increment(1);
+        return ApiError::forbidden("the Twilio signature is missing or wrong").into_response();
+    }
+    match whatsapp.handle(&state.chats, &params).await {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, "text/xml")],
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "a WhatsApp message failed; Twilio will retry");
+            ApiError::unavailable("bot_failed", "the message could not be handled now", 1)
+                .into_response()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,7 +355,10 @@ mod tests {
     #[test]
     fn numbers_pick_from_the_last_menu_and_words_are_commands() {
         let menu = vec!["city:Almaty".to_string(), "city:Astana".to_string()];
-        assert_eq!(parse_body("2", &menu), Input::Choice("city:Astana".into()));
+        assert_eq!(
+            parse_body("2", &menu),
+            Input::Choice(bots::Choice::City("Astana".into()))
+        );
         assert_eq!(parse_body("3", &menu), Input::Text("3".into()));
         assert_eq!(parse_body("Старт", &menu), Input::Command(Command::Start));
         assert_eq!(

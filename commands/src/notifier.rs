@@ -3,13 +3,17 @@
 //! confirmed, how to get in (when the stay checks in, on the check-in day), cancelled, a
 //! review request after the stay — plus a check-out reminder on the departure day. Each notice
 //! is claimed in `notifications_sent` before it is sent, so it goes out at most once however
-//! many workers run; sending waits out the channel's `retry_after`.
-use super::telegram::Telegram;
-use super::whatsapp::WhatsApp;
-use super::{Chats, Recipient};
-use bots::{Channel, Notice};
+//! many workers run.
+//!
+//! It sits beside the sweeper and the keeper because it is the same kind of work: a background
+//! pass over what happened, with idempotent steps, against [`Commands`] and the read models.
+//! What it does not know is how to reach a guest: that is [`NoticeChannels`], implemented by
+//! the bots' channel senders in the `zhilego` binary (Telegram, WhatsApp), which put the
+//! [`Notice`] into words and wait out their provider's limits.
+use crate::metadata::CommandMeta;
+use crate::service::Commands;
 use chrono::{Duration as Days, Utc};
-use commands::{CommandMeta, Commands};
+use domain::notice::Notice;
 use domain::{Actor, Role};
 use projections::BookingsProjection;
 use std::sync::Arc;
@@ -20,16 +24,32 @@ use uuid::Uuid;
 
 const NAME: &str = "notifications";
 
-pub struct Notifier {
-    pub db: Database,
-    pub read: Database,
-    pub chats: Arc<Chats>,
-    pub commands: Arc<Commands>,
-    pub telegram: Option<Arc<Telegram>>,
-    pub whatsapp: Option<Arc<WhatsApp>>,
+/// Why a notice did not go out (logged and counted; the notice stays claimed).
+pub type SendError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where notices go: the guests' chats.
+#[async_trait::async_trait]
+pub trait NoticeChannels: Send + Sync {
+    /// Where one guest can be reached (their chat and language, say).
+    type Chat: Send + Sync;
+
+    /// The guest's chat, if they have one.
+    async fn chat_of(&self, guest: Uuid) -> Result<Option<Self::Chat>, StoreError>;
+
+    /// Puts the notice into words and sends it to that chat.
+    async fn send(&self, chat: &Self::Chat, notice: &Notice) -> Result<(), SendError>;
 }
 
-impl Notifier {
+pub struct Notifier<C> {
+    /// The store database: the events, the checkpoint, the claims.
+    pub db: Database,
+    /// The read database (stays leaving today).
+    pub read: Database,
+    pub commands: Arc<Commands>,
+    pub channels: C,
+}
+
+impl<C: NoticeChannels> Notifier<C> {
     async fn checkpoint(&self) -> Result<Checkpoint, StoreError> {
         let row: Option<(i64, i64)> = with_pool!(&self.db, pool => {
             sqlx::query_as("SELECT tx, position FROM notifier_checkpoints WHERE name = $1")
@@ -119,7 +139,6 @@ impl Notifier {
             .ok()??
             .details
             .title;
-        let key = |kind: &str| format!("{kind}:{booking_id}");
         let notice = match e.event_type.as_str() {
             "BookingHeld" => {
                 // The bots show the link themselves; others get it here, if they have a chat.
@@ -130,7 +149,7 @@ impl Notifier {
                 {
                     return None;
                 }
-                self.chats.recipient(booking.guest_id).await.ok()??;
+                self.channels.chat_of(booking.guest_id).await.ok()??;
                 let actor = Actor {
                     user_id: booking.guest_id,
                     role: Role::Guest,
@@ -171,15 +190,8 @@ impl Notifier {
             },
             _ => return None,
         };
-        let kind = match &notice {
-            Notice::Held { .. } => "held",
-            Notice::Confirmed { .. } => "confirmed",
-            Notice::Access { .. } => "access",
-            Notice::CheckoutReminder { .. } => "checkout",
-            Notice::ReviewRequest { .. } => "review",
-            Notice::Cancelled { .. } => "cancelled",
-        };
-        Some((key(kind), booking.guest_id, notice))
+        let key = format!("{}:{booking_id}", notice.kind());
+        Some((key, booking.guest_id, notice))
     }
 
     /// Reminders for stays checked in and leaving today, from 08:00 local time.
@@ -197,8 +209,13 @@ impl Notifier {
             .into_iter()
             .filter(|s| s.status == domain::booking::BookingStatus::CheckedIn)
         {
-            let Ok(Some(b)) = self.commands.booking(stay.booking_id).await else {
-                continue;
+            let b = match self.commands.booking(stay.booking_id).await {
+                Ok(Some(b)) => b,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(booking_id = %stay.booking_id, error = %e, "a check-out reminder waits: the booking did not load");
+                    continue;
+                }
             };
             let Some(range) = b.range else { continue };
             if range.check_out() != today {
@@ -206,13 +223,17 @@ impl Notifier {
             }
             let title = match self.commands.listing(b.listing_id).await {
                 Ok(Some(l)) => l.details.title,
-                _ => continue,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(listing_id = %b.listing_id, error = %e, "a check-out reminder waits: the listing did not load");
+                    continue;
+                }
             };
             let notice = Notice::CheckoutReminder {
                 title,
                 check_out: range.check_out(),
             };
-            let key = format!("checkout:{}", stay.booking_id);
+            let key = format!("{}:{}", notice.kind(), stay.booking_id);
             sent += self.deliver(&key, b.guest_id, notice).await? as usize;
         }
         Ok(sent)
@@ -220,15 +241,13 @@ impl Notifier {
 
     /// Sends a notice to the guest's chat, once. Gives whether it went out.
     async fn deliver(&self, key: &str, guest: Uuid, notice: Notice) -> Result<bool, StoreError> {
-        let Some(to) = self.chats.recipient(guest).await? else {
+        let Some(chat) = self.channels.chat_of(guest).await? else {
             return Ok(false);
         };
         if !self.claim(key).await? {
             return Ok(false);
         }
-        let reply = bots::texts::notice(&notice, to.lang);
-        let result = self.send(&to, &reply).await;
-        match result {
+        match self.channels.send(&chat, &notice).await {
             Ok(()) => {
                 metrics::counter!("zhilego_notifications_sent_total").increment(1);
                 Ok(true)
@@ -238,22 +257,6 @@ impl Notifier {
                 tracing::warn!(key, error = %e, "a notification could not be delivered");
                 Ok(false)
             }
-        }
-    }
-
-    async fn send(&self, to: &Recipient, reply: &bots::Reply) -> anyhow::Result<()> {
-        match to.channel {
-            Channel::Telegram => match &self.telegram {
-                Some(t) => t.deliver(&to.chat_id, reply).await,
-                None => Ok(()),
-            },
-            Channel::WhatsApp => match &self.whatsapp {
-                Some(w) => {
-                    let open = Utc::now() - to.last_inbound_at < Days::hours(24);
-                    w.deliver(&to.chat_id, reply, to.lang, open).await
-                }
-                None => Ok(()),
-            },
         }
     }
 

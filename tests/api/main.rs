@@ -10,6 +10,7 @@ mod concurrency;
 mod contract;
 mod crash;
 mod faults;
+mod history;
 mod ops;
 mod payments;
 mod projections;

@@ -268,3 +268,27 @@ pub async fn check(app: &TestApp, golden: &[Read]) {
         differ.join("\n")
     );
 }
+
+/// The feed's window moves with the day of the read: events whose nights have left it are
+/// not compared, and the request time never is.
+#[test]
+fn the_calendar_feed_is_compared_within_the_window_of_the_day() {
+    let golden: Vec<Read> = serde_json::from_value(super::read_json(
+        &super::fixture_dir().join("sqlite/reads.json"),
+    ))
+    .expect("reads.json");
+    let feed = golden
+        .iter()
+        .find(|r| r.name == "listing 0 calendar.ics")
+        .expect("listing 0's feed");
+    let on = |day: &str| match comparable(&feed.answer, day.parse().expect("a date")) {
+        Value::String(text) => text,
+        other => panic!("a feed as text: {other}"),
+    };
+    let made = on("2026-12-01");
+    assert!(made.contains("BEGIN:VEVENT") && !made.contains("DTSTAMP"));
+    assert_eq!(made, on("2027-06-01"), "all stays still in the window");
+    let later = on("2029-06-01");
+    assert!(!later.contains("BEGIN:VEVENT"), "{later}");
+    assert!(later.ends_with("END:VCALENDAR\r\n"), "{later:?}");
+}

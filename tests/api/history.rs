@@ -1,7 +1,8 @@
 //! The history fixture `tests/fixtures/history-v1`: an event store written by version 1 of
 //! the service (SQLite file and PostgreSQL dump), kept forever. Every later version must
 //! load it, answer the recorded reads the same, rebuild the same read models and verify its
-//! hash chains; and a new event type shows up here until a later fixture covers it.
+//! hash chains. An event type added later fails the build here (see `event_types!`) until it
+//! is listed, and then the coverage test until a later fixture holds it.
 //!
 //! `make::write_history_fixture_*` (ignored) made it; `tests/fixtures/make-history.sh` runs them.
 //! Never run them again into `history-v1`: it is the record of version 1.
@@ -13,6 +14,10 @@ mod script;
 use crate::helpers::*;
 use crate::on_both_backends;
 use crate::projections::{assert_same_rows, dump_all, rebuild_all, settle};
+use domain::booking::BookingEvent;
+use domain::listing::ListingEvent;
+use domain::payment::PaymentEvent;
+use domain::user::UserEvent;
 use reads::Read;
 use serde_json::Value;
 use sqlx::Connection;
@@ -28,35 +33,36 @@ impl FixtureKeys {
         "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0";
 }
 
-/// Every (aggregate type, event type) the domain had when history-v1 was made.
-const EVENT_TYPES: &[(&str, &str)] = &[
-    ("Listing", "ListingCreated"),
-    ("Listing", "ListingUpdated"),
-    ("Listing", "ListingStatusChanged"),
-    ("Listing", "DatesReserved"),
-    ("Listing", "ReservationConfirmed"),
-    ("Listing", "DatesReleased"),
-    ("Listing", "DatesBlocked"),
-    ("Listing", "DatesUnblocked"),
-    ("Listing", "AccessUpdated"),
-    ("Booking", "BookingHeld"),
-    ("Booking", "BookingConfirmed"),
-    ("Booking", "BookingCancelled"),
-    ("Booking", "BookingExpired"),
-    ("Booking", "BookingCheckedIn"),
-    ("Booking", "BookingCompleted"),
-    ("Booking", "BookingReviewed"),
-    ("Payment", "PaymentCreated"),
-    ("Payment", "PaymentLinkIssued"),
-    ("Payment", "PaymentSucceeded"),
-    ("Payment", "PaymentAmountMismatched"),
-    ("Payment", "PaymentFailed"),
-    ("Payment", "PaymentExpired"),
-    ("Payment", "RefundRequested"),
-    ("Payment", "PaymentRefunded"),
-    ("User", "ProfileUpdated"),
-    ("User", "PersonalDataErased"),
-];
+/// Lists the event types and checks, when this file compiles, that the list names every
+/// variant of the domain's event enums: the match has no catch-all, so an event type added
+/// later stops the build here until it is listed, and listing it fails
+/// `history_v1_holds_every_event_type` until a new fixture (history-v2) holds it.
+macro_rules! event_types {
+    ($($aggregate:literal: $enum:ident($arg:ident) [$($variant:ident),+ $(,)?];)+) => {
+        /// Every (aggregate type, event type) the domain had when history-v1 was made.
+        const EVENT_TYPES: &[(&str, &str)] = &[$($(($aggregate, stringify!($variant))),+),+];
+
+        fn every_variant_is_listed($($arg: &$enum),+) {
+            $(match $arg { $($enum::$variant { .. } => {})+ })+
+        }
+    };
+}
+
+event_types! {
+    "Listing": ListingEvent(listing) [
+        ListingCreated, ListingUpdated, ListingStatusChanged, DatesReserved,
+        ReservationConfirmed, DatesReleased, DatesBlocked, DatesUnblocked, AccessUpdated,
+    ];
+    "Booking": BookingEvent(booking) [
+        BookingHeld, BookingConfirmed, BookingCancelled, BookingExpired, BookingCheckedIn,
+        BookingCompleted, BookingReviewed,
+    ];
+    "Payment": PaymentEvent(payment) [
+        PaymentCreated, PaymentLinkIssued, PaymentSucceeded, PaymentAmountMismatched,
+        PaymentFailed, PaymentExpired, RefundRequested, PaymentRefunded,
+    ];
+    "User": UserEvent(user) [ProfileUpdated, PersonalDataErased];
+}
 
 /// Variants within event types the fixture must hold too: (event type, JSON pointer into
 /// the stored payload, value), as version 1 stored them.
@@ -286,6 +292,8 @@ async fn every_event_type(backend: Backend, test: &str) {
         .iter()
         .map(|(a, e)| (a.to_string(), e.to_string()))
         .collect();
+    // The list is checked against the domain's enums when this file compiles.
+    let _: fn(&ListingEvent, &BookingEvent, &PaymentEvent, &UserEvent) = every_variant_is_listed;
     assert_eq!(
         found, known,
         "the fixture's event types differ from the list; a new event type needs a new fixture \

@@ -11,6 +11,7 @@ mod contract;
 mod crash;
 mod events;
 mod faults;
+mod history;
 mod ops;
 mod payments;
 mod projections;

@@ -13,13 +13,16 @@
 use crate::metadata::CommandMeta;
 use crate::service::Commands;
 use chrono::{Duration as Days, Utc};
+use domain::booking::BookingEvent;
 use domain::notice::Notice;
+use domain::Event;
 use domain::{Actor, Role};
 use projections::BookingsProjection;
+use projections::Decoded;
 use std::sync::Arc;
 use std::time::Duration;
 use store::history::Checkpoint;
-use store::{with_pool, Database, StoreError, StoredEvent};
+use store::{with_pool, Database, StoreError};
 use uuid::Uuid;
 
 const NAME: &str = "notifications";
@@ -113,23 +116,41 @@ impl<C: NoticeChannels> Notifier<C> {
             if events.is_empty() {
                 break;
             }
-            for e in &events {
+            let (decoded, fault) = projections::event::decode_until_fault(&events);
+            for e in &decoded {
                 if let Some((key, guest, notice)) = self.notice_for(e).await {
                     sent += self.deliver(&key, guest, notice).await? as usize;
                 }
                 at = e.checkpoint();
             }
             self.save(at).await?;
+            if let Some(fault) = fault {
+                // Like the projections: stop before it, loudly, rather than skip a notice.
+                tracing::error!(position = fault.position, reason = %fault.reason, "notifier stopped: an event does not decode");
+                metrics::counter!("zhilego_projection_undecodable_events_total", "projection" => "notifier")
+                    .increment(1);
+                return Err(StoreError::Integrity(format!("notifier stopped: {fault}")));
+            }
         }
         sent += self.checkout_reminders().await?;
         Ok(sent)
     }
 
-    async fn notice_for(&self, e: &StoredEvent) -> Option<(String, Uuid, Notice)> {
-        if e.aggregate_type != "Booking" {
+    async fn notice_for(&self, e: &Decoded) -> Option<(String, Uuid, Notice)> {
+        let Event::Booking(event) = &e.event else {
+            return None;
+        };
+        if !matches!(
+            event,
+            BookingEvent::BookingHeld { .. }
+                | BookingEvent::BookingConfirmed { .. }
+                | BookingEvent::BookingCheckedIn {}
+                | BookingEvent::BookingCompleted {}
+                | BookingEvent::BookingCancelled { .. }
+        ) {
             return None;
         }
-        let booking_id: Uuid = e.aggregate_id.parse().ok()?;
+        let booking_id = e.aggregate_id;
         let booking = self.commands.booking(booking_id).await.ok()??;
         let range = booking.range?;
         let title = self
@@ -139,8 +160,8 @@ impl<C: NoticeChannels> Notifier<C> {
             .ok()??
             .details
             .title;
-        let notice = match e.event_type.as_str() {
-            "BookingHeld" => {
+        let notice = match event {
+            BookingEvent::BookingHeld { .. } => {
                 // The bots show the link themselves; others get it here, if they have a chat.
                 if matches!(
                     booking.channel,
@@ -164,12 +185,12 @@ impl<C: NoticeChannels> Notifier<C> {
                     payment_url: payment.value.payment_url.unwrap_or_default(),
                 }
             }
-            "BookingConfirmed" => Notice::Confirmed {
+            BookingEvent::BookingConfirmed { .. } => Notice::Confirmed {
                 title,
                 check_in: range.check_in(),
                 check_out: range.check_out(),
             },
-            "BookingCheckedIn" => {
+            BookingEvent::BookingCheckedIn {} => {
                 let guest = Actor {
                     user_id: booking.guest_id,
                     role: Role::Guest,
@@ -183,8 +204,8 @@ impl<C: NoticeChannels> Notifier<C> {
                     check_in: range.check_in(),
                 }
             }
-            "BookingCompleted" => Notice::ReviewRequest { booking_id, title },
-            "BookingCancelled" => Notice::Cancelled {
+            BookingEvent::BookingCompleted {} => Notice::ReviewRequest { booking_id, title },
+            BookingEvent::BookingCancelled { .. } => Notice::Cancelled {
                 title,
                 refund_kzt: booking.refund_kzt.0,
             },

@@ -132,12 +132,12 @@ impl Script<'_> {
 
         // Kaspi's callback is lost; reconciliation finds the money. The host then cancels
         // (everything goes back).
-        self.sandbox().set_faults(kaspi::Faults {
+        self.sandbox().set_faults(kaspi_sandbox::Faults {
             drop_callbacks: true,
-            ..kaspi::Faults::default()
+            ..kaspi_sandbox::Faults::default()
         });
         assert!(self.sandbox().pay(kaspi_id(&p6)).await);
-        self.sandbox().set_faults(kaspi::Faults::default());
+        self.sandbox().set_faults(kaspi_sandbox::Faults::default());
         let payment6 = p6["payment_id"].as_str().unwrap().parse().unwrap();
         let found = self.app.state.commands.reconcile(payment6).await.unwrap();
         assert_eq!(found.action, "paid", "{found:?}");
@@ -182,7 +182,7 @@ impl Script<'_> {
         let s9 = self.book(g2, a, "2028-10-14", "2028-10-16").await;
         let p9 = self.start_payment(g2, s9).await;
         let elsewhere = other_biller().await;
-        self.sandbox().set_callback(kaspi::sandbox::Callback {
+        self.sandbox().set_callback(kaspi_sandbox::Callback {
             url: elsewhere,
             credentials: None,
         });
@@ -196,7 +196,7 @@ impl Script<'_> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(reversed, "the sandbox never reversed the payment");
-        self.sandbox().set_callback(kaspi::sandbox::Callback {
+        self.sandbox().set_callback(kaspi_sandbox::Callback {
             url: self.app.url("/kaspi/callback/"),
             credentials: Some((KASPI_USER.into(), KASPI_PASSWORD.into())),
         });

@@ -281,7 +281,7 @@ impl Script<'_> {
         assert_eq!(status, 201, "review: {r}");
     }
 
-    pub(super) fn sandbox(&self) -> &kaspi::Sandbox {
+    pub(super) fn sandbox(&self) -> &kaspi_sandbox::Sandbox {
         self.app.state.kaspi.sandbox.as_ref().expect("sandbox mode")
     }
 

@@ -6,7 +6,7 @@
 //! projection's checkpoint stays there, and the fault is recorded ([`record_fault`]) for
 //! `zhilego projections status` and counted in `zhilego_projection_undecodable_events_total`.
 use chrono::{DateTime, Utc};
-use domain::{Event, Metadata};
+use domain::{DecodeError, Event, Metadata};
 use serde::Serialize;
 use store::history::{Checkpoint, RawEvent};
 use store::{Database, StoreError, StoredEvent};
@@ -54,85 +54,95 @@ impl Decoded {
 
     /// Decodes an event read with its payload as JSON (and its metadata, when not empty).
     pub fn decode(e: &StoredEvent) -> Result<Decoded, Box<Undecodable>> {
-        let fault = fault_at(
-            (e.position, e.tx),
-            (&e.aggregate_type, &e.aggregate_id, e.sequence),
-            (&e.event_type, &e.event_version),
-        );
-        let aggregate_id = e
-            .aggregate_id
-            .parse()
-            .map_err(|err| fault(format!("aggregate id: {err}")))?;
-        let event = Event::decode(
-            &e.aggregate_type,
-            &e.event_type,
-            &e.event_version,
-            &e.payload,
-        )
-        .map_err(|err| fault(error_chain(&err)))?;
-        let has_metadata = e.metadata.as_object().is_some_and(|m| !m.is_empty());
-        let metadata = if has_metadata {
-            Some(Metadata::decode(&e.metadata).map_err(|err| fault(error_chain(&err)))?)
-        } else {
-            None
-        };
-        Ok(Decoded {
+        let row = Row {
             position: e.position,
             tx: e.tx,
-            aggregate_id,
+            aggregate_type: &e.aggregate_type,
+            aggregate_id: &e.aggregate_id,
             sequence: e.sequence,
+            event_type: &e.event_type,
+            event_version: &e.event_version,
             recorded_at: e.recorded_at,
+        };
+        let event = Event::decode(
+            row.aggregate_type,
+            row.event_type,
+            row.event_version,
+            &e.payload,
+        );
+        let metadata = Some(&e.metadata).filter(|m| m.as_object().is_some_and(|m| !m.is_empty()));
+        row.decoded(event, metadata)
+    }
+
+    /// Decodes an event read with its payload as text (rebuild), without metadata.
+    pub fn decode_raw(e: &RawEvent) -> Result<Decoded, Box<Undecodable>> {
+        let row = Row {
+            position: e.position,
+            tx: e.tx,
+            aggregate_type: &e.aggregate_type,
+            aggregate_id: &e.aggregate_id,
+            sequence: e.sequence,
+            event_type: &e.event_type,
+            event_version: &e.event_version,
+            recorded_at: e.recorded_at,
+        };
+        let event = Event::decode_text(
+            row.aggregate_type,
+            row.event_type,
+            row.event_version,
+            &e.payload,
+        );
+        row.decoded(event, None)
+    }
+}
+
+/// The columns of a stored event besides its payload and metadata.
+struct Row<'a> {
+    position: i64,
+    tx: i64,
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    sequence: i64,
+    event_type: &'a str,
+    event_version: &'a str,
+    recorded_at: DateTime<Utc>,
+}
+
+impl Row<'_> {
+    fn decoded(
+        &self,
+        event: Result<Event, DecodeError>,
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<Decoded, Box<Undecodable>> {
+        let aggregate_id = self
+            .aggregate_id
+            .parse()
+            .map_err(|err| self.fault(format!("aggregate id: {err}")))?;
+        let event = event.map_err(|err| self.fault(error_chain(&err)))?;
+        let metadata = metadata
+            .map(Metadata::decode)
+            .transpose()
+            .map_err(|err| self.fault(error_chain(&err)))?;
+        Ok(Decoded {
+            position: self.position,
+            tx: self.tx,
+            aggregate_id,
+            sequence: self.sequence,
+            recorded_at: self.recorded_at,
             event,
             metadata,
         })
     }
 
-    /// Decodes an event read with its payload as text (rebuild), without metadata.
-    pub fn decode_raw(e: &RawEvent) -> Result<Decoded, Box<Undecodable>> {
-        let fault = fault_at(
-            (e.position, e.tx),
-            (&e.aggregate_type, &e.aggregate_id, e.sequence),
-            (&e.event_type, &e.event_version),
-        );
-        let aggregate_id = e
-            .aggregate_id
-            .parse()
-            .map_err(|err| fault(format!("aggregate id: {err}")))?;
-        let event = Event::decode_text(
-            &e.aggregate_type,
-            &e.event_type,
-            &e.event_version,
-            &e.payload,
-        )
-        .map_err(|err| fault(error_chain(&err)))?;
-        Ok(Decoded {
-            position: e.position,
-            tx: e.tx,
-            aggregate_id,
-            sequence: e.sequence,
-            recorded_at: e.recorded_at,
-            event,
-            metadata: None,
-        })
-    }
-}
-
-/// Makes the fault of the event at `(position, tx)` of `(aggregate type, id, sequence)`,
-/// stored as `(event type, version)`, for a reason.
-fn fault_at<'a>(
-    (position, tx): (i64, i64),
-    (aggregate_type, aggregate_id, sequence): (&'a str, &'a str, i64),
-    (event_type, event_version): (&'a str, &'a str),
-) -> impl Fn(String) -> Box<Undecodable> + 'a {
-    move |reason| {
+    fn fault(&self, reason: String) -> Box<Undecodable> {
         Box::new(Undecodable {
-            position,
-            tx,
-            aggregate_type: aggregate_type.to_string(),
-            aggregate_id: aggregate_id.to_string(),
-            sequence,
-            event_type: event_type.to_string(),
-            event_version: event_version.to_string(),
+            position: self.position,
+            tx: self.tx,
+            aggregate_type: self.aggregate_type.to_string(),
+            aggregate_id: self.aggregate_id.to_string(),
+            sequence: self.sequence,
+            event_type: self.event_type.to_string(),
+            event_version: self.event_version.to_string(),
             reason,
         })
     }

@@ -43,48 +43,27 @@ async fn append_raw(
                event_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7)";
     let select = "SELECT position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
                   AND sequence = $3";
-    match db {
-        Database::Postgres(pool) => {
-            sqlx::query(sql)
-                .bind(aggregate_type)
-                .bind(&aggregate_id)
-                .bind(sequence)
-                .bind(event_type)
-                .bind(event_version)
-                .bind(sqlx::types::Json(payload))
-                .bind(sqlx::types::Json(&metadata))
-                .execute(pool)
-                .await
-                .unwrap();
-            sqlx::query_scalar(select)
-                .bind(aggregate_type)
-                .bind(&aggregate_id)
-                .bind(sequence)
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        }
-        Database::Sqlite(pool) => {
-            sqlx::query(sql)
-                .bind(aggregate_type)
-                .bind(&aggregate_id)
-                .bind(sequence)
-                .bind(event_type)
-                .bind(event_version)
-                .bind(payload.to_string())
-                .bind(metadata.to_string())
-                .execute(pool)
-                .await
-                .unwrap();
-            sqlx::query_scalar(select)
-                .bind(aggregate_type)
-                .bind(&aggregate_id)
-                .bind(sequence)
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        }
-    }
+    // JSON columns on PostgreSQL, JSON text on SQLite: `Json` binds as either.
+    store::with_pool!(db, pool => {
+        sqlx::query(sql)
+            .bind(aggregate_type)
+            .bind(&aggregate_id)
+            .bind(sequence)
+            .bind(event_type)
+            .bind(event_version)
+            .bind(sqlx::types::Json(payload))
+            .bind(sqlx::types::Json(&metadata))
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query_scalar(select)
+            .bind(aggregate_type)
+            .bind(&aggregate_id)
+            .bind(sequence)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    })
 }
 
 /// `BookingHeld` as version 1.0 wrote it: the nightly prices without their dates.

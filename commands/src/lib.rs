@@ -32,7 +32,7 @@ pub mod stays;
 pub mod sweeper;
 
 pub use access::{Access, AccessError, AccessPass};
-pub use executor::{CommandError, Executed};
+pub use executor::{CommandError, Executed, StoreFailure};
 pub use keeper::{KeeperFindings, PaymentKeeper, ReconciliationReport};
 pub use metadata::CommandMeta;
 pub use notifier::{NoticeChannels, Notifier};

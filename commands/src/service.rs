@@ -1,5 +1,5 @@
 //! [`Commands`]: every change the API and bots can ask for, and the flows between aggregates.
-use crate::executor::{CommandError, Executed, Executor};
+use crate::executor::{CommandError, Executed, Executor, StoreFailure};
 use crate::metadata::CommandMeta;
 use crate::personal::{MasterKey, PersonalData};
 use chrono::{DateTime, Utc};
@@ -71,8 +71,9 @@ pub enum FlowError {
     Database(#[from] sqlx::Error),
     #[error("too much contention, try again")]
     Busy,
+    /// The event store or a query on it failed.
     #[error("store unavailable: {0}")]
-    Store(String),
+    Store(#[from] StoreFailure),
 }
 
 impl FlowError {
@@ -182,10 +183,7 @@ impl Commands {
         if !e.events.is_empty() {
             (self.on_write)();
         }
-        let position = executor
-            .position(id, e.sequence)
-            .await
-            .map_err(|e| FlowError::from_command(e, |_| FlowError::Store("position".into())))?;
+        let position = executor.position(id, e.sequence).await.map_err(store_err)?;
         Ok(Written {
             value,
             position: position.unwrap_or(0),
@@ -315,7 +313,11 @@ impl Commands {
                 ListingEvent::DatesReserved { price, .. } => Some(price.clone()),
                 _ => None,
             })
-            .ok_or_else(|| FlowError::Store("reservation recorded no price".into()))?;
+            .ok_or_else(|| {
+                store_err(store::StoreError::Integrity(
+                    "reservation recorded no price".into(),
+                ))
+            })?;
         let listing = &reserved.aggregate;
         let hold = BookingCommand::HoldBooking {
             booking_id,
@@ -652,6 +654,6 @@ pub struct Profile {
     pub erased: bool,
 }
 
-pub(crate) fn store_err(e: impl std::fmt::Display) -> FlowError {
-    FlowError::Store(e.to_string())
+pub(crate) fn store_err(e: store::StoreError) -> FlowError {
+    FlowError::Store(StoreFailure::Query(e))
 }

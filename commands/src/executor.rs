@@ -174,7 +174,7 @@ where
         self.execute_on(id, command, meta, true).await
     }
 
-    #[tracing::instrument(skip_all, fields(aggregate = A::TYPE, id = %id, command_id = %meta.command_id))]
+    #[tracing::instrument(skip_all, fields(aggregate = A::TYPE, id = %id, command_id = %meta.command_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     async fn execute_on(
         &self,
         id: Uuid,

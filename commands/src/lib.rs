@@ -18,6 +18,11 @@
 //!   pending payments with Kaspi.
 //! - [`notifier`]: the background task that tells guests in their chat what happened to their
 //!   bookings, through [`NoticeChannels`] (the bots' senders implement it).
+//!
+//! The public methods of [`Commands`] run in a span named after them, with the ids they act on
+//! as fields. Their errors are recorded at debug level: most are refusals (an ordinary answer),
+//! and an operational failure is logged loudly where it is handled (the API's error mapping,
+//! the background loops).
 #![forbid(unsafe_code)]
 
 pub mod access;

@@ -195,9 +195,7 @@ async fn consume<P: Projection>(
         }
         projector.apply_from_bus(&links).await?;
         if let Some(last) = messages.last() {
-            last.ack()
-                .await
-                .map_err(|e| FeedError::JetStream(e.into()))?;
+            last.ack().await.map_err(FeedError::JetStream)?;
         }
     }
 }

@@ -153,6 +153,7 @@ impl Telegram {
 }
 
 /// `POST /telegram/webhook/`: an update from Telegram, checked by its secret token.
+#[tracing::instrument(skip_all)]
 pub(super) async fn webhook(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -44,7 +44,7 @@ impl Telegram {
             return Ok(None);
         };
         let api = reqwest::Url::parse(&s.api_url)
-            .map_err(|e| anyhow::anyhow!("TELEGRAM_API_URL: {e}"))?;
+            .map_err(|e| anyhow::Error::new(e).context("TELEGRAM_API_URL"))?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;

@@ -63,6 +63,7 @@ pub enum StoreFailure {
     /// Anything else cqrs-es reports.
     #[error("{0}")]
     Unexpected(#[source] BoxError),
+    /// A query of our own on the store's tables (an event's position, say).
     #[error(transparent)]
     Query(#[from] store::StoreError),
 }
@@ -394,5 +395,22 @@ fn store_error<E: std::error::Error>(e: AggregateError<E>) -> CommandError<E> {
             CommandError::Store(StoreFailure::Deserialization(e))
         }
         AggregateError::UnexpectedError(e) => CommandError::Store(StoreFailure::Unexpected(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_store_failure_keeps_its_cause() {
+        let cause = store::StoreError::Integrity("the row vanished".into());
+        let e: CommandError<std::fmt::Error> =
+            store_error(AggregateError::DatabaseConnectionError(Box::new(cause)));
+        assert_eq!(e.to_string(), "event store: integrity: the row vanished");
+        let failure = e.source().expect("the store failure");
+        let inner = failure.source().expect("the database's error");
+        assert!(inner.downcast_ref::<store::StoreError>().is_some());
     }
 }

@@ -288,10 +288,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             let meta =
                 commands::CommandMeta::new(operator, domain::Channel::System, Uuid::now_v7());
-            let written = commands
-                .erase_personal_data(id, &meta)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let written = commands.erase_personal_data(id, &meta).await?;
             println!(
                 "personal data of {id} erased (position {})",
                 written.position

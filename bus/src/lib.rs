@@ -14,7 +14,7 @@ pub mod local;
 pub mod relay;
 
 pub use local::{LocalBus, LocalRelay};
-pub use relay::{decode, Relay, RelayConfig, RelayError};
+pub use relay::{decode, DecodeError, Relay, RelayConfig, RelayError};
 
 use std::sync::Arc;
 use store::history::Checkpoint;

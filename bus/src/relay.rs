@@ -18,7 +18,7 @@ use store::{Database, StoredEvent};
 pub fn decode(
     payload: &[u8],
     headers: Option<&async_nats::HeaderMap>,
-) -> Result<crate::Link, String> {
+) -> Result<crate::Link, DecodeError> {
     // Consumers fold events; they skip the metadata instead of decoding it.
     #[derive(serde::Deserialize)]
     struct Body {
@@ -33,7 +33,7 @@ pub fn decode(
         #[serde(default)]
         hash: String,
     }
-    let body: Body = serde_json::from_slice(payload).map_err(|e| format!("event body: {e}"))?;
+    let body: Body = serde_json::from_slice(payload)?;
     let mut event = StoredEvent {
         position: body.position,
         tx: 0,
@@ -47,20 +47,20 @@ pub fn decode(
         recorded_at: body.recorded_at,
         hash: body.hash,
     };
-    let header = |name: &str| {
+    let header = |name: &'static str| {
         headers
             .and_then(|h| h.get(name))
             .map(|v| v.as_str().to_string())
-            .ok_or_else(|| format!("missing header {name}"))
+            .ok_or(DecodeError::MissingHeader(name))
     };
     event.tx = header(crate::TX_HEADER)?
         .parse()
-        .map_err(|_| "bad Zhilego-Tx header".to_string())?;
+        .map_err(|_| DecodeError::BadHeader(crate::TX_HEADER))?;
     let prev = header(crate::PREV_HEADER)?;
     let (tx, position) = prev
         .split_once(':')
         .and_then(|(t, p)| Some((t.parse().ok()?, p.parse().ok()?)))
-        .ok_or_else(|| "bad Zhilego-Prev header".to_string())?;
+        .ok_or(DecodeError::BadHeader(crate::PREV_HEADER))?;
     Ok(crate::Link {
         prev: Checkpoint { tx, position },
         event: std::sync::Arc::new(event),
@@ -131,7 +131,18 @@ pub enum RelayError {
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("JetStream: {0}")]
-    Bus(String),
+    Bus(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+/// Why a message from the stream is not an event the consumers can fold.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("event body: {0}")]
+    Body(#[from] serde_json::Error),
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    #[error("bad {0} header")]
+    BadHeader(&'static str),
 }
 
 /// One event as the relay sends it.
@@ -199,7 +210,7 @@ impl Relay {
         let js = jetstream::new(nats);
         js.get_or_create_stream(stream_config(&config))
             .await
-            .map_err(|e| RelayError::Bus(e.to_string()))?;
+            .map_err(|e| RelayError::Bus(e.into()))?;
         Ok(Relay {
             db,
             js,
@@ -274,7 +285,7 @@ impl Relay {
                 .js
                 .send_publish(subject, message)
                 .await
-                .map_err(|err| RelayError::Bus(err.to_string()))?;
+                .map_err(|err| RelayError::Bus(err.into()))?;
             acks.push(ack);
         }
         // Read the next batch while JetStream acknowledges this one. (A transaction still
@@ -291,7 +302,7 @@ impl Relay {
         };
         let acked = async {
             for ack in acks {
-                ack.await.map_err(|err| RelayError::Bus(err.to_string()))?;
+                ack.await.map_err(|err| RelayError::Bus(err.into()))?;
             }
             Ok::<_, RelayError>(())
         };

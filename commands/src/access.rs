@@ -48,6 +48,7 @@ fn access_binding(listing_id: Uuid) -> String {
 
 impl Commands {
     /// The host sets the door code and instructions; they are sealed before they are recorded.
+    #[tracing::instrument(skip_all, fields(%listing_id, user_id = %meta.actor.user_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn set_access(
         &self,
         listing_id: Uuid,
@@ -69,6 +70,7 @@ impl Commands {
     }
 
     /// The access for a stay: only its guest, only while it is confirmed or checked in.
+    #[tracing::instrument(skip_all, fields(%booking_id, user_id = %actor.user_id), err(level = "debug"))]
     pub async fn access(
         &self,
         booking_id: Uuid,

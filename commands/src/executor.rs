@@ -42,8 +42,30 @@ pub enum CommandError<E: std::error::Error> {
     /// Other writers kept winning the race for this aggregate.
     #[error("the aggregate is too busy, try again")]
     Busy,
+    /// The event store failed; the cause is kept for the log.
     #[error("event store: {0}")]
-    Store(String),
+    Store(#[source] StoreFailure),
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why the event store could not serve a command or a read: the operational errors of cqrs-es
+/// (a refusal and a lost race are [`CommandError`]'s other variants), or a query of our own
+/// on the store's tables.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreFailure {
+    /// The database did not answer, or failed the write.
+    #[error("{0}")]
+    Connection(#[source] BoxError),
+    /// A stored event or snapshot does not deserialize into the aggregate's types.
+    #[error("{0}")]
+    Deserialization(#[source] BoxError),
+    /// Anything else cqrs-es reports.
+    #[error("{0}")]
+    Unexpected(#[source] BoxError),
+    /// A query of our own on the store's tables (an event's position, say).
+    #[error(transparent)]
+    Query(#[from] store::StoreError),
 }
 
 /// Whether the caller copies a cached aggregate (a read) or takes it (a command, which puts
@@ -119,18 +141,17 @@ where
         })
     }
 
-    /// The global position of the aggregate's event at `sequence`.
+    /// The global position of the aggregate's event at `sequence` (a plain query: nothing to
+    /// refuse or to race).
     pub async fn position(
         &self,
         id: Uuid,
         sequence: usize,
-    ) -> Result<Option<i64>, CommandError<A::Error>> {
+    ) -> Result<Option<i64>, store::StoreError> {
         if sequence == 0 {
             return Ok(None);
         }
-        store::history::position_of(&self.db, A::TYPE, &id.to_string(), sequence)
-            .await
-            .map_err(|e| CommandError::Store(e.to_string()))
+        store::history::position_of(&self.db, A::TYPE, &id.to_string(), sequence).await
     }
 
     /// Runs `command` on the aggregate `id`.
@@ -154,7 +175,7 @@ where
         self.execute_on(id, command, meta, true).await
     }
 
-    #[tracing::instrument(skip_all, fields(aggregate = A::TYPE, id = %id, command_id = %meta.command_id))]
+    #[tracing::instrument(skip_all, fields(aggregate = A::TYPE, id = %id, command_id = %meta.command_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     async fn execute_on(
         &self,
         id: Uuid,
@@ -367,6 +388,29 @@ fn store_error<E: std::error::Error>(e: AggregateError<E>) -> CommandError<E> {
     match e {
         AggregateError::UserError(e) => CommandError::Rejected(e),
         AggregateError::AggregateConflict => CommandError::Busy,
-        other => CommandError::Store(other.to_string()),
+        AggregateError::DatabaseConnectionError(e) => {
+            CommandError::Store(StoreFailure::Connection(e))
+        }
+        AggregateError::DeserializationError(e) => {
+            CommandError::Store(StoreFailure::Deserialization(e))
+        }
+        AggregateError::UnexpectedError(e) => CommandError::Store(StoreFailure::Unexpected(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_store_failure_keeps_its_cause() {
+        let cause = store::StoreError::Integrity("the row vanished".into());
+        let e: CommandError<std::fmt::Error> =
+            store_error(AggregateError::DatabaseConnectionError(Box::new(cause)));
+        assert_eq!(e.to_string(), "event store: integrity: the row vanished");
+        let failure = e.source().expect("the store failure");
+        let inner = failure.source().expect("the database's error");
+        assert!(inner.downcast_ref::<store::StoreError>().is_some());
     }
 }

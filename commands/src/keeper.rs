@@ -68,13 +68,11 @@ impl PaymentKeeper {
     }
 
     /// One pass over what is due.
-    pub async fn pass(&self) -> Result<ReconciliationReport, String> {
+    pub async fn pass(&self) -> Result<ReconciliationReport, store::StoreError> {
         let _one = self.running.lock().await;
         let now = Utc::now();
         let before = now - chrono::Duration::from_std(self.reconcile_after).unwrap_or_default();
-        let due = BookingsProjection::due_payments(&self.read, before, 100)
-            .await
-            .map_err(|e| e.to_string())?;
+        let due = BookingsProjection::due_payments(&self.read, before, 100).await?;
         let mut report = ReconciliationReport {
             ran_at: Some(now),
             checked: due.len(),

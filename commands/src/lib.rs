@@ -18,6 +18,11 @@
 //!   pending payments with Kaspi.
 //! - [`notifier`]: the background task that tells guests in their chat what happened to their
 //!   bookings, through [`NoticeChannels`] (the bots' senders implement it).
+//!
+//! The public methods of [`Commands`] run in a span named after them, with the ids they act on
+//! as fields. Their errors are recorded at debug level: most are refusals (an ordinary answer),
+//! and an operational failure is logged loudly where it is handled (the API's error mapping,
+//! the background loops).
 #![forbid(unsafe_code)]
 
 pub mod access;
@@ -32,7 +37,7 @@ pub mod stays;
 pub mod sweeper;
 
 pub use access::{Access, AccessError, AccessPass};
-pub use executor::{CommandError, Executed};
+pub use executor::{CommandError, Executed, StoreFailure};
 pub use keeper::{KeeperFindings, PaymentKeeper, ReconciliationReport};
 pub use metadata::CommandMeta;
 pub use notifier::{NoticeChannels, Notifier};

@@ -1,5 +1,5 @@
 //! [`Commands`]: every change the API and bots can ask for, and the flows between aggregates.
-use crate::executor::{CommandError, Executed, Executor};
+use crate::executor::{CommandError, Executed, Executor, StoreFailure};
 use crate::metadata::CommandMeta;
 use crate::personal::{MasterKey, PersonalData};
 use chrono::{DateTime, Utc};
@@ -71,8 +71,9 @@ pub enum FlowError {
     Database(#[from] sqlx::Error),
     #[error("too much contention, try again")]
     Busy,
+    /// The event store or a query on it failed.
     #[error("store unavailable: {0}")]
-    Store(String),
+    Store(#[from] StoreFailure),
 }
 
 impl FlowError {
@@ -182,10 +183,7 @@ impl Commands {
         if !e.events.is_empty() {
             (self.on_write)();
         }
-        let position = executor
-            .position(id, e.sequence)
-            .await
-            .map_err(|e| FlowError::from_command(e, |_| FlowError::Store("position".into())))?;
+        let position = executor.position(id, e.sequence).await.map_err(store_err)?;
         Ok(Written {
             value,
             position: position.unwrap_or(0),
@@ -212,6 +210,7 @@ impl Commands {
             .await
     }
 
+    #[tracing::instrument(skip_all, fields(user_id = %host_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn create_listing(
         &self,
         host_id: Uuid,
@@ -229,6 +228,7 @@ impl Commands {
         self.on_listing(listing_id, cmd, meta, |l| l.clone()).await
     }
 
+    #[tracing::instrument(skip_all, fields(%listing_id, user_id = %meta.actor.user_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn update_listing(
         &self,
         listing_id: Uuid,
@@ -243,11 +243,13 @@ impl Commands {
     }
 
     /// The listing as the event store has it, or `None`.
+    #[tracing::instrument(skip_all, fields(%listing_id), err(level = "debug"))]
     pub async fn listing(&self, listing_id: Uuid) -> Result<Option<Listing>, FlowError> {
         let listing = self.listings.load(listing_id).await.map_err(listing_err)?;
         Ok(listing.id.map(|_| listing))
     }
 
+    #[tracing::instrument(skip_all, fields(%listing_id, user_id = %meta.actor.user_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn block_dates(
         &self,
         listing_id: Uuid,
@@ -266,6 +268,7 @@ impl Commands {
         self.on_listing(listing_id, cmd, meta, |_| block_id).await
     }
 
+    #[tracing::instrument(skip_all, fields(%listing_id, %block_id, user_id = %meta.actor.user_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn unblock_dates(
         &self,
         listing_id: Uuid,
@@ -283,7 +286,7 @@ impl Commands {
 
     /// Reserves the nights on the listing's calendar, then opens the booking as held.
     /// If opening the booking fails, the reservation is released again.
-    #[tracing::instrument(skip_all, fields(listing_id = %request.listing_id, correlation_id = %meta.correlation_id))]
+    #[tracing::instrument(skip_all, fields(listing_id = %request.listing_id, user_id = %meta.actor.user_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn book(
         &self,
         request: BookRequest,
@@ -315,7 +318,11 @@ impl Commands {
                 ListingEvent::DatesReserved { price, .. } => Some(price.clone()),
                 _ => None,
             })
-            .ok_or_else(|| FlowError::Store("reservation recorded no price".into()))?;
+            .ok_or_else(|| {
+                store_err(store::StoreError::Integrity(
+                    "reservation recorded no price".into(),
+                ))
+            })?;
         let listing = &reserved.aggregate;
         let hold = BookingCommand::HoldBooking {
             booking_id,
@@ -371,7 +378,7 @@ impl Commands {
     /// before, say) counts as theirs, and is the answer instead of `DatesUnavailable`. Nothing
     /// is written then. The bots book this way; the REST API keeps answering a second request
     /// for the same stay with 409 (a client retries safely with `Idempotency-Key`).
-    #[tracing::instrument(skip_all, fields(listing_id = %request.listing_id, correlation_id = %meta.correlation_id))]
+    #[tracing::instrument(skip_all, fields(listing_id = %request.listing_id, user_id = %meta.actor.user_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn book_or_resume(
         &self,
         request: BookRequest,
@@ -428,12 +435,14 @@ impl Commands {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(%booking_id), err(level = "debug"))]
     pub async fn booking(&self, booking_id: Uuid) -> Result<Option<Booking>, FlowError> {
         let b = self.bookings.load(booking_id).await.map_err(booking_err)?;
         Ok(b.id.map(|_| b))
     }
 
     /// Cancels the booking (refund per policy recorded on it), then frees its nights.
+    #[tracing::instrument(skip_all, fields(%booking_id, user_id = %meta.actor.user_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn cancel_booking(
         &self,
         booking_id: Uuid,
@@ -472,6 +481,7 @@ impl Commands {
     }
 
     /// The guest's review of a completed stay (once).
+    #[tracing::instrument(skip_all, fields(%booking_id, user_id = %meta.actor.user_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn review_booking(
         &self,
         booking_id: Uuid,
@@ -495,6 +505,7 @@ impl Commands {
 
     /// Expires a held booking whose hold ran out and frees its nights. Returns whether the
     /// booking is now expired.
+    #[tracing::instrument(skip_all, fields(%booking_id, %listing_id), err(level = "debug"))]
     pub async fn expire_hold(
         &self,
         booking_id: Uuid,
@@ -530,6 +541,7 @@ impl Commands {
 
     /// Frees a booking's nights; a no-op when they are already free. Failures are logged:
     /// the reservation sweeper finishes any release that did not happen.
+    #[tracing::instrument(skip_all, fields(%listing_id, %booking_id, correlation_id = %meta.correlation_id))]
     pub async fn release(
         &self,
         listing_id: Uuid,
@@ -554,6 +566,7 @@ impl Commands {
     // ----- users ----------------------------------------------------------------------------
 
     /// A user's profile with personal data opened (absent once erased).
+    #[tracing::instrument(skip_all, fields(%user_id), err(level = "debug"))]
     pub async fn profile(&self, user_id: Uuid) -> Result<Profile, FlowError> {
         let user = self
             .users
@@ -582,6 +595,7 @@ impl Commands {
 
     /// Changes the caller's profile; only fields that differ from what is stored are sealed
     /// and written.
+    #[tracing::instrument(skip_all, fields(user_id = %meta.actor.user_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn update_profile(
         &self,
         name: Option<PersonName>,
@@ -626,6 +640,7 @@ impl Commands {
 
     /// Forgets a user's personal data: the key goes first (from then on nothing sealed with it
     /// opens), then the erasure is recorded.
+    #[tracing::instrument(skip_all, fields(%user_id, actor = %meta.actor.user_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn erase_personal_data(
         &self,
         user_id: Uuid,
@@ -652,6 +667,6 @@ pub struct Profile {
     pub erased: bool,
 }
 
-pub(crate) fn store_err(e: impl std::fmt::Display) -> FlowError {
-    FlowError::Store(e.to_string())
+pub(crate) fn store_err(e: store::StoreError) -> FlowError {
+    FlowError::Store(StoreFailure::Query(e))
 }

@@ -13,6 +13,7 @@ pub(crate) const CHECK_OUT_HOUR: u32 = 12;
 impl Commands {
     /// Moves a confirmed stay to checked-in on its first day, and a checked-in one to
     /// completed from its departure day. Returns whether anything changed.
+    #[tracing::instrument(skip_all, fields(%booking_id), err(level = "debug"))]
     pub async fn advance_stay(
         &self,
         booking_id: Uuid,

@@ -36,13 +36,12 @@ impl ReservationSweeper {
     }
 
     /// One pass; returns how many reservations were settled.
-    pub async fn sweep(&self) -> Result<usize, String> {
+    pub async fn sweep(&self) -> Result<usize, store::StoreError> {
         let now = Utc::now();
         let orphaned_before =
             now - chrono::Duration::from_std(self.orphan_after).unwrap_or_default();
-        let due = BookingsProjection::due_reservations(&self.read, now, orphaned_before, 200)
-            .await
-            .map_err(|e| e.to_string())?;
+        let due =
+            BookingsProjection::due_reservations(&self.read, now, orphaned_before, 200).await?;
         let mut settled = 0;
         for r in due {
             let meta = CommandMeta::system();
@@ -112,14 +111,13 @@ impl ReservationSweeper {
 
     /// Confirmed stays check in at check-in time (14:00 local) of their first day; checked-in
     /// stays complete at check-out time (12:00 local) of their departure day.
-    async fn advance_stays(&self) -> Result<usize, String> {
+    async fn advance_stays(&self) -> Result<usize, store::StoreError> {
         let now = Utc::now();
         let hours = |h: u32| chrono::Duration::hours(i64::from(h));
         let checked_in_by = domain::local_date(now - hours(domain::CHECK_IN_HOUR));
         let checked_out_by = domain::local_date(now - hours(domain::CHECK_OUT_HOUR));
-        let due = BookingsProjection::due_stays(&self.read, checked_in_by, checked_out_by, 200)
-            .await
-            .map_err(|e| e.to_string())?;
+        let due =
+            BookingsProjection::due_stays(&self.read, checked_in_by, checked_out_by, 200).await?;
         let mut moved = 0;
         for stay in due {
             let day = if stay.status == BookingStatus::Confirmed {

@@ -110,16 +110,27 @@ pub async fn follow_jetstream<P: Projection>(
     }
 }
 
+/// Why a JetStream consumer stopped (it is set up again after a pause).
+#[derive(Debug, thiserror::Error)]
+enum FeedError {
+    #[error("{0}")]
+    JetStream(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("the message stream ended")]
+    Ended,
+}
+
 async fn consume<P: Projection>(
     projector: &Projector<P>,
     nats: &async_nats::Client,
     config: &RelayConfig,
-) -> Result<(), String> {
+) -> Result<(), FeedError> {
     let js = jetstream::new(nats.clone());
     let stream = js
         .get_or_create_stream(bus::relay::stream_config(config))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| FeedError::JetStream(e.into()))?;
     let name = durable_name(P::NAME);
     let consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(
@@ -136,14 +147,14 @@ async fn consume<P: Projection>(
             },
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| FeedError::JetStream(e.into()))?;
     let messages = consumer
         .stream()
         .max_messages_per_batch(MAX_BATCH)
         .heartbeat(Duration::from_secs(5))
         .messages()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| FeedError::JetStream(e.into()))?;
     let mut batches = messages.ready_chunks(MAX_BATCH);
     let mut poll = tokio::time::interval(STORE_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -151,12 +162,12 @@ async fn consume<P: Projection>(
         let chunk = tokio::select! {
             chunk = batches.next() => chunk,
             _ = poll.tick() => {
-                projector.catch_up().await.map_err(|e| e.to_string())?;
+                projector.catch_up().await?;
                 continue;
             }
         };
         let Some(mut chunk) = chunk else {
-            return Err("the message stream ended".to_string());
+            return Err(FeedError::Ended);
         };
         // Give a burst a few milliseconds to arrive, so one transaction carries it.
         let until = tokio::time::Instant::now() + GATHER;
@@ -169,7 +180,7 @@ async fn consume<P: Projection>(
         let mut messages = Vec::with_capacity(chunk.len());
         let mut links: Vec<Link> = Vec::with_capacity(chunk.len());
         for item in chunk {
-            let message = item.map_err(|e| e.to_string())?;
+            let message = item.map_err(|e| FeedError::JetStream(e.into()))?;
             match bus::decode(&message.payload, message.headers.as_ref()) {
                 Ok(link) => {
                     links.push(link);
@@ -182,12 +193,9 @@ async fn consume<P: Projection>(
                 }
             }
         }
-        projector
-            .apply_from_bus(&links)
-            .await
-            .map_err(|e| e.to_string())?;
+        projector.apply_from_bus(&links).await?;
         if let Some(last) = messages.last() {
-            last.ack().await.map_err(|e| e.to_string())?;
+            last.ack().await.map_err(FeedError::JetStream)?;
         }
     }
 }

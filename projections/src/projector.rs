@@ -419,9 +419,10 @@ impl<P: Projection> Projector<P> {
         let mut folded = 0u64;
         let mut fault = None;
         while let Some(decoding) = incoming.recv().await {
-            let (events, stopped) = decoding
-                .await
-                .map_err(|e| StoreError::Integrity(format!("rebuild decoder: {e}")))?;
+            let (events, stopped) = decoding.await.map_err(|source| StoreError::Task {
+                task: "rebuild decoder",
+                source,
+            })?;
             for e in &events {
                 P::apply(&mut set, e);
             }
@@ -437,9 +438,10 @@ impl<P: Projection> Projector<P> {
             }
         }
         drop(incoming);
-        reader
-            .await
-            .map_err(|e| StoreError::Integrity(format!("rebuild reader: {e}")))??;
+        reader.await.map_err(|source| StoreError::Task {
+            task: "rebuild reader",
+            source,
+        })??;
         let fold_done = std::time::Instant::now();
         set.write_fresh(&self.read, &suffix).await?;
         tracing::info!(

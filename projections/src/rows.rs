@@ -294,7 +294,7 @@ macro_rules! working_set {
                     }
                 )+
                 for task in tasks {
-                    task.await.map_err(|e| store::StoreError::Integrity(format!("rebuild writer: {e}")))??;
+                    task.await.map_err(|source| store::StoreError::Task { task: "rebuild writer", source })??;
                 }
                 Ok(())
             }

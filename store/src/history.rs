@@ -184,8 +184,11 @@ pub struct RawEvent {
 impl RawEvent {
     /// The event without metadata, as [`events_after_for_folding`] gives it.
     pub fn decode(self) -> Result<StoredEvent, StoreError> {
-        let payload = serde_json::from_str(&self.payload)
-            .map_err(|e| StoreError::Integrity(format!("event {} payload: {e}", self.position)))?;
+        let payload =
+            serde_json::from_str(&self.payload).map_err(|source| StoreError::Payload {
+                position: self.position,
+                source,
+            })?;
         Ok(StoredEvent {
             position: self.position,
             tx: self.tx,

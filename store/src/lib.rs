@@ -44,8 +44,24 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL (expected postgres:// or sqlite://): {0}")]
     Url(String),
+    /// Stored data breaks a rule the code relies on (a message about the data, not a cause).
     #[error("integrity: {0}")]
     Integrity(String),
+    /// A stored event's payload is not JSON.
+    #[error("integrity: event {position} payload: {source}")]
+    Payload {
+        position: i64,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A task doing part of the work (a rebuild's reader, decoder or writer) panicked or was
+    /// cancelled.
+    #[error("{task} task: {source}")]
+    Task {
+        task: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 impl Database {

@@ -167,8 +167,9 @@ impl Chats {
         check_out: chrono::NaiveDate,
         guests: u32,
     ) -> Result<Vec<Offer>, FlowError> {
-        let range = DateRange::parse(check_in, check_out)
-            .map_err(|_| FlowError::Store("bad stay".into()))?;
+        let range = DateRange::parse(check_in, check_out).map_err(|_| {
+            FlowError::Store(store::StoreError::Integrity("bad stay".into()).into())
+        })?;
         let query = StayQuery {
             city: city.to_string(),
             range: Some(range),
@@ -212,7 +213,7 @@ impl Chats {
         let rows =
             BookingsProjection::list(self.reads.query_db(), BookingFilter::Guest(guest), None, 20)
                 .await
-                .map_err(|e| FlowError::Store(e.to_string()))?;
+                .map_err(|e| FlowError::Store(e.into()))?;
         let mut list = Vec::with_capacity(rows.len());
         for r in rows {
             let title = self

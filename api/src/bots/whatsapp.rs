@@ -282,6 +282,7 @@ impl WhatsApp {
 }
 
 /// `POST /whatsapp/webhook/`: a message from Twilio, checked by its signature.
+#[tracing::instrument(skip_all)]
 pub(super) async fn webhook(
     State(state): State<AppState>,
     headers: HeaderMap,

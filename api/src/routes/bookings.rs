@@ -54,6 +54,7 @@ pub struct ReviewView {
         (status = 409, body = Problem, description = "`invalid_state` (the stay is not completed) or `already_reviewed`"),
         (status = 422, body = Problem)),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(booking_id = %id, user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn review_booking(
     State(state): State<AppState>,
     principal: Principal,
@@ -176,6 +177,7 @@ impl BookingView {
         (status = 409, body = Problem, description = "`dates_unavailable` or `listing_not_bookable`"),
         (status = 422, body = Problem)),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(listing_id = %body.listing_id, user_id = %principal.user_id()))]
 pub async fn create_booking(
     State(state): State<AppState>,
     principal: Principal,
@@ -219,6 +221,7 @@ pub async fn create_booking(
     params(("id" = Uuid, Path)),
     responses((status = 200, body = BookingView), (status = 403, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(booking_id = %id, user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn get_booking(
     State(state): State<AppState>,
     principal: Principal,
@@ -293,6 +296,7 @@ pub struct BookingPage {
     responses((status = 200, body = BookingPage), (status = 403, body = Problem),
         (status = 503, body = Problem, description = "`read_model_behind`: min_position not reached in time")),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn list_bookings(
     State(state): State<AppState>,
     principal: Principal,
@@ -343,6 +347,7 @@ pub struct CancelBody {
     responses((status = 200, body = BookingView), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "`invalid_state`: already cancelled, expired or started")),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(booking_id = %id, user_id = %meta.actor.user_id), err(level = "debug"))]
 pub async fn cancel_booking(
     State(state): State<AppState>,
     Meta(meta): Meta,

@@ -86,6 +86,7 @@ async fn visible_offer(
     params(("id" = Uuid, Path), CalendarQuery),
     responses((status = 200, body = CalendarView), (status = 404, body = Problem), (status = 422, body = Problem),
         (status = 503, body = Problem, description = "`read_model_behind`: min_position not reached in time")))]
+#[tracing::instrument(skip_all, fields(listing_id = %id), err(level = "debug"))]
 pub async fn calendar(
     State(state): State<AppState>,
     principal: MaybePrincipal,
@@ -134,6 +135,7 @@ pub async fn calendar(
 #[utoipa::path(get, path = "/api/v1/listings/{id}/calendar.ics", tag = "listings",
     params(("id" = Uuid, Path), FeedQuery),
     responses((status = 200, content_type = "text/calendar", body = String), (status = 404, body = Problem)))]
+#[tracing::instrument(skip_all, fields(listing_id = %id), err(level = "debug"))]
 pub async fn calendar_ics(
     State(state): State<AppState>,
     principal: MaybePrincipal,

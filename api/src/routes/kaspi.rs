@@ -21,6 +21,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/kaspi/callback/", get(by_query).post(by_form))
 }
 
+#[tracing::instrument(skip_all)]
 async fn by_query(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -30,6 +31,7 @@ async fn by_query(
     handle(&state, peer, &headers, params).await
 }
 
+#[tracing::instrument(skip_all)]
 async fn by_form(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

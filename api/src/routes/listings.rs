@@ -357,6 +357,7 @@ fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
     responses((status = 201, body = ListingView), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 422, body = Problem)),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %principal.user_id()))]
 pub async fn create_listing(
     State(state): State<AppState>,
     principal: Principal,
@@ -405,6 +406,7 @@ pub async fn create_listing(
 #[utoipa::path(get, path = "/api/v1/listings/{id}", tag = "listings",
     params(("id" = Uuid, Path)),
     responses((status = 200, body = ListingView), (status = 404, body = Problem)))]
+#[tracing::instrument(skip_all, fields(listing_id = %id), err(level = "debug"))]
 pub async fn get_listing(
     State(state): State<AppState>,
     MaybePrincipal(principal): MaybePrincipal,
@@ -433,6 +435,7 @@ pub async fn get_listing(
     responses((status = 200, body = ListingView), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 422, body = Problem)),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(listing_id = %id, user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn patch_listing(
     State(state): State<AppState>,
     principal: Principal,
@@ -467,6 +470,7 @@ pub struct BlockBody {
     responses((status = 201, body = BlockView), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(listing_id = %id, user_id = %principal.user_id()))]
 pub async fn create_block(
     State(state): State<AppState>,
     principal: Principal,
@@ -511,6 +515,7 @@ pub struct Removed {
     params(("id" = Uuid, Path), ("block_id" = Uuid, Path)),
     responses((status = 200, body = Removed), (status = 403, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(listing_id = %id, %block_id, user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn delete_block(
     State(state): State<AppState>,
     principal: Principal,

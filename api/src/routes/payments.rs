@@ -120,6 +120,7 @@ impl PaymentView {
         (status = 502, body = Problem, description = "`payment_provider_refused`"),
         (status = 503, body = Problem, description = "`payment_provider_unavailable`")),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(booking_id = %id, user_id = %principal.user_id()))]
 pub async fn create_payment(
     State(state): State<AppState>,
     principal: Principal,
@@ -145,6 +146,7 @@ pub async fn create_payment(
     params(("id" = Uuid, Path)),
     responses((status = 200, body = PaymentView), (status = 403, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(payment_id = %id, user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn get_payment(
     State(state): State<AppState>,
     principal: Principal,
@@ -178,6 +180,7 @@ pub struct RefundBody {
     responses((status = 200, body = PaymentView), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(payment_id = %id, user_id = %principal.user_id()))]
 pub async fn refund_payment(
     State(state): State<AppState>,
     principal: Principal,
@@ -239,6 +242,7 @@ pub struct AccessView {
     responses((status = 200, body = AccessView), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem)),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(booking_id = %id, user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn get_access(
     State(state): State<AppState>,
     principal: Principal,
@@ -275,6 +279,7 @@ pub struct AccessSetView {
     responses((status = 200, body = AccessSetView), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 422, body = Problem)),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(listing_id = %id, user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn put_access(
     State(state): State<AppState>,
     principal: Principal,
@@ -339,6 +344,7 @@ async fn reconciliation_view(
 #[utoipa::path(get, path = "/api/v1/admin/payments/reconciliation", tag = "payments",
     responses((status = 200, body = ReconciliationView), (status = 403, body = Problem)),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn get_reconciliation(
     State(state): State<AppState>,
     principal: Principal,
@@ -351,6 +357,7 @@ pub async fn get_reconciliation(
 #[utoipa::path(post, path = "/api/v1/admin/payments/reconciliation", tag = "payments",
     responses((status = 200, body = ReconciliationView), (status = 403, body = Problem)),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn run_reconciliation(
     State(state): State<AppState>,
     principal: Principal,

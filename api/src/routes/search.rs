@@ -120,6 +120,7 @@ pub struct AvailabilityPage {
 #[utoipa::path(get, path = "/api/v1/availability", tag = "search", params(AvailabilityQuery),
     responses((status = 200, body = AvailabilityPage), (status = 422, body = Problem),
         (status = 503, body = Problem, description = "`read_model_behind`: min_position not reached in time")))]
+#[tracing::instrument(skip_all, err(level = "debug"))]
 pub async fn availability(
     State(state): State<AppState>,
     ValidQuery(q): ValidQuery<AvailabilityQuery>,
@@ -250,6 +251,7 @@ pub struct ListingsPage {
 #[utoipa::path(get, path = "/api/v1/listings", tag = "search", params(ListingsQuery),
     responses((status = 200, body = ListingsPage), (status = 422, body = Problem),
         (status = 503, body = Problem, description = "`read_model_behind`: min_position not reached in time")))]
+#[tracing::instrument(skip_all, err(level = "debug"))]
 pub async fn search_listings(
     State(state): State<AppState>,
     ValidQuery(q): ValidQuery<ListingsQuery>,

@@ -58,6 +58,7 @@ impl UserView {
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users",
     responses((status = 200, body = UserView), (status = 401, body = Problem)),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn get_me(
     State(state): State<AppState>,
     principal: Principal,
@@ -79,6 +80,7 @@ pub struct PatchMeBody {
 #[utoipa::path(patch, path = "/api/v1/users/me", tag = "users", request_body = PatchMeBody,
     responses((status = 200, body = UserView), (status = 401, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn patch_me(
     State(state): State<AppState>,
     principal: Principal,

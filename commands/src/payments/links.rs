@@ -15,7 +15,7 @@ impl Commands {
     /// The guest's payment link for a held booking: created at Kaspi on the first call, the
     /// same one on every later call. Kaspi being down leaves the booking held and the payment
     /// pending without a link; asking again retries (Kaspi dedupes by the account).
-    #[tracing::instrument(skip_all, fields(%booking_id, correlation_id = %meta.correlation_id))]
+    #[tracing::instrument(skip_all, fields(%booking_id, user_id = %meta.actor.user_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn start_payment(
         &self,
         booking_id: Uuid,

@@ -89,6 +89,7 @@ pub(crate) fn provider_err(e: KaspiError) -> FlowError {
 
 impl Commands {
     /// The payment as the event store has it, or `None`.
+    #[tracing::instrument(skip_all, fields(%payment_id), err(level = "debug"))]
     pub async fn payment(&self, payment_id: Uuid) -> Result<Option<Payment>, FlowError> {
         let p = self.payments.load(payment_id).await.map_err(payment_err)?;
         Ok(p.id.map(|_| p))
@@ -118,6 +119,7 @@ impl Commands {
     }
 
     /// The booking an account names: its id, or its short code.
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn booking_for_account(&self, account: &str) -> Result<Option<Uuid>, FlowError> {
         let account = account.trim();
         if let Ok(id) = account.parse::<Uuid>() {

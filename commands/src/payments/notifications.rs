@@ -45,7 +45,7 @@ fn about(n: &Notification, result: ResultCode, comment: &str, payment: &Payment)
 impl Commands {
     /// Answers one biller notification. Final answers are kept: a repeated `txn_id` gets the
     /// first answer again, whatever happened since.
-    #[tracing::instrument(skip_all, fields(command = n.command.as_str(), txn_id = %n.txn_id))]
+    #[tracing::instrument(skip_all, fields(command = n.command.as_str(), txn_id = %n.txn_id), err(level = "debug"))]
     pub async fn kaspi_notification(&self, n: Notification) -> Result<Answer, FlowError> {
         let stripe = {
             use std::hash::{Hash, Hasher};

@@ -22,6 +22,7 @@ pub struct Reconciled {
 impl Commands {
     /// Asks Kaspi about a pending payment whose notification may never have come, and settles
     /// what it says.
+    #[tracing::instrument(skip_all, fields(%payment_id), err(level = "debug"))]
     pub async fn reconcile(&self, payment_id: Uuid) -> Result<Reconciled, FlowError> {
         let meta = CommandMeta::system();
         let mut report = Reconciled {

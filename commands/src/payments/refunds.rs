@@ -80,6 +80,7 @@ impl Commands {
 
     /// An admin returns `amount_kzt` of a paid payment. The refund is decided first (so it
     /// survives Kaspi being away: the keeper returns it later), then returned.
+    #[tracing::instrument(skip_all, fields(%payment_id, %refund_id, actor = %meta.actor.user_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn admin_refund(
         &self,
         payment_id: Uuid,

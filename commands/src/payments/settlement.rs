@@ -23,7 +23,7 @@ use uuid::Uuid;
 impl Commands {
     /// Brings a payment and its booking into agreement (see the module's documentation).
     /// Idempotent; safe to run from any number of processes.
-    #[tracing::instrument(skip_all, fields(%payment_id))]
+    #[tracing::instrument(skip_all, fields(%payment_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn settle(&self, payment_id: Uuid, meta: &CommandMeta) -> Result<(), FlowError> {
         let Some(payment) = self.payment(payment_id).await? else {
             return Ok(());
@@ -95,6 +95,7 @@ impl Commands {
 
     /// The booking's nights stay taken for good (also the sweeper's repair step for a paid
     /// booking still held on the calendar).
+    #[tracing::instrument(skip_all, fields(%listing_id, %booking_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn confirm_nights_of(
         &self,
         listing_id: Uuid,
@@ -156,6 +157,7 @@ impl Commands {
 
     /// Settles the payment of a booking that just changed (cancelled, expired), if it has one.
     /// Failures are logged: the payment keeper retries.
+    #[tracing::instrument(skip_all, fields(%booking_id, correlation_id = %meta.correlation_id))]
     pub async fn settle_booking_payment(&self, booking_id: Uuid, meta: &CommandMeta) {
         // `settle` does nothing for a booking that never asked for a payment.
         let payment_id = payment_id_for(booking_id);

@@ -81,6 +81,7 @@ pub struct TokenView {
     request_body(content = Object, description = "The widget's fields as it gave them"),
     responses((status = 200, body = TokenView), (status = 401, body = Problem),
         (status = 404, body = Problem, description = "`bot_not_configured`: no Telegram bot here")))]
+#[tracing::instrument(skip_all)]
 pub async fn auth_telegram(
     State(state): State<AppState>,
     Json(fields): Json<BTreeMap<String, serde_json::Value>>,

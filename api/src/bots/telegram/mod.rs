@@ -44,7 +44,7 @@ impl Telegram {
             return Ok(None);
         };
         let api = reqwest::Url::parse(&s.api_url)
-            .map_err(|e| anyhow::anyhow!("TELEGRAM_API_URL: {e}"))?;
+            .map_err(|e| anyhow::Error::new(e).context("TELEGRAM_API_URL"))?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;
@@ -153,6 +153,7 @@ impl Telegram {
 }
 
 /// `POST /telegram/webhook/`: an update from Telegram, checked by its secret token.
+#[tracing::instrument(skip_all)]
 pub(super) async fn webhook(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -134,9 +134,14 @@ impl Application {
         ));
         let chats = Arc::new(crate::bots::Chats::new(
             db.clone(),
+            crate::bots::GuestKeys::new(&encryption_key(&settings)?),
             commands.clone(),
             reads.clone(),
         ));
+        chats
+            .seal_plaintext_chats()
+            .await
+            .context("hashing and sealing the chats stored in plaintext")?;
         let telegram =
             crate::bots::telegram::Telegram::from_settings(&settings.telegram)?.map(Arc::new);
         let whatsapp = crate::bots::whatsapp::WhatsApp::from_settings(

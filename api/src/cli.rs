@@ -278,7 +278,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         } => {
             let db = open_database(&settings).await?;
             let commands = commands::Commands::new(
-                db,
+                db.clone(),
                 commands::CommandsConfig::default(),
                 crate::app::encryption_key(&settings)?,
             );
@@ -292,8 +292,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .erase_personal_data(id, &meta)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // The bots' chats name the person by their address: deleted, not just sealed.
+            let chats = crate::bots::forget_guest(&db, id).await?;
             println!(
-                "personal data of {id} erased (position {})",
+                "personal data of {id} erased (position {}); {chats} bot chats deleted",
                 written.position
             );
             Ok(0)

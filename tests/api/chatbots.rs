@@ -26,6 +26,12 @@ fn bot_env<'a>(telegram: &'a FakeTelegram, twilio: &'a FakeTwilio) -> [(&'static
     ]
 }
 
+/// The id the app gives a new guest of a channel (keyed with the app's master key).
+fn bot_guest(app: &TestApp, channel: domain::Channel, external: &str) -> Uuid {
+    let master = commands::MasterKey::from_hex(&app.storage.encryption_key).unwrap();
+    api::bots::GuestKeys::new(&master).guest_id(channel, external)
+}
+
 async fn bot_app(test: &str, telegram: &FakeTelegram, twilio: &FakeTwilio) -> Option<TestApp> {
     spawn_app_with(Backend::Sqlite, test, &bot_env(telegram, twilio)).await
 }
@@ -248,7 +254,7 @@ async fn a_telegram_guest_books_pays_and_gets_the_door_code() {
 
     // The notifier says it is confirmed.
     telegram.wait_for(7001, "Квартира у парка").await;
-    let guest_id = api::bots::guest_id(domain::Channel::Telegram, "7001");
+    let guest_id = bot_guest(&app, domain::Channel::Telegram, "7001");
     let token = app.token(Role::Guest, guest_id);
     let mut booking = None;
     for _ in 0..100 {
@@ -718,7 +724,7 @@ async fn telegram_login_widget_gives_a_guest_token() {
     assert_eq!(me["role"], "guest");
     assert_eq!(
         me["id"],
-        api::bots::guest_id(domain::Channel::Telegram, "555001").to_string()
+        bot_guest(&app, domain::Channel::Telegram, "555001").to_string()
     );
     body.insert("id".into(), json!(1));
     let res = app
@@ -757,7 +763,7 @@ async fn outside_the_whatsapp_window_only_the_template_goes_out() {
     let mut guest = WaGuest::new(&app, &twilio, "+77015550003");
     guest.say("start").await;
     // The guest last wrote two days ago; then their booking (made on the web) is cancelled.
-    let user = api::bots::guest_id(domain::Channel::Whatsapp, "+77015550003");
+    let user = bot_guest(&app, domain::Channel::Whatsapp, "+77015550003");
     store::with_pool!(&app.db, pool => {
         sqlx::query("UPDATE bot_chats SET last_inbound_at = $1")
             .bind(chrono::Utc::now() - chrono::Duration::days(2))
@@ -895,7 +901,7 @@ async fn a_failed_payment_link_is_retried_on_the_same_booking() {
     // Still one booking.
     let token = app.token(
         Role::Guest,
-        api::bots::guest_id(domain::Channel::Telegram, "7601"),
+        bot_guest(&app, domain::Channel::Telegram, "7601"),
     );
     let mut count = 0;
     for _ in 0..50 {

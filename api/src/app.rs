@@ -121,6 +121,11 @@ impl Application {
         let commands = Arc::new(
             Commands::new(db.clone(), config, encryption_key(&settings)?)
                 .with_provider(Arc::new(kaspi.client.clone()))
+                .with_hold_cap(commands::HoldCap::new(
+                    settings.max_holds_per_guest,
+                    db.clone(),
+                    reads.primary.clone(),
+                ))
                 .on_write(move || {
                     wake_relay.notify_one();
                     wake_index.notify_one();

@@ -502,6 +502,19 @@ impl BookingsProjection {
         fetch_all(db, &sql, &[Arg::Int(limit)]).await
     }
 
+    /// How many of the guest's bookings are held unpaid with their hold still running at
+    /// `now` (the hold cap counts them).
+    pub async fn unpaid_holds(
+        db: &Database,
+        guest: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let sql = "SELECT booking_id FROM booking_list \
+             WHERE guest_id = $1 AND status = 'held' AND hold_expires_at > $2";
+        let rows: Vec<(Uuid,)> = fetch_all(db, sql, &[Arg::Id(guest), Arg::Time(now)]).await?;
+        Ok(rows.len() as i64)
+    }
+
     /// Bookings newest first, `limit` at most, after the cursor (a booking id).
     pub async fn list(
         db: &Database,

@@ -115,7 +115,11 @@ mod tests {
         let id = a.guest_id(Channel::Whatsapp, "+77015550002");
         assert_eq!(id, a.guest_id(Channel::Whatsapp, "+77015550002"));
         assert_ne!(id, b.guest_id(Channel::Whatsapp, "+77015550002"), "keyed");
-        assert_ne!(id, a.guest_id(Channel::Telegram, "+77015550002"), "per channel");
+        assert_ne!(
+            id,
+            a.guest_id(Channel::Telegram, "+77015550002"),
+            "per channel"
+        );
         assert_ne!(id, legacy_guest_id(Channel::Whatsapp, "+77015550002"));
         assert_eq!(id.get_version_num(), 8);
         assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
@@ -127,7 +131,10 @@ mod tests {
         let hash = k.chat_hash(Channel::Whatsapp, "whatsapp:+77015550002");
         assert!(hash.starts_with(CHAT_HASH_PREFIX));
         assert!(!hash.contains("7015550002"));
-        assert_eq!(hash, k.chat_hash(Channel::Whatsapp, "whatsapp:+77015550002"));
+        assert_eq!(
+            hash,
+            k.chat_hash(Channel::Whatsapp, "whatsapp:+77015550002")
+        );
         let sealed = k.seal_address(Channel::Whatsapp, &hash, "whatsapp:+77015550002");
         assert!(!sealed.contains("7015550002"));
         assert_eq!(

@@ -163,7 +163,11 @@ impl WhatsApp {
             let menu = chats.menu(Channel::Whatsapp, from).await;
             let input = parse_body(get("Body").unwrap_or(""), &menu);
             let user_id = chats
-                .guest(Channel::Whatsapp, from, from.trim_start_matches("whatsapp:"))
+                .guest(
+                    Channel::Whatsapp,
+                    from,
+                    from.trim_start_matches("whatsapp:"),
+                )
                 .await?;
             let turn = chats
                 .converse(Channel::Whatsapp, from, user_id, input)

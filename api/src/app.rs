@@ -123,7 +123,6 @@ impl Application {
                 .with_provider(Arc::new(kaspi.client.clone()))
                 .with_hold_cap(commands::HoldCap::new(
                     settings.max_holds_per_guest,
-                    db.clone(),
                     reads.primary.clone(),
                 ))
                 .on_write(move || {

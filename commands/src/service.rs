@@ -355,7 +355,7 @@ impl Commands {
                     .written(&self.bookings, booking_id, &done, (*done.aggregate).clone())
                     .await?;
                 if let Some(cap) = &self.hold_cap {
-                    cap.held(guest_id, written.position);
+                    cap.held(guest_id, booking_id, hold_expires_at);
                 }
                 Ok(written)
             }

@@ -502,17 +502,21 @@ impl BookingsProjection {
         fetch_all(db, &sql, &[Arg::Int(limit)]).await
     }
 
-    /// How many of the guest's bookings are held unpaid with their hold still running at
-    /// `now` (the hold cap counts them).
-    pub async fn unpaid_holds(
+    /// The guest's bookings whose hold runs past `now`, whatever their status, each with
+    /// whether it is still held unpaid (the hold cap counts those).
+    pub async fn running_holds(
         db: &Database,
         guest: Uuid,
         now: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
-        let sql = "SELECT booking_id FROM booking_list \
-             WHERE guest_id = $1 AND status = 'held' AND hold_expires_at > $2";
-        let rows: Vec<(Uuid,)> = fetch_all(db, sql, &[Arg::Id(guest), Arg::Time(now)]).await?;
-        Ok(rows.len() as i64)
+    ) -> Result<Vec<(Uuid, bool)>, StoreError> {
+        let sql = "SELECT booking_id, status FROM booking_list \
+             WHERE guest_id = $1 AND hold_expires_at > $2";
+        let rows: Vec<(Uuid, String)> =
+            fetch_all(db, sql, &[Arg::Id(guest), Arg::Time(now)]).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, status)| (id, status == "held"))
+            .collect())
     }
 
     /// Bookings newest first, `limit` at most, after the cursor (a booking id).

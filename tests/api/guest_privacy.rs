@@ -158,10 +158,18 @@ async fn no_plaintext_number_after_a_journey_or_after_erasure(backend: Backend, 
         vec![expected],
         "stable across messages"
     );
+    // The booking is the guest's (the list is a read model: it may trail a moment).
     let token = app.token(Role::Guest, expected);
-    let (status, list) = app.get("/api/v1/bookings", Some(&token)).await;
-    assert_eq!(status, 200, "{list}");
-    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (status, list) = app.get("/api/v1/bookings", Some(&token)).await;
+        assert_eq!(status, 200, "{list}");
+        if list["items"].as_array().map(Vec::len) == Some(1) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{list}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     let running = findings(&app.storage, &[DIGITS, CONTROL], "running").await;
     let storage = app.stop().await;

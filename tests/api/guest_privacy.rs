@@ -131,6 +131,29 @@ async fn chat_guests(app: &TestApp) -> Vec<Uuid> {
     })
 }
 
+/// Waits until the availability search finds the listing for the journey's stay (tomorrow,
+/// two guests): the search is a read model, and the journey starts with it.
+async fn searchable(app: &TestApp, listing: Uuid) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, found) = app
+            .get(
+                &format!(
+                    "/api/v1/availability?city=Almaty&check_in={}&check_out={}&guests=2",
+                    day(1),
+                    day(2)
+                ),
+                None,
+            )
+            .await;
+        if found.to_string().contains(&listing.to_string()) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "not found: {found}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn no_plaintext_number_after_a_journey_or_after_erasure(backend: Backend, name: &str) {
     let telegram = FakeTelegram::start().await;
     let twilio = FakeTwilio::start().await;
@@ -138,7 +161,8 @@ async fn no_plaintext_number_after_a_journey_or_after_erasure(backend: Backend, 
         return;
     };
     let title = format!("Квартира {CONTROL}");
-    listing(&app, &title, 22_000).await;
+    let flat = listing(&app, &title, 22_000).await;
+    searchable(&app, flat).await;
     let mut guest = WaGuest::new(&app, &twilio, NUMBER);
     let url = whatsapp_up_to_the_payment_link(&mut guest, &title).await;
     let paid = app.client.post(&url).send().await.unwrap();
@@ -236,11 +260,19 @@ async fn a_chat_stored_in_plaintext_is_rewritten_and_keeps_its_guest(backend: Ba
     // At start the row is rewritten: no plaintext left, the guest still the old one.
     let app = start(storage, &bot_env(&telegram, &twilio)).await;
     let mut guest = WaGuest::new(&app, &twilio, NUMBER);
-    let replies = guest.say("/mybookings").await;
-    assert!(
-        replies.iter().any(|r| r.contains(&title)),
-        "the old guest's booking: {replies:#?}"
-    );
+    // The list is the bookings read model, which catches up after the restart.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let replies = guest.say("/mybookings").await;
+        if replies.iter().any(|r| r.contains(&title)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old guest's booking: {replies:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!(chat_guests(&app).await, vec![old_id]);
     let storage = app.stop().await;
     assert_no_number(

@@ -224,8 +224,13 @@ impl Chats {
         } else {
             Channel::Telegram
         };
+        // A row without a sealed address was written by a version before hashing (during a
+        // rolling update, after this process rewrote the old rows): its `chat_id` is the
+        // address, until the next start rewrites it.
+        let legacy = (!hash.starts_with(identity::CHAT_HASH_PREFIX)).then(|| hash.clone());
         let chat_id = address
             .and_then(|sealed| self.keys.open_address(channel, &hash, &sealed))
+            .or(legacy)
             .ok_or_else(|| {
                 StoreError::Integrity(format!(
                     "the chat address of guest {user_id} does not open with the master key"

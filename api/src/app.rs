@@ -121,6 +121,10 @@ impl Application {
         let commands = Arc::new(
             Commands::new(db.clone(), config, encryption_key(&settings)?)
                 .with_provider(Arc::new(kaspi.client.clone()))
+                .with_hold_cap(commands::HoldCap::new(
+                    settings.max_holds_per_guest,
+                    reads.primary.clone(),
+                ))
                 .on_write(move || {
                     wake_relay.notify_one();
                     wake_index.notify_one();
@@ -134,9 +138,14 @@ impl Application {
         ));
         let chats = Arc::new(crate::bots::Chats::new(
             db.clone(),
+            crate::bots::GuestKeys::new(&encryption_key(&settings)?),
             commands.clone(),
             reads.clone(),
         ));
+        chats
+            .seal_plaintext_chats()
+            .await
+            .context("hashing and sealing the chats stored in plaintext")?;
         let telegram =
             crate::bots::telegram::Telegram::from_settings(&settings.telegram)?.map(Arc::new);
         let whatsapp = crate::bots::whatsapp::WhatsApp::from_settings(

@@ -278,7 +278,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         } => {
             let db = open_database(&settings).await?;
             let commands = commands::Commands::new(
-                db,
+                db.clone(),
                 commands::CommandsConfig::default(),
                 crate::app::encryption_key(&settings)?,
             );
@@ -289,8 +289,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let meta =
                 commands::CommandMeta::new(operator, domain::Channel::System, Uuid::now_v7());
             let written = commands.erase_personal_data(id, &meta).await?;
+            // The bots' chats name the person by their address: deleted, not just sealed.
+            let chats = crate::bots::forget_guest(&db, id).await?;
             println!(
-                "personal data of {id} erased (position {})",
+                "personal data of {id} erased (position {}); {chats} bot chats deleted",
                 written.position
             );
             Ok(0)

@@ -266,6 +266,12 @@ impl From<FlowError> for ApiError {
                 "No access instructions",
                 "the host has not set access instructions for this listing yet",
             ),
+            FlowError::TooManyHolds { max } => ApiError::conflict(
+                "too_many_holds",
+                format!(
+                    "you already hold {max} unpaid bookings; pay for or cancel one before booking another"
+                ),
+            ),
             FlowError::Busy => {
                 ApiError::unavailable("busy", "too many changes at once here, try again", 1)
             }

@@ -84,6 +84,37 @@ fn missing_field(message: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_string())
 }
 
+/// Dates from clients: years 1 to 9999 only. Stored dates are compared as text (SQLite, iCal),
+/// which holds only for four-digit years; chrono would take `+262142-01-01`. Used as
+/// `#[serde(deserialize_with = "...")]`, so a date out of range is 422 `validation_failed`
+/// naming its field, like any other bad value.
+pub mod date {
+    use chrono::{Datelike, NaiveDate};
+    use serde::{Deserialize, Deserializer};
+
+    fn checked<E: serde::de::Error>(d: NaiveDate) -> Result<NaiveDate, E> {
+        if (1..=9999).contains(&d.year()) {
+            Ok(d)
+        } else {
+            Err(E::custom(format!(
+                "{d}: the year must be between 1 and 9999"
+            )))
+        }
+    }
+
+    pub fn four_digit_year<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+        checked(NaiveDate::deserialize(d)?)
+    }
+
+    pub fn four_digit_year_opt<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<NaiveDate>, D::Error> {
+        Option::<NaiveDate>::deserialize(d)?
+            .map(checked)
+            .transpose()
+    }
+}
+
 /// Query parameters parsed into `T`; a bad value is 422 `validation_failed`.
 pub struct ValidQuery<T>(pub T);
 

@@ -62,6 +62,9 @@ pub struct Settings {
     pub webhook_rate_limit_per_second: u32,
     /// `ZHILEGO_HOLD_SECONDS`: how long a booking holds its nights unpaid (default 900).
     pub hold: Duration,
+    /// `ZHILEGO_MAX_HOLDS_PER_GUEST`: unpaid holds one guest may have at once (default 3; 0
+    /// turns the cap off). The next booking is refused with 409 `too_many_holds`.
+    pub max_holds_per_guest: u32,
     /// `ZHILEGO_DB_MAX_CONNECTIONS`: pool size (default 20 on PostgreSQL, 4 embedded).
     pub db_max_connections: Option<u32>,
     /// `ZHILEGO_SWEEP_INTERVAL_MS`: how often the reservation sweeper runs (default 5000).
@@ -253,6 +256,11 @@ impl Settings {
                 get("ZHILEGO_HOLD_SECONDS"),
                 900,
             )?),
+            max_holds_per_guest: num(
+                "ZHILEGO_MAX_HOLDS_PER_GUEST",
+                get("ZHILEGO_MAX_HOLDS_PER_GUEST"),
+                3,
+            )?,
             db_max_connections: match get("ZHILEGO_DB_MAX_CONNECTIONS") {
                 None => None,
                 Some(v) => Some(num("ZHILEGO_DB_MAX_CONNECTIONS", Some(v), 0)?),
@@ -442,6 +450,7 @@ mod tests {
         assert_eq!(s.rate_limit_per_minute, 100);
         assert_eq!(s.webhook_rate_limit_per_second, 10);
         assert_eq!(s.hold, Duration::from_secs(900));
+        assert_eq!(s.max_holds_per_guest, 3);
         assert!(s.effective_database_url().ends_with("data/zhilego.db"));
     }
 

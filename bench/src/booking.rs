@@ -20,7 +20,8 @@
 //!    PostgreSQL with a fresh `zhilego_bench_*` database (`DATABASE_URL`) and a random
 //!    `ZHILEGO_JWT_SECRET` and `ZHILEGO_ENCRYPTION_KEY` — and reads its stdout up to `listening on http://HOST:PORT`;
 //!    the service's log (stderr) goes to a file in the temporary directory;
-//! 2. mints one host token and one guest token per worker with `zhilego token`;
+//! 2. mints a host token with `zhilego token`, and a guest token per booking (every booking
+//!    from a guest of its own, as real traffic is; the service caps a guest's unpaid holds);
 //! 3. creates `--listings` listings with `POST /api/v1/listings`;
 //! 4. runs `--concurrency` workers for `--seconds`, each repeatedly sending
 //!    `POST /api/v1/bookings` for a 1–3 night stay. Listings are split among the workers;
@@ -293,10 +294,7 @@ async fn exercise(
     store: String,
 ) -> Result<BackendReport> {
     let host = server.token("host", Uuid::new_v4()).await?;
-    let mut guests = Vec::with_capacity(args.concurrency);
-    for _ in 0..args.concurrency {
-        guests.push(server.token("guest", Uuid::new_v4()).await?);
-    }
+    let guests = server.guests()?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency * 2)
         .timeout(Duration::from_secs(30))
@@ -328,7 +326,8 @@ async fn exercise(
     let outcome = load::book(
         &client,
         &server.base_url,
-        guests,
+        args.concurrency,
+        &guests,
         &listings,
         kz_today(),
         Duration::from_secs(args.seconds),

@@ -50,9 +50,6 @@ pub struct LagArgs {
     /// Listings the bookings are spread over.
     #[arg(long, default_value_t = 1000)]
     listings: usize,
-    /// Guest tokens the requests take turns with.
-    #[arg(long, default_value_t = 16)]
-    guests: usize,
     /// At most this many requests outstanding.
     #[arg(long, default_value_t = 512)]
     max_in_flight: usize,
@@ -73,10 +70,7 @@ pub async fn run(args: LagArgs) -> Result<()> {
         args.rate > 0 && args.seconds > 0,
         "--rate and --seconds must be positive"
     );
-    anyhow::ensure!(
-        args.listings > 0 && args.guests > 0,
-        "--listings and --guests must be positive"
-    );
+    anyhow::ensure!(args.listings > 0, "--listings must be positive");
     let bin = zhilego_binary(args.common.zhilego_bin.as_deref())?;
     let db = pg::scratch_name("zhilego_bench");
     pg::create_database(&args.common.pg_admin_url, &db).await?;
@@ -149,10 +143,9 @@ async fn exercise(
     stream: &str,
 ) -> Result<String> {
     let host = server.token("host", Uuid::new_v4()).await?;
-    let mut tokens = Vec::with_capacity(args.guests);
-    for _ in 0..args.guests {
-        tokens.push(server.token("guest", Uuid::new_v4()).await?);
-    }
+    // Every booking from a guest of its own, as real traffic is (the service caps a guest's
+    // unpaid holds).
+    let guests = server.guests()?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.max_in_flight)
         .timeout(Duration::from_secs(30))
@@ -202,7 +195,6 @@ async fn exercise(
     let first_day = crate::kz_today() + Days::days(1);
     let slots = Arc::new(Semaphore::new(args.max_in_flight));
     let booking_url = format!("{}/api/v1/bookings", server.base_url);
-    let tokens = Arc::new(tokens);
     let before = cpu::Sample::take();
     let started = tokio::time::Instant::now();
     let mut late = 0u64;
@@ -227,14 +219,14 @@ async fn exercise(
             "check_out": check_out,
             "guests": 2,
         });
-        let (client, url, tokens) = (client.clone(), booking_url.clone(), tokens.clone());
+        let (client, url) = (client.clone(), booking_url.clone());
+        let token = guests.fresh();
         tasks.spawn(async move {
             let _permit = permit;
             let sent = Instant::now();
-            let token = &tokens[k as usize % tokens.len()];
             let answer = client
                 .post(&url)
-                .bearer_auth(token)
+                .bearer_auth(&token)
                 .json(&body)
                 .send()
                 .await;
@@ -313,8 +305,8 @@ async fn exercise(
     }
     let _ = writeln!(
         s,
-        "load: POST /api/v1/bookings open loop at {}/s for {} s over {} listings, {} guest tokens, checkpoints polled every {} ms ({} polls)",
-        args.rate, args.seconds, args.listings, args.guests, args.poll_ms, polls
+        "load: POST /api/v1/bookings open loop at {}/s for {} s over {} listings, a guest per booking, checkpoints polled every {} ms ({} polls)",
+        args.rate, args.seconds, args.listings, args.poll_ms, polls
     );
     let _ = writeln!(
         s,

@@ -134,12 +134,12 @@ struct Calendar {
 pub async fn book(
     client: &Client,
     base_url: &str,
-    tokens: Vec<String>,
+    workers: usize,
+    guests: &crate::server::Guests,
     listings: &[Uuid],
     today: NaiveDate,
     duration: Duration,
 ) -> Result<Outcome> {
-    let workers = tokens.len();
     anyhow::ensure!(
         listings.len() >= workers,
         "need at least as many listings as workers"
@@ -149,7 +149,8 @@ pub async fn book(
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = JoinSet::new();
-    for (w, token) in tokens.into_iter().enumerate() {
+    for w in 0..workers {
+        let guests = guests.clone();
         let mut calendars: Vec<Calendar> = listings
             .iter()
             .skip(w)
@@ -187,6 +188,7 @@ pub async fn book(
                     "check_out": check_out,
                     "guests": 2,
                 });
+                let token = guests.fresh();
                 let sent = Instant::now();
                 let answer = match client
                     .post(&url)

@@ -20,7 +20,7 @@
 //!    of the way — for SQLite with a fresh temporary `ZHILEGO_DATA_DIR`, for PostgreSQL in
 //!    production mode with a fresh `zhilego_bench_*` store (its `_read` database is dropped
 //!    with it);
-//! 2. mints a host token and `--concurrency` guest tokens, creates `--listings` listings and
+//! 2. mints a host token and a guest token per booking (each booking its own guest), creates `--listings` listings and
 //!    prepares `--payments` held bookings, each with its payment link
 //!    (`POST /api/v1/bookings`, then `POST /api/v1/bookings/{id}/payment` by the same guest),
 //!    from `--concurrency` workers. Booking k takes listing `k mod L`, 1–2 nights from
@@ -421,10 +421,12 @@ async fn exercise(
     password: &str,
 ) -> Result<BackendReport> {
     let host = server.token("host", Uuid::new_v4()).await?;
-    let mut guests = Vec::with_capacity(args.concurrency);
-    for _ in 0..args.concurrency {
-        guests.push(server.token("guest", Uuid::new_v4()).await?);
-    }
+    // A guest per booking (booking k is guest k's), as real traffic is: the service caps a
+    // guest's unpaid holds, and phase A holds every booking before any is paid.
+    let minter = server.guests()?;
+    let guests: Vec<String> = (0..args.payments + args.end_to_end)
+        .map(|_| minter.fresh())
+        .collect();
     let guests = Arc::new(guests);
     let client = Client::builder()
         .pool_max_idle_per_host(args.concurrency * args.repeats.max(2))

@@ -522,7 +522,9 @@ fn plan_listings(
         return Vec::new();
     }
     let hosts: Vec<Uuid> = (0..count.div_ceil(3)).map(|_| uuid_from(rng)).collect();
-    let guests: Vec<Uuid> = (0..(bookings / 5).max(1)).map(|_| uuid_from(rng)).collect();
+    // About one booking per guest, as real traffic is (the service caps a guest's unpaid
+    // holds; five stays per guest made every guest a hoarder).
+    let guests: Vec<Uuid> = (0..bookings.max(1)).map(|_| uuid_from(rng)).collect();
     (0..count)
         .map(|i| {
             let details = listing_details(rng, first + i);

@@ -23,6 +23,24 @@ pub struct Server {
     pub base_url: String,
 }
 
+/// Guests for the load: each booking comes from a guest of its own, as real traffic does (the
+/// service caps each guest's unpaid holds, `ZHILEGO_MAX_HOLDS_PER_GUEST`). Tokens are minted
+/// in the bench's process with the service's JWT secret: one `zhilego token` process per
+/// booking would be the bottleneck.
+#[derive(Clone)]
+pub struct Guests(std::sync::Arc<api::tokens::JwtKeys>);
+
+impl Guests {
+    /// A token of a new guest.
+    pub fn fresh(&self) -> String {
+        self.0.mint(
+            Uuid::new_v4(),
+            domain::Role::Guest,
+            chrono::Duration::hours(1),
+        )
+    }
+}
+
 /// Resident memory of a process, in KiB (as `/proc/<pid>/status` reports it).
 #[derive(Clone, Copy, Debug)]
 pub struct Memory {
@@ -107,6 +125,20 @@ impl Server {
     }
 
     /// The settings the service was started with.
+    /// Guests of this service (see [`Guests`]); the service must run with
+    /// `ZHILEGO_JWT_SECRET` set, as every bench starts it.
+    pub fn guests(&self) -> Result<Guests> {
+        let secret = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "ZHILEGO_JWT_SECRET")
+            .map(|(_, v)| v.clone())
+            .context("the service runs without ZHILEGO_JWT_SECRET; no guest tokens")?;
+        Ok(Guests(std::sync::Arc::new(api::tokens::JwtKeys::new(
+            secret.as_bytes(),
+        ))))
+    }
+
     pub fn env(&self) -> &[(String, String)] {
         &self.env
     }

@@ -6,6 +6,7 @@
 //! - [`metadata`]: what every event records about the command that caused it.
 //! - [`service`]: [`Commands`], the entry point the API and bots call: listings, blocks,
 //!   bookings (reserve nights → hold booking, compensated on failure), cancellation, profiles.
+//! - [`holds`]: the cap on a guest's unpaid holds, counted on the bookings read model.
 //! - [`personal`]: personal data sealed per user in events, and its erasure (crypto-shredding).
 //! - [`payments`]: paying through a [`kaspi::PaymentProvider`]: payment links, Kaspi's biller
 //!   notifications, refunds, reconciliation, and `settle`, the process manager step between a
@@ -27,6 +28,7 @@
 
 pub mod access;
 pub mod executor;
+pub mod holds;
 pub mod keeper;
 pub mod metadata;
 pub mod notifier;
@@ -38,6 +40,7 @@ pub mod sweeper;
 
 pub use access::{Access, AccessError, AccessPass};
 pub use executor::{CommandError, Executed, StoreFailure};
+pub use holds::HoldCap;
 pub use keeper::{KeeperFindings, PaymentKeeper, ReconciliationReport};
 pub use metadata::CommandMeta;
 pub use notifier::{NoticeChannels, Notifier};

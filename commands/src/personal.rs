@@ -46,6 +46,17 @@ impl MasterKey {
         Sealed(seal(&self.0, plaintext.as_bytes(), binding.as_bytes()))
     }
 
+    /// A subkey for one purpose, named by a fixed `label`: HMAC-SHA256 of the label under
+    /// the master key. Purposes get keys of their own without another setting, and knowing
+    /// a subkey tells nothing of the master key or of another purpose's subkey.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC takes any key length");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Opens what [`MasterKey::seal`] sealed under the same binding.
     pub fn open(&self, sealed: &Sealed, binding: &str) -> Option<String> {
         String::from_utf8(open(&self.0, &sealed.0, binding.as_bytes())?).ok()

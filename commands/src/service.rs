@@ -71,6 +71,9 @@ pub enum FlowError {
     Database(#[from] sqlx::Error),
     #[error("too much contention, try again")]
     Busy,
+    /// The guest already holds the most unpaid bookings allowed (`ZHILEGO_MAX_HOLDS_PER_GUEST`).
+    #[error("the guest already holds {max} unpaid bookings")]
+    TooManyHolds { max: u32 },
     /// The event store or a query on it failed.
     #[error("store unavailable: {0}")]
     Store(#[from] StoreFailure),
@@ -127,6 +130,8 @@ pub struct Commands {
     pub(crate) notification_locks: Vec<tokio::sync::Mutex<()>>,
     /// Called after every successful write (the projection runner's nudge).
     on_write: Box<dyn Fn() + Send + Sync>,
+    /// The cap on each guest's unpaid holds; none without a read model to count on.
+    hold_cap: Option<crate::holds::HoldCap>,
 }
 
 impl Commands {
@@ -148,7 +153,14 @@ impl Commands {
             db,
             config,
             on_write: Box::new(|| {}),
+            hold_cap: None,
         }
+    }
+
+    /// Caps each guest's unpaid holds (see [`crate::holds`]).
+    pub fn with_hold_cap(mut self, cap: crate::holds::HoldCap) -> Self {
+        self.hold_cap = Some(cap);
+        self
     }
 
     pub fn on_write(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
@@ -294,6 +306,9 @@ impl Commands {
     ) -> Result<Written<Booking>, FlowError> {
         let booking_id = Uuid::now_v7();
         let guest_id = meta.actor.user_id;
+        if let Some(cap) = &self.hold_cap {
+            cap.check(guest_id).await?;
+        }
         let now = Utc::now();
         let hold_expires_at = now
             + chrono::Duration::from_std(self.config.hold).unwrap_or(chrono::Duration::minutes(15));
@@ -343,8 +358,13 @@ impl Commands {
             .await
         {
             Ok(done) => {
-                self.written(&self.bookings, booking_id, &done, (*done.aggregate).clone())
-                    .await
+                let written = self
+                    .written(&self.bookings, booking_id, &done, (*done.aggregate).clone())
+                    .await?;
+                if let Some(cap) = &self.hold_cap {
+                    cap.held(guest_id, booking_id, hold_expires_at);
+                }
+                Ok(written)
             }
             Err(e) => {
                 // The outcome of a failed write can be unknown (a lost connection during
@@ -385,12 +405,14 @@ impl Commands {
         meta: &CommandMeta,
     ) -> Result<Written<Booking>, FlowError> {
         match self.book(request.clone(), meta).await {
-            Err(FlowError::Listing(ListingError::DatesUnavailable)) => {
-                match self.own_hold(&request, meta.actor.user_id).await {
-                    Some(held) => Ok(held),
-                    None => Err(FlowError::Listing(ListingError::DatesUnavailable)),
-                }
-            }
+            // At the hold cap, the hold the guest asks for again may be one of theirs.
+            Err(
+                e @ (FlowError::Listing(ListingError::DatesUnavailable)
+                | FlowError::TooManyHolds { .. }),
+            ) => match self.own_hold(&request, meta.actor.user_id).await {
+                Some(held) => Ok(held),
+                None => Err(e),
+            },
             other => other,
         }
     }

@@ -502,6 +502,23 @@ impl BookingsProjection {
         fetch_all(db, &sql, &[Arg::Int(limit)]).await
     }
 
+    /// The guest's bookings whose hold runs past `now`, whatever their status, each with
+    /// whether it is still held unpaid (the hold cap counts those).
+    pub async fn running_holds(
+        db: &Database,
+        guest: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, bool)>, StoreError> {
+        let sql = "SELECT booking_id, status FROM booking_list \
+             WHERE guest_id = $1 AND hold_expires_at > $2";
+        let rows: Vec<(Uuid, String)> =
+            fetch_all(db, sql, &[Arg::Id(guest), Arg::Time(now)]).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, status)| (id, status == "held"))
+            .collect())
+    }
+
     /// Bookings newest first, `limit` at most, after the cursor (a booking id).
     pub async fn list(
         db: &Database,

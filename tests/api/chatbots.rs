@@ -11,10 +11,13 @@ use uuid::Uuid;
 const BOT_TOKEN: &str = "123456:TEST-token";
 const SECRET: &str = "webhook-secret-42";
 const TWILIO_SID: &str = "AC0000000000000000000000000000test";
-const TWILIO_TOKEN: &str = "twilio-auth-token";
+pub(crate) const TWILIO_TOKEN: &str = "twilio-auth-token";
 const DOOR_CODE: &str = "5521#";
 
-fn bot_env<'a>(telegram: &'a FakeTelegram, twilio: &'a FakeTwilio) -> [(&'static str, &'a str); 7] {
+pub(crate) fn bot_env<'a>(
+    telegram: &'a FakeTelegram,
+    twilio: &'a FakeTwilio,
+) -> [(&'static str, &'a str); 7] {
     [
         ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
         ("TELEGRAM_API_URL", &telegram.url),
@@ -26,12 +29,18 @@ fn bot_env<'a>(telegram: &'a FakeTelegram, twilio: &'a FakeTwilio) -> [(&'static
     ]
 }
 
+/// The id the app gives a new guest of a channel (keyed with the app's master key).
+pub(crate) fn bot_guest(app: &TestApp, channel: domain::Channel, external: &str) -> Uuid {
+    let master = commands::MasterKey::from_hex(&app.storage.encryption_key).unwrap();
+    api::bots::GuestKeys::new(&master).guest_id(channel, external)
+}
+
 async fn bot_app(test: &str, telegram: &FakeTelegram, twilio: &FakeTwilio) -> Option<TestApp> {
     spawn_app_with(Backend::Sqlite, test, &bot_env(telegram, twilio)).await
 }
 
 /// A listing in Almaty with a photo and a door code; its title.
-async fn listing(app: &TestApp, title: &str, price: i64) -> Uuid {
+pub(crate) async fn listing(app: &TestApp, title: &str, price: i64) -> Uuid {
     let host = Uuid::now_v7();
     let id = app
         .create_listing(
@@ -248,7 +257,7 @@ async fn a_telegram_guest_books_pays_and_gets_the_door_code() {
 
     // The notifier says it is confirmed.
     telegram.wait_for(7001, "Квартира у парка").await;
-    let guest_id = api::bots::guest_id(domain::Channel::Telegram, "7001");
+    let guest_id = bot_guest(&app, domain::Channel::Telegram, "7001");
     let token = app.token(Role::Guest, guest_id);
     let mut booking = None;
     for _ in 0..100 {
@@ -494,16 +503,16 @@ async fn a_throttled_message_is_delivered_later_once() {
 }
 
 /// A WhatsApp guest posting Twilio-signed webhooks.
-struct WaGuest<'a> {
+pub(crate) struct WaGuest<'a> {
     app: &'a TestApp,
     fake: &'a FakeTwilio,
-    number: String,
+    pub(crate) number: String,
     sent: usize,
     reply_times: Vec<Duration>,
 }
 
 impl<'a> WaGuest<'a> {
-    fn new(app: &'a TestApp, fake: &'a FakeTwilio, number: &str) -> Self {
+    pub(crate) fn new(app: &'a TestApp, fake: &'a FakeTwilio, number: &str) -> Self {
         WaGuest {
             app,
             fake,
@@ -545,7 +554,7 @@ impl<'a> WaGuest<'a> {
     }
 
     /// Sends a message; gives the replies it caused.
-    async fn say(&mut self, body: &str) -> Vec<String> {
+    pub(crate) async fn say(&mut self, body: &str) -> Vec<String> {
         let before = self.fake.sent_to(&self.number).len();
         let sid = format!("SM{}", Uuid::now_v7().simple());
         let params = self.params(body, &sid);
@@ -572,28 +581,12 @@ fn option(replies: &[String], needle: &str) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_whatsapp_guest_books_and_pays_with_signed_webhooks() {
-    let telegram = FakeTelegram::start().await;
-    let twilio = FakeTwilio::start().await;
-    let Some(app) = bot_app(
-        "a_whatsapp_guest_books_and_pays_with_signed_webhooks",
-        &telegram,
-        &twilio,
-    )
-    .await
-    else {
-        return;
-    };
-    let title = "Квартира на Абая";
-    listing(&app, title, 22_000).await;
-    let mut guest = WaGuest::new(&app, &twilio, "+77015550002");
-
-    // A forged signature: 403 and nothing processed.
-    let forged = guest.params("start", "SMforged");
-    assert_eq!(guest.post(&forged, "not-the-token").await, 403);
-    assert!(twilio.sent_to(&guest.number).is_empty());
-
+/// A WhatsApp guest's way from "start" to the payment link of the stay tomorrow for two in
+/// the apartment titled `title`; gives the link.
+pub(crate) async fn whatsapp_up_to_the_payment_link(
+    guest: &mut WaGuest<'_>,
+    title: &str,
+) -> String {
     let start = guest.say("start").await;
     let city = guest.say(&option(&start, "Алматы")).await;
     assert!(!city.is_empty());
@@ -626,12 +619,36 @@ async fn a_whatsapp_guest_books_and_pays_with_signed_webhooks() {
         .next()
         .expect("a numbered book option");
     let link = guest.say(&book.to_string()).await;
-    let url = link
-        .iter()
+    link.iter()
         .flat_map(|r| r.split_whitespace())
         .find(|w| w.contains("/kaspi-sandbox/pay/"))
         .expect("a payment link")
-        .to_string();
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whatsapp_guest_books_and_pays_with_signed_webhooks() {
+    let telegram = FakeTelegram::start().await;
+    let twilio = FakeTwilio::start().await;
+    let Some(app) = bot_app(
+        "a_whatsapp_guest_books_and_pays_with_signed_webhooks",
+        &telegram,
+        &twilio,
+    )
+    .await
+    else {
+        return;
+    };
+    let title = "Квартира на Абая";
+    listing(&app, title, 22_000).await;
+    let mut guest = WaGuest::new(&app, &twilio, "+77015550002");
+
+    // A forged signature: 403 and nothing processed.
+    let forged = guest.params("start", "SMforged");
+    assert_eq!(guest.post(&forged, "not-the-token").await, 403);
+    assert!(twilio.sent_to(&guest.number).is_empty());
+
+    let url = whatsapp_up_to_the_payment_link(&mut guest, title).await;
     let messages = guest.sent + 1;
     println!("whatsapp: {messages} messages from start to a paid booking");
     assert!(messages <= 12, "{messages} messages");
@@ -718,7 +735,7 @@ async fn telegram_login_widget_gives_a_guest_token() {
     assert_eq!(me["role"], "guest");
     assert_eq!(
         me["id"],
-        api::bots::guest_id(domain::Channel::Telegram, "555001").to_string()
+        bot_guest(&app, domain::Channel::Telegram, "555001").to_string()
     );
     body.insert("id".into(), json!(1));
     let res = app
@@ -757,7 +774,7 @@ async fn outside_the_whatsapp_window_only_the_template_goes_out() {
     let mut guest = WaGuest::new(&app, &twilio, "+77015550003");
     guest.say("start").await;
     // The guest last wrote two days ago; then their booking (made on the web) is cancelled.
-    let user = api::bots::guest_id(domain::Channel::Whatsapp, "+77015550003");
+    let user = bot_guest(&app, domain::Channel::Whatsapp, "+77015550003");
     store::with_pool!(&app.db, pool => {
         sqlx::query("UPDATE bot_chats SET last_inbound_at = $1")
             .bind(chrono::Utc::now() - chrono::Duration::days(2))
@@ -895,7 +912,7 @@ async fn a_failed_payment_link_is_retried_on_the_same_booking() {
     // Still one booking.
     let token = app.token(
         Role::Guest,
-        api::bots::guest_id(domain::Channel::Telegram, "7601"),
+        bot_guest(&app, domain::Channel::Telegram, "7601"),
     );
     let mut count = 0;
     for _ in 0..50 {

@@ -91,14 +91,17 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// `workers` guests booking consecutive stays on their own listings until `stop`; returns how
-/// many bookings were created.
+/// `workers` workers booking consecutive stays on their own listings until `stop`, each stay
+/// by a guest of its own (one guest holds at most three unpaid); returns how many bookings
+/// were created.
 async fn storm(app: &TestApp, workers: usize, stop: Instant) -> usize {
     let created = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..workers {
         let listing = app.create_listing(Uuid::now_v7(), json!({})).await;
-        let token = app.token(Role::Guest, Uuid::now_v7());
+        let tokens: Vec<String> = (0..700)
+            .map(|_| app.token(Role::Guest, Uuid::now_v7()))
+            .collect();
         let client = app.client.clone();
         let url = app.url("/api/v1/bookings");
         let created = created.clone();
@@ -107,7 +110,7 @@ async fn storm(app: &TestApp, workers: usize, stop: Instant) -> usize {
             while Instant::now() < stop && night < 700 {
                 let res = client
                     .post(&url)
-                    .bearer_auth(&token)
+                    .bearer_auth(&tokens[night as usize])
                     .json(&booking_body(listing, night, night + 1, 1))
                     .send()
                     .await;

@@ -57,8 +57,9 @@ async fn serve_relays_every_event_once_in_order() {
     let storage = storage.with_nats(nats.clone());
     let app = start(storage, &[]).await;
     let listing = app.create_listing(Uuid::now_v7(), json!({})).await;
-    let guest = app.token(Role::Guest, Uuid::now_v7());
     for i in 0..20 {
+        // A guest per booking, as real traffic is.
+        let guest = app.token(Role::Guest, Uuid::now_v7());
         let (status, b) = app
             .post(
                 "/api/v1/bookings",

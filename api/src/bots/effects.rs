@@ -62,7 +62,11 @@ impl Chats {
                         self.alternatives(listing_id, check_in, check_out, guests)
                             .await,
                     ),
-                    Err(e @ (FlowError::Listing(_) | FlowError::Booking(_))) => {
+                    Err(
+                        e @ (FlowError::Listing(_)
+                        | FlowError::Booking(_)
+                        | FlowError::TooManyHolds { .. }),
+                    ) => {
                         tracing::info!(%listing_id, error = %e, "a bot booking was refused");
                         Input::Failed(Failure::NotAllowed)
                     }

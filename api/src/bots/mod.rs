@@ -9,9 +9,13 @@
 //!   exchange `POST /api/v1/auth/telegram`.
 //! - [`whatsapp`]: the WhatsApp adapter and its route: `POST /whatsapp/webhook/` (Twilio,
 //!   signed), numbered menus, replies through Twilio's Messages API.
+//! - [`identity`]: guest ids keyed under the master key, chat addresses hashed and sealed at
+//!   rest.
 //! - [`notices`]: the channels' side of the notifications worker (`commands::notifier`):
 //!   where a guest's chat is, and sending a notice there.
+mod at_rest;
 pub mod effects;
+pub mod identity;
 pub mod notices;
 pub mod telegram;
 pub mod whatsapp;
@@ -33,16 +37,8 @@ use std::sync::Arc;
 use store::{with_pool, Database, StoreError};
 use uuid::Uuid;
 
-/// Names derived from a channel's user ids.
-const NAMESPACE: Uuid = Uuid::from_u128(0x2f6b_0c1e_93aa_4d57_8e11_c0de_b075_0001);
-
-/// The guest behind a Telegram user id or a WhatsApp number: the same every time.
-pub fn guest_id(channel: Channel, external: &str) -> Uuid {
-    Uuid::new_v5(
-        &NAMESPACE,
-        format!("{}:{external}", channel.as_str()).as_bytes(),
-    )
-}
+pub use at_rest::forget_guest;
+pub use identity::GuestKeys;
 
 /// `/telegram/webhook/` and `/whatsapp/webhook/` (no bearer token; each verified its own way).
 pub fn webhooks() -> Router<AppState> {
@@ -75,6 +71,8 @@ pub struct Recipient {
 pub struct Chats {
     /// The store database: `bot_chats` (dialogues, menus) and `bot_inbox` (message ids seen).
     db: Database,
+    /// Guest ids and the chat addresses' hashes and seals.
+    keys: GuestKeys,
     /// Where effects are run.
     commands: Arc<Commands>,
     /// The availability index (search) and the bookings read model (`/mybookings`).
@@ -90,9 +88,15 @@ pub struct Turn {
 }
 
 impl Chats {
-    pub fn new(db: Database, commands: Arc<Commands>, reads: Arc<ReadModels>) -> Self {
+    pub fn new(
+        db: Database,
+        keys: GuestKeys,
+        commands: Arc<Commands>,
+        reads: Arc<ReadModels>,
+    ) -> Self {
         Chats {
             db,
+            keys,
             commands,
             reads,
             locks: DashMap::new(),
@@ -144,7 +148,7 @@ impl Chats {
         let row: Option<(sqlx::types::Json<Dialogue>, sqlx::types::Json<Vec<String>>)> = with_pool!(&self.db, pool => {
             sqlx::query_as("SELECT dialogue, menu FROM bot_chats WHERE channel = $1 AND chat_id = $2")
                 .bind(channel.as_str())
-                .bind(chat_id)
+                .bind(self.keys.chat_hash(channel, chat_id))
                 .fetch_optional(pool)
                 .await?
         });
@@ -160,19 +164,22 @@ impl Chats {
         menu: &[String],
     ) -> Result<(), StoreError> {
         let now = Utc::now();
+        let hash = self.keys.chat_hash(channel, chat_id);
+        let address = self.keys.seal_address(channel, &hash, chat_id);
         with_pool!(&self.db, pool => {
             sqlx::query(
-                "INSERT INTO bot_chats (channel, chat_id, user_id, dialogue, menu, last_inbound_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                "INSERT INTO bot_chats (channel, chat_id, user_id, dialogue, menu, last_inbound_at, updated_at, address) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
                  ON CONFLICT (channel, chat_id) DO UPDATE SET dialogue = excluded.dialogue, \
                  menu = excluded.menu, last_inbound_at = excluded.last_inbound_at, updated_at = excluded.updated_at",
             )
             .bind(channel.as_str())
-            .bind(chat_id)
+            .bind(&hash)
             .bind(user_id)
             .bind(sqlx::types::Json(dialogue))
             .bind(sqlx::types::Json(menu))
             .bind(now)
+            .bind(&address)
             .execute(pool)
             .await?;
         });
@@ -193,26 +200,67 @@ impl Chats {
 
     /// Where the guest talks to us (the most recent chat), if anywhere.
     pub async fn recipient(&self, user_id: Uuid) -> Result<Option<Recipient>, StoreError> {
-        type Row = (String, String, sqlx::types::Json<Dialogue>, DateTime<Utc>);
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            sqlx::types::Json<Dialogue>,
+            DateTime<Utc>,
+        );
         let row: Option<Row> = with_pool!(&self.db, pool => {
             sqlx::query_as(
-                "SELECT channel, chat_id, dialogue, last_inbound_at FROM bot_chats \
+                "SELECT channel, chat_id, address, dialogue, last_inbound_at FROM bot_chats \
                  WHERE user_id = $1 ORDER BY updated_at DESC LIMIT 1",
             )
             .bind(user_id)
             .fetch_optional(pool)
             .await?
         });
-        Ok(row.map(|(channel, chat_id, d, last)| Recipient {
-            channel: if channel == Channel::Whatsapp.as_str() {
-                Channel::Whatsapp
-            } else {
-                Channel::Telegram
-            },
+        let Some((channel, hash, address, d, last)) = row else {
+            return Ok(None);
+        };
+        let channel = if channel == Channel::Whatsapp.as_str() {
+            Channel::Whatsapp
+        } else {
+            Channel::Telegram
+        };
+        // A row without a sealed address was written by a version before hashing (during a
+        // rolling update, after this process rewrote the old rows): its `chat_id` is the
+        // address, until the next start rewrites it.
+        let legacy = (!hash.starts_with(identity::CHAT_HASH_PREFIX)).then(|| hash.clone());
+        let chat_id = address
+            .and_then(|sealed| self.keys.open_address(channel, &hash, &sealed))
+            .or(legacy)
+            .ok_or_else(|| {
+                StoreError::Integrity(format!(
+                    "the chat address of guest {user_id} does not open with the master key"
+                ))
+            })?;
+        Ok(Some(Recipient {
+            channel,
             chat_id,
             lang: d.0.lang,
             last_inbound_at: last,
         }))
+    }
+
+    /// The guest writing from a chat: the one stored with the chat when it has a row (guests
+    /// from before keyed ids keep their old id so), else the keyed id of the channel's user id
+    /// (`external`: the Telegram user id, the WhatsApp number).
+    pub async fn guest(
+        &self,
+        channel: Channel,
+        chat_id: &str,
+        external: &str,
+    ) -> Result<Uuid, StoreError> {
+        let stored: Option<Uuid> = with_pool!(&self.db, pool => {
+            sqlx::query_scalar("SELECT user_id FROM bot_chats WHERE channel = $1 AND chat_id = $2")
+                .bind(channel.as_str())
+                .bind(self.keys.chat_hash(channel, chat_id))
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(stored.unwrap_or_else(|| self.keys.guest_id(channel, external)))
     }
 
     /// One guest message: steps the conversation, runs its effects, stores the dialogue (and,

@@ -6,7 +6,7 @@
 //!
 //! Numbered menus: the turn's choice buttons are numbered 1…n in order and their encoded
 //! [`bots::Choice`]s kept with the chat, so a typed number is that button's choice.
-use super::{bot_off, guest_id, Chats};
+use super::{bot_off, Chats};
 use crate::error::ApiError;
 use crate::settings::{Secret, TwilioSettings};
 use crate::state::AppState;
@@ -162,7 +162,13 @@ impl WhatsApp {
         let result = async {
             let menu = chats.menu(Channel::Whatsapp, from).await;
             let input = parse_body(get("Body").unwrap_or(""), &menu);
-            let user_id = guest_id(Channel::Whatsapp, from.trim_start_matches("whatsapp:"));
+            let user_id = chats
+                .guest(
+                    Channel::Whatsapp,
+                    from,
+                    from.trim_start_matches("whatsapp:"),
+                )
+                .await?;
             let turn = chats
                 .converse(Channel::Whatsapp, from, user_id, input)
                 .await?;

@@ -86,8 +86,10 @@ pub async fn review_booking(
 pub struct CreateBookingBody {
     pub listing_id: Uuid,
     /// First night (inclusive), the property's local date.
+    #[serde(deserialize_with = "crate::extract::date::four_digit_year")]
     pub check_in: NaiveDate,
     /// Departure day (exclusive).
+    #[serde(deserialize_with = "crate::extract::date::four_digit_year")]
     pub check_out: NaiveDate,
     pub guests: u32,
     /// `web`, `mobile` or `api` (default: the `X-Channel` header, else `api`).
@@ -169,12 +171,14 @@ impl BookingView {
 }
 
 /// Book a stay (guest). The nights are held for the hold time (default 15 minutes) while the
-/// guest pays. 409 `dates_unavailable` when any night is taken.
+/// guest pays. 409 `dates_unavailable` when any night is taken; 409 `too_many_holds` when the
+/// guest already holds `ZHILEGO_MAX_HOLDS_PER_GUEST` unpaid bookings (default 3; paying for or
+/// cancelling one frees its slot).
 #[utoipa::path(post, path = "/api/v1/bookings", tag = "bookings", request_body = CreateBookingBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated key")),
     responses((status = 201, body = BookingView), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem, description = "No such listing"),
-        (status = 409, body = Problem, description = "`dates_unavailable` or `listing_not_bookable`"),
+        (status = 409, body = Problem, description = "`dates_unavailable`, `listing_not_bookable` or `too_many_holds` (the guest's unpaid holds are at the cap)"),
         (status = 422, body = Problem)),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(listing_id = %body.listing_id, user_id = %principal.user_id()))]

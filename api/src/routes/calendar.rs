@@ -33,8 +33,16 @@ const ICS_AHEAD_DAYS: i64 = 800;
 #[derive(Deserialize, IntoParams)]
 pub struct CalendarQuery {
     /// First day (default today, Kazakhstan time).
+    #[serde(
+        default,
+        deserialize_with = "crate::extract::date::four_digit_year_opt"
+    )]
     pub from: Option<NaiveDate>,
     /// Day after the last (default 30 days after `from`; at most 366 days).
+    #[serde(
+        default,
+        deserialize_with = "crate::extract::date::four_digit_year_opt"
+    )]
     pub to: Option<NaiveDate>,
     pub min_position: Option<i64>,
 }

@@ -44,8 +44,10 @@ pub struct WeekdayPriceBody {
 #[derive(Deserialize, Serialize, ToSchema, Clone)]
 pub struct RangePriceBody {
     /// First night (inclusive).
+    #[serde(deserialize_with = "crate::extract::date::four_digit_year")]
     pub from: NaiveDate,
     /// Night after the last (exclusive).
+    #[serde(deserialize_with = "crate::extract::date::four_digit_year")]
     pub to: NaiveDate,
     pub nightly_price_kzt: i64,
 }
@@ -257,9 +259,16 @@ fn weekday_prices(items: &[WeekdayPriceBody]) -> Result<Vec<WeekdayPrice>, ApiEr
 }
 
 fn range_prices(items: &[RangePriceBody]) -> Result<Vec<RangePrice>, ApiError> {
+    let last = domain::listing::horizon_end(domain::local_date(chrono::Utc::now()));
     items
         .iter()
         .map(|r| {
+            if r.to > last {
+                return Err(ApiError::validation(
+                    "range_prices.to",
+                    format!("must be within the booking horizon (at most {last})"),
+                ));
+            }
             Ok(RangePrice {
                 range: DateRange::parse(r.from, r.to)
                     .map_err(|_| ApiError::validation("range_prices.to", "must be after from"))?,
@@ -456,8 +465,10 @@ pub async fn patch_listing(
 #[derive(Deserialize, ToSchema)]
 pub struct BlockBody {
     /// First blocked night (inclusive).
+    #[serde(deserialize_with = "crate::extract::date::four_digit_year")]
     pub from: NaiveDate,
     /// Night after the last blocked one (exclusive).
+    #[serde(deserialize_with = "crate::extract::date::four_digit_year")]
     pub to: NaiveDate,
     #[serde(default)]
     pub reason: String,

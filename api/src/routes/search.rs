@@ -71,8 +71,16 @@ fn cursor(cursor: Option<&str>) -> Result<Option<Uuid>, ApiError> {
 pub struct AvailabilityQuery {
     pub city: Option<String>,
     /// First night (inclusive), `YYYY-MM-DD`.
+    #[serde(
+        default,
+        deserialize_with = "crate::extract::date::four_digit_year_opt"
+    )]
     pub check_in: Option<NaiveDate>,
     /// Departure day (exclusive).
+    #[serde(
+        default,
+        deserialize_with = "crate::extract::date::four_digit_year_opt"
+    )]
     pub check_out: Option<NaiveDate>,
     /// Guests (default 1).
     pub guests: Option<u32>,

@@ -347,6 +347,12 @@ impl Aggregate for Listing {
                 if range.check_out() <= today {
                     return Err(ListingError::PastCheckIn);
                 }
+                if range.check_out() > super::horizon_end(today) {
+                    return Err(ListingError::Invalid {
+                        field: "to",
+                        message: "must be within the booking horizon (730 days ahead, plus the longest stay)",
+                    });
+                }
                 if reason.chars().count() > 500 {
                     return Err(ListingError::Invalid {
                         field: "reason",

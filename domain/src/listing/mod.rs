@@ -21,6 +21,14 @@ pub const MAX_STAY_NIGHTS: u32 = 90;
 /// How far ahead a stay may start.
 pub const BOOKING_HORIZON_DAYS: i64 = 730;
 
+/// The last day a stay booked `today` can end on: its check-in at most
+/// [`BOOKING_HORIZON_DAYS`] ahead, then the longest stay. Blocks and prices past it can never
+/// apply to a booking, so they are refused (a block to year 262142 broke calendars whose
+/// dates compare as text).
+pub fn horizon_end(today: chrono::NaiveDate) -> chrono::NaiveDate {
+    today + chrono::Duration::days(BOOKING_HORIZON_DAYS + i64::from(MAX_STAY_NIGHTS))
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ListingStatus {

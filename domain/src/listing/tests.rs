@@ -1051,6 +1051,28 @@ fn a_block_entirely_in_the_past_is_refused() {
 }
 
 #[test]
+fn a_block_ends_within_the_booking_horizon() {
+    // 2030-01-01 + 730 days + 90 nights = 2032-03-31: the last day a stay can end on.
+    let last = range("2032-03-28", "2032-03-31");
+    ListingTest::with(())
+        .given(vec![created()])
+        .when(block_cmd(the_host(), block(1), last, "far"))
+        .then_expect_events(vec![blocked(block(1), last, "far")]);
+    ListingTest::with(())
+        .given(vec![created()])
+        .when(block_cmd(
+            the_host(),
+            block(1),
+            range("2032-03-28", "2032-04-01"),
+            "far",
+        ))
+        .then_expect_error(ListingError::Invalid {
+            field: "to",
+            message: "must be within the booking horizon (730 days ahead, plus the longest stay)",
+        });
+}
+
+#[test]
 fn a_block_reason_may_have_at_most_500_characters() {
     ListingTest::with(())
         .given(vec![created()])

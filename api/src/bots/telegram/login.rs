@@ -106,7 +106,14 @@ pub async fn auth_telegram(
             ApiError::unauthorized("invalid_telegram_login", why).into_response()
         })?;
     let ttl = chrono::Duration::hours(24);
-    let user = super::guest_id(Channel::Telegram, &id.to_string());
+    // A Telegram user's private chat has their user id as its id: a guest who chatted before
+    // keyed ids logs in as the guest of that chat.
+    let id = id.to_string();
+    let user = state
+        .chats
+        .guest(Channel::Telegram, &id, &id)
+        .await
+        .map_err(|e| ApiError::internal(e).into_response())?;
     Ok(Json(TokenView {
         access_token: state.auth.mint(user, Role::Guest, ttl),
         token_type: "Bearer".into(),

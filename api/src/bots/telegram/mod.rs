@@ -8,7 +8,7 @@ pub mod send;
 pub use login::verify_login;
 pub use send::{render_turn, Outgoing};
 
-use super::{bot_off, guest_id, Chats};
+use super::{bot_off, Chats};
 use crate::auth::same_secret;
 use crate::error::ApiError;
 use crate::settings::{Secret, TelegramSettings};
@@ -105,9 +105,12 @@ impl Telegram {
             }
             _ => return Ok(()),
         };
-        let user_id = guest_id(Channel::Telegram, &user.to_string());
+        let chat_id = chat.0.to_string();
+        let user_id = chats
+            .guest(Channel::Telegram, &chat_id, &user.to_string())
+            .await?;
         let turn = chats
-            .converse(Channel::Telegram, &chat.0.to_string(), user_id, input)
+            .converse(Channel::Telegram, &chat_id, user_id, input)
             .await?;
         for out in render_turn(&turn.replies) {
             match out {

@@ -27,6 +27,7 @@ COPY commands ./commands
 COPY projections ./projections
 COPY bus ./bus
 COPY kaspi ./kaspi
+COPY kaspi-sandbox ./kaspi-sandbox
 COPY bots ./bots
 COPY api ./api
 COPY bench ./bench

@@ -380,12 +380,14 @@ impl Settings {
                     ))
                 }
             },
-            access_opens_before: chrono::Duration::hours(num(
-                "ZHILEGO_ACCESS_OPENS_BEFORE_HOURS",
-                get("ZHILEGO_ACCESS_OPENS_BEFORE_HOURS"),
-                24u16,
-            )?
-            .into()),
+            access_opens_before: chrono::Duration::hours(
+                num(
+                    "ZHILEGO_ACCESS_OPENS_BEFORE_HOURS",
+                    get("ZHILEGO_ACCESS_OPENS_BEFORE_HOURS"),
+                    24u16,
+                )?
+                .into(),
+            ),
         };
         if settings.telegram.bot_token.is_some()
             && settings.telegram.mode == TelegramMode::Webhook

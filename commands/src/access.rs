@@ -264,7 +264,10 @@ mod tests {
         // Pinned: a lock computing the documented derivation gets the same digits.
         assert_eq!(stay_door_code("DOOR-4827-ZQ", a), PINNED_A);
         assert_ne!(stay_door_code("DOOR-4827-ZQ", b), PINNED_A);
-        assert_ne!(stay_door_code("DOOR-4827-ZQ", a), stay_door_code("DOOR-4827-ZR", a));
+        assert_ne!(
+            stay_door_code("DOOR-4827-ZQ", a),
+            stay_door_code("DOOR-4827-ZR", a)
+        );
         // Long codes take more than one HMAC block.
         let long = stay_door_code(&"Ж".repeat(64), a);
         assert_eq!(long.len(), 64);

@@ -114,7 +114,9 @@ impl Sandbox {
     /// Says at warn level, for every payment link made, that it is the sandbox's (no money
     /// moves): for a sandbox run where real guests may see it.
     pub fn warn_on_every_link(&self) {
-        self.0.loud.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .loud
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Where payment pages are reached (links are `<public_url>/pay/<id>`).

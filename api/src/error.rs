@@ -25,8 +25,9 @@ pub struct ApiError {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub retry_after: Option<u64>,
-    /// RFC 9457 extension members, e.g. `opens_at` of `access_not_yet_open`.
-    pub extensions: serde_json::Map<String, serde_json::Value>,
+    /// RFC 9457 extension members, e.g. `opens_at` of `access_not_yet_open` (boxed: most
+    /// errors have none, and every `Result<_, ApiError>` carries the size).
+    pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// The body of every error response.
@@ -62,13 +63,15 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: None,
-            extensions: serde_json::Map::new(),
+            extensions: None,
         }
     }
 
     /// Adds an extension member to the problem.
     pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
-        self.extensions.insert(name.to_string(), value.into());
+        self.extensions
+            .get_or_insert_with(Default::default)
+            .insert(name.to_string(), value.into());
         self
     }
 
@@ -154,7 +157,7 @@ impl ApiError {
             detail: self.detail.clone(),
             code: self.code.to_string(),
             errors: self.errors.clone(),
-            extensions: self.extensions.clone(),
+            extensions: self.extensions.as_deref().cloned().unwrap_or_default(),
         }
     }
 }

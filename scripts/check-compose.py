@@ -360,6 +360,7 @@ def check_zhilego(services, base_dir, problem):
     words = " ".join(map(str, test if isinstance(test, list) else [test])).split()
     if not any("/healthz" in w or "/readyz" in w for w in words):
         problem("services.api.healthcheck", "should call /healthz")
+    check_payments(services, problem)
     build = api.get("build")
     if build is not None:
         context = build if isinstance(build, str) else build.get("context", ".")
@@ -375,6 +376,46 @@ def check_zhilego(services, base_dir, problem):
                 if any(w.split("/")[-1] == tool for w in words) and tool not in runtime:
                     problem("services.api.healthcheck", f"uses {tool}, which the image's final stage does not install")
             check_build_copies(text, os.path.join(base_dir, context), os.path.relpath(path, base_dir), problem)
+
+
+KASPI_REQUIRED = ("KASPI_API_URL", "KASPI_API_KEY", "KASPI_CALLBACK_USER",
+                  "KASPI_CALLBACK_PASSWORD", "KASPI_CALLBACK_ALLOW_IPS")
+TRUE = {"1", "true", "yes"}
+
+
+def check_payments(services, problem):
+    """Nobody stays for free: the services `docker compose up` starts (those without
+    `profiles`) never run the Kaspi sandbox, whose payment pages anyone may pay; the api calls
+    live Kaspi with every KASPI_* setting required; a sandbox lives only in a profile, with
+    the explicit allowance the service demands."""
+    for name, svc in services.items():
+        if not isinstance(svc, dict):
+            continue
+        env = environment(svc)
+        mode = env.get("KASPI_MODE") or ""
+        allow = (env.get("ZHILEGO_ALLOW_SANDBOX_PAYMENTS") or "").strip().lower()
+        at = f"services.{name}.environment"
+        if not svc.get("profiles"):
+            # A substitution could turn into sandbox from the host's environment.
+            if "sandbox" in mode or ("$" in mode and name == "api"):
+                problem(f"{at}.KASPI_MODE", f"{mode!r}: a default service must not run the Kaspi sandbox")
+            if "ZHILEGO_ALLOW_SANDBOX_PAYMENTS" in env:
+                problem(f"{at}.ZHILEGO_ALLOW_SANDBOX_PAYMENTS",
+                        "a default service must not allow sandbox payments (use a profile)")
+        elif mode == "sandbox" and allow not in TRUE:
+            problem(f"{at}.ZHILEGO_ALLOW_SANDBOX_PAYMENTS",
+                    "a sandbox service must set it to 1 (the service refuses the sandbox otherwise)")
+    api = services.get("api") or {}
+    if not api:
+        return
+    env = environment(api)
+    if env.get("KASPI_MODE") != "live":
+        problem("services.api.environment.KASPI_MODE", "must be live")
+    for key in KASPI_REQUIRED:
+        value = env.get(key) or ""
+        if not re.fullmatch(r"\$\{" + key + r":?\?[^}]*\}", value):
+            problem(f"services.api.environment.{key}",
+                    f"must be a required substitution like ${{{key}:?set it}}")
 
 
 def copied_sources(dockerfile):

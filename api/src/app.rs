@@ -112,6 +112,7 @@ impl Application {
         let wake_notifier = notifier_nudge.clone();
         let config = CommandsConfig {
             hold: settings.hold,
+            access_opens_before: settings.access_opens_before,
             ..CommandsConfig::default()
         };
         let listener = TcpListener::bind(&settings.listen)

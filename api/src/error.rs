@@ -25,6 +25,9 @@ pub struct ApiError {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub retry_after: Option<u64>,
+    /// RFC 9457 extension members, e.g. `opens_at` of `access_not_yet_open` (boxed: most
+    /// errors have none, and every `Result<_, ApiError>` carries the size).
+    pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// The body of every error response.
@@ -40,6 +43,10 @@ pub struct Problem {
     /// For validation problems: each offending field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Members particular to one code (`opens_at` for `access_not_yet_open`).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -56,7 +63,16 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: None,
+            extensions: None,
         }
+    }
+
+    /// Adds an extension member to the problem.
+    pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions
+            .get_or_insert_with(Default::default)
+            .insert(name.to_string(), value.into());
+        self
     }
 
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -141,6 +157,7 @@ impl ApiError {
             detail: self.detail.clone(),
             code: self.code.to_string(),
             errors: self.errors.clone(),
+            extensions: self.extensions.as_deref().cloned().unwrap_or_default(),
         }
     }
 }
@@ -272,6 +289,16 @@ impl From<FlowError> for ApiError {
                     "you already hold {max} unpaid bookings; pay for or cancel one before booking another"
                 ),
             ),
+            FlowError::AccessWindow(window) => match window {
+                commands::OutsideWindow::NotYetOpen { opens_at } => {
+                    ApiError::conflict("access_not_yet_open", window.to_string())
+                        .with("opens_at", opens_at.to_rfc3339())
+                }
+                commands::OutsideWindow::Closed { closed_at } => {
+                    ApiError::conflict("access_closed", window.to_string())
+                        .with("closed_at", closed_at.to_rfc3339())
+                }
+            },
             FlowError::Busy => {
                 ApiError::unavailable("busy", "too many changes at once here, try again", 1)
             }

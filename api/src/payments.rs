@@ -93,6 +93,21 @@ pub fn setup(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Kaspi> {
             })
         }
         KaspiMode::Sandbox => {
+            // Anyone who reaches a sandbox payment page can press Pay and confirm a stay for
+            // free; so the sandbox serves strangers only when the operator says so.
+            let exposed = settings.is_production() || !addr.ip().is_loopback();
+            if exposed && !settings.allow_sandbox_payments {
+                anyhow::bail!(
+                    "KASPI_MODE=sandbox is refused {}: anyone who reaches a sandbox payment page \
+                     can confirm a booking without paying. Configure live Kaspi (KASPI_MODE=live \
+                     with the KASPI_* settings), or set ZHILEGO_ALLOW_SANDBOX_PAYMENTS=1 for a demo",
+                    if settings.is_production() {
+                        "in production mode (DATABASE_URL=postgres://…)".to_string()
+                    } else {
+                        format!("on {addr}, which is not a loopback address")
+                    }
+                );
+            }
             let loopback = match addr.ip() {
                 ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
                 ip => ip,
@@ -112,6 +127,15 @@ pub fn setup(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Kaspi> {
                 .clone()
                 .unwrap_or_else(|| Secret::new(hex::encode(rand::random::<[u8; 16]>())));
             let sandbox = Sandbox::new(api_key.clone());
+            if exposed {
+                tracing::warn!(
+                    listen = %addr,
+                    production = settings.is_production(),
+                    "KASPI SANDBOX PAYMENTS ARE ON (ZHILEGO_ALLOW_SANDBOX_PAYMENTS=1): no money \
+                     moves and anyone with a payment link can confirm a booking; never for real guests"
+                );
+                sandbox.warn_on_every_link();
+            }
             sandbox.set_public_url(format!("{public}{SANDBOX_PREFIX}"));
             sandbox.set_callback(kaspi_sandbox::Callback {
                 url: format!("http://{local}/kaspi/callback/"),

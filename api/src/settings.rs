@@ -85,6 +85,14 @@ pub struct Settings {
     pub reconcile_after: Duration,
     pub telegram: TelegramSettings,
     pub twilio: TwilioSettings,
+    // Payments and access (docs/security.md).
+    /// `ZHILEGO_ALLOW_SANDBOX_PAYMENTS=1`: lets `KASPI_MODE=sandbox` run where strangers may
+    /// reach it (production mode, or a listen address that is not loopback), for demos;
+    /// without it `serve` refuses to start so, because anyone can pay a sandbox link.
+    pub allow_sandbox_payments: bool,
+    /// `ZHILEGO_ACCESS_OPENS_BEFORE_HOURS`: how long before check-in (14:00 local time) a
+    /// stay's door code is given out (default 24).
+    pub access_opens_before: chrono::Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -370,6 +378,24 @@ impl Settings {
                 whatsapp_from: get("TWILIO_WHATSAPP_FROM"),
                 template_sid: get("TWILIO_TEMPLATE_SID"),
             },
+            allow_sandbox_payments: match get("ZHILEGO_ALLOW_SANDBOX_PAYMENTS").as_deref() {
+                None | Some("0" | "false" | "no") => false,
+                Some("1" | "true" | "yes") => true,
+                Some(other) => {
+                    return Err(SettingsError::Invalid(
+                        "ZHILEGO_ALLOW_SANDBOX_PAYMENTS",
+                        format!("{other:?}: expected 1 or 0"),
+                    ))
+                }
+            },
+            access_opens_before: chrono::Duration::hours(
+                num(
+                    "ZHILEGO_ACCESS_OPENS_BEFORE_HOURS",
+                    get("ZHILEGO_ACCESS_OPENS_BEFORE_HOURS"),
+                    24u16,
+                )?
+                .into(),
+            ),
         };
         if settings.telegram.bot_token.is_some()
             && settings.telegram.mode == TelegramMode::Webhook
@@ -452,6 +478,26 @@ mod tests {
         assert_eq!(s.hold, Duration::from_secs(900));
         assert_eq!(s.max_holds_per_guest, 3);
         assert!(s.effective_database_url().ends_with("data/zhilego.db"));
+        assert!(!s.allow_sandbox_payments);
+        assert_eq!(s.access_opens_before, chrono::Duration::hours(24));
+    }
+
+    #[test]
+    fn sandbox_allowance_and_access_window_are_read() {
+        let s = Settings::from_map(&map(&[
+            ("ZHILEGO_ALLOW_SANDBOX_PAYMENTS", "1"),
+            ("ZHILEGO_ACCESS_OPENS_BEFORE_HOURS", "48"),
+        ]))
+        .unwrap();
+        assert!(s.allow_sandbox_payments);
+        assert_eq!(s.access_opens_before, chrono::Duration::hours(48));
+        for (key, bad) in [
+            ("ZHILEGO_ALLOW_SANDBOX_PAYMENTS", "maybe"),
+            ("ZHILEGO_ACCESS_OPENS_BEFORE_HOURS", "-1"),
+        ] {
+            let err = Settings::from_map(&map(&[(key, bad)])).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -231,8 +231,10 @@ async fn run_backend(args: &BookingArgs, bin: &Path, backend: Backend) -> Result
                 "ZHILEGO_ENCRYPTION_KEY".into(),
                 format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
             ));
-            // Production mode calls Kaspi live by default; the bench pays nothing.
+            // Production mode calls Kaspi live by default; the bench pays nothing (on
+            // loopback), so it allows the sandbox explicitly.
             env.push(("KASPI_MODE".into(), "sandbox".into()));
+            env.push(("ZHILEGO_ALLOW_SANDBOX_PAYMENTS".into(), "1".into()));
             database = Some(db);
             format!("PostgreSQL {url}")
         }

@@ -38,7 +38,7 @@ pub mod service;
 pub mod stays;
 pub mod sweeper;
 
-pub use access::{Access, AccessError, AccessPass};
+pub use access::{access_window, stay_door_code, Access, AccessError, AccessPass, OutsideWindow};
 pub use executor::{CommandError, Executed, StoreFailure};
 pub use holds::HoldCap;
 pub use keeper::{KeeperFindings, PaymentKeeper, ReconciliationReport};

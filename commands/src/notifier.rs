@@ -1,6 +1,7 @@
 //! The notifications worker: follows the event store (its own checkpoint) and tells guests in
 //! their chat what happened to their bookings — held outside the bot (with the payment link),
-//! confirmed, how to get in (when the stay checks in, on the check-in day), cancelled, a
+//! confirmed, how to get in (when the stay checks in, on the check-in day, with the stay's own
+//! code, inside the window the API keeps: `access::access_window`), cancelled, a
 //! review request after the stay — plus a check-out reminder on the departure day. Each notice
 //! is claimed in `notifications_sent` before it is sent, so it goes out at most once however
 //! many workers run.
@@ -191,6 +192,8 @@ impl<C: NoticeChannels> Notifier<C> {
                 check_out: range.check_out(),
             },
             BookingEvent::BookingCheckedIn {} => {
+                // The same rules as the API's (`Commands::access`): the stay's own code, and
+                // only inside its window; a check-in at 14:00 on the first day is inside it.
                 let guest = Actor {
                     user_id: booking.guest_id,
                     role: Role::Guest,

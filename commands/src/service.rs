@@ -27,6 +27,8 @@ pub struct CommandsConfig {
     pub listing_snapshot_every: usize,
     /// How many listings the command side keeps in memory between commands (0: none).
     pub listing_cache: usize,
+    /// How long before check-in a stay's door code is given out (`access::access_window`).
+    pub access_opens_before: chrono::Duration,
 }
 
 impl Default for CommandsConfig {
@@ -36,6 +38,7 @@ impl Default for CommandsConfig {
             max_attempts: 30,
             listing_snapshot_every: 50,
             listing_cache: 10_000,
+            access_opens_before: chrono::Duration::hours(24),
         }
     }
 }
@@ -66,6 +69,9 @@ pub enum FlowError {
     /// The recorded access details cannot be given out.
     #[error(transparent)]
     Access(#[from] crate::access::AccessError),
+    /// A paid stay's door code outside the stay's window.
+    #[error(transparent)]
+    AccessWindow(#[from] crate::access::OutsideWindow),
     /// A query on the store's own tables (payment accounts, Kaspi's answers) failed.
     #[error("store query failed: {0}")]
     Database(#[from] sqlx::Error),

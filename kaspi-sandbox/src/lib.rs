@@ -1,8 +1,13 @@
 //! A Kaspi that runs here, over real HTTP, so development, demos and tests run the production
 //! client ([`kaspi::KaspiClient`]): the API shapes the client expects, a payment page at each
 //! payment link, and the biller-protocol callback to us when the guest pays (first
-//! `command=check`, then `command=pay`, as Kaspi's biller does). Tests and demos steer it with
-//! [`Faults`]: answer 500, answer slowly, or never call back.
+//! `command=check`, then `command=pay`, as Kaspi's biller does). Tests steer it with
+//! [`Faults`] through [`Sandbox::set_faults`]: answer 500, answer slowly, or never call back.
+//! There is no HTTP route for faults: whoever reaches the sandbox could otherwise make every
+//! payment link fail.
+//!
+//! Anyone who can reach a payment page can pay it (that is what a sandbox is for), so payment
+//! ids are random 63-bit numbers: a page cannot be found by counting from one's own.
 //!
 //! Its own crate because it is an axum server: the command side, which only pays through
 //! [`kaspi::PaymentProvider`], builds without it. `zhilego serve` mounts [`Sandbox::router`]
@@ -59,7 +64,6 @@ struct Payment {
 
 #[derive(Default)]
 struct Book {
-    next_id: i64,
     payments: HashMap<i64, Payment>,
     by_external: HashMap<String, i64>,
     /// Returns by their external id: (operation id, amount).
@@ -75,6 +79,8 @@ struct Inner {
     faults: Mutex<Faults>,
     http: reqwest::Client,
     link_lifetime: Duration,
+    /// Log every payment link at warn level (a sandbox allowed in production mode).
+    loud: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -94,19 +100,23 @@ impl Sandbox {
             api_key: api_key.into(),
             public_url: Mutex::new(String::new()),
             callback: Mutex::new(None),
-            book: Mutex::new(Book {
-                // Kaspi's ids (and the txn ids of its notifications) never repeat; a sandbox
-                // restarted over the same store must not reuse them either.
-                next_id: Utc::now().timestamp_millis(),
-                ..Book::default()
-            }),
+            book: Mutex::new(Book::default()),
             faults: Mutex::new(Faults::default()),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
                 .build()
                 .expect("HTTP client"),
             link_lifetime: Duration::minutes(20),
+            loud: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// Says at warn level, for every payment link made, that it is the sandbox's (no money
+    /// moves): for a sandbox run where real guests may see it.
+    pub fn warn_on_every_link(&self) {
+        self.0
+            .loud
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Where payment pages are reached (links are `<public_url>/pay/<id>`).
@@ -122,8 +132,7 @@ impl Sandbox {
         *self.0.faults.lock().unwrap() = faults;
     }
 
-    /// The sandbox's routes: the API under [`API_PREFIX`], payment pages under `/pay`, and
-    /// `/sandbox/faults` to steer it.
+    /// The sandbox's routes: the API under [`API_PREFIX`] and payment pages under `/pay`.
     pub fn router(&self) -> Router {
         Router::new()
             .route(&format!("{API_PREFIX}/qr/create-link"), post(create_link))
@@ -131,7 +140,6 @@ impl Sandbox {
             .route(&format!("{API_PREFIX}/payments/details"), get(details))
             .route(&format!("{API_PREFIX}/payments/return"), post(refund))
             .route("/pay/{id}", get(page).post(pay))
-            .route("/sandbox/faults", get(get_faults).post(set_faults))
             .with_state(self.clone())
     }
 
@@ -234,7 +242,8 @@ async fn notify(http: &reqwest::Client, callback: &Callback, p: &Payment) -> Opt
     struct Reply {
         result: ResultCode,
     }
-    let txn_id = format!("{}", p.id * 10 + 7);
+    // Distinct from the payment id, as Kaspi's are; a string, since ids use all 63 bits.
+    let txn_id = format!("{}7", p.id);
     let txn_date = Utc::now().format("%Y%m%d%H%M%S").to_string();
     for command in [Command::Check, Command::Pay] {
         let mut answered = None;
@@ -304,8 +313,13 @@ async fn create_link(
     let id = match book.by_external.get(&body.external_id) {
         Some(id) => *id,
         None => {
-            let id = book.next_id;
-            book.next_id += 1;
+            let id = fresh_id(|id| book.payments.contains_key(&id));
+            if s.0.loud.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    payment_id = id,
+                    "KASPI SANDBOX payment link: no money moves, anyone with the link can pay it"
+                );
+            }
             book.by_external.insert(body.external_id.clone(), id);
             book.payments.insert(
                 id,
@@ -329,6 +343,17 @@ async fn create_link(
         "ExpireDate": p.expires,
     }))
     .into_response()
+}
+
+/// A positive random 63-bit id that `taken` does not know: Kaspi's ids never repeat, and
+/// these cannot be guessed from another one (a restarted sandbox does not reuse them either).
+fn fresh_id(taken: impl Fn(i64) -> bool) -> i64 {
+    loop {
+        let id = rand::random::<i64>() & i64::MAX;
+        if id != 0 && !taken(id) {
+            return id;
+        }
+    }
 }
 
 fn status_of(p: &Payment) -> &'static str {
@@ -395,7 +420,7 @@ async fn refund(
     if let Some((op, _)) = book.returns.get(&body.external_id) {
         return envelope(json!({"ReturnOperationId": op})).into_response();
     }
-    let op = book.next_id;
+    let op = fresh_id(|id| book.returns.values().any(|(op, _)| *op == id));
     let Some(p) = book.payments.get_mut(&body.qr_payment_id) else {
         return refusal(-1601, "Payment not found").into_response();
     };
@@ -406,7 +431,6 @@ async fn refund(
         return refusal(-1501, "ReturnAmount exceeds AvailableReturnAmount").into_response();
     }
     p.returned += body.return_amount;
-    book.next_id += 1;
     book.returns
         .insert(body.external_id, (op, body.return_amount));
     envelope(json!({"ReturnOperationId": op})).into_response()
@@ -439,6 +463,13 @@ async fn page(State(s): State<Sandbox>, Path(id): Path<i64>) -> Response {
 }
 
 async fn pay(State(s): State<Sandbox>, Path(id): Path<i64>) -> Response {
+    if s.status(id).is_none() {
+        return (
+            StatusCode::NOT_FOUND,
+            Html("<h1>Платёж не найден</h1>".to_string()),
+        )
+            .into_response();
+    }
     if s.pay(id).await {
         Html("<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\"></head><body><h1>Оплачено</h1></body></html>".to_string()).into_response()
     } else {
@@ -448,13 +479,4 @@ async fn pay(State(s): State<Sandbox>, Path(id): Path<i64>) -> Response {
         )
             .into_response()
     }
-}
-
-async fn get_faults(State(s): State<Sandbox>) -> Json<Faults> {
-    Json(s.0.faults.lock().unwrap().clone())
-}
-
-async fn set_faults(State(s): State<Sandbox>, Json(faults): Json<Faults>) -> Json<Faults> {
-    s.set_faults(faults.clone());
-    Json(faults)
 }

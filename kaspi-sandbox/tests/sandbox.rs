@@ -290,10 +290,58 @@ async fn a_restarted_sandbox_never_reuses_payment_ids() {
     tokio::spawn(second.clone().serve(listener));
     let client = kaspi::KaspiClient::new(kaspi::KaspiConfig::new(url, "k")).unwrap();
     let b = client.create_link("ACC2", Kzt(100)).await.unwrap();
-    assert!(
-        b.payment_id > a.payment_id,
+    // Ids are random (not counted up, so they cannot be guessed), hence distinct, not ordered.
+    assert_ne!(
+        a.payment_id, b.payment_id,
         "{} then {}",
-        a.payment_id,
-        b.payment_id
+        a.payment_id, b.payment_id
     );
+}
+
+#[tokio::test]
+async fn payment_ids_cannot_be_guessed_from_ones_own() {
+    let (sandbox, client, url) = sandbox(|_| {}).await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(
+            client
+                .create_link(&format!("guess-{i}"), Kzt(100))
+                .await
+                .unwrap()
+                .payment_id,
+        );
+    }
+    assert!(ids.iter().all(|id| *id > 0), "{ids:?}");
+    // Not a sequence: no two are neighbours, and they spread over the whole range.
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert!(
+        sorted.windows(2).all(|w| w[1] - w[0] > 1_000_000),
+        "{ids:?}"
+    );
+    assert!(ids.iter().any(|id| *id > i64::MAX / 4), "{ids:?}");
+    // A neighbour of one's own id is nobody's payment: its page and its Pay button are 404.
+    let http = reqwest::Client::new();
+    let mine = ids[0];
+    for guess in [mine - 1, mine + 1, mine + 10, 1] {
+        let page = http.get(format!("{url}/pay/{guess}")).send().await.unwrap();
+        assert_eq!(page.status(), 404, "page of {guess}");
+        let pay = http
+            .post(format!("{url}/pay/{guess}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pay.status(), 404, "pay {guess}");
+        assert!(!sandbox.pay(guess).await, "{guess}");
+    }
+    assert_eq!(sandbox.status(mine), Some("Wait"));
+    // There is no HTTP switch for faults.
+    let faults = http
+        .post(format!("{url}/sandbox/faults"))
+        .json(&serde_json::json!({"fail_requests": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(faults.status(), 404);
+    assert!(client.create_link("after", Kzt(100)).await.is_ok());
 }

@@ -126,8 +126,24 @@ fn parse_time(v: &Value) -> DateTime<FixedOffset> {
         .unwrap_or_else(|e| panic!("{v}: {e}"))
 }
 
+/// An app whose door codes are given out from 48 hours before check-in, so a stay from
+/// tomorrow is inside its window whatever the time of day.
+async fn app_open_two_days_ahead(backend: Backend, name: &str) -> Option<TestApp> {
+    spawn_app_with(
+        backend,
+        name,
+        &[("ZHILEGO_ACCESS_OPENS_BEFORE_HOURS", "48")],
+    )
+    .await
+}
+
+/// The code the guest of `booking` gets for the host's `host_code`.
+fn stay_code(host_code: &str, booking: Uuid) -> String {
+    commands::stay_door_code(host_code, booking)
+}
+
 async fn only_the_guest_of_a_paid_stay_gets_in(backend: Backend, name: &str) {
-    let Some(app) = spawn_app(backend, name).await else {
+    let Some(app) = app_open_two_days_ahead(backend, name).await else {
         return;
     };
     let host = Uuid::now_v7();
@@ -144,7 +160,7 @@ async fn only_the_guest_of_a_paid_stay_gets_in(backend: Backend, name: &str) {
     // A held booking does not open the door yet, not even for its guest.
     let guest = Uuid::now_v7();
     let guest_token = app.token(Role::Guest, guest);
-    let booking = book(&app, guest, listing, 10, 13).await;
+    let booking = book(&app, guest, listing, 1, 4).await;
     let (status, body) = get_access(&app, booking, Some(&guest_token)).await;
     assert_eq!(status, 409, "held: {body}");
     assert_eq!(body["code"], "invalid_state", "{body}");
@@ -152,11 +168,15 @@ async fn only_the_guest_of_a_paid_stay_gets_in(backend: Backend, name: &str) {
     assert_eq!(pay(&app, guest, booking).await, "confirmed");
     let (status, body) = get_access(&app, booking, Some(&guest_token)).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["door_code"], DOOR_CODE, "{body}");
+    assert_eq!(body["door_code"], stay_code(DOOR_CODE, booking), "{body}");
+    assert!(
+        !body.to_string().contains(DOOR_CODE),
+        "the host's own code: {body}"
+    );
     assert_eq!(body["instructions"], instructions().as_str(), "{body}");
     assert_eq!(body["address"], listing_body()["address"], "{body}");
-    assert_eq!(parse_time(&body["valid_from"]), kz_time(10, 14), "{body}");
-    assert_eq!(parse_time(&body["valid_until"]), kz_time(13, 12), "{body}");
+    assert_eq!(parse_time(&body["valid_from"]), kz_time(1, 14), "{body}");
+    assert_eq!(parse_time(&body["valid_until"]), kz_time(4, 12), "{body}");
     // The offset is Kazakhstan's, not UTC.
     assert_eq!(
         parse_time(&body["valid_from"]).offset().local_minus_utc(),
@@ -175,6 +195,8 @@ async fn only_the_guest_of_a_paid_stay_gets_in(backend: Backend, name: &str) {
         assert_eq!(status, 403, "{who}: {body}");
         assert_eq!(body["code"], "forbidden", "{who}: {body}");
         assert!(!body.to_string().contains(DOOR_CODE), "{who}: {body}");
+        let stays = stay_code(DOOR_CODE, booking);
+        assert!(!body.to_string().contains(&stays), "{who}: {body}");
     }
     let (status, body) = get_access(&app, booking, None).await;
     assert_eq!(status, 401, "anonymous: {body}");
@@ -197,13 +219,17 @@ async fn only_the_guest_of_a_paid_stay_gets_in(backend: Backend, name: &str) {
     assert_eq!(status, 200, "{body}");
     let (status, body) = get_access(&app, booking, Some(&guest_token)).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["door_code"], "NEW-0001", "trimmed: {body}");
+    assert_eq!(
+        body["door_code"],
+        stay_code("NEW-0001", booking),
+        "trimmed: {body}"
+    );
     assert_eq!(body["instructions"], "Same entrance.", "trimmed: {body}");
 
     // A paid stay at a listing whose host never set access: 404 access_not_set.
     let bare = app.create_listing(host, json!({})).await;
     let guest2 = Uuid::now_v7();
-    let booking2 = book(&app, guest2, bare, 10, 12).await;
+    let booking2 = book(&app, guest2, bare, 1, 3).await;
     assert_eq!(pay(&app, guest2, booking2).await, "confirmed");
     let (status, body) = get_access(&app, booking2, Some(&app.token(Role::Guest, guest2))).await;
     assert_eq!(status, 404, "{body}");
@@ -281,7 +307,7 @@ async fn a_checked_in_stay_keeps_access_and_a_completed_one_loses_it(backend: Ba
     wait_for_status(&app, &token, booking, "checked_in").await;
     let (status, body) = get_access(&app, booking, Some(&token)).await;
     assert_eq!(status, 200, "checked in: {body}");
-    assert_eq!(body["door_code"], DOOR_CODE, "{body}");
+    assert_eq!(body["door_code"], stay_code(DOOR_CODE, booking), "{body}");
     assert_eq!(parse_time(&body["valid_from"]), kz_time(0, 14), "{body}");
     assert_eq!(parse_time(&body["valid_until"]), kz_time(2, 12), "{body}");
 
@@ -367,7 +393,8 @@ async fn setting_access_is_validated_and_owned(backend: Backend, name: &str) {
     .await;
     assert_eq!(status, 422, "missing door_code: {res}");
 
-    // Another host, a guest: 403; anonymous: 401; an unknown listing: 404; an admin may.
+    // Another host, a guest, an admin who is not the host: 403; anonymous: 401; an unknown
+    // listing: 404.
     let (status, res) = put_access(
         &app,
         listing,
@@ -396,7 +423,19 @@ async fn setting_access_is_validated_and_owned(backend: Backend, name: &str) {
         &access_body(),
     )
     .await;
-    assert_eq!(status, 200, "admin: {res}");
+    assert_eq!(status, 403, "an admin, for a listing not theirs: {res}");
+    assert_eq!(res["code"], "forbidden", "{res}");
+    // An admin's own listing is theirs to set.
+    let admin = Uuid::now_v7();
+    let own = app.create_listing(admin, json!({})).await;
+    let (status, res) = put_access(
+        &app,
+        own,
+        Some(&app.token(Role::Admin, admin)),
+        &access_body(),
+    )
+    .await;
+    assert_eq!(status, 200, "an admin, for their own listing: {res}");
     app.finish().await;
 }
 on_both_backends!(
@@ -533,7 +572,7 @@ async fn access_events(storage: &Storage) -> i64 {
 }
 
 async fn access_is_never_stored_in_plaintext(backend: Backend, name: &str) {
-    let Some(app) = spawn_app(backend, name).await else {
+    let Some(app) = app_open_two_days_ahead(backend, name).await else {
         return;
     };
     let host = Uuid::now_v7();
@@ -549,13 +588,13 @@ async fn access_is_never_stored_in_plaintext(backend: Backend, name: &str) {
     .await;
     assert_eq!(status, 200, "{body}");
     let guest = Uuid::now_v7();
-    let booking = book(&app, guest, listing, 5, 8).await;
+    let booking = book(&app, guest, listing, 1, 4).await;
     assert_eq!(pay(&app, guest, booking).await, "confirmed");
 
     // The secret is there to be found: the guest reads it back.
     let (status, body) = get_access(&app, booking, Some(&app.token(Role::Guest, guest))).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["door_code"], DOOR_CODE, "{body}");
+    assert_eq!(body["door_code"], stay_code(DOOR_CODE, booking), "{body}");
     assert!(
         body["instructions"].as_str().unwrap().contains(MARKER),
         "{body}"
@@ -596,4 +635,119 @@ async fn access_is_never_stored_in_plaintext(backend: Backend, name: &str) {
 on_both_backends!(
     access_is_never_stored_in_plaintext,
     access_is_never_stored_in_plaintext
+);
+
+/// The door code only inside the stay's window (default: from 24 hours before check-in at
+/// 14:00 until check-out at 12:00), and each stay has its own.
+async fn the_door_code_is_given_only_inside_the_stays_window(backend: Backend, name: &str) {
+    let Some(app) = spawn_app(backend, name).await else {
+        return;
+    };
+    let host = Uuid::now_v7();
+    let listing = app.create_listing(host, json!({})).await;
+    let (status, body) = put_access(
+        &app,
+        listing,
+        Some(&app.token(Role::Host, host)),
+        &access_body(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // From today: inside its window at any time of today.
+    let now_guest = Uuid::now_v7();
+    let now_token = app.token(Role::Guest, now_guest);
+    let now_stay = book(&app, now_guest, listing, 0, 2).await;
+    pay(&app, now_guest, now_stay).await;
+    let (status, body) = get_access(&app, now_stay, Some(&now_token)).await;
+    assert_eq!(status, 200, "inside the window: {body}");
+    let now_code = body["door_code"].as_str().unwrap().to_string();
+    assert_eq!(now_code, commands::stay_door_code(DOOR_CODE, now_stay));
+    assert_eq!(now_code.len(), DOOR_CODE.len(), "{now_code}");
+    assert!(now_code.chars().all(|c| c.is_ascii_digit()), "{now_code}");
+
+    // Paid, but from the day after tomorrow: not before tomorrow 14:00 (24 hours ahead).
+    let later_guest = Uuid::now_v7();
+    let later_token = app.token(Role::Guest, later_guest);
+    let later_stay = book(&app, later_guest, listing, 2, 4).await;
+    assert_eq!(pay(&app, later_guest, later_stay).await, "confirmed");
+    let (status, body) = get_access(&app, later_stay, Some(&later_token)).await;
+    assert_eq!(status, 409, "before the window: {body}");
+    assert_eq!(body["code"], "access_not_yet_open", "{body}");
+    assert_eq!(parse_time(&body["opens_at"]), kz_time(1, 14), "{body}");
+    assert!(body.get("door_code").is_none(), "{body}");
+    assert!(!body.to_string().contains(DOOR_CODE), "{body}");
+
+    // Once its window opens the second stay gets a code of its own, not the first stay's.
+    let guest = |id| domain::Actor {
+        user_id: id,
+        role: Role::Guest,
+    };
+    let opens = kz_time(1, 14).with_timezone(&chrono::Utc);
+    let early = app
+        .state
+        .commands
+        .access_at(
+            later_stay,
+            guest(later_guest),
+            opens - chrono::Duration::seconds(1),
+        )
+        .await;
+    assert!(
+        matches!(
+            early,
+            Err(commands::FlowError::AccessWindow(
+                commands::OutsideWindow::NotYetOpen { .. }
+            ))
+        ),
+        "{early:?}"
+    );
+    let pass = app
+        .state
+        .commands
+        .access_at(later_stay, guest(later_guest), opens)
+        .await
+        .expect("the window is open");
+    assert_eq!(
+        pass.access.door_code,
+        commands::stay_door_code(DOOR_CODE, later_stay)
+    );
+    assert_ne!(pass.access.door_code, now_code, "two stays, two codes");
+
+    // After check-out (12:00 on the departure day) the code is no longer given out, even
+    // while the stay still reads as confirmed or checked in.
+    let checked_out = kz_time(2, 12).with_timezone(&chrono::Utc);
+    let last = app
+        .state
+        .commands
+        .access_at(
+            now_stay,
+            guest(now_guest),
+            checked_out - chrono::Duration::seconds(1),
+        )
+        .await;
+    assert!(last.is_ok(), "{last:?}");
+    let after = app
+        .state
+        .commands
+        .access_at(now_stay, guest(now_guest), checked_out)
+        .await;
+    let Err(commands::FlowError::AccessWindow(closed)) = after else {
+        panic!("after check-out: {after:?}");
+    };
+    assert_eq!(
+        closed,
+        commands::OutsideWindow::Closed {
+            closed_at: kz_time(2, 12)
+        }
+    );
+    // As the API says it.
+    let problem = api::error::ApiError::from(commands::FlowError::AccessWindow(closed));
+    assert_eq!(problem.status.as_u16(), 409);
+    assert_eq!(problem.code, "access_closed");
+    app.finish().await;
+}
+on_both_backends!(
+    the_door_code_is_given_only_inside_the_stays_window,
+    the_door_code_is_given_only_inside_the_stays_window
 );

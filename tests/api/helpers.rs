@@ -159,6 +159,8 @@ impl Storage {
         // Payments go to the sandbox this app serves; the keeper passes often, and asks Kaspi
         // about pending payments only in tests that say so.
         env.insert("KASPI_MODE".into(), "sandbox".into());
+        // Production mode refuses the sandbox unless told; these apps serve loopback only.
+        env.insert("ZHILEGO_ALLOW_SANDBOX_PAYMENTS".into(), "1".into());
         env.insert("KASPI_CALLBACK_USER".into(), KASPI_USER.into());
         env.insert("KASPI_CALLBACK_PASSWORD".into(), KASPI_PASSWORD.into());
         env.insert("KASPI_TIMEOUT_MS".into(), "2000".into());

@@ -125,7 +125,14 @@ on_both_backends!(
     full_flow
 );
 async fn full_flow(backend: Backend, test: &str) {
-    let Some(app) = spawn_app(backend, test).await else {
+    // Door codes from 48 hours before check-in: the stay from tomorrow is inside its window.
+    let Some(app) = spawn_app_with(
+        backend,
+        test,
+        &[("ZHILEGO_ACCESS_OPENS_BEFORE_HOURS", "48")],
+    )
+    .await
+    else {
         return;
     };
     let host = Uuid::now_v7();
@@ -138,7 +145,7 @@ async fn full_flow(backend: Backend, test: &str) {
         )
         .await;
     assert_eq!(status, 200);
-    let h = hold(&app, listing, 3, 5).await;
+    let h = hold(&app, listing, 1, 3).await;
 
     let p = start_payment(&app, &h).await;
     assert_eq!(p["status"], "pending");
@@ -199,7 +206,10 @@ async fn full_flow(backend: Backend, test: &str) {
         )
         .await;
     assert_eq!(status, 200, "{access}");
-    assert_eq!(access["door_code"], "7391#");
+    assert_eq!(
+        access["door_code"],
+        commands::stay_door_code("7391#", h.booking)
+    );
     assert_eq!(access["instructions"], "Code box left of the door");
     assert!(access["valid_from"]
         .as_str()
@@ -221,8 +231,8 @@ async fn full_flow(backend: Backend, test: &str) {
             .get(
                 &format!(
                     "/api/v1/listings/{listing}/calendar?from={}&to={}",
-                    day(3),
-                    day(5)
+                    day(1),
+                    day(3)
                 ),
                 None,
             )
@@ -828,5 +838,158 @@ async fn late_payments_confirm_while_the_nights_are_free_and_are_refunded_otherw
     )
     .await;
     assert_eq!(pay["result"], 2);
+    app.finish().await;
+}
+
+on_both_backends!(
+    an_admin_may_not_start_the_payment_of_another_guests_booking,
+    admin_payment_cell
+);
+async fn admin_payment_cell(backend: Backend, test: &str) {
+    let Some(app) = spawn_app(backend, test).await else {
+        return;
+    };
+    let listing = app.create_listing(Uuid::now_v7(), json!({})).await;
+    let h = hold(&app, listing, 3, 5).await;
+    let admin = app.token(Role::Admin, Uuid::now_v7());
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/bookings/{}/payment", h.booking),
+            &admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 403, "an admin, for a booking not theirs: {body}");
+    assert_eq!(body["code"], "forbidden", "{body}");
+    assert_eq!(events_of_type(&app, "PaymentCreated").await, 0);
+    assert_eq!(sandbox(&app).payment_count(), 0, "no Kaspi payment either");
+    // The guest still pays their own.
+    let p = start_payment(&app, &h).await;
+    assert_eq!(p["status"], "pending", "{p}");
+    app.finish().await;
+}
+
+/// Settings for `storage` with `overrides`.
+fn settings_for(storage: &Storage, overrides: &[(&str, &str)]) -> api::Settings {
+    let mut env = storage.env();
+    for (k, v) in overrides {
+        env.insert(k.to_string(), v.to_string());
+    }
+    api::Settings::from_map(&env).expect("settings")
+}
+
+on_both_backends!(
+    production_refuses_the_sandbox_unless_allowed,
+    sandbox_refusal
+);
+async fn sandbox_refusal(backend: Backend, test: &str) {
+    let Some(storage) = Storage::new(backend, test).await else {
+        return;
+    };
+    let refused = |settings: api::Settings| async move {
+        match api::Application::build(settings).await {
+            Ok(_) => panic!("the sandbox was served where strangers reach it"),
+            Err(e) => format!("{e:#}"),
+        }
+    };
+    let off = [("ZHILEGO_ALLOW_SANDBOX_PAYMENTS", "0")];
+    match backend {
+        Backend::Postgres => {
+            // Production mode: refused at start, with what to do instead.
+            let why = refused(settings_for(&storage, &off)).await;
+            assert!(
+                why.contains("KASPI_MODE=sandbox is refused in production mode"),
+                "{why}"
+            );
+            assert!(why.contains("ZHILEGO_ALLOW_SANDBOX_PAYMENTS=1"), "{why}");
+            assert!(why.contains("KASPI_MODE=live"), "{why}");
+        }
+        Backend::Sqlite => {
+            // Embedded mode on loopback: the development default stays.
+            let app = api::Application::build(settings_for(&storage, &off))
+                .await
+                .expect("embedded mode on loopback keeps the sandbox");
+            assert!(app.local_addr().ip().is_loopback());
+            assert!(app.state().kaspi.sandbox.is_some());
+            drop(app);
+            // On every interface strangers can reach it: refused like production.
+            let why = refused(settings_for(
+                &storage,
+                &[off[0], ("ZHILEGO_LISTEN", "0.0.0.0:0")],
+            ))
+            .await;
+            assert!(why.contains("is not a loopback address"), "{why}");
+            assert!(why.contains("ZHILEGO_ALLOW_SANDBOX_PAYMENTS=1"), "{why}");
+        }
+    }
+    // Allowed explicitly (a demo): it starts, in sandbox mode.
+    let app = api::Application::build(settings_for(
+        &storage,
+        &[("ZHILEGO_ALLOW_SANDBOX_PAYMENTS", "1")],
+    ))
+    .await
+    .expect("allowed");
+    assert!(app.state().kaspi.sandbox.is_some());
+    drop(app);
+    storage.remove().await;
+}
+
+on_both_backends!(a_guessed_sandbox_payment_id_pays_nothing, guessed_ids);
+async fn guessed_ids(backend: Backend, test: &str) {
+    let Some(app) = spawn_app(backend, test).await else {
+        return;
+    };
+    let listing = app.create_listing(Uuid::now_v7(), json!({})).await;
+    let mine = hold(&app, listing, 3, 5).await;
+    let theirs = hold(&app, listing, 6, 8).await;
+    let my_id = kaspi_id(&start_payment(&app, &mine).await);
+    let their_id = kaspi_id(&start_payment(&app, &theirs).await);
+    assert!(
+        (my_id - their_id).abs() > 1_000_000,
+        "payment ids {my_id} and {their_id} are neighbours"
+    );
+    // Counting from one's own id finds nobody's payment page.
+    for guess in [my_id - 1, my_id + 1, my_id + 2, their_id - 1, their_id + 1] {
+        let page = app
+            .client
+            .get(app.url(&format!("/kaspi-sandbox/pay/{guess}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 404, "page {guess}");
+        let pay = app
+            .client
+            .post(app.url(&format!("/kaspi-sandbox/pay/{guess}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pay.status(), 404, "pay {guess}");
+    }
+    // Nor do the API routes that take an id answer without the sandbox's key.
+    for path in [
+        format!("/kaspi-sandbox/r2/v01/payments/status/{their_id}"),
+        format!("/kaspi-sandbox/r2/v01/payments/details?QrPaymentId={their_id}"),
+    ] {
+        let res = app.client.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{path}");
+    }
+    // The fault switch is not reachable over HTTP, wherever one looks.
+    for path in ["/kaspi-sandbox/sandbox/faults", "/sandbox/faults"] {
+        let set = app
+            .client
+            .post(app.url(path))
+            .json(&json!({"fail_requests": 1000}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(set.status(), 404, "POST {path}");
+        let get = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(get.status(), 404, "GET {path}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(booking_status(&app, &mine).await, "held");
+    assert_eq!(booking_status(&app, &theirs).await, "held");
+    assert_eq!(events_of_type(&app, "BookingConfirmed").await, 0);
+    assert_eq!(sandbox(&app).status(their_id), Some("Wait"));
     app.finish().await;
 }

@@ -109,7 +109,8 @@ impl PaymentView {
     }
 }
 
-/// The Kaspi payment link for a held booking (its guest). Asking again gives the same
+/// The Kaspi payment link for a held booking (its guest; an admin gets 403 for a booking that
+/// is not theirs). Asking again gives the same
 /// payment. 503 `payment_provider_unavailable` when Kaspi does not answer: nothing is
 /// charged and the booking stays held.
 #[utoipa::path(post, path = "/api/v1/bookings/{id}/payment", tag = "payments",
@@ -228,6 +229,7 @@ pub async fn refund_payment(
 pub struct AccessView {
     pub address: String,
     pub instructions: String,
+    /// This stay's own code, derived from the host's (docs/security.md, "Access codes").
     pub door_code: String,
     /// From check-in (14:00 local time) …
     pub valid_from: DateTime<FixedOffset>,
@@ -236,11 +238,14 @@ pub struct AccessView {
 }
 
 /// The apartment's access for a stay: only its guest, only while it is confirmed or checked
-/// in. 409 `invalid_state` otherwise; 404 `access_not_set` when the host has not set it.
+/// in (409 `invalid_state` otherwise), and only from `ZHILEGO_ACCESS_OPENS_BEFORE_HOURS`
+/// (default 24) before check-in until check-out: 409 `access_not_yet_open` with `opens_at`
+/// before, 409 `access_closed` with `closed_at` after. 404 `access_not_set` when the host has
+/// not set it.
 #[utoipa::path(get, path = "/api/v1/bookings/{id}/access", tag = "bookings",
     params(("id" = Uuid, Path)),
     responses((status = 200, body = AccessView), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem)),
+        (status = 409, body = Problem, description = "`invalid_state`, `access_not_yet_open` (with `opens_at`) or `access_closed` (with `closed_at`)")),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(booking_id = %id, user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn get_access(
@@ -272,8 +277,9 @@ pub struct AccessSetView {
     pub position: i64,
 }
 
-/// Set the listing's access instructions and door code (its host, admin). They are encrypted
-/// before they are stored and are never echoed back.
+/// Set the listing's access instructions and door code (its host only: an admin gets 403 for
+/// a listing that is not theirs). They are encrypted before they are stored and are never
+/// echoed back; each stay's guest gets a code derived from this one.
 #[utoipa::path(put, path = "/api/v1/listings/{id}/access", tag = "listings", request_body = AccessBody,
     params(("id" = Uuid, Path)),
     responses((status = 200, body = AccessSetView), (status = 403, body = Problem), (status = 404, body = Problem),

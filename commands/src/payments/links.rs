@@ -25,8 +25,11 @@ impl Commands {
             .booking(booking_id)
             .await?
             .ok_or(FlowError::Booking(BookingError::NotFound))?;
-        let is_guest = meta.actor.user_id == booking.guest_id && meta.actor.role == Role::Guest;
-        if !(is_guest || matches!(meta.actor.role, Role::Admin | Role::System)) {
+        // The guest pays for their own stay (API.md); an admin is refused another guest's
+        // booking like anyone else, and only the service itself (System) acts for a guest.
+        let is_guest = meta.actor.user_id == booking.guest_id
+            && matches!(meta.actor.role, Role::Guest | Role::Admin);
+        if !(is_guest || meta.actor.role == Role::System) {
             return Err(FlowError::Booking(BookingError::Forbidden));
         }
         let payment_id = payment_id_for(booking_id);

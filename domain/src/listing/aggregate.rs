@@ -121,6 +121,12 @@ impl Listing {
         }
     }
 
+    /// The door code is the host's alone (API.md: host): an admin moderates listings but
+    /// does not set another host's access, so nobody but the host can change who gets in.
+    pub fn may_set_access(&self, actor: &Actor) -> bool {
+        matches!(actor.role, Role::Host | Role::Admin) && actor.user_id == self.host_id
+    }
+
     fn authorize(&self, actor: &Actor) -> Result<(), ListingError> {
         self.exists()?;
         if self.may_manage(actor) {
@@ -308,7 +314,10 @@ impl Aggregate for Listing {
                     .await;
             }
             ListingCommand::SetAccess { actor, access } => {
-                self.authorize(&actor)?;
+                self.exists()?;
+                if !self.may_set_access(&actor) {
+                    return Err(ListingError::Forbidden);
+                }
                 sink.write(ListingEvent::AccessUpdated { access }, self)
                     .await;
             }

@@ -1413,13 +1413,21 @@ fn setting_access_again_records_the_new_access() {
 }
 
 #[test]
-fn an_admin_may_set_access_for_any_listing() {
+fn an_admin_may_not_set_access_for_another_hosts_listing() {
     ListingTest::with(())
         .given(vec![created()])
         .when(set_access(
             actor(Uuid::from_u128(0xAD), Role::Admin),
             "zhs1:sealed-1",
         ))
+        .then_expect_error(ListingError::Forbidden);
+}
+
+#[test]
+fn an_admin_who_hosts_the_listing_may_set_its_access() {
+    ListingTest::with(())
+        .given(vec![created()])
+        .when(set_access(actor(host_id(), Role::Admin), "zhs1:sealed-1"))
         .then_expect_events(vec![ListingEvent::AccessUpdated {
             access: sealed_access("zhs1:sealed-1"),
         }]);

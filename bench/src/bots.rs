@@ -801,21 +801,13 @@ pub async fn run(args: BotsArgs) -> Result<()> {
     );
     let bin = zhilego_binary(args.common.zhilego_bin.as_deref())?;
 
-    let mut report = header(&args, &bin);
-    let failed =
-        harness::for_each_backend(&mut report, &harness::backends(args.backend), |backend| {
-            let (args, bin) = (&args, &bin);
-            async move {
-                Ok(match run_backend(args, bin, backend).await? {
-                    Outcome::Measured(r) => Outcome::Measured(render(&r)),
-                    Outcome::Skipped(why) => Outcome::Skipped(why),
-                })
-            }
-        })
-        .await;
-    report.publish("bots.txt", args.common.out.as_deref())?;
-    anyhow::ensure!(!failed, "a backend run failed (see the report)");
-    Ok(())
+    let report = header(&args, &bin);
+    let out = args.common.out.as_deref();
+    harness::each_backend(report, "bots.txt", out, args.backend, |backend| {
+        let (args, bin) = (&args, &bin);
+        async move { Ok(run_backend(args, bin, backend).await?.map(|r| render(&r))) }
+    })
+    .await
 }
 
 async fn run_backend(

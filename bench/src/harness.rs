@@ -31,7 +31,7 @@ impl Backend {
 }
 
 /// The backend asked for, else both, SQLite first.
-pub fn backends(choice: Option<Backend>) -> Vec<Backend> {
+fn backends(choice: Option<Backend>) -> Vec<Backend> {
     match choice {
         Some(b) => vec![b],
         None => vec![Backend::Sqlite, Backend::Postgres],
@@ -45,19 +45,31 @@ pub enum Outcome<R> {
     Skipped(String),
 }
 
+impl<R> Outcome<R> {
+    pub fn map<S>(self, f: impl FnOnce(R) -> S) -> Outcome<S> {
+        match self {
+            Outcome::Measured(r) => Outcome::Measured(f(r)),
+            Outcome::Skipped(why) => Outcome::Skipped(why),
+        }
+    }
+}
+
 /// Runs `each` per backend (`== name: starting`), adding its section to `report`: the
-/// measured one, `skipped: …` or `FAILED: …`. Gives whether any run failed.
-pub async fn for_each_backend<F, Fut>(
-    report: &mut Report,
-    backends: &[Backend],
+/// measured one, `skipped: …` or `FAILED: …`; then publishes the report as `file` (or to
+/// `out`). A failed run fails the mode, after the report is out.
+pub async fn each_backend<F, Fut>(
+    mut report: Report,
+    file: &str,
+    out: Option<&Path>,
+    choice: Option<Backend>,
     mut each: F,
-) -> bool
+) -> Result<()>
 where
     F: FnMut(Backend) -> Fut,
     Fut: Future<Output = Result<Outcome<Section>>>,
 {
     let mut failed = false;
-    for &backend in backends {
+    for backend in backends(choice) {
         eprintln!("== {}: starting", backend.name());
         let section = match each(backend).await {
             Ok(Outcome::Measured(s)) => s,
@@ -69,7 +81,9 @@ where
         };
         report.section(&section);
     }
-    failed
+    report.publish(file, out)?;
+    anyhow::ensure!(!failed, "a backend run failed (see the report)");
+    Ok(())
 }
 
 /// A fresh temporary directory for one run's files (service log, wrk scripts).

@@ -270,21 +270,17 @@ pub async fn run(args: PaymentsArgs) -> Result<()> {
         args.listings
     );
     let bin = zhilego_binary(args.common.zhilego_bin.as_deref())?;
-    let mut report = header(&args, &bin);
-    let failed =
-        harness::for_each_backend(&mut report, &harness::backends(args.backend), |backend| {
-            let (args, bin) = (&args, &bin);
-            async move {
-                Ok(match run_backend(args, bin, backend).await? {
-                    Outcome::Measured(r) => Outcome::Measured(render(args, &r)),
-                    Outcome::Skipped(why) => Outcome::Skipped(why),
-                })
-            }
-        })
-        .await;
-    report.publish("payments.txt", args.common.out.as_deref())?;
-    anyhow::ensure!(!failed, "a backend run failed (see the report)");
-    Ok(())
+    let report = header(&args, &bin);
+    let out = args.common.out.as_deref();
+    harness::each_backend(report, "payments.txt", out, args.backend, |backend| {
+        let (args, bin) = (&args, &bin);
+        async move {
+            Ok(run_backend(args, bin, backend)
+                .await?
+                .map(|r| render(args, &r)))
+        }
+    })
+    .await
 }
 
 async fn run_backend(
@@ -1039,7 +1035,9 @@ async fn end_to_end(
 
 fn header(args: &PaymentsArgs, bin: &Path) -> Report {
     let mut s = Report::new("payments benchmark");
-    s.line(format!("service: {} (separate process, KASPI_MODE=sandbox, rate limit off, reconciliation after 3600 s)",
+    s.line(format!(
+        "service: {} (separate process, KASPI_MODE=sandbox, rate \
+             limit off, reconciliation after 3600 s)",
         bin.display()
     ));
     s.line(format!(
@@ -1062,12 +1060,19 @@ fn header(args: &PaymentsArgs, bin: &Path) -> Report {
 fn render(args: &PaymentsArgs, r: &BackendReport) -> Section {
     let mut s = Section::new(r.backend.name(), &r.store, 13);
     let p = &r.prepared;
-    s.row("prepare:", format!("{} listings in {:.1} s; {} held bookings with payment links in {:.1} s ({:.0}/s), {} failed", r.listings,
-        r.listings_time.as_secs_f64(),
-        p.held.len(),
-        p.elapsed.as_secs_f64(),
-        per_second(p.held.len(), p.elapsed),
-        p.failures));
+    s.row(
+        "prepare:",
+        format!(
+            "{} listings in {:.1} s; {} held bookings with payment links \
+             in {:.1} s ({:.0}/s), {} failed",
+            r.listings,
+            r.listings_time.as_secs_f64(),
+            p.held.len(),
+            p.elapsed.as_secs_f64(),
+            per_second(p.held.len(), p.elapsed),
+            p.failures
+        ),
+    );
     if let Some(e) = &p.first_failure {
         s.row("", format!("first failure: {e}"));
     }
@@ -1169,12 +1174,19 @@ fn render(args: &PaymentsArgs, r: &BackendReport) -> Section {
             "B latency:",
             format!("{} (client side)", latency_line(&b.latencies_us)),
         );
-        s.row("B answers:", format!("{} of {} identical to the first answer, {} result 0; {} of {} bookings still confirmed: {}", b.identical,
-            b.sent,
-            b.ok,
-            b.still_confirmed,
-            b.bookings,
-            verdict(b.identical == b.sent && b.ok == b.sent && b.still_confirmed == b.bookings)));
+        s.row(
+            "B answers:",
+            format!(
+                "{} of {} identical to the first answer, {} result 0; {} of \
+             {} bookings still confirmed: {}",
+                b.identical,
+                b.sent,
+                b.ok,
+                b.still_confirmed,
+                b.bookings,
+                verdict(b.identical == b.sent && b.ok == b.sent && b.still_confirmed == b.bookings)
+            ),
+        );
         if let Some(e) = &b.first_difference {
             s.row("", format!("first difference: {e}"));
         }
@@ -1204,12 +1216,19 @@ fn render(args: &PaymentsArgs, r: &BackendReport) -> Section {
             );
         }
         let n = p.held.len();
-        s.row("C end to end:", format!("{n} paid through POST payment_url in {:.1} s ({:.0}/s): {} pages 200, {} confirmed ({} reads): {}", c.elapsed.as_secs_f64(),
-            per_second(n, c.elapsed),
-            c.pages_ok,
-            c.confirmed,
-            c.polls,
-            verdict(c.confirmed == n && n == args.end_to_end)));
+        s.row(
+            "C end to end:",
+            format!(
+                "{n} paid through POST payment_url in {:.1} s ({:.0}/s): {} \
+             pages 200, {} confirmed ({} reads): {}",
+                c.elapsed.as_secs_f64(),
+                per_second(n, c.elapsed),
+                c.pages_ok,
+                c.confirmed,
+                c.polls,
+                verdict(c.confirmed == n && n == args.end_to_end)
+            ),
+        );
         if let Some(e) = &c.first_page_problem {
             s.row("", format!("first page problem: {e}"));
         }
@@ -1220,7 +1239,14 @@ fn render(args: &PaymentsArgs, r: &BackendReport) -> Section {
             "C page:",
             format!("{} (POST payment_url)", latency_line(&c.page_latencies_us)),
         );
-        s.row("C pay→confirmed:", format!("{} (Pay pressed → first read showing `confirmed`, sandbox check + pay callbacks included)", latency_line(&c.confirm_latencies_us)));
+        s.row(
+            "C pay→confirmed:",
+            format!(
+                "{} (Pay pressed → first read showing `confirmed`, sandbox \
+             check + pay callbacks included)",
+                latency_line(&c.confirm_latencies_us)
+            ),
+        );
     }
 
     harness::rss_rows(&mut s, &r.memory, ":");

@@ -24,10 +24,26 @@ pub use outbox::{Call, Message, Outbox};
 pub use telegram::FakeTelegram;
 pub use twilio::FakeTwilio;
 
-/// Serves `app` on `listener` until the task is aborted or the process ends.
-fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        // A failed accept loop ends the fake; the waiting test or bench then reports it.
-        let _ = axum::serve(listener, app).await;
-    })
+use std::sync::{Arc, Mutex};
+use tokio::task::JoinHandle;
+
+/// The server task of a fake, shared by its clones (the router's state is one of them).
+#[derive(Clone, Default)]
+struct Served(Arc<Mutex<Option<JoinHandle<()>>>>);
+
+impl Served {
+    /// Serves `app` on `listener` until [`Served::stop`] or the end of the process.
+    fn start(&self, listener: tokio::net::TcpListener, app: axum::Router) {
+        let task = tokio::spawn(async move {
+            // A failed accept loop ends the fake; the waiting test or bench then reports it.
+            let _ = axum::serve(listener, app).await;
+        });
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+    }
+
+    fn stop(&self) {
+        if let Some(task) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
 }

@@ -12,7 +12,6 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
 
 /// A Telegram Bot API at `url`.
 #[derive(Clone)]
@@ -21,7 +20,7 @@ pub struct FakeTelegram {
     pub outbox: Outbox,
     /// Updates waiting for `getUpdates` (long polling).
     updates: Arc<Mutex<Vec<Value>>>,
-    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+    task: crate::Served,
 }
 
 /// Fields of a `multipart/form-data` body, crudely (enough for teloxide's text fields).
@@ -240,23 +239,20 @@ impl FakeTelegram {
             url: String::new(),
             outbox: Outbox::default(),
             updates: Arc::default(),
-            task: Arc::default(),
+            task: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         fake.url = format!("http://{}", listener.local_addr()?);
         let app = Router::new()
             .route("/{token}/{method}", post(bot_api))
             .with_state(fake.clone());
-        let task = crate::serve(listener, app);
-        *fake.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        fake.task.start(listener, app);
         Ok(fake)
     }
 
     /// Stops serving (the bench, between backends).
     pub fn stop(&self) {
-        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            task.abort();
-        }
+        self.task.stop();
     }
 
     /// Every call recorded, in order (messages and other methods; not `getUpdates`).

@@ -9,16 +9,14 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
 
 /// Twilio's Messages API at `url`; the chats are the `To` numbers (`whatsapp:+7…`).
 #[derive(Clone)]
 pub struct FakeTwilio {
     pub url: String,
     pub outbox: Outbox,
-    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+    task: crate::Served,
 }
 
 async fn messages_api(
@@ -76,7 +74,7 @@ impl FakeTwilio {
         let fake = FakeTwilio {
             url: format!("http://{}", listener.local_addr()?),
             outbox: Outbox::default(),
-            task: Arc::default(),
+            task: Default::default(),
         };
         let app = Router::new()
             .route(
@@ -84,16 +82,13 @@ impl FakeTwilio {
                 post(messages_api),
             )
             .with_state(fake.clone());
-        let task = crate::serve(listener, app);
-        *fake.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        fake.task.start(listener, app);
         Ok(fake)
     }
 
     /// Stops serving (the bench, between backends).
     pub fn stop(&self) {
-        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            task.abort();
-        }
+        self.task.stop();
     }
 
     /// Bodies (or template variables) sent to `to` (`whatsapp:+7…`), in order.

@@ -82,8 +82,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 use zhilego_testkit::guests::{
-    numbered, option_number, telegram_webhook, whatsapp_webhook, TelegramGuest, WhatsAppGuest,
-    WHATSAPP_BOT_NUMBER,
+    numbered, option_number, TelegramGuest, WhatsAppGuest, WHATSAPP_BOT_NUMBER,
 };
 use zhilego_testkit::{FakeTelegram, FakeTwilio, Message, Outbox};
 
@@ -335,14 +334,14 @@ impl<'a> Guest<'a> {
         self.pause().await;
         let ctx = self.ctx;
         let fake = ctx.fake(self.channel);
-        let before = fake.count(&self.chat);
-        let request = match self.channel {
-            Channel::Telegram => telegram_webhook(
-                &ctx.client,
-                &ctx.base,
-                &ctx.secret,
-                &self.telegram_update(input),
-            ),
+        let answer = match self.channel {
+            Channel::Telegram => {
+                let guest = TelegramGuest::new(self.user);
+                let update = self.telegram_update(input);
+                guest
+                    .post(&ctx.client, &ctx.base, &ctx.secret, fake, &update)
+                    .await
+            }
             Channel::WhatsApp => {
                 let url = format!("{}/whatsapp/webhook/", ctx.base);
                 let sid = format!("SM{}", Uuid::new_v4().simple());
@@ -350,30 +349,25 @@ impl<'a> Guest<'a> {
                     number: self.chat.clone(),
                     account_sid: TWILIO_SID.into(),
                 };
-                whatsapp_webhook(
-                    &ctx.client,
-                    &url,
-                    &ctx.twilio_token,
-                    &guest.params(input, &sid),
-                )
+                let params = guest.params(input, &sid);
+                guest
+                    .post(&ctx.client, &url, &ctx.twilio_token, fake, &params)
+                    .await
             }
         };
-        let started = Instant::now();
-        let answer = request.send().await;
         let what = || format!("{} ({input:?})", step.name());
-        let res = answer.map_err(|e| format!("{}: {}", what(), chain(&e)))?;
-        let status = res.status();
-        let body = res.text().await.unwrap_or_default();
-        self.steps.push((step, started.elapsed()));
+        let answer = answer.map_err(|e| format!("{}: {}", what(), chain(&e)))?;
+        self.steps.push((step, answer.elapsed));
         self.actions += 1;
-        if status != StatusCode::OK {
+        if answer.status != StatusCode::OK {
             return Err(format!(
-                "{}: the webhook answered {status}: {}",
+                "{}: the webhook answered {}: {}",
                 what(),
-                clip(&body)
+                answer.status,
+                clip(&answer.body)
             ));
         }
-        let replies = fake.since(&self.chat, before);
+        let replies = fake.since(&self.chat, answer.before);
         self.bot_messages += replies.len();
         if replies.is_empty() {
             return Err(format!("{}: the bot sent nothing", what()));

@@ -2,8 +2,7 @@
 //! a scratch store (a temporary directory, and a PostgreSQL database for the `postgres`
 //! backend), starting `zhilego serve` on it, stopping it and reading its log, and the
 //! per-backend loop that turns each run into a report section.
-use crate::report::{mb, verdict};
-use crate::report::{Report, Section};
+use crate::report::{mb, verdict, Report, Section};
 use crate::server::{self, Memory, Server};
 use crate::{pg, seed, Common};
 use anyhow::Result;

@@ -1,14 +1,47 @@
 //! A guest's side of the wire, as Telegram and Twilio send it to the service: Telegram
 //! updates (a message, a button press) for `/telegram/webhook/`, Twilio-signed messages for
 //! `/whatsapp/webhook/`, and reading WhatsApp's numbered menus back.
+use crate::outbox::Outbox;
 use crate::sign::twilio_signature;
-use reqwest::{Client, RequestBuilder};
+use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 /// The header Telegram puts the webhook's secret token in.
 pub const TELEGRAM_SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
 /// The number the bot's WhatsApp messages come from (Twilio's sandbox number).
 pub const WHATSAPP_BOT_NUMBER: &str = "whatsapp:+14155238886";
+
+/// One webhook call a guest made. The webhook answers after the bot's replies reached the
+/// (fake) API, so `elapsed` is the reply time and the replies are the chat's messages from
+/// `before` on.
+#[derive(Debug)]
+pub struct Exchange {
+    pub status: StatusCode,
+    pub body: String,
+    pub elapsed: Duration,
+    /// How many messages the chat had when the call was made.
+    pub before: usize,
+}
+
+/// Sends `request`, timing it until the whole answer is in.
+async fn exchange(
+    request: RequestBuilder,
+    outbox: &Outbox,
+    chat: &str,
+) -> reqwest::Result<Exchange> {
+    let before = outbox.count(chat);
+    let started = Instant::now();
+    let res = request.send().await?;
+    let status = res.status();
+    let body = res.text().await.unwrap_or_default();
+    Ok(Exchange {
+        status,
+        body,
+        elapsed: started.elapsed(),
+        before,
+    })
+}
 
 /// A Telegram user in a private chat with the bot (the chat id is the user id).
 #[derive(Clone, Debug)]
@@ -34,6 +67,25 @@ impl TelegramGuest {
         json!({"update_id": update_id, "message": {
             "message_id": update_id, "date": 1_800_000_000, "chat": self.chat(),
             "from": self.from(), "text": text}})
+    }
+
+    /// The chat's key in the fake's [`Outbox`].
+    pub fn chat_key(&self) -> String {
+        self.user.to_string()
+    }
+
+    /// Posts `update` to `{base_url}/telegram/webhook/` with `secret`; the bot's replies are
+    /// in `outbox` (the fake Bot API's).
+    pub async fn post(
+        &self,
+        client: &Client,
+        base_url: &str,
+        secret: &str,
+        outbox: &Outbox,
+        update: &Value,
+    ) -> reqwest::Result<Exchange> {
+        let request = telegram_webhook(client, base_url, secret, update);
+        exchange(request, outbox, &self.chat_key()).await
     }
 
     /// An update carrying the press of an inline button with `data`.
@@ -90,6 +142,22 @@ impl WhatsAppGuest {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+    }
+}
+
+impl WhatsAppGuest {
+    /// Posts `params` to `url` signed with `auth_token`; the bot's replies are in `outbox`
+    /// (the fake Twilio's).
+    pub async fn post(
+        &self,
+        client: &Client,
+        url: &str,
+        auth_token: &str,
+        outbox: &Outbox,
+        params: &[(String, String)],
+    ) -> reqwest::Result<Exchange> {
+        let request = whatsapp_webhook(client, url, auth_token, params);
+        exchange(request, outbox, &self.number).await
     }
 }
 

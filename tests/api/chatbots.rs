@@ -6,9 +6,7 @@ use domain::Role;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-use zhilego_testkit::guests::{
-    numbered, telegram_webhook, whatsapp_webhook, TelegramGuest, WhatsAppGuest,
-};
+use zhilego_testkit::guests::{numbered, TelegramGuest, WhatsAppGuest};
 use zhilego_testkit::sign::telegram_login_hash;
 use zhilego_testkit::telegram::{buttons_of, text_of};
 use zhilego_testkit::{Call, FakeTelegram, FakeTwilio};
@@ -81,14 +79,13 @@ impl<'a> TgGuest<'a> {
     }
 
     async fn post(&mut self, update: Value, secret: &str) -> u16 {
-        let started = Instant::now();
-        let res = telegram_webhook(&self.app.client, &self.app.address, secret, &update)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
-        self.reply_times.push(started.elapsed());
-        status
+        let outbox = &self.fake.outbox;
+        let sent = self
+            .wire
+            .post(&self.app.client, &self.app.address, secret, outbox, &update);
+        let exchange = sent.await.unwrap();
+        self.reply_times.push(exchange.elapsed);
+        exchange.status.as_u16()
     }
 
     fn update_id(&mut self) -> i64 {
@@ -512,14 +509,13 @@ impl<'a> WaGuest<'a> {
 
     async fn post(&mut self, params: &[(String, String)], token: &str) -> u16 {
         let url = self.app.url("/whatsapp/webhook/");
-        let started = Instant::now();
         // Signed as Twilio signs, independently of the service's verifier.
-        let res = whatsapp_webhook(&self.app.client, &url, token, params)
-            .send()
-            .await
-            .unwrap();
-        self.reply_times.push(started.elapsed());
-        res.status().as_u16()
+        let sent = self
+            .wire
+            .post(&self.app.client, &url, token, &self.fake.outbox, params);
+        let exchange = sent.await.unwrap();
+        self.reply_times.push(exchange.elapsed);
+        exchange.status.as_u16()
     }
 
     /// Sends a message; gives the replies it caused.

@@ -38,7 +38,7 @@ use crate::harness::{self, Backend, Outcome, Scratch, Stopped, RSS_GOAL_MB};
 use crate::report::{mb, verdict, Report, Section};
 use crate::server::{self, Memory, Server};
 use crate::{kz_today, load, pg, zhilego_binary};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -205,32 +205,14 @@ async fn exercise(
     store: String,
 ) -> Result<BackendReport> {
     let host = server.token("host", Uuid::new_v4()).await?;
-    let mut guests = Vec::with_capacity(args.concurrency);
-    for _ in 0..args.concurrency {
-        guests.push(server.token("guest", Uuid::new_v4()).await?);
-    }
+    let guests = server.guest_tokens(args.concurrency).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency * 2)
         .timeout(Duration::from_secs(30))
         .build()?;
 
-    eprintln!("   seeding {} listings", args.listings);
-    let seed_started = Instant::now();
-    let listings = load::seed_listings(
-        &client,
-        &server.base_url,
-        &host,
-        args.listings,
-        args.concurrency,
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "seeding listings (service log: {})",
-            server.log_path().display()
-        )
-    })?;
-    let seed_time = seed_started.elapsed();
+    let (listings, seed_time) =
+        harness::create_listings(&client, server, &host, args.listings, args.concurrency).await?;
 
     eprintln!(
         "   booking for {} s with {} workers",

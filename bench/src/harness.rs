@@ -4,12 +4,12 @@
 //! per-backend loop that turns each run into a report section.
 use crate::report::{mb, verdict, Report, Section};
 use crate::server::{self, Memory, Server};
-use crate::{pg, seed, Common};
-use anyhow::Result;
+use crate::{load, pg, seed, Common};
+use anyhow::{Context, Result};
 use clap::ValueEnum;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Goal for the service's peak resident memory, in MB (10^6 bytes).
 pub const RSS_GOAL_MB: f64 = 150.0;
@@ -299,4 +299,26 @@ pub fn rss_rows(s: &mut Section, memory: &[(&'static str, Memory)], punct: &str)
             verdict(peak < RSS_GOAL_MB)
         ),
     );
+}
+
+/// `count` listings through `POST /api/v1/listings` from `workers` tasks; their ids and how
+/// long it took.
+pub async fn create_listings(
+    client: &reqwest::Client,
+    server: &Server,
+    host: &str,
+    count: usize,
+    workers: usize,
+) -> Result<(Vec<uuid::Uuid>, Duration)> {
+    eprintln!("   creating {count} listings");
+    let started = Instant::now();
+    let listings = load::seed_listings(client, &server.base_url, host, count, workers)
+        .await
+        .with_context(|| {
+            format!(
+                "creating listings (service log: {})",
+                server.log_path().display()
+            )
+        })?;
+    Ok((listings, started.elapsed()))
 }

@@ -147,10 +147,7 @@ async fn exercise(
     stream: &str,
 ) -> Result<Report> {
     let host = server.token("host", Uuid::new_v4()).await?;
-    let mut tokens = Vec::with_capacity(args.guests);
-    for _ in 0..args.guests {
-        tokens.push(server.token("guest", Uuid::new_v4()).await?);
-    }
+    let tokens = server.guest_tokens(args.guests).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.max_in_flight)
         .timeout(Duration::from_secs(30))

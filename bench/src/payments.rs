@@ -50,7 +50,7 @@
 use crate::harness::{self, Backend, Outcome, Scratch, Stopped};
 use crate::report::{chain, clip, latency_line, per_second, verdict, Report, Section};
 use crate::server::{Memory, Server};
-use crate::{cpu, kz_today, load, zhilego_binary, Common};
+use crate::{cpu, kz_today, zhilego_binary, Common};
 use anyhow::{Context, Result};
 use chrono::Duration as Days;
 use reqwest::{Client, StatusCode};
@@ -343,11 +343,7 @@ async fn exercise(
     password: &str,
 ) -> Result<BackendReport> {
     let host = server.token("host", Uuid::new_v4()).await?;
-    let mut guests = Vec::with_capacity(args.concurrency);
-    for _ in 0..args.concurrency {
-        guests.push(server.token("guest", Uuid::new_v4()).await?);
-    }
-    let guests = Arc::new(guests);
+    let guests = Arc::new(server.guest_tokens(args.concurrency).await?);
     let client = Client::builder()
         .pool_max_idle_per_host(args.concurrency * args.repeats.max(2))
         .timeout(Duration::from_secs(30))
@@ -359,17 +355,8 @@ async fn exercise(
     };
     let mut memory = Vec::new();
 
-    eprintln!("   creating {} listings", args.listings);
-    let started = Instant::now();
-    let listings = load::seed_listings(&client, &base, &host, args.listings, args.concurrency)
-        .await
-        .with_context(|| {
-            format!(
-                "creating listings (service log: {})",
-                server.log_path().display()
-            )
-        })?;
-    let listings_time = started.elapsed();
+    let (listings, listings_time) =
+        harness::create_listings(&client, server, &host, args.listings, args.concurrency).await?;
     let listings = Arc::new(listings);
 
     eprintln!(

@@ -142,6 +142,15 @@ impl Server {
         Ok(token)
     }
 
+    /// One guest token each for `count` new users.
+    pub async fn guest_tokens(&self, count: usize) -> Result<Vec<String>> {
+        let mut tokens = Vec::with_capacity(count);
+        for _ in 0..count {
+            tokens.push(self.token("guest", Uuid::new_v4()).await?);
+        }
+        Ok(tokens)
+    }
+
     /// VmHWM and VmRSS of the service process.
     pub fn memory(&self) -> Result<Memory> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))

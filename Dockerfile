@@ -31,6 +31,7 @@ COPY kaspi-sandbox ./kaspi-sandbox
 COPY bots ./bots
 COPY api ./api
 COPY bench ./bench
+COPY testkit ./testkit
 COPY tests ./tests
 COPY migrations ./migrations
 

@@ -35,11 +35,11 @@
 //! The report (201/409/other counts, bookings/s, client-side latency p50/p95/p99, peak RSS,
 //! CPU use during the timed phase, the goals) is printed and written to
 //! `bench/results/latest.txt` (kept out of git), or to `--out`.
+use crate::harness::{self, Backend, Outcome, Scratch, Stopped, RSS_GOAL_MB};
+use crate::report::{mb, verdict, Report, Section};
 use crate::server::{self, Memory, Server};
-use crate::{kz_today, load, pg, verdict, zhilego_binary};
-use anyhow::{Context, Result};
-use clap::ValueEnum;
-use std::fmt::Write as _;
+use crate::{kz_today, load, pg, zhilego_binary};
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -48,8 +48,6 @@ use uuid::Uuid;
 const SQLITE_GOAL_PER_SECOND: f64 = 1_000.0;
 /// Goal on PostgreSQL, as a share of the pgbench INSERT rate.
 const POSTGRES_GOAL_RATIO: f64 = 0.25;
-/// Goal for the service's peak resident memory, in MB (10^6 bytes).
-const RSS_GOAL_MB: f64 = 150.0;
 
 /// The booking-throughput bench (the default mode).
 #[derive(clap::Args, Debug)]
@@ -86,21 +84,6 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
     }
 }
 
@@ -153,8 +136,7 @@ struct BackendReport {
     outcome: load::Outcome,
     memory: Memory,
     cpu: Option<CpuUse>,
-    stopped: String,
-    log_bytes: u64,
+    stopped: Stopped,
     pgbench: Option<Result<pg::Pgbench>>,
     cleanup_warnings: Vec<String>,
 }
@@ -167,101 +149,37 @@ pub async fn run(args: BookingArgs) -> Result<()> {
         "--listings must be at least --concurrency (each worker needs its own listings)"
     );
     let bin = zhilego_binary(args.zhilego_bin.as_deref())?;
-    let backends = match args.backend {
-        Some(b) => vec![b],
-        None => vec![Backend::Sqlite, Backend::Postgres],
-    };
-
-    let mut report = header(&args, &bin);
-    let mut failed = false;
-    for backend in backends {
-        eprintln!("== {}: starting", backend.name());
-        let block = match run_backend(&args, &bin, backend).await {
-            Ok(r) => render(&r),
-            Err(e) => {
-                failed = true;
-                format!("[{}]\n  FAILED: {e:#}\n", backend.name())
-            }
-        };
-        report.push('\n');
-        report.push_str(&block);
-    }
-
-    print!("{report}");
-    let out = args.out.clone().unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("results")
-            .join("latest.txt")
-    });
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!("report written to {}", out.display());
-    anyhow::ensure!(!failed, "a backend run failed (see the report)");
-    Ok(())
+    let report = header(&args, &bin);
+    let out = args.out.as_deref();
+    harness::each_backend(report, "latest.txt", out, args.backend, |backend| {
+        let (args, bin) = (&args, &bin);
+        async move {
+            let measured = run_backend(args, bin, backend).await?;
+            Ok(Outcome::Measured(render(&measured)))
+        }
+    })
+    .await
 }
 
 async fn run_backend(args: &BookingArgs, bin: &Path, backend: Backend) -> Result<BackendReport> {
-    let work_dir = std::env::temp_dir().join(format!("zhilego-bench-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&work_dir)
-        .with_context(|| format!("creating {}", work_dir.display()))?;
-    let mut env = vec![
-        ("ZHILEGO_LISTEN".to_string(), "127.0.0.1:0".to_string()),
-        ("ZHILEGO_RATE_LIMIT".to_string(), "0".to_string()),
-        (
-            "ZHILEGO_DATA_DIR".to_string(),
-            work_dir.join("data").display().to_string(),
-        ),
-    ];
+    // PostgreSQL is asked for in every default run here: when it does not answer, that fails.
+    let mut scratch = match Scratch::create("booking", backend, &args.pg_admin_url, false).await? {
+        Outcome::Measured(s) => s,
+        Outcome::Skipped(why) => anyhow::bail!(why),
+    };
+    let mut env = scratch.env.clone();
     env.extend(args.server_env.iter().cloned());
-    let mut database = None;
-    let store = match backend {
-        Backend::Sqlite => format!("embedded SQLite in {}", work_dir.join("data").display()),
-        Backend::Postgres => {
-            let db = pg::scratch_name("zhilego_bench");
-            pg::create_database(&args.pg_admin_url, &db).await?;
-            let url = pg::database_url(&args.pg_admin_url, &db)?;
-            env.push(("DATABASE_URL".into(), url.clone()));
-            env.push((
-                "ZHILEGO_JWT_SECRET".into(),
-                Uuid::new_v4().simple().to_string(),
-            ));
-            env.push((
-                "ZHILEGO_ENCRYPTION_KEY".into(),
-                format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
-            ));
-            // Production mode calls Kaspi live by default; the bench pays nothing (on
-            // loopback), so it allows the sandbox explicitly.
-            env.push(("KASPI_MODE".into(), "sandbox".into()));
-            env.push(("ZHILEGO_ALLOW_SANDBOX_PAYMENTS".into(), "1".into()));
-            database = Some(db);
-            format!("PostgreSQL {url}")
-        }
-    };
 
-    let measured = measure(args, bin, backend, env, &work_dir, store).await;
+    let measured = measure(args, bin, backend, env, &scratch).await;
 
-    let mut warnings = Vec::new();
-    if let Some(db) = &database {
-        if let Err(e) = pg::drop_store(&args.pg_admin_url, db).await {
-            warnings.push(format!("could not drop {db}: {e:#}"));
-        }
-    }
-    let mut report = match measured {
-        Ok(r) => r,
-        Err(e) => {
-            // Keep the temporary directory (the service log) for a look.
-            return Err(e.context(format!("files kept in {}", work_dir.display())));
-        }
-    };
+    let mut warnings: Vec<String> = scratch.drop_database().await.into_iter().collect();
+    // On failure the temporary directory (the service log) is kept for a look.
+    let mut report = measured.map_err(|e| scratch.kept(e))?;
     if backend == Backend::Postgres {
         eprintln!("== postgres: pgbench reference (10 s)");
-        report.pgbench = Some(pg::pgbench(&args.pg_admin_url, &work_dir).await);
+        report.pgbench = Some(pg::pgbench(&args.pg_admin_url, &scratch.work_dir).await);
     }
-    if let Err(e) = std::fs::remove_dir_all(&work_dir) {
-        warnings.push(format!("could not remove {}: {e}", work_dir.display()));
-    }
+    warnings.extend(scratch.remove_files(false));
     report.cleanup_warnings = warnings;
     Ok(report)
 }
@@ -271,23 +189,15 @@ async fn measure(
     bin: &Path,
     backend: Backend,
     env: Vec<(String, String)>,
-    work_dir: &Path,
-    store: String,
+    scratch: &Scratch,
 ) -> Result<BackendReport> {
-    let server = Server::start(bin, env, work_dir.join("zhilego.log")).await?;
-    eprintln!(
-        "   service pid {} at {}; minting tokens",
-        server.pid(),
-        server.base_url
-    );
-    let result = exercise(args, &server, backend, store).await;
-    let stopped = server.stop().await;
+    let server = harness::start(bin, env, scratch.log(), None, "minting tokens").await?;
+    let result = exercise(args, &server, backend, scratch.store.clone()).await;
+    let stopped = harness::stop(server).await;
     let mut report = result?;
-    report.stopped = stopped.unwrap_or_else(|e| format!("stop failed: {e:#}"));
-    report.log_bytes = std::fs::metadata(work_dir.join("zhilego.log")).map_or(0, |m| m.len());
+    report.stopped = stopped;
     Ok(report)
 }
-
 /// Tokens, seeding and the timed phase against a running service.
 async fn exercise(
     args: &BookingArgs,
@@ -302,23 +212,8 @@ async fn exercise(
         .timeout(Duration::from_secs(30))
         .build()?;
 
-    eprintln!("   seeding {} listings", args.listings);
-    let seed_started = Instant::now();
-    let listings = load::seed_listings(
-        &client,
-        &server.base_url,
-        &host,
-        args.listings,
-        args.concurrency,
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "seeding listings (service log: {})",
-            server.log_path().display()
-        )
-    })?;
-    let seed_time = seed_started.elapsed();
+    let (listings, seed_time) =
+        harness::create_listings(&client, server, &host, args.listings, args.concurrency).await?;
 
     eprintln!(
         "   booking for {} s with {} workers",
@@ -348,137 +243,149 @@ async fn exercise(
         outcome,
         memory,
         cpu,
-        stopped: String::new(),
-        log_bytes: 0,
+        stopped: Stopped::default(),
         pgbench: None,
         cleanup_warnings: Vec::new(),
     })
 }
 
-fn header(args: &BookingArgs, bin: &Path) -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mut s = format!(
-        "ZhilyeGO booking benchmark, {} UTC, {} cores\n\
-         service: {} (separate process, rate limit off)\n\
-         load: {} s per backend, {} workers, {} listings, POST /api/v1/bookings, 1-3 night stays\n",
-        chrono::Utc::now().format("%Y-%m-%d %H:%M"),
-        cores,
-        bin.display(),
-        args.seconds,
-        args.concurrency,
-        args.listings,
-    );
-    for (k, v) in &args.server_env {
-        let _ = writeln!(s, "service setting: {k}={v}");
-    }
-    s
+fn header(args: &BookingArgs, bin: &Path) -> Report {
+    let mut report = Report::new("booking benchmark");
+    report.line(format!(
+        "service: {} (separate process, rate limit off)",
+        bin.display()
+    ));
+    report.line(format!(
+        "load: {} s per backend, {} workers, {} listings, POST /api/v1/bookings, 1-3 night stays",
+        args.seconds, args.concurrency, args.listings,
+    ));
+    report.settings(&args.server_env);
+    report
 }
 
-fn render(r: &BackendReport) -> String {
+fn render(r: &BackendReport) -> Section {
     let o = &r.outcome;
     let rate = o.bookings_per_second();
-    let mut s = String::new();
-    let _ = writeln!(s, "[{}] {}", r.backend.name(), r.store);
-    let _ = writeln!(
-        s,
-        "  seed:       {} listings in {:.1} s ({:.0}/s)",
-        r.seeded,
-        r.seed_time.as_secs_f64(),
-        r.seeded as f64 / r.seed_time.as_secs_f64().max(1e-9)
+    let mut s = Section::new(r.backend.name(), &r.store, 11);
+    s.row(
+        "seed:",
+        format!(
+            "{} listings in {:.1} s ({:.0}/s)",
+            r.seeded,
+            r.seed_time.as_secs_f64(),
+            r.seeded as f64 / r.seed_time.as_secs_f64().max(1e-9)
+        ),
     );
-    let _ = writeln!(
-        s,
-        "  requests:   {} in {:.1} s: {} x 201, {} x 409, {} other, {} transport errors",
-        o.requests(),
-        o.elapsed.as_secs_f64(),
-        o.created,
-        o.conflicts,
-        o.other,
-        o.transport_errors
+    s.row(
+        "requests:",
+        format!(
+            "{} in {:.1} s: {} x 201, {} x 409, {} other, {} transport errors",
+            o.requests(),
+            o.elapsed.as_secs_f64(),
+            o.created,
+            o.conflicts,
+            o.other,
+            o.transport_errors
+        ),
     );
     if let Some(e) = &o.other_example {
-        let _ = writeln!(s, "              first other: {e}");
+        s.row("", format!("first other: {e}"));
     }
     if let Some(e) = &o.transport_example {
-        let _ = writeln!(s, "              first transport error: {e}");
+        s.row("", format!("first transport error: {e}"));
     }
     if o.exhausted_workers > 0 {
-        let _ = writeln!(
-            s,
-            "              {} workers ran out of dates (use more --listings)",
-            o.exhausted_workers
+        s.row(
+            "",
+            format!(
+                "{} workers ran out of dates (use more --listings)",
+                o.exhausted_workers
+            ),
         );
     }
-    let _ = writeln!(s, "  throughput: {rate:.0} bookings/s");
-    let _ = writeln!(
-        s,
-        "  latency:    p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms (client side, all answers)",
-        o.percentile_ms(50.0),
-        o.percentile_ms(95.0),
-        o.percentile_ms(99.0),
-        o.percentile_ms(100.0)
+    s.row("throughput:", format!("{rate:.0} bookings/s"));
+    s.row(
+        "latency:",
+        format!(
+            "p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms (client side, all answers)",
+            o.percentile_ms(50.0),
+            o.percentile_ms(95.0),
+            o.percentile_ms(99.0),
+            o.percentile_ms(100.0)
+        ),
     );
-    let mb = |kib: u64| kib as f64 * 1024.0 / 1e6;
     let peak = mb(r.memory.peak_kib);
-    let _ = writeln!(
-        s,
-        "  server RSS: peak {peak:.1} MB (VmHWM), at end {:.1} MB (VmRSS)",
-        mb(r.memory.current_kib)
+    s.row(
+        "server RSS:",
+        format!(
+            "peak {peak:.1} MB (VmHWM), at end {:.1} MB (VmRSS)",
+            mb(r.memory.current_kib)
+        ),
     );
     if let Some(c) = r.cpu {
         let rest = match r.backend {
             Backend::Sqlite => "all cores",
             Backend::Postgres => "all cores; the rest is mostly PostgreSQL",
         };
-        let _ = writeln!(
-            s,
-            "  CPU:        server {:.0}%, bench client {:.0}% of one core; machine {:.0}% busy ({rest})",
-            c.server, c.bench, c.machine_busy
+        s.row(
+            "CPU:",
+            format!(
+                "server {:.0}%, bench client {:.0}% of one core; machine {:.0}% busy ({rest})",
+                c.server, c.bench, c.machine_busy
+            ),
         );
     }
-    let _ = writeln!(
-        s,
-        "  service:    {}; log {:.1} MB",
-        r.stopped,
-        r.log_bytes as f64 / 1e6
+    s.row(
+        "service:",
+        format!(
+            "{}; log {:.1} MB",
+            r.stopped.how,
+            r.stopped.log_bytes as f64 / 1e6
+        ),
     );
     match &r.pgbench {
         Some(Ok(p)) => {
             let ratio = rate / p.tps;
-            let _ = writeln!(
-                s,
-                "  pgbench:    {:.0} tps (-c {} -j {} -T {}, one {}-byte jsonb INSERT per transaction)",
-                p.tps,
-                p.clients,
-                p.threads,
-                p.seconds,
-                pg::PAYLOAD_BYTES
+            s.row(
+                "pgbench:",
+                format!(
+                    "{:.0} tps (-c {} -j {} -T {}, one {}-byte jsonb INSERT per transaction)",
+                    p.tps,
+                    p.clients,
+                    p.threads,
+                    p.seconds,
+                    pg::PAYLOAD_BYTES
+                ),
             );
-            let _ = writeln!(
-                s,
-                "  goal:       bookings/s / pgbench tps = {ratio:.3} (goal >= {POSTGRES_GOAL_RATIO}): {}",
-                verdict(ratio >= POSTGRES_GOAL_RATIO)
+            s.row(
+                "goal:",
+                format!(
+                    "bookings/s / pgbench tps = {ratio:.3} (goal >= {POSTGRES_GOAL_RATIO}): {}",
+                    verdict(ratio >= POSTGRES_GOAL_RATIO)
+                ),
             );
         }
-        Some(Err(e)) => {
-            let _ = writeln!(s, "  pgbench:    FAILED: {e:#}");
-        }
+        Some(Err(e)) => s.row("pgbench:", format!("FAILED: {e:#}")),
         None => {}
     }
     if r.backend == Backend::Sqlite {
-        let _ = writeln!(
-            s,
-            "  goal:       {rate:.0} bookings/s (goal >= {SQLITE_GOAL_PER_SECOND:.0}): {}",
-            verdict(rate >= SQLITE_GOAL_PER_SECOND)
+        s.row(
+            "goal:",
+            format!(
+                "{rate:.0} bookings/s (goal >= {SQLITE_GOAL_PER_SECOND:.0}): {}",
+                verdict(rate >= SQLITE_GOAL_PER_SECOND)
+            ),
         );
     }
-    let _ = writeln!(
-        s,
-        "  goal:       peak RSS {peak:.1} MB (goal < {RSS_GOAL_MB:.0} MB): {}",
-        verdict(peak < RSS_GOAL_MB)
+    s.row(
+        "goal:",
+        format!(
+            "peak RSS {peak:.1} MB (goal < {RSS_GOAL_MB:.0} MB): {}",
+            verdict(peak < RSS_GOAL_MB)
+        ),
     );
     for w in &r.cleanup_warnings {
-        let _ = writeln!(s, "  warning:    {w}");
+        s.row("warning:", w);
     }
     s
 }

@@ -66,42 +66,34 @@
 //! how many in any one second: the service sends at most 30 a second to Telegram and 100 a
 //! second to Twilio), CPU by process, and the peak RSS. The report is printed and written to
 //! `bench/results/bots.txt` (or `--out`).
-use crate::server::{self, Memory, Server};
-use crate::{cpu, kz_today, pg, publish, verdict, zhilego_binary, Common};
+use crate::harness::{self, Backend, Outcome, Scratch, Stopped};
+use crate::report::{chain, clip, latency_line, ms, pct, per_second, verdict, Report, Section};
+use crate::server::{Memory, Server};
+use crate::{cpu, kz_today, zhilego_binary, Common};
 use anyhow::{Context, Result};
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
-use base64::Engine;
 use chrono::{Datelike, Duration as Days, NaiveDate};
-use clap::ValueEnum;
-use hmac::{Hmac, Mac};
-use reqwest::Client;
+use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use sha1::Sha1;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use uuid::Uuid;
+use zhilego_testkit::guests::{
+    numbered, option_number, TelegramGuest, WhatsAppGuest, WHATSAPP_BOT_NUMBER,
+};
+use zhilego_testkit::{FakeTelegram, FakeTwilio, Message, Outbox};
 
 const BOT_TOKEN: &str = "123456:BENCH";
 const TWILIO_SID: &str = "AC00000000000000000000000000bench";
-const TWILIO_FROM: &str = "whatsapp:+14155238886";
 /// Goal for the bots' reply time (p99), in ms.
 const REPLY_GOAL_MS: f64 = 300.0;
 /// Goal for the taps from `/start` to a paid booking in Telegram.
 const TAPS_GOAL: usize = 10;
 /// Goal for the messages from `start` to a paid booking in WhatsApp.
 const MESSAGES_GOAL: usize = 12;
-/// Goal for the service's peak resident memory, in MB (10^6 bytes), as in `booking`.
-const RSS_GOAL_MB: f64 = 150.0;
 /// The service's own limits on messages sent (api/src/bots/telegram/send.rs and
 /// api/src/bots/whatsapp.rs).
 const TELEGRAM_SENDS_PER_SECOND: usize = 30;
@@ -153,21 +145,6 @@ pub struct BotsArgs {
     common: Common,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Channel {
     Telegram,
@@ -213,292 +190,6 @@ impl Channel {
     }
 }
 
-// ----- the fake outside APIs -----
-
-/// One message the service sent to a chat.
-#[derive(Clone, Debug)]
-struct Sent {
-    at: Instant,
-    /// A photo card or album (Telegram `sendPhoto` or `sendMediaGroup`, Twilio `MediaUrl`).
-    photo: bool,
-    /// The text or caption (an album's captions, one after the other).
-    text: String,
-    /// Telegram's inline keyboard: (label, callback data or URL).
-    buttons: Vec<(String, String)>,
-}
-
-#[derive(Default)]
-struct Recorded {
-    by_chat: HashMap<String, Vec<Sent>>,
-    /// When every message arrived, in order.
-    sends: Vec<Instant>,
-    /// Calls other than messages, by method.
-    other: BTreeMap<String, usize>,
-    next_id: i64,
-}
-
-/// A fake API on loopback that records the messages sent through it.
-#[derive(Clone)]
-struct Fake {
-    url: String,
-    inner: Arc<Mutex<Recorded>>,
-}
-
-impl Fake {
-    /// Serves `router` (with this fake as its state) on a free loopback port.
-    async fn start(router: Router<Fake>) -> Result<(Fake, JoinHandle<()>)> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let fake = Fake {
-            url: format!("http://{}", listener.local_addr()?),
-            inner: Arc::new(Mutex::new(Recorded::default())),
-        };
-        let app = router.with_state(fake.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok((fake, task))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Recorded> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records a message; gives its id.
-    fn record(&self, chat: String, sent: Sent) -> i64 {
-        let mut r = self.lock();
-        r.next_id += 1;
-        r.sends.push(sent.at);
-        r.by_chat.entry(chat).or_default().push(sent);
-        r.next_id
-    }
-
-    fn other(&self, method: &str) {
-        *self.lock().other.entry(method.to_string()).or_default() += 1;
-    }
-
-    fn count(&self, chat: &str) -> usize {
-        self.lock().by_chat.get(chat).map_or(0, Vec::len)
-    }
-
-    /// The messages sent to `chat` from the `from`-th on.
-    fn since(&self, chat: &str, from: usize) -> Vec<Sent> {
-        self.lock()
-            .by_chat
-            .get(chat)
-            .map(|v| v.get(from..).unwrap_or_default().to_vec())
-            .unwrap_or_default()
-    }
-
-    /// The arrival instants of every message in `[from, to]`.
-    fn sends_between(&self, from: Instant, to: Instant) -> Vec<Instant> {
-        self.lock()
-            .sends
-            .iter()
-            .copied()
-            .filter(|t| *t >= from && *t <= to)
-            .collect()
-    }
-
-    fn other_calls(&self) -> BTreeMap<String, usize> {
-        self.lock().other.clone()
-    }
-}
-
-/// Fields of a `multipart/form-data` body, crudely (enough for teloxide's text fields).
-fn multipart_fields(headers: &HeaderMap, body: &[u8]) -> Value {
-    let boundary = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split("boundary=").nth(1))
-        .unwrap_or("")
-        .trim_matches('"')
-        .to_string();
-    let text = String::from_utf8_lossy(body);
-    let mut fields = serde_json::Map::new();
-    for part in text.split(&format!("--{boundary}")) {
-        let Some((head, value)) = part.split_once("\r\n\r\n") else {
-            continue;
-        };
-        let Some(name) = head
-            .split("name=\"")
-            .nth(1)
-            .and_then(|n| n.split('"').next())
-        else {
-            continue;
-        };
-        let value = value.trim_end_matches("\r\n").to_string();
-        let parsed = serde_json::from_str::<Value>(&value)
-            .ok()
-            .filter(|v| v.is_object() || v.is_array())
-            .unwrap_or(Value::String(value));
-        fields.insert(name.to_string(), parsed);
-    }
-    Value::Object(fields)
-}
-
-/// The inline keyboard of a Bot API call's parameters: (label, callback data or URL).
-fn keyboard_of(params: &Value) -> Vec<(String, String)> {
-    let markup = match &params["reply_markup"] {
-        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
-        other => other.clone(),
-    };
-    markup["inline_keyboard"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .flat_map(|r| r.as_array().cloned().unwrap_or_default())
-                .map(|b| {
-                    let label = b["text"].as_str().unwrap_or("").to_string();
-                    let data = b["callback_data"]
-                        .as_str()
-                        .or_else(|| b["url"].as_str())
-                        .unwrap_or("")
-                        .to_string();
-                    (label, data)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// `POST /bot<token>/<method>`, as teloxide calls it (`SendMessage`, `SendPhoto` and
-/// `SendMediaGroup`, an album, which is recorded as one message, `AnswerCallbackQuery`, …).
-async fn bot_api(
-    State(fake): State<Fake>,
-    UrlPath((_token, method)): UrlPath<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let at = Instant::now();
-    let method = {
-        let mut m = method;
-        if let Some(first) = m.get_mut(0..1) {
-            first.make_ascii_lowercase();
-        }
-        m
-    };
-    let params = if headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("multipart/"))
-    {
-        multipart_fields(&headers, &body)
-    } else {
-        serde_json::from_slice(&body).unwrap_or(Value::Null)
-    };
-    let album = method == "sendMediaGroup";
-    let photo = album || method == "sendPhoto";
-    if !(photo || method == "sendMessage") {
-        fake.other(&method);
-        return Json(json!({"ok": true, "result": true})).into_response();
-    }
-    let chat = params["chat_id"]
-        .as_i64()
-        .or_else(|| params["chat_id"].as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(0);
-    // An album: its photos and their captions.
-    let media = match &params["media"] {
-        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
-        other => other.clone(),
-    };
-    let media = media.as_array().cloned().unwrap_or_default();
-    let text = if album {
-        media
-            .iter()
-            .filter_map(|m| m["caption"].as_str())
-            .collect::<Vec<_>>()
-            .join("\n\n")
-    } else {
-        params["text"]
-            .as_str()
-            .or_else(|| params["caption"].as_str())
-            .unwrap_or("")
-            .to_string()
-    };
-    let id = fake.record(
-        chat.to_string(),
-        Sent {
-            at,
-            photo,
-            text,
-            buttons: keyboard_of(&params),
-        },
-    );
-    let base = json!({
-        "message_id": id, "date": 1_800_000_000,
-        "chat": {"id": chat, "type": "private", "first_name": "Guest"},
-    });
-    if album {
-        let messages: Vec<Value> = (0..media.len().max(1) as i64)
-            .map(|k| {
-                let mut m = base.clone();
-                m["message_id"] = json!(id * 100 + k);
-                m["media_group_id"] = json!(id.to_string());
-                m["photo"] =
-                    json!([{"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1}]);
-                m
-            })
-            .collect();
-        return Json(json!({"ok": true, "result": messages})).into_response();
-    }
-    let mut message = base;
-    if photo {
-        message["photo"] =
-            json!([{"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1}]);
-        message["caption"] = params["caption"].clone();
-    } else {
-        message["text"] = params["text"].clone();
-    }
-    Json(json!({"ok": true, "result": message})).into_response()
-}
-
-/// `POST /2010-04-01/Accounts/<sid>/Messages.json` (form-encoded).
-async fn messages_api(
-    State(fake): State<Fake>,
-    UrlPath(_sid): UrlPath<String>,
-    body: Bytes,
-) -> Response {
-    let at = Instant::now();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let text = form
-        .get("Body")
-        .or_else(|| form.get("ContentVariables"))
-        .cloned()
-        .unwrap_or_default();
-    let id = fake.record(
-        form.get("To").cloned().unwrap_or_default(),
-        Sent {
-            at,
-            photo: form.contains_key("MediaUrl"),
-            text,
-            buttons: Vec::new(),
-        },
-    );
-    (
-        StatusCode::CREATED,
-        Json(json!({"sid": format!("SM{id:032}"), "status": "queued"})),
-    )
-        .into_response()
-}
-
-/// The signature Twilio sends for a request to `url` with these form parameters: base64 of
-/// HMAC-SHA1 keyed with the auth token over the URL and every parameter's name and value,
-/// sorted by name.
-fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort();
-    let mut data = url.to_string();
-    for (k, v) in sorted {
-        data.push_str(k);
-        data.push_str(v);
-    }
-    let mut mac = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()).expect("any key length");
-    mac.update(data.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
-
 // ----- guests -----
 
 /// What a guest did, for the per-step latencies.
@@ -535,8 +226,8 @@ impl Step {
 struct Ctx {
     client: Client,
     base: String,
-    telegram: Fake,
-    twilio: Fake,
+    telegram: FakeTelegram,
+    twilio: FakeTwilio,
     secret: String,
     twilio_token: String,
     update_ids: AtomicI64,
@@ -546,10 +237,10 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn fake(&self, channel: Channel) -> &Fake {
+    fn fake(&self, channel: Channel) -> &Outbox {
         match channel {
-            Channel::Telegram => &self.telegram,
-            Channel::WhatsApp => &self.twilio,
+            Channel::Telegram => &self.telegram.outbox,
+            Channel::WhatsApp => &self.twilio.outbox,
         }
     }
 }
@@ -626,72 +317,57 @@ impl<'a> Guest<'a> {
         }
     }
 
+    /// A command (`/start`) as a message, anything else as a button press.
     fn telegram_update(&self, input: &str) -> Value {
         let id = self.ctx.update_ids.fetch_add(1, Ordering::Relaxed);
-        let chat = json!({"id": self.user, "type": "private", "first_name": "Айгерим"});
-        let from = json!({"id": self.user, "is_bot": false, "first_name": "Айгерим",
-                          "language_code": "ru"});
+        let guest = TelegramGuest::new(self.user);
         if input.starts_with('/') {
-            json!({"update_id": id, "message": {
-                "message_id": id, "date": 1_800_000_000, "chat": chat, "from": from,
-                "text": input}})
+            guest.text_update(id, input)
         } else {
-            json!({"update_id": id, "callback_query": {
-                "id": format!("cq{id}"), "from": from, "chat_instance": "ci", "data": input,
-                "message": {"message_id": 1, "date": 1_800_000_000, "chat": chat, "text": "…"}}})
+            guest.tap_update(id, input)
         }
     }
 
     /// Sends `input` (a Telegram command or button data, or a WhatsApp message) to the
     /// service's webhook; gives the replies the bot sent before it answered.
-    async fn send(&mut self, step: Step, input: &str) -> Result<Vec<Sent>, String> {
+    async fn send(&mut self, step: Step, input: &str) -> Result<Vec<Message>, String> {
         self.pause().await;
         let ctx = self.ctx;
         let fake = ctx.fake(self.channel);
-        let before = fake.count(&self.chat);
-        let request = match self.channel {
-            Channel::Telegram => ctx
-                .client
-                .post(format!("{}/telegram/webhook/", ctx.base))
-                .header("X-Telegram-Bot-Api-Secret-Token", &ctx.secret)
-                .json(&self.telegram_update(input)),
+        let answer = match self.channel {
+            Channel::Telegram => {
+                let guest = TelegramGuest::new(self.user);
+                let update = self.telegram_update(input);
+                guest
+                    .post(&ctx.client, &ctx.base, &ctx.secret, fake, &update)
+                    .await
+            }
             Channel::WhatsApp => {
                 let url = format!("{}/whatsapp/webhook/", ctx.base);
                 let sid = format!("SM{}", Uuid::new_v4().simple());
-                let params: Vec<(String, String)> = [
-                    ("AccountSid", TWILIO_SID),
-                    ("Body", input),
-                    ("From", self.chat.as_str()),
-                    ("MessageSid", sid.as_str()),
-                    ("NumMedia", "0"),
-                    ("To", TWILIO_FROM),
-                ]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-                let signature = twilio_signature(&ctx.twilio_token, &url, &params);
-                ctx.client
-                    .post(url)
-                    .header("X-Twilio-Signature", signature)
-                    .form(&params)
+                let guest = WhatsAppGuest {
+                    number: self.chat.clone(),
+                    account_sid: TWILIO_SID.into(),
+                };
+                let params = guest.params(input, &sid);
+                guest
+                    .post(&ctx.client, &url, &ctx.twilio_token, fake, &params)
+                    .await
             }
         };
-        let started = Instant::now();
-        let answer = request.send().await;
         let what = || format!("{} ({input:?})", step.name());
-        let res = answer.map_err(|e| format!("{}: {}", what(), chain(&e)))?;
-        let status = res.status();
-        let body = res.text().await.unwrap_or_default();
-        self.steps.push((step, started.elapsed()));
+        let answer = answer.map_err(|e| format!("{}: {}", what(), chain(&e)))?;
+        self.steps.push((step, answer.elapsed));
         self.actions += 1;
-        if status != StatusCode::OK {
+        if answer.status != StatusCode::OK {
             return Err(format!(
-                "{}: the webhook answered {status}: {}",
+                "{}: the webhook answered {}: {}",
                 what(),
-                clip(&body)
+                answer.status,
+                clip(&answer.body)
             ));
         }
-        let replies = fake.since(&self.chat, before);
+        let replies = fake.since(&self.chat, answer.before);
         self.bot_messages += replies.len();
         if replies.is_empty() {
             return Err(format!("{}: the bot sent nothing", what()));
@@ -709,10 +385,10 @@ impl<'a> Guest<'a> {
     /// Taps `day:<day>` in the calendar `replies` show, turning months until it is there.
     async fn pick_day(
         &mut self,
-        mut replies: Vec<Sent>,
+        mut replies: Vec<Message>,
         day: NaiveDate,
         step: Step,
-    ) -> Result<Vec<Sent>, String> {
+    ) -> Result<Vec<Message>, String> {
         let wanted = format!("day:{}", day.format("%Y-%m-%d"));
         let target_month = day.with_day(1).unwrap_or(day);
         for _ in 0..25 {
@@ -873,41 +549,32 @@ impl<'a> Guest<'a> {
 }
 
 /// Every button's data (or URL) in `replies`, in order.
-fn buttons(replies: &[Sent]) -> impl Iterator<Item = &str> {
+fn buttons(replies: &[Message]) -> impl Iterator<Item = &str> {
     replies
         .iter()
         .flat_map(|s| s.buttons.iter().map(|(_, d)| d.as_str()))
 }
 
 /// The first button whose data satisfies `wanted`.
-fn button(replies: &[Sent], step: Step, wanted: impl Fn(&str) -> bool) -> Result<String, String> {
+fn button(
+    replies: &[Message],
+    step: Step,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<String, String> {
     buttons(replies)
         .find(|d| wanted(d))
         .map(str::to_string)
         .ok_or_else(|| format!("{}: no such button in {}", step.name(), describe(replies)))
 }
 
-/// The numbered options of a WhatsApp text: (`3`, `Алматы`) for a line `3. Алматы`.
-fn numbered(text: &str) -> Vec<(usize, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let (n, rest) = l.split_once(". ")?;
-            let n = n.trim();
-            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            Some((n.parse().ok()?, rest.to_string()))
-        })
-        .collect()
-}
-
 /// The number of the first option whose label satisfies `wanted`.
-fn option(replies: &[Sent], step: Step, wanted: impl Fn(&str) -> bool) -> Result<String, String> {
-    replies
-        .iter()
-        .flat_map(|s| numbered(&s.text))
-        .find(|(_, label)| wanted(label))
-        .map(|(n, _)| n.to_string())
+fn option(
+    replies: &[Message],
+    step: Step,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<String, String> {
+    option_number(replies.iter().map(|s| s.text.as_str()), wanted)
+        .map(|n| n.to_string())
         .ok_or_else(|| format!("{}: no such option in {}", step.name(), describe(replies)))
 }
 
@@ -920,7 +587,7 @@ fn title_in(text: &str) -> Option<String> {
 }
 
 /// The replies, shortly, for error messages.
-fn describe(replies: &[Sent]) -> String {
+fn describe(replies: &[Message]) -> String {
     let parts: Vec<String> = replies
         .iter()
         .map(|s| {
@@ -1060,7 +727,7 @@ async fn phase(
 
 /// Waits until every paying guest's chat has the message naming their flat that came after
 /// the Pay press: the notifier's confirmation.
-async fn await_notices(fake: &Fake, journeys: &[Journey]) -> Vec<Option<Duration>> {
+async fn await_notices(fake: &Outbox, journeys: &[Journey]) -> Vec<Option<Duration>> {
     let mut notices: Vec<Option<Duration>> = vec![None; journeys.len()];
     let started = Instant::now();
     loop {
@@ -1097,10 +764,7 @@ struct BackendReport {
     /// Whether the crowds ran at the same time.
     together: bool,
     memory: Vec<(&'static str, Memory)>,
-    stopped: String,
-    log_bytes: u64,
-    log_problems: usize,
-    first_log_problem: Option<String>,
+    stopped: Stopped,
     cleanup_warnings: Vec<String>,
 }
 
@@ -1108,11 +772,6 @@ impl BackendReport {
     fn all_met(&self) -> bool {
         self.solo.iter().chain(&self.crowd).all(Phase::all_met)
     }
-}
-
-enum Outcome {
-    Measured(Box<BackendReport>),
-    Skipped(String),
 }
 
 pub async fn run(args: BotsArgs) -> Result<()> {
@@ -1135,73 +794,35 @@ pub async fn run(args: BotsArgs) -> Result<()> {
         args.concurrency
     );
     let bin = zhilego_binary(args.common.zhilego_bin.as_deref())?;
-    let backends = match args.backend {
-        Some(b) => vec![b],
-        None => vec![Backend::Sqlite, Backend::Postgres],
-    };
 
-    let mut report = header(&args, &bin);
-    let mut failed = false;
-    for backend in backends {
-        eprintln!("== {}: starting", backend.name());
-        let block = match run_backend(&args, &bin, backend).await {
-            Ok(Outcome::Measured(r)) => render(&r),
-            Ok(Outcome::Skipped(why)) => format!("[{}]\n  skipped: {why}\n", backend.name()),
-            Err(e) => {
-                failed = true;
-                format!("[{}]\n  FAILED: {e:#}\n", backend.name())
-            }
-        };
-        report.push('\n');
-        report.push_str(&block);
-    }
-    publish("bots", &report, args.common.out.as_deref())?;
-    anyhow::ensure!(!failed, "a backend run failed (see the report)");
-    Ok(())
+    let report = header(&args, &bin);
+    let out = args.common.out.as_deref();
+    harness::each_backend(report, "bots.txt", out, args.backend, |backend| {
+        let (args, bin) = (&args, &bin);
+        async move { Ok(run_backend(args, bin, backend).await?.map(|r| render(&r))) }
+    })
+    .await
 }
 
-async fn run_backend(args: &BotsArgs, bin: &Path, backend: Backend) -> Result<Outcome> {
-    let work_dir = crate::work_dir("bots")?;
-    let mut env = vec![
-        ("ZHILEGO_LISTEN".to_string(), "127.0.0.1:0".to_string()),
-        ("ZHILEGO_RATE_LIMIT".to_string(), "0".to_string()),
-    ];
-    let mut database = None;
-    let store = match backend {
-        Backend::Sqlite => {
-            let data = work_dir.join("data");
-            env.push(("ZHILEGO_DATA_DIR".into(), data.display().to_string()));
-            env.push(("KASPI_MODE".into(), "sandbox".into()));
-            format!("embedded SQLite in {}", data.display())
-        }
-        Backend::Postgres => {
-            let admin = &args.common.pg_admin_url;
-            if let Err(why) = pg::reachable(admin).await {
-                let _ = std::fs::remove_dir_all(&work_dir);
-                if args.backend == Some(Backend::Postgres) {
-                    anyhow::bail!("PostgreSQL at {admin} is not reachable: {why}");
-                }
-                return Ok(Outcome::Skipped(format!(
-                    "PostgreSQL at {admin} is not reachable ({why})"
-                )));
-            }
-            let db = pg::scratch_name("zhilego_bench");
-            pg::create_database(admin, &db).await?;
-            let url = pg::database_url(admin, &db)?;
-            // Production mode: random JWT secret and master key, KASPI_MODE=sandbox.
-            env = server::production_env(&url);
-            database = Some(db);
-            format!("PostgreSQL {url}")
-        }
+async fn run_backend(
+    args: &BotsArgs,
+    bin: &Path,
+    backend: Backend,
+) -> Result<Outcome<Box<BackendReport>>> {
+    let admin = &args.common.pg_admin_url;
+    // PostgreSQL is skipped when it does not answer, unless `--backend postgres` asks for it.
+    let may_skip = args.backend != Some(Backend::Postgres);
+    let mut scratch = match Scratch::create("bots", backend, admin, may_skip).await? {
+        Outcome::Measured(s) => s,
+        Outcome::Skipped(why) => return Ok(Outcome::Skipped(why)),
     };
-
-    let (telegram, telegram_task) =
-        Fake::start(Router::new().route("/{token}/{method}", post(bot_api))).await?;
-    let (twilio, twilio_task) = Fake::start(Router::new().route(
-        "/2010-04-01/Accounts/{sid}/Messages.json",
-        post(messages_api),
-    ))
-    .await?;
+    let mut env = scratch.env.clone();
+    let telegram = FakeTelegram::try_start()
+        .await
+        .context("starting the fake Bot API")?;
+    let twilio = FakeTwilio::try_start()
+        .await
+        .context("starting the fake Twilio")?;
     let secret = Uuid::new_v4().simple().to_string();
     let twilio_token = Uuid::new_v4().simple().to_string();
     env.extend([
@@ -1211,48 +832,34 @@ async fn run_backend(args: &BotsArgs, bin: &Path, backend: Backend) -> Result<Ou
         ("TWILIO_ACCOUNT_SID".into(), TWILIO_SID.into()),
         ("TWILIO_AUTH_TOKEN".into(), twilio_token.clone()),
         ("TWILIO_API_URL".into(), twilio.url.clone()),
-        ("TWILIO_WHATSAPP_FROM".into(), TWILIO_FROM.into()),
+        ("TWILIO_WHATSAPP_FROM".into(), WHATSAPP_BOT_NUMBER.into()),
         ("KASPI_REQUESTS_PER_SECOND".into(), "1000".into()),
         ("ZHILEGO_RECONCILE_AFTER_SECONDS".into(), "3600".into()),
     ]);
     env.extend(args.server_env.iter().cloned());
 
     let fakes = Fakes {
-        telegram,
-        twilio,
+        telegram: telegram.clone(),
+        twilio: twilio.clone(),
         secret,
         twilio_token,
     };
-    let measured = measure(args, bin, backend, env, &work_dir, store, fakes).await;
-    telegram_task.abort();
-    twilio_task.abort();
+    let measured = measure(args, bin, backend, env, &scratch, fakes).await;
+    telegram.stop();
+    twilio.stop();
 
-    let mut warnings = Vec::new();
-    if let Some(db) = &database {
-        if let Err(e) = pg::drop_store(&args.common.pg_admin_url, db).await {
-            warnings.push(format!("could not drop {db}: {e:#}"));
-        }
-    }
-    let mut report = match measured {
-        Ok(r) => r,
-        Err(e) => return Err(e.context(format!("files kept in {}", work_dir.display()))),
-    };
-    if !report.all_met() || report.log_problems > 0 {
-        warnings.push(format!(
-            "something was off: the service log is kept in {}",
-            work_dir.display()
-        ));
-    } else if let Err(e) = std::fs::remove_dir_all(&work_dir) {
-        warnings.push(format!("could not remove {}: {e}", work_dir.display()));
-    }
+    let mut warnings: Vec<String> = scratch.drop_database().await.into_iter().collect();
+    let mut report = measured.map_err(|e| scratch.kept(e))?;
+    let off = !report.all_met() || report.stopped.log_problems > 0;
+    warnings.extend(scratch.remove_files(off));
     report.cleanup_warnings = warnings;
     Ok(Outcome::Measured(Box::new(report)))
 }
 
 /// The fake APIs and the secrets the service shares with them.
 struct Fakes {
-    telegram: Fake,
-    twilio: Fake,
+    telegram: FakeTelegram,
+    twilio: FakeTwilio,
     secret: String,
     twilio_token: String,
 }
@@ -1262,30 +869,16 @@ async fn measure(
     bin: &Path,
     backend: Backend,
     env: Vec<(String, String)>,
-    work_dir: &Path,
-    store: String,
+    scratch: &Scratch,
     fakes: Fakes,
 ) -> Result<BackendReport> {
-    let log = work_dir.join("zhilego.log");
-    let server = Server::start(bin, env, log.clone()).await?;
-    eprintln!(
-        "   service pid {} at {}; creating {} listings",
-        server.pid(),
-        server.base_url,
-        args.listings
-    );
-    let result = exercise(args, &server, backend, store, fakes).await;
-    let stopped = server.stop().await;
+    let log = scratch.log();
+    let next = format!("creating {} listings", args.listings);
+    let server = harness::start(bin, env, log.clone(), None, &next).await?;
+    let result = exercise(args, &server, backend, scratch.store.clone(), fakes).await;
+    let stopped = harness::stop(server).await;
     let mut report = result.with_context(|| format!("service log: {}", log.display()))?;
-    report.stopped = stopped.unwrap_or_else(|e| format!("stop failed: {e:#}"));
-    report.log_bytes = std::fs::metadata(&log).map_or(0, |m| m.len());
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let problems: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .collect();
-    report.log_problems = problems.len();
-    report.first_log_problem = problems.first().map(|l| clip(l));
+    report.stopped = stopped;
     Ok(report)
 }
 
@@ -1409,10 +1002,7 @@ async fn exercise(
         crowd,
         together: args.together,
         memory,
-        stopped: String::new(),
-        log_bytes: 0,
-        log_problems: 0,
-        first_log_problem: None,
+        stopped: Stopped::default(),
         cleanup_warnings: Vec::new(),
     })
 }
@@ -1521,22 +1111,19 @@ async fn wait_searchable(
 
 // ----- the report -----
 
-fn header(args: &BotsArgs, bin: &Path) -> String {
-    let mut s = crate::header("bots benchmark");
-    let _ = writeln!(
-        s,
+fn header(args: &BotsArgs, bin: &Path) -> Report {
+    let mut s = Report::new("bots benchmark");
+    s.line(format!(
         "service: {} (separate process, rate limit off, KASPI_MODE=sandbox, \
          KASPI_REQUESTS_PER_SECOND=1000 instead of the default 10: each bot booking makes one \
          payment-link call)",
         bin.display()
-    );
-    let _ = writeln!(
-        s,
+    ));
+    s.line(
         "fakes: Telegram Bot API and Twilio Messages API in the bench process on loopback; a \
-         webhook answers after every reply reached them, so its latency is the reply time"
+         webhook answers after every reply reached them, so its latency is the reply time",
     );
-    let _ = writeln!(
-        s,
+    s.line(format!(
         "load: {} listings in Almaty (one photo each, {}–{} KZT a night); {} solo guests per \
          channel one at a time ({} ms pause before each action); then {} Telegram and {} \
          WhatsApp guests, {} at a time{}, {}, each from /start to a paid booking; worker w books \
@@ -1561,29 +1148,9 @@ fn header(args: &BotsArgs, bin: &Path) -> String {
             format!("a {} ms pause before each action", args.think_ms)
         },
         args.concurrency
-    );
-    for (k, v) in &args.server_env {
-        let _ = writeln!(s, "service setting: {k}={v}");
-    }
+    ));
+    s.settings(&args.server_env);
     s
-}
-
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
-}
-
-fn latency_line(sorted_us: &[u64]) -> String {
-    format!(
-        "p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        ms(pct(sorted_us, 50.0)),
-        ms(pct(sorted_us, 95.0)),
-        ms(pct(sorted_us, 99.0)),
-        ms(pct(sorted_us, 100.0))
-    )
-}
-
-fn per_second(n: usize, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64().max(1e-9)
 }
 
 /// The most instants in any one-second window.
@@ -1671,11 +1238,6 @@ fn steps_line(p: &Phase) -> String {
         .join(", ")
 }
 
-/// `  label            text`
-fn line(s: &mut String, label: &str, text: impl std::fmt::Display) {
-    let _ = writeln!(s, "  {label:<17} {text}");
-}
-
 fn pause_words(p: &Phase) -> String {
     if p.think.is_zero() {
         "no pause between a reply and the next action".into()
@@ -1688,7 +1250,7 @@ fn pause_words(p: &Phase) -> String {
     }
 }
 
-fn render_solo(s: &mut String, p: &Phase) {
+fn render_solo(s: &mut Section, p: &Phase) {
     let lat = p.latencies_us();
     let name = p.channel.name();
     let (lo, hi) = range_of(
@@ -1697,8 +1259,7 @@ fn render_solo(s: &mut String, p: &Phase) {
             .filter(|j| j.outcome.is_ok())
             .map(|j| j.actions),
     );
-    line(
-        s,
+    s.row(
         &format!("{name} solo"),
         format!(
             "{} guests one at a time, {}: {} paid, {} confirmed, {} {}; {} webhooks: {}",
@@ -1716,19 +1277,18 @@ fn render_solo(s: &mut String, p: &Phase) {
             latency_line(&lat),
         ),
     );
-    line(s, "", format!("steps p50/p99 ms: {}", steps_line(p)));
+    s.row("", format!("steps p50/p99 ms: {}", steps_line(p)));
     if let Some(e) = p.journeys.iter().find_map(|j| j.outcome.as_ref().err()) {
-        line(s, "", format!("first failure: {e}"));
+        s.row("", format!("first failure: {e}"));
     }
 }
 
-fn render_crowd(s: &mut String, p: &Phase, together: bool) {
+fn render_crowd(s: &mut Section, p: &Phase, together: bool) {
     let name = p.channel.name();
     let n = p.journeys.len();
     let failed = n - p.paid();
     let detours: usize = p.journeys.iter().map(|j| j.detours).sum();
-    line(
-        s,
+    s.row(
         &format!("{name} crowd"),
         format!(
             "{n} guests, {} at a time, {} (nights {} … {}){}: {} reached the Kaspi link and \
@@ -1749,12 +1309,11 @@ fn render_crowd(s: &mut String, p: &Phase, together: bool) {
         ),
     );
     if let Some(e) = p.journeys.iter().find_map(|j| j.outcome.as_ref().err()) {
-        line(s, "", format!("first failure: {e}"));
+        s.row("", format!("first failure: {e}"));
     }
     let lat = p.latencies_us();
     let p99 = ms(pct(&lat, 99.0));
-    line(
-        s,
+    s.row(
         &format!("{name} reply"),
         format!(
             "{} webhooks: {} (POST to the webhook until its answer)",
@@ -1762,9 +1321,8 @@ fn render_crowd(s: &mut String, p: &Phase, together: bool) {
             latency_line(&lat)
         ),
     );
-    line(s, "", format!("steps p50/p99 ms: {}", steps_line(p)));
-    line(
-        s,
+    s.row("", format!("steps p50/p99 ms: {}", steps_line(p)));
+    s.row(
         &format!("{name} goal"),
         format!(
             "reply p99 {p99:.1} ms with {} guests in flight (goal < {REPLY_GOAL_MS:.0} ms): {}",
@@ -1773,7 +1331,7 @@ fn render_crowd(s: &mut String, p: &Phase, together: bool) {
         ),
     );
     let (actions, _) = actions_line(p);
-    line(s, &format!("{name} {}", p.channel.action()), actions);
+    s.row(&format!("{name} {}", p.channel.action()), actions);
 
     let paid: Vec<&Journey> = p.journeys.iter().filter(|j| j.outcome.is_ok()).collect();
     let (lo, hi) = range_of(paid.iter().map(|j| j.bot_messages));
@@ -1790,8 +1348,7 @@ fn render_crowd(s: &mut String, p: &Phase, together: bool) {
         .collect::<Vec<_>>()
         .join(", ");
     let limit = p.channel.sends_limit();
-    line(
-        s,
+    s.row(
         &format!("{name} sends"),
         format!(
             "{} bot messages per journey until the link; the fake API got {} messages \
@@ -1814,8 +1371,7 @@ fn render_crowd(s: &mut String, p: &Phase, together: bool) {
         ),
     );
     let per_journey = sends.len() as f64 / paid.len().max(1) as f64;
-    line(
-        s,
+    s.row(
         &format!("{name} rate"),
         format!(
             "{} webhooks in {:.1} s: {:.1} webhooks/s, {:.2} paid journeys/s (at {:.1} messages \
@@ -1841,8 +1397,7 @@ fn render_crowd(s: &mut String, p: &Phase, together: bool) {
         .collect();
     notices.sort_unstable();
     if !notices.is_empty() {
-        line(
-            s,
+        s.row(
             &format!("{name} notice"),
             format!(
                 "Pay pressed → the confirmation message at the fake API: {}",
@@ -1855,15 +1410,13 @@ fn render_crowd(s: &mut String, p: &Phase, together: bool) {
         split
             .by_command
             .retain(|(name, _)| !name.starts_with("kworker"));
-        line(s, &format!("{name} CPU"), split.line());
+        s.row(&format!("{name} CPU"), split.line());
     }
 }
 
-fn render(r: &BackendReport) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "[{}] {}", r.backend.name(), r.store);
-    line(
-        &mut s,
+fn render(r: &BackendReport) -> Section {
+    let mut s = Section::new(r.backend.name(), &r.store, 17);
+    s.row(
         "prepare",
         format!(
             "{} listings created and searchable in {:.1} s",
@@ -1878,121 +1431,28 @@ fn render(r: &BackendReport) -> String {
         render_crowd(&mut s, p, r.together);
     }
 
-    let mb = |kib: u64| kib as f64 * 1024.0 / 1e6;
-    let phases = r
-        .memory
-        .iter()
-        .map(|(when, m)| format!("{when} {:.1}", mb(m.peak_kib)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if let Some((_, last)) = r.memory.last() {
-        let peak = mb(last.peak_kib);
-        line(
-            &mut s,
-            "server RSS",
-            format!(
-                "peak {peak:.1} MB (VmHWM; {phases} MB), at end {:.1} MB (VmRSS)",
-                mb(last.current_kib)
-            ),
-        );
-        line(
-            &mut s,
-            "goal",
-            format!(
-                "peak RSS {peak:.1} MB (goal < {RSS_GOAL_MB:.0} MB): {}",
-                verdict(peak < RSS_GOAL_MB)
-            ),
-        );
-    }
-    line(
-        &mut s,
+    harness::rss_rows(&mut s, &r.memory, "");
+    s.row(
         "service",
         format!(
             "{}; log {:.1} MB, {} WARN/ERROR lines",
-            r.stopped,
-            r.log_bytes as f64 / 1e6,
-            r.log_problems
+            r.stopped.how,
+            r.stopped.log_bytes as f64 / 1e6,
+            r.stopped.log_problems
         ),
     );
-    if let Some(l) = &r.first_log_problem {
-        line(&mut s, "", format!("first: {l}"));
+    if let Some(l) = &r.stopped.first_log_problem {
+        s.row("", format!("first: {l}"));
     }
     for w in &r.cleanup_warnings {
-        line(&mut s, "warning", w);
+        s.row("warning", w);
     }
     s
-}
-
-/// Nearest-rank percentile of sorted values.
-fn pct(sorted: &[u64], p: f64) -> u64 {
-    let n = sorted.len();
-    if n == 0 {
-        return 0;
-    }
-    let rank = ((p / 100.0) * n as f64).ceil() as usize;
-    sorted[rank.clamp(1, n) - 1]
-}
-
-/// An error and its sources.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !s.contains(&text) {
-            let _ = write!(s, ": {text}");
-        }
-        source = cause.source();
-    }
-    s
-}
-
-fn clip(s: &str) -> String {
-    let s = s.trim();
-    match s.char_indices().nth(300) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn twilio_signatures_match_the_documented_example() {
-        let params: Vec<(String, String)> = [
-            ("CallSid", "CA1234567890ABCDE"),
-            ("Caller", "+14158675309"),
-            ("Digits", "1234"),
-            ("From", "+14158675309"),
-            ("To", "+18005551212"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        assert_eq!(
-            twilio_signature(
-                "12345",
-                "https://mycompany.com/myapp.php?foo=1&bar=2",
-                &params
-            ),
-            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
-        );
-    }
-
-    #[test]
-    fn numbered_options_are_read_from_whatsapp_texts() {
-        let text = "Когда заезд? 28.11.2026\n1. Алматы\n2. Астана\n12. Назад\nx. no";
-        assert_eq!(
-            numbered(text),
-            vec![
-                (1, "Алматы".to_string()),
-                (2, "Астана".to_string()),
-                (12, "Назад".to_string())
-            ]
-        );
-    }
 
     #[test]
     fn titles_are_found_in_cards() {

@@ -20,8 +20,10 @@
 //! Reported per projection: lag p50/p99/max (goal for `bookings`: p99 < 100 ms), the achieved
 //! booking rate, answer counts, client latency, and the CPU split. The stream and the scratch
 //! databases are deleted afterwards.
+use crate::harness;
+use crate::report::{pct, verdict, Report};
 use crate::server::{self, Server};
-use crate::{cpu, load, pg, publish, verdict, zhilego_binary, Common};
+use crate::{cpu, load, pg, zhilego_binary, Common};
 use anyhow::{Context, Result};
 use chrono::Duration as Days;
 use reqwest::StatusCode;
@@ -96,10 +98,10 @@ pub async fn run(args: LagArgs) -> Result<()> {
     for w in warnings {
         let _ = writeln!(report, "  warning:    {w}");
     }
-    publish("lag", &report, args.common.out.as_deref())
+    report.publish("lag.txt", args.common.out.as_deref())
 }
 
-async fn measure(args: &LagArgs, bin: &Path, db: &str, stream: &str, id: &str) -> Result<String> {
+async fn measure(args: &LagArgs, bin: &Path, db: &str, stream: &str, id: &str) -> Result<Report> {
     let url = pg::database_url(&args.common.pg_admin_url, db)?;
     let read_url = pg::database_url(&args.common.pg_admin_url, &format!("{db}_read"))?;
     let mut env = server::production_env(&url);
@@ -107,17 +109,13 @@ async fn measure(args: &LagArgs, bin: &Path, db: &str, stream: &str, id: &str) -
     env.push(("ZHILEGO_NATS_STREAM".into(), stream.to_string()));
     env.push(("ZHILEGO_NATS_SUBJECT_PREFIX".into(), format!("lag_{id}")));
     env.extend(args.server_env.iter().cloned());
-    let work = crate::work_dir("lag")?;
-    let server = Server::start(bin, env, work.join("zhilego.log")).await?;
+    let work = harness::work_dir("lag")?;
+    let server = harness::start(bin, env, work.join("zhilego.log"), None, "minting tokens").await?;
     let result = exercise(args, bin, &server, &url, &read_url, stream).await;
-    let stopped = server.stop().await;
+    let stopped = harness::stop(server).await;
     let mut report =
         result.with_context(|| format!("service log: {}", work.join("zhilego.log").display()))?;
-    let _ = writeln!(
-        report,
-        "  service:    {}",
-        stopped.unwrap_or_else(|e| format!("stop failed: {e:#}"))
-    );
+    let _ = writeln!(report, "  service:    {}", stopped.how);
     let _ = std::fs::remove_dir_all(&work);
     Ok(report)
 }
@@ -141,7 +139,7 @@ async fn exercise(
     url: &str,
     read_url: &str,
     stream: &str,
-) -> Result<String> {
+) -> Result<Report> {
     let host = server.token("host", Uuid::new_v4()).await?;
     // Every booking from a guest of its own, as real traffic is (the service caps a guest's
     // unpaid holds).
@@ -294,7 +292,7 @@ async fn exercise(
     let mut latencies: Vec<u64> = sent.iter().map(|s| s.latency.as_micros() as u64).collect();
     latencies.sort_unstable();
 
-    let mut s = crate::header("projection-lag benchmark");
+    let mut s = Report::new("projection-lag benchmark");
     let _ = writeln!(
         s,
         "service: production mode, store {url}, read models {read_url}, NATS {} stream {stream}",
@@ -390,14 +388,4 @@ async fn exercise(
         );
     }
     Ok(s)
-}
-
-/// Nearest-rank percentile of sorted values.
-fn pct(sorted: &[u64], p: f64) -> u64 {
-    let n = sorted.len();
-    if n == 0 {
-        return 0;
-    }
-    let rank = ((p / 100.0) * n as f64).ceil() as usize;
-    sorted[rank.clamp(1, n) - 1]
 }

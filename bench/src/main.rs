@@ -35,15 +35,20 @@
 //! `cargo run -p zhilego-bench` does not build the `zhilego` binary; the bench looks for it
 //! next to its own executable (`target/release/zhilego`) unless `--zhilego-bin` says where.
 //! Every mode prints its report and writes it to `bench/results/<mode>.txt` (kept out of git).
+//! What the modes share: [`harness`] (the backends to run, a scratch store, starting and
+//! stopping the service, the per-backend loop) and [`report`] (sections of rows, printed and
+//! written; percentiles, latencies, verdicts).
 mod booking;
 mod bots;
 mod cpu;
+mod harness;
 mod lag;
 mod load;
 mod payments;
 mod pg;
 mod rebuild;
 mod relay;
+mod report;
 mod search;
 mod seed;
 mod server;
@@ -164,47 +169,4 @@ pub fn zhilego_binary(given: Option<&Path>) -> Result<PathBuf> {
 /// Today's date in Kazakhstan (UTC+5), as the service sees it.
 pub fn kz_today() -> chrono::NaiveDate {
     domain::local_date(chrono::Utc::now())
-}
-
-pub fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "NOT met"
-    }
-}
-
-/// Prints `report` and writes it to `out`, else `bench/results/<mode>.txt`.
-pub fn publish(mode: &str, report: &str, out: Option<&Path>) -> Result<()> {
-    print!("{report}");
-    let out = out.map(Path::to_path_buf).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("results")
-            .join(format!("{mode}.txt"))
-    });
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(&out, report).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!("report written to {}", out.display());
-    Ok(())
-}
-
-/// A fresh temporary directory for one run's files (service log, wrk scripts).
-pub fn work_dir(mode: &str) -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "zhilego-bench-{mode}-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
-}
-
-/// The header line every report starts with.
-pub fn header(title: &str) -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!(
-        "ZhilyeGO {title}, {} UTC, {cores} cores\n",
-        chrono::Utc::now().format("%Y-%m-%d %H:%M")
-    )
 }

@@ -47,15 +47,15 @@
 //!    with SIGTERM and drops the scratch databases.
 //!
 //! The report is printed and written to `bench/results/payments.txt` (or `--out`).
-use crate::server::{self, Memory, Server};
-use crate::{cpu, kz_today, load, pg, publish, verdict, zhilego_binary, Common};
+use crate::harness::{self, Backend, Outcome, Scratch, Stopped};
+use crate::report::{chain, clip, latency_line, per_second, verdict, Report, Section};
+use crate::server::{Memory, Server};
+use crate::{cpu, kz_today, zhilego_binary, Common};
 use anyhow::{Context, Result};
 use chrono::Duration as Days;
-use clap::ValueEnum;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -69,8 +69,6 @@ const CALLBACK_USER: &str = "bench";
 const TXN_DATE: &str = "20261127120000";
 /// How many times a transient answer (4 or 5) is sent again after phase A.
 const RETRIES: usize = 5;
-/// Goal for the service's peak resident memory, in MB (10^6 bytes), as in `booking`.
-const RSS_GOAL_MB: f64 = 150.0;
 /// `kaspi::KaspiConfig::requests_per_second` as the service sets it (not configurable): the
 /// preparation's payment links come no faster than this.
 const KASPI_CLIENT_REQUESTS_PER_SECOND: u32 = 10;
@@ -111,21 +109,6 @@ pub struct PaymentsArgs {
     server_env: Vec<(String, String)>,
     #[command(flatten)]
     common: Common,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
-    }
 }
 
 /// A held booking with its payment link.
@@ -249,8 +232,7 @@ struct BackendReport {
     b: Option<DuplicatePhase>,
     c: Option<EndToEndPhase>,
     memory: Vec<(&'static str, Memory)>,
-    stopped: String,
-    log_bytes: u64,
+    stopped: Stopped,
     cleanup_warnings: Vec<String>,
 }
 
@@ -272,11 +254,6 @@ impl BackendReport {
     }
 }
 
-enum Outcome {
-    Measured(Box<BackendReport>),
-    Skipped(String),
-}
-
 pub async fn run(args: PaymentsArgs) -> Result<()> {
     anyhow::ensure!(args.payments > 0, "--payments must be positive");
     anyhow::ensure!(
@@ -293,91 +270,43 @@ pub async fn run(args: PaymentsArgs) -> Result<()> {
         args.listings
     );
     let bin = zhilego_binary(args.common.zhilego_bin.as_deref())?;
-    let backends = match args.backend {
-        Some(b) => vec![b],
-        None => vec![Backend::Sqlite, Backend::Postgres],
-    };
-
-    let mut report = header(&args, &bin);
-    let mut failed = false;
-    for backend in backends {
-        eprintln!("== {}: starting", backend.name());
-        let block = match run_backend(&args, &bin, backend).await {
-            Ok(Outcome::Measured(r)) => render(&args, &r),
-            Ok(Outcome::Skipped(why)) => format!("[{}]\n  skipped: {why}\n", backend.name()),
-            Err(e) => {
-                failed = true;
-                format!("[{}]\n  FAILED: {e:#}\n", backend.name())
-            }
-        };
-        report.push('\n');
-        report.push_str(&block);
-    }
-    publish("payments", &report, args.common.out.as_deref())?;
-    anyhow::ensure!(!failed, "a backend run failed (see the report)");
-    Ok(())
+    let report = header(&args, &bin);
+    let out = args.common.out.as_deref();
+    harness::each_backend(report, "payments.txt", out, args.backend, |backend| {
+        let (args, bin) = (&args, &bin);
+        async move {
+            Ok(run_backend(args, bin, backend)
+                .await?
+                .map(|r| render(args, &r)))
+        }
+    })
+    .await
 }
 
-async fn run_backend(args: &PaymentsArgs, bin: &Path, backend: Backend) -> Result<Outcome> {
-    let work_dir = crate::work_dir("payments")?;
-    let mut env = vec![
-        ("ZHILEGO_LISTEN".to_string(), "127.0.0.1:0".to_string()),
-        ("ZHILEGO_RATE_LIMIT".to_string(), "0".to_string()),
-    ];
-    let mut database = None;
-    let store = match backend {
-        Backend::Sqlite => {
-            let data = work_dir.join("data");
-            env.push(("ZHILEGO_DATA_DIR".into(), data.display().to_string()));
-            env.push(("KASPI_MODE".into(), "sandbox".into()));
-            format!("embedded SQLite in {}", data.display())
-        }
-        Backend::Postgres => {
-            let admin = &args.common.pg_admin_url;
-            if let Err(why) = pg::reachable(admin).await {
-                let _ = std::fs::remove_dir_all(&work_dir);
-                if args.backend == Some(Backend::Postgres) {
-                    anyhow::bail!("PostgreSQL at {admin} is not reachable: {why}");
-                }
-                return Ok(Outcome::Skipped(format!(
-                    "PostgreSQL at {admin} is not reachable ({why})"
-                )));
-            }
-            let db = pg::scratch_name("zhilego_bench");
-            pg::create_database(admin, &db).await?;
-            let url = pg::database_url(admin, &db)?;
-            // Production mode: random JWT secret and master key, KASPI_MODE=sandbox.
-            env = server::production_env(&url);
-            database = Some(db);
-            format!("PostgreSQL {url}")
-        }
+async fn run_backend(
+    args: &PaymentsArgs,
+    bin: &Path,
+    backend: Backend,
+) -> Result<Outcome<Box<BackendReport>>> {
+    let admin = &args.common.pg_admin_url;
+    // PostgreSQL is skipped when it does not answer, unless `--backend postgres` asks for it.
+    let may_skip = args.backend != Some(Backend::Postgres);
+    let mut scratch = match Scratch::create("payments", backend, admin, may_skip).await? {
+        Outcome::Measured(s) => s,
+        Outcome::Skipped(why) => return Ok(Outcome::Skipped(why)),
     };
+    let mut env = scratch.env.clone();
     let password = Uuid::new_v4().simple().to_string();
     env.push(("KASPI_CALLBACK_USER".into(), CALLBACK_USER.into()));
     env.push(("KASPI_CALLBACK_PASSWORD".into(), password.clone()));
     env.push(("ZHILEGO_RECONCILE_AFTER_SECONDS".into(), "3600".into()));
     env.extend(args.server_env.iter().cloned());
 
-    let measured = measure(args, bin, backend, env, &work_dir, store, &password).await;
+    let measured = measure(args, bin, backend, env, &scratch, &password).await;
 
-    let mut warnings = Vec::new();
-    if let Some(db) = &database {
-        if let Err(e) = pg::drop_store(&args.common.pg_admin_url, db).await {
-            warnings.push(format!("could not drop {db}: {e:#}"));
-        }
-    }
-    let mut report = match measured {
-        Ok(r) => r,
-        Err(e) => return Err(e.context(format!("files kept in {}", work_dir.display()))),
-    };
-    if !report.all_met(args) {
-        warnings.push(format!(
-            "something was off: the service log is kept in {}",
-            work_dir.display()
-        ));
-    } else if let Err(e) = std::fs::remove_dir_all(&work_dir) {
-        warnings.push(format!("could not remove {}: {e}", work_dir.display()));
-    }
+    let mut warnings: Vec<String> = scratch.drop_database().await.into_iter().collect();
+    let mut report = measured.map_err(|e| scratch.kept(e))?;
+    warnings.extend(scratch.remove_files(!report.all_met(args)));
     report.cleanup_warnings = warnings;
     Ok(Outcome::Measured(Box::new(report)))
 }
@@ -387,22 +316,15 @@ async fn measure(
     bin: &Path,
     backend: Backend,
     env: Vec<(String, String)>,
-    work_dir: &Path,
-    store: String,
+    scratch: &Scratch,
     password: &str,
 ) -> Result<BackendReport> {
-    let log = work_dir.join("zhilego.log");
-    let server = Server::start(bin, env, log.clone()).await?;
-    eprintln!(
-        "   service pid {} at {}; minting tokens",
-        server.pid(),
-        server.base_url
-    );
-    let result = exercise(args, &server, backend, store, password).await;
-    let stopped = server.stop().await;
+    let log = scratch.log();
+    let server = harness::start(bin, env, log.clone(), None, "minting tokens").await?;
+    let result = exercise(args, &server, backend, scratch.store.clone(), password).await;
+    let stopped = harness::stop(server).await;
     let mut report = result.with_context(|| format!("service log: {}", log.display()))?;
-    report.stopped = stopped.unwrap_or_else(|e| format!("stop failed: {e:#}"));
-    report.log_bytes = std::fs::metadata(&log).map_or(0, |m| m.len());
+    report.stopped = stopped;
     Ok(report)
 }
 
@@ -439,17 +361,8 @@ async fn exercise(
     };
     let mut memory = Vec::new();
 
-    eprintln!("   creating {} listings", args.listings);
-    let started = Instant::now();
-    let listings = load::seed_listings(&client, &base, &host, args.listings, args.concurrency)
-        .await
-        .with_context(|| {
-            format!(
-                "creating listings (service log: {})",
-                server.log_path().display()
-            )
-        })?;
-    let listings_time = started.elapsed();
+    let (listings, listings_time) =
+        harness::create_listings(&client, server, &host, args.listings, args.concurrency).await?;
     let listings = Arc::new(listings);
 
     eprintln!(
@@ -539,8 +452,7 @@ async fn exercise(
         b,
         c,
         memory,
-        stopped: String::new(),
-        log_bytes: 0,
+        stopped: Stopped::default(),
         cleanup_warnings: Vec::new(),
     })
 }
@@ -1114,15 +1026,14 @@ async fn end_to_end(
     }
 }
 
-fn header(args: &PaymentsArgs, bin: &Path) -> String {
-    let mut s = crate::header("payments benchmark");
-    let _ = writeln!(
-        s,
-        "service: {} (separate process, KASPI_MODE=sandbox, rate limit off, reconciliation after 3600 s)",
+fn header(args: &PaymentsArgs, bin: &Path) -> Report {
+    let mut s = Report::new("payments benchmark");
+    s.line(format!(
+        "service: {} (separate process, KASPI_MODE=sandbox, rate \
+             limit off, reconciliation after 3600 s)",
         bin.display()
-    );
-    let _ = writeln!(
-        s,
+    ));
+    s.line(format!(
         "load: {} held bookings with payment links over {} listings, {} workers; \
          A: one pay callback each; B: {} of them x {} identical pay callbacks at once; \
          C: {} more paid through the sandbox page by {} workers, polled every {} ms",
@@ -1134,259 +1045,216 @@ fn header(args: &PaymentsArgs, bin: &Path) -> String {
         args.end_to_end,
         args.e2e_concurrency,
         args.poll_ms
-    );
-    for (k, v) in &args.server_env {
-        let _ = writeln!(s, "service setting: {k}={v}");
-    }
+    ));
+    s.settings(&args.server_env);
     s
 }
 
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
-}
-
-fn latency_line(sorted_us: &[u64]) -> String {
-    format!(
-        "p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        ms(pct(sorted_us, 50.0)),
-        ms(pct(sorted_us, 95.0)),
-        ms(pct(sorted_us, 99.0)),
-        ms(pct(sorted_us, 100.0))
-    )
-}
-
-fn per_second(n: usize, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64().max(1e-9)
-}
-
-fn render(args: &PaymentsArgs, r: &BackendReport) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "[{}] {}", r.backend.name(), r.store);
+fn render(args: &PaymentsArgs, r: &BackendReport) -> Section {
+    let mut s = Section::new(r.backend.name(), &r.store, 13);
     let p = &r.prepared;
-    let _ = writeln!(
-        s,
-        "  prepare:      {} listings in {:.1} s; {} held bookings with payment links in {:.1} s ({:.0}/s), {} failed",
-        r.listings,
-        r.listings_time.as_secs_f64(),
-        p.held.len(),
-        p.elapsed.as_secs_f64(),
-        per_second(p.held.len(), p.elapsed),
-        p.failures
+    s.row(
+        "prepare:",
+        format!(
+            "{} listings in {:.1} s; {} held bookings with payment links \
+             in {:.1} s ({:.0}/s), {} failed",
+            r.listings,
+            r.listings_time.as_secs_f64(),
+            p.held.len(),
+            p.elapsed.as_secs_f64(),
+            per_second(p.held.len(), p.elapsed),
+            p.failures
+        ),
     );
     if let Some(e) = &p.first_failure {
-        let _ = writeln!(s, "                first failure: {e}");
+        s.row("", format!("first failure: {e}"));
     }
     if let Some(e) = &p.first_repeat {
-        let _ = writeln!(
-            s,
-            "                {} payment requests lost in transit and asked again; first: {e}",
-            p.repeats
+        s.row(
+            "",
+            format!(
+                "{} payment requests lost in transit and asked again; first: {e}",
+                p.repeats
+            ),
         );
     }
-    let _ = writeln!(
-        s,
-        "                (untimed; each link is one create-link call of the service's Kaspi client, \
+    s.row(
+        "",
+        format!(
+            "(untimed; each link is one create-link call of the service's Kaspi client, \
          which sends at most {KASPI_CLIENT_REQUESTS_PER_SECOND} requests/s)"
+        ),
     );
 
     let a = &r.a;
-    let _ = writeln!(
-        s,
-        "  A callbacks:  {} pay callbacks in {:.2} s: {:.0} callbacks/s ({})",
-        a.sent,
-        a.elapsed.as_secs_f64(),
-        per_second(a.sent, a.elapsed),
-        counts_line(&a.counts)
+    s.row(
+        "A callbacks:",
+        format!(
+            "{} pay callbacks in {:.2} s: {:.0} callbacks/s ({})",
+            a.sent,
+            a.elapsed.as_secs_f64(),
+            per_second(a.sent, a.elapsed),
+            counts_line(&a.counts)
+        ),
     );
-    let _ = writeln!(
-        s,
-        "  A latency:    {} (client side)",
-        latency_line(&a.latencies_us)
+    s.row(
+        "A latency:",
+        format!("{} (client side)", latency_line(&a.latencies_us)),
     );
-    let _ = writeln!(
-        s,
-        "  A result 0:   {} of {} at the first answer{}: {}",
-        a.ok,
-        a.sent,
-        if a.sent < args.payments {
-            format!(
-                " (only {} of {} bookings could be prepared)",
-                a.sent, args.payments
-            )
-        } else {
-            String::new()
-        },
-        verdict(a.ok == a.sent && a.sent == args.payments)
+    s.row(
+        "A result 0:",
+        format!(
+            "{} of {} at the first answer{}: {}",
+            a.ok,
+            a.sent,
+            if a.sent < args.payments {
+                format!(
+                    " (only {} of {} bookings could be prepared)",
+                    a.sent, args.payments
+                )
+            } else {
+                String::new()
+            },
+            verdict(a.ok == a.sent && a.sent == args.payments)
+        ),
     );
     if let Some(e) = &a.first_problem {
-        let _ = writeln!(s, "                first other answer: {e}");
+        s.row("", format!("first other answer: {e}"));
     }
     if a.retried > 0 {
-        let _ = writeln!(
-            s,
-            "                {} transient answers sent again (untimed): {} of {} result 0 in the end",
-            a.retried, a.ok_after_retries, a.sent
+        s.row(
+            "",
+            format!(
+                "{} transient answers sent again (untimed): {} of {} result 0 in the end",
+                a.retried, a.ok_after_retries, a.sent
+            ),
         );
     }
-    let _ = writeln!(
-        s,
-        "  A confirmed:  {} of {} bookings read back `confirmed` (all read, {:.1} s): {}",
-        a.confirmed,
-        a.sent,
-        a.check_time.as_secs_f64(),
-        verdict(a.confirmed == a.sent)
+    s.row(
+        "A confirmed:",
+        format!(
+            "{} of {} bookings read back `confirmed` (all read, {:.1} s): {}",
+            a.confirmed,
+            a.sent,
+            a.check_time.as_secs_f64(),
+            verdict(a.confirmed == a.sent)
+        ),
     );
     if let Some(e) = &a.not_confirmed_example {
-        let _ = writeln!(s, "                first not confirmed: {e}");
+        s.row("", format!("first not confirmed: {e}"));
     }
     // Kernel workers whose names change between the samples would count their whole life.
     let mut split = a.cpu.clone();
     split
         .by_command
         .retain(|(name, _)| !name.starts_with("kworker"));
-    let _ = writeln!(s, "  A CPU:        {}", split.line());
+    s.row("A CPU:", split.line());
 
     if let Some(b) = &r.b {
-        let _ = writeln!(
-            s,
-            "  B duplicates: {} bookings x {} = {} repeated pay callbacks in {:.2} s: {:.0} duplicates/s ({})",
-            b.bookings,
-            args.repeats,
-            b.sent,
-            b.elapsed.as_secs_f64(),
-            per_second(b.sent, b.elapsed),
-            counts_line(&b.counts)
+        s.row(
+            "B duplicates:",
+            format!(
+                "{} bookings x {} = {} repeated pay callbacks in {:.2} s: {:.0} duplicates/s ({})",
+                b.bookings,
+                args.repeats,
+                b.sent,
+                b.elapsed.as_secs_f64(),
+                per_second(b.sent, b.elapsed),
+                counts_line(&b.counts)
+            ),
         );
-        let _ = writeln!(
-            s,
-            "  B latency:    {} (client side)",
-            latency_line(&b.latencies_us)
+        s.row(
+            "B latency:",
+            format!("{} (client side)", latency_line(&b.latencies_us)),
         );
-        let _ = writeln!(
-            s,
-            "  B answers:    {} of {} identical to the first answer, {} result 0; {} of {} bookings still confirmed: {}",
-            b.identical,
-            b.sent,
-            b.ok,
-            b.still_confirmed,
-            b.bookings,
-            verdict(b.identical == b.sent && b.ok == b.sent && b.still_confirmed == b.bookings)
+        s.row(
+            "B answers:",
+            format!(
+                "{} of {} identical to the first answer, {} result 0; {} of \
+             {} bookings still confirmed: {}",
+                b.identical,
+                b.sent,
+                b.ok,
+                b.still_confirmed,
+                b.bookings,
+                verdict(b.identical == b.sent && b.ok == b.sent && b.still_confirmed == b.bookings)
+            ),
         );
         if let Some(e) = &b.first_difference {
-            let _ = writeln!(s, "                first difference: {e}");
+            s.row("", format!("first difference: {e}"));
         }
     }
 
     if let Some(c) = &r.c {
         let p = &c.prepared;
-        let _ = writeln!(
-            s,
-            "  C prepare:    {} held bookings with payment links in {:.1} s, {} failed",
-            p.held.len(),
-            p.elapsed.as_secs_f64(),
-            p.failures
+        s.row(
+            "C prepare:",
+            format!(
+                "{} held bookings with payment links in {:.1} s, {} failed",
+                p.held.len(),
+                p.elapsed.as_secs_f64(),
+                p.failures
+            ),
         );
         if let Some(e) = &p.first_failure {
-            let _ = writeln!(s, "                first failure: {e}");
+            s.row("", format!("first failure: {e}"));
         }
         if let Some(e) = &p.first_repeat {
-            let _ = writeln!(
-                s,
-                "                {} payment requests lost in transit and asked again; first: {e}",
-                p.repeats
+            s.row(
+                "",
+                format!(
+                    "{} payment requests lost in transit and asked again; first: {e}",
+                    p.repeats
+                ),
             );
         }
         let n = p.held.len();
-        let _ = writeln!(
-            s,
-            "  C end to end: {n} paid through POST payment_url in {:.1} s ({:.0}/s): {} pages 200, {} confirmed ({} reads): {}",
-            c.elapsed.as_secs_f64(),
-            per_second(n, c.elapsed),
-            c.pages_ok,
-            c.confirmed,
-            c.polls,
-            verdict(c.confirmed == n && n == args.end_to_end)
+        s.row(
+            "C end to end:",
+            format!(
+                "{n} paid through POST payment_url in {:.1} s ({:.0}/s): {} \
+             pages 200, {} confirmed ({} reads): {}",
+                c.elapsed.as_secs_f64(),
+                per_second(n, c.elapsed),
+                c.pages_ok,
+                c.confirmed,
+                c.polls,
+                verdict(c.confirmed == n && n == args.end_to_end)
+            ),
         );
         if let Some(e) = &c.first_page_problem {
-            let _ = writeln!(s, "                first page problem: {e}");
+            s.row("", format!("first page problem: {e}"));
         }
         if let Some(e) = &c.first_unconfirmed {
-            let _ = writeln!(s, "                first not confirmed: {e}");
+            s.row("", format!("first not confirmed: {e}"));
         }
-        let _ = writeln!(
-            s,
-            "  C page:       {} (POST payment_url)",
-            latency_line(&c.page_latencies_us)
+        s.row(
+            "C page:",
+            format!("{} (POST payment_url)", latency_line(&c.page_latencies_us)),
         );
-        let _ = writeln!(
-            s,
-            "  C pay→confirmed: {} (Pay pressed → first read showing `confirmed`, sandbox check + pay callbacks included)",
-            latency_line(&c.confirm_latencies_us)
+        s.row(
+            "C pay→confirmed:",
+            format!(
+                "{} (Pay pressed → first read showing `confirmed`, sandbox \
+             check + pay callbacks included)",
+                latency_line(&c.confirm_latencies_us)
+            ),
         );
     }
 
-    let mb = |kib: u64| kib as f64 * 1024.0 / 1e6;
-    let phases = r
-        .memory
-        .iter()
-        .map(|(when, m)| format!("{when} {:.1}", mb(m.peak_kib)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if let Some((_, last)) = r.memory.last() {
-        let peak = mb(last.peak_kib);
-        let _ = writeln!(
-            s,
-            "  server RSS:   peak {peak:.1} MB (VmHWM; {phases} MB), at end {:.1} MB (VmRSS)",
-            mb(last.current_kib)
-        );
-        let _ = writeln!(
-            s,
-            "  goal:         peak RSS {peak:.1} MB (goal < {RSS_GOAL_MB:.0} MB): {}",
-            verdict(peak < RSS_GOAL_MB)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "  service:      {}; log {:.1} MB",
-        r.stopped,
-        r.log_bytes as f64 / 1e6
+    harness::rss_rows(&mut s, &r.memory, ":");
+    s.row(
+        "service:",
+        format!(
+            "{}; log {:.1} MB",
+            r.stopped.how,
+            r.stopped.log_bytes as f64 / 1e6
+        ),
     );
     for w in &r.cleanup_warnings {
-        let _ = writeln!(s, "  warning:      {w}");
+        s.row("warning:", w);
     }
     s
-}
-
-/// Nearest-rank percentile of sorted values.
-fn pct(sorted: &[u64], p: f64) -> u64 {
-    let n = sorted.len();
-    if n == 0 {
-        return 0;
-    }
-    let rank = ((p / 100.0) * n as f64).ceil() as usize;
-    sorted[rank.clamp(1, n) - 1]
-}
-
-/// An error and its sources: `error sending request …: connection closed before message completed`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !s.contains(&text) {
-            let _ = write!(s, ": {text}");
-        }
-        source = cause.source();
-    }
-    s
-}
-
-fn clip(s: &str) -> String {
-    let s = s.trim();
-    match s.char_indices().nth(300) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -1407,14 +1275,5 @@ mod tests {
                 d += Days::days(1);
             }
         }
-    }
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(pct(&v, 50.0), 50);
-        assert_eq!(pct(&v, 99.0), 99);
-        assert_eq!(pct(&v, 100.0), 100);
-        assert_eq!(pct(&[], 50.0), 0);
     }
 }

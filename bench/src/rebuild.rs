@@ -8,8 +8,9 @@
 //! and swaps them in. Reported per projection: events and events/s as the command prints them
 //! (goal ≥ 100,000 events/s), the wall time of the whole command, and the CPU split between
 //! `zhilego` and PostgreSQL.
-use crate::search::seeded_store;
-use crate::{cpu, pg, publish, seed, server, verdict, zhilego_binary, Common};
+use crate::harness::{self, seeded_store};
+use crate::report::{verdict, Report};
+use crate::{cpu, seed, server, zhilego_binary, Common};
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::process::Stdio;
@@ -35,12 +36,8 @@ pub async fn run(args: RebuildArgs) -> Result<()> {
     let bin = zhilego_binary(args.common.zhilego_bin.as_deref())?;
     let (url, scratch) = seeded_store(args.database_url.as_deref(), &args.common).await?;
     let result = measure(&args, &bin, &url).await;
-    if let Some(db) = &scratch {
-        if let Err(e) = pg::drop_store(&args.common.pg_admin_url, db).await {
-            eprintln!("warning: could not drop {db}: {e:#}");
-        }
-    }
-    publish("rebuild", &result?, args.common.out.as_deref())
+    harness::drop_seeded(&args.common, scratch).await;
+    result?.publish("rebuild.txt", args.common.out.as_deref())
 }
 
 /// One line of `projections rebuild`: `NAME: rebuilt from N events in S s (R events/s) …`.
@@ -65,7 +62,7 @@ fn parse_line(line: &str) -> Option<Rebuilt> {
     })
 }
 
-async fn measure(args: &RebuildArgs, bin: &std::path::Path, url: &str) -> Result<String> {
+async fn measure(args: &RebuildArgs, bin: &std::path::Path, url: &str) -> Result<Report> {
     let db = Database::connect(url, 2).await?;
     let have = store::history::event_count(&db).await? as u64;
     db.close().await;
@@ -118,7 +115,7 @@ async fn measure(args: &RebuildArgs, bin: &std::path::Path, url: &str) -> Result
         "expected three `rebuilt from` lines:\n{stdout}"
     );
 
-    let mut s = crate::header("projection-rebuild benchmark");
+    let mut s = Report::new("projection-rebuild benchmark");
     let _ = writeln!(s, "store: {url} ({} events)", lines[0].events);
     if let Some(r) = topped {
         let _ = writeln!(

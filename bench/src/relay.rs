@@ -11,8 +11,9 @@
 //! Reported: events, time, events/s (goal ≥ 50,000), the stream's message count afterwards
 //! (it must equal the events), and the CPU split between this process (the relay),
 //! `nats-server` and PostgreSQL. The stream and the checkpoint row are deleted afterwards.
-use crate::search::seeded_store;
-use crate::{cpu, pg, publish, verdict, Common};
+use crate::harness::{self, seeded_store};
+use crate::report::{verdict, Report};
+use crate::{cpu, Common};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -38,15 +39,11 @@ pub struct RelayArgs {
 pub async fn run(args: RelayArgs) -> Result<()> {
     let (url, scratch) = seeded_store(args.database_url.as_deref(), &args.common).await?;
     let result = measure(&args, &url).await;
-    if let Some(db) = &scratch {
-        if let Err(e) = pg::drop_store(&args.common.pg_admin_url, db).await {
-            eprintln!("warning: could not drop {db}: {e:#}");
-        }
-    }
-    publish("relay", &result?, args.common.out.as_deref())
+    harness::drop_seeded(&args.common, scratch).await;
+    result?.publish("relay.txt", args.common.out.as_deref())
 }
 
-async fn measure(args: &RelayArgs, url: &str) -> Result<String> {
+async fn measure(args: &RelayArgs, url: &str) -> Result<Report> {
     let db = Database::connect(url, 4)
         .await
         .with_context(|| format!("connecting to {url}"))?;
@@ -92,7 +89,7 @@ async fn measure(args: &RelayArgs, url: &str) -> Result<String> {
     let run = result?;
 
     let rate = run.events as f64 / run.elapsed.as_secs_f64().max(1e-9);
-    let mut s = crate::header("relay benchmark");
+    let mut s = Report::new("relay benchmark");
     let _ = writeln!(s, "store: {url} ({total} events)");
     let _ = writeln!(
         s,

@@ -18,8 +18,10 @@
 //! Reported: requests/s, latency p50/p75/p90/p99 (wrk's), non-2xx answers and socket errors,
 //! against the goal of ≥ 20,000 requests/s with p99 < 25 ms. `wrk` is installed with
 //! `apt-get install -y wrk` when it is not on PATH.
+use crate::harness::{self, seeded_store};
+use crate::report::{verdict, Report};
 use crate::server::{self, Server};
-use crate::{cpu, pg, publish, seed, verdict, zhilego_binary, Common};
+use crate::{cpu, seed, zhilego_binary, Common};
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -79,55 +81,28 @@ pub async fn run(args: SearchArgs) -> Result<()> {
     let bin = zhilego_binary(args.common.zhilego_bin.as_deref())?;
     let (url, scratch) = seeded_store(args.database_url.as_deref(), &args.common).await?;
     let result = measure(&args, &bin, &wrk, &url).await;
-    if let Some(db) = &scratch {
-        if let Err(e) = pg::drop_store(&args.common.pg_admin_url, db).await {
-            eprintln!("warning: could not drop {db}: {e:#}");
-        }
-    }
+    harness::drop_seeded(&args.common, scratch).await;
     let report = result?;
-    publish("search", &report, args.common.out.as_deref())
+    report.publish("search.txt", args.common.out.as_deref())
 }
 
-/// `given`, else a scratch store seeded with the defaults (returned as `Some(name)` so that
-/// the caller drops it).
-pub async fn seeded_store(
-    given: Option<&str>,
-    common: &Common,
-) -> Result<(String, Option<String>)> {
-    if let Some(url) = given {
-        return Ok((url.to_string(), None));
-    }
-    let db = pg::scratch_name("zhilego_bench");
-    pg::create_database(&common.pg_admin_url, &db).await?;
-    let url = pg::database_url(&common.pg_admin_url, &db)?;
-    eprintln!("== no --database-url: seeding a scratch store {db} (the `seed` defaults)");
-    if let Err(e) = seed::seed(&url, &seed::SeedOptions::default()).await {
-        let _ = pg::drop_store(&common.pg_admin_url, &db).await;
-        return Err(e);
-    }
-    Ok((url, Some(db)))
-}
-
-async fn measure(args: &SearchArgs, bin: &Path, wrk: &Path, url: &str) -> Result<String> {
-    let work = crate::work_dir("search")?;
+async fn measure(args: &SearchArgs, bin: &Path, wrk: &Path, url: &str) -> Result<Report> {
+    let work = harness::work_dir("search")?;
     let mut env = server::production_env(url);
     env.extend(args.server_env.iter().cloned());
     eprintln!("== starting the service (a first start builds the read models)");
-    let server = Server::start_within(
+    let server = harness::start(
         bin,
         env.clone(),
         work.join("zhilego.log"),
-        Duration::from_secs(900),
+        Some(Duration::from_secs(900)),
+        "waiting for the read models",
     )
     .await?;
     let result = exercise(args, &server, wrk, &env, &work, url).await;
-    let stopped = server.stop().await;
+    let stopped = harness::stop(server).await;
     let mut report = result?;
-    let _ = writeln!(
-        report,
-        "  service:    {}",
-        stopped.unwrap_or_else(|e| format!("stop failed: {e:#}"))
-    );
+    let _ = writeln!(report, "  service:    {}", stopped.how);
     let _ = std::fs::remove_dir_all(&work);
     Ok(report)
 }
@@ -139,7 +114,7 @@ async fn exercise(
     env: &[(String, String)],
     work: &Path,
     url: &str,
-) -> Result<String> {
+) -> Result<Report> {
     let bin = zhilego_binary(args.common.zhilego_bin.as_deref())?;
     let (statuses, waited) = server::wait_caught_up(&bin, env, Duration::from_secs(900)).await?;
     let applied: Vec<String> = statuses
@@ -194,7 +169,7 @@ async fn exercise(
     };
     let memory = server.memory().ok();
 
-    let mut s = crate::header("search benchmark");
+    let mut s = Report::new("search benchmark");
     let _ = writeln!(
         s,
         "store: {url} (read models in the service's read database)"
@@ -255,7 +230,7 @@ async fn exercise(
     Ok(s)
 }
 
-fn render_wrk(s: &mut String, title: &str, w: &Wrk, cpu: &cpu::Split) {
+fn render_wrk(s: &mut Report, title: &str, w: &Wrk, cpu: &cpu::Split) {
     let _ = writeln!(s, "{title}");
     let _ = writeln!(
         s,

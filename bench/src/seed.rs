@@ -22,7 +22,8 @@
 //!
 //! The plan (cities, sizes, prices, dates, guests, cancellations) is deterministic for a given
 //! `--seed`; ids are UUID v7 as the service makes them, so they differ between runs.
-use crate::{pg, publish, Common};
+use crate::report::Report;
+use crate::{pg, Common};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Duration as Days, NaiveDate, Utc};
 use commands::{BookRequest, CommandMeta, Commands, CommandsConfig, MasterKey};
@@ -243,7 +244,7 @@ pub struct SeedReport {
 }
 
 impl SeedReport {
-    pub fn render(&self, s: &mut String) {
+    pub fn render(&self, s: &mut Report) {
         let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
         let _ = writeln!(
             s,
@@ -295,7 +296,7 @@ pub async fn run(args: SeedArgs) -> Result<()> {
     eprintln!("== seeding {url}");
     let started = Instant::now();
     let report = seed(&url, &args.options).await?;
-    let mut s = crate::header("seed");
+    let mut s = Report::new("seed");
     let o = &args.options;
     let _ = writeln!(
         s,
@@ -321,7 +322,7 @@ pub async fn run(args: SeedArgs) -> Result<()> {
         s,
         "  kept:       use --database-url {url}; drop with `zhilego-bench drop --database-url {url}`"
     );
-    publish("seed", &s, args.common.out.as_deref())
+    s.publish("seed.txt", args.common.out.as_deref())
 }
 
 /// Seeds the store at `url` (migrating it first).

@@ -1,12 +1,15 @@
 //! The bots over real HTTP: Telegram updates posted to `/telegram/webhook/` and Twilio
 //! messages to `/whatsapp/webhook/`; the production clients answer through a fake Bot API and
 //! a fake Twilio on loopback; payments go through the Kaspi sandbox.
-use crate::fakes::{buttons_of, text_of, Call, FakeTelegram, FakeTwilio};
 use crate::helpers::*;
 use domain::Role;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
+use zhilego_testkit::guests::{numbered, TelegramGuest, WhatsAppGuest};
+use zhilego_testkit::sign::telegram_login_hash;
+use zhilego_testkit::telegram::{buttons_of, text_of};
+use zhilego_testkit::{Call, FakeTelegram, FakeTwilio};
 
 const BOT_TOKEN: &str = "123456:TEST-token";
 const SECRET: &str = "webhook-secret-42";
@@ -65,6 +68,7 @@ struct TgGuest<'a> {
     app: &'a TestApp,
     fake: &'a FakeTelegram,
     user: i64,
+    wire: TelegramGuest,
     next_update: i64,
     taps: usize,
     reply_times: Vec<Duration>,
@@ -76,34 +80,21 @@ impl<'a> TgGuest<'a> {
             app,
             fake,
             user,
+            wire: TelegramGuest::new(user),
             next_update: user * 1000,
             taps: 0,
             reply_times: vec![],
         }
     }
 
-    fn chat(&self) -> Value {
-        json!({"id": self.user, "type": "private", "first_name": "Айгерим"})
-    }
-
-    fn from(&self) -> Value {
-        json!({"id": self.user, "is_bot": false, "first_name": "Айгерим", "language_code": "ru"})
-    }
-
     async fn post(&mut self, update: Value, secret: &str) -> u16 {
-        let started = Instant::now();
-        let res = self
-            .app
-            .client
-            .post(self.app.url("/telegram/webhook/"))
-            .header("X-Telegram-Bot-Api-Secret-Token", secret)
-            .json(&update)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
-        self.reply_times.push(started.elapsed());
-        status
+        let outbox = &self.fake.outbox;
+        let sent = self
+            .wire
+            .post(&self.app.client, &self.app.address, secret, outbox, &update);
+        let exchange = sent.await.unwrap();
+        self.reply_times.push(exchange.elapsed);
+        exchange.status.as_u16()
     }
 
     fn update_id(&mut self) -> i64 {
@@ -113,16 +104,12 @@ impl<'a> TgGuest<'a> {
 
     fn text_update(&mut self, text: &str) -> Value {
         let id = self.update_id();
-        json!({"update_id": id, "message": {
-            "message_id": id, "date": 1_800_000_000, "chat": self.chat(), "from": self.from(),
-            "text": text}})
+        self.wire.text_update(id, text)
     }
 
     fn tap_update(&mut self, data: &str) -> Value {
         let id = self.update_id();
-        json!({"update_id": id, "callback_query": {
-            "id": format!("cq{id}"), "from": self.from(), "chat_instance": "ci", "data": data,
-            "message": {"message_id": 1, "date": 1_800_000_000, "chat": self.chat(), "text": "…"}}})
+        self.wire.tap_update(id, data)
     }
 
     /// Sends a message; gives the replies it caused.
@@ -517,50 +504,37 @@ pub(crate) struct WaGuest<'a> {
     app: &'a TestApp,
     fake: &'a FakeTwilio,
     pub(crate) number: String,
+    wire: WhatsAppGuest,
     sent: usize,
     reply_times: Vec<Duration>,
 }
 
 impl<'a> WaGuest<'a> {
     pub(crate) fn new(app: &'a TestApp, fake: &'a FakeTwilio, number: &str) -> Self {
+        let wire = WhatsAppGuest::new(number, TWILIO_SID);
         WaGuest {
             app,
             fake,
-            number: format!("whatsapp:{number}"),
+            number: wire.number.clone(),
+            wire,
             sent: 0,
             reply_times: vec![],
         }
     }
 
     fn params(&self, body: &str, sid: &str) -> Vec<(String, String)> {
-        [
-            ("AccountSid", TWILIO_SID),
-            ("Body", body),
-            ("From", self.number.as_str()),
-            ("MessageSid", sid),
-            ("NumMedia", "0"),
-            ("To", "whatsapp:+14155238886"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+        self.wire.params(body, sid)
     }
 
     async fn post(&mut self, params: &[(String, String)], token: &str) -> u16 {
         let url = self.app.url("/whatsapp/webhook/");
-        let signature = api::bots::whatsapp::signature(token, &url, params);
-        let started = Instant::now();
-        let res = self
-            .app
-            .client
-            .post(&url)
-            .header("X-Twilio-Signature", signature)
-            .form(params)
-            .send()
-            .await
-            .unwrap();
-        self.reply_times.push(started.elapsed());
-        res.status().as_u16()
+        // Signed as Twilio signs, independently of the service's verifier.
+        let sent = self
+            .wire
+            .post(&self.app.client, &url, token, &self.fake.outbox, params);
+        let exchange = sent.await.unwrap();
+        self.reply_times.push(exchange.elapsed);
+        exchange.status.as_u16()
     }
 
     /// Sends a message; gives the replies it caused.
@@ -578,15 +552,9 @@ impl<'a> WaGuest<'a> {
 fn option(replies: &[String], needle: &str) -> String {
     replies
         .iter()
-        .flat_map(|r| r.lines())
-        .filter_map(|l| {
-            let (n, rest) = l.split_once(". ")?;
-            n.trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|_| rest.contains(needle))
-        })
-        .next()
+        .flat_map(|r| numbered(r))
+        .find(|(_, rest)| rest.contains(needle))
+        .map(|(n, _)| n)
         .unwrap_or_else(|| panic!("no option {needle:?} in {replies:#?}"))
         .to_string()
 }
@@ -701,8 +669,6 @@ async fn telegram_login_widget_gives_a_guest_token() {
     else {
         return;
     };
-    use hmac::{Hmac, Mac};
-    use sha2::{Digest, Sha256};
     let auth_date = chrono::Utc::now().timestamp().to_string();
     let fields = [
         ("auth_date", auth_date.as_str()),
@@ -710,14 +676,7 @@ async fn telegram_login_widget_gives_a_guest_token() {
         ("id", "555001"),
         ("username", "aigerim"),
     ];
-    let check = fields
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let mut mac = Hmac::<Sha256>::new_from_slice(&Sha256::digest(BOT_TOKEN.as_bytes())).unwrap();
-    mac.update(check.as_bytes());
-    let hash = hex::encode(mac.finalize().into_bytes());
+    let hash = telegram_login_hash(BOT_TOKEN, &fields);
     let mut body: serde_json::Map<String, Value> = fields
         .iter()
         .map(|(k, v)| (k.to_string(), json!(v)))

@@ -3,13 +3,13 @@
 //! the guest's id is keyed (not the old UUIDv5 of the number) and stable across messages; chats
 //! stored in plaintext before are rewritten at start and keep their guest.
 use crate::chatbots::{bot_env, bot_guest, listing, whatsapp_up_to_the_payment_link, WaGuest};
-use crate::fakes::{FakeTelegram, FakeTwilio};
 use crate::helpers::*;
 use crate::on_both_backends;
 use domain::{Channel, Role};
 use sqlx::{Connection, Row};
 use std::path::Path;
 use uuid::Uuid;
+use zhilego_testkit::{FakeTelegram, FakeTwilio};
 
 /// The guest's number, and the digits searched for (found whatever the prefix).
 const NUMBER: &str = "+77019384756";

@@ -1,6 +1,5 @@
 //! ZhilyeGO's HTTP test suite: the real application, real HTTP, real databases.
 //! PostgreSQL-backed tests run when `ZHILEGO_TEST_PG_URL` is set (see helpers.rs).
-mod fakes;
 mod helpers;
 mod processes;
 

@@ -1,0 +1,198 @@
+//! The report every mode prints and writes: a header, one section per backend (or phase) of
+//! labelled rows, and the figures they share (percentiles, latencies, rates, verdicts).
+use anyhow::{Context, Result};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+/// A whole report, as printed and as written to `bench/results/<file>`.
+pub struct Report {
+    text: String,
+}
+
+impl Report {
+    /// `ZhilyeGO <title>, <date> UTC, <n> cores`, the first line of every report.
+    pub fn new(title: &str) -> Report {
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        Report {
+            text: format!(
+                "ZhilyeGO {title}, {} UTC, {cores} cores\n",
+                chrono::Utc::now().format("%Y-%m-%d %H:%M")
+            ),
+        }
+    }
+
+    /// One more line as it is.
+    pub fn line(&mut self, text: impl std::fmt::Display) {
+        let _ = writeln!(self.text, "{text}");
+    }
+
+    /// The `service setting: K=V` lines for the settings a run added.
+    pub fn settings(&mut self, settings: &[(String, String)]) {
+        for (k, v) in settings {
+            self.line(format!("service setting: {k}={v}"));
+        }
+    }
+
+    /// A section after an empty line.
+    pub fn section(&mut self, section: &Section) {
+        self.text.push('\n');
+        self.text.push_str(&section.text);
+    }
+
+    /// Prints the report and writes it to `out`, else `bench/results/<file>`.
+    pub fn publish(&self, file: &str, out: Option<&Path>) -> Result<()> {
+        print!("{}", self.text);
+        let out = out.map(Path::to_path_buf).unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("results")
+                .join(file)
+        });
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(&out, &self.text).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("report written to {}", out.display());
+        Ok(())
+    }
+}
+
+/// `writeln!(report, …)` for the modes that lay their rows out themselves.
+impl std::fmt::Write for Report {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.text.push_str(s);
+        Ok(())
+    }
+}
+
+/// A block of rows `  <label padded to width> <text>` under an optional `[name] …` title.
+pub struct Section {
+    text: String,
+    width: usize,
+}
+
+impl Section {
+    /// `[title] what`
+    pub fn new(title: &str, what: impl std::fmt::Display, width: usize) -> Section {
+        Section {
+            text: format!("[{title}] {what}\n"),
+            width,
+        }
+    }
+
+    /// A backend that was not measured: `[name]` and why.
+    pub fn skipped(title: &str, why: &str) -> Section {
+        Section {
+            text: format!("[{title}]\n  skipped: {why}\n"),
+            width: 0,
+        }
+    }
+
+    /// A backend whose run failed: `[name]` and the error.
+    pub fn failed(title: &str, error: &anyhow::Error) -> Section {
+        Section {
+            text: format!("[{title}]\n  FAILED: {error:#}\n"),
+            width: 0,
+        }
+    }
+
+    pub fn row(&mut self, label: &str, text: impl std::fmt::Display) {
+        let _ = writeln!(self.text, "  {label:<w$} {text}", w = self.width);
+    }
+
+    #[cfg(test)]
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+pub fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn pct(sorted: &[u64], p: f64) -> u64 {
+    let n = sorted.len();
+    if n == 0 {
+        return 0;
+    }
+    let rank = ((p / 100.0) * n as f64).ceil() as usize;
+    sorted[rank.clamp(1, n) - 1]
+}
+
+/// Microseconds as milliseconds.
+pub fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// `p50 … ms, p95 … ms, p99 … ms, max … ms` of sorted microseconds.
+pub fn latency_line(sorted_us: &[u64]) -> String {
+    format!(
+        "p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        ms(pct(sorted_us, 50.0)),
+        ms(pct(sorted_us, 95.0)),
+        ms(pct(sorted_us, 99.0)),
+        ms(pct(sorted_us, 100.0))
+    )
+}
+
+pub fn per_second(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+/// KiB (as `/proc` counts) in MB (10^6 bytes).
+pub fn mb(kib: u64) -> f64 {
+    kib as f64 * 1024.0 / 1e6
+}
+
+/// An error and its sources: `error sending request …: connection closed before message completed`.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !s.contains(&text) {
+            let _ = write!(s, ": {text}");
+        }
+        source = cause.source();
+    }
+    s
+}
+
+/// At most 300 characters of `s`, for error messages.
+pub fn clip(s: &str) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(pct(&v, 50.0), 50);
+        assert_eq!(pct(&v, 99.0), 99);
+        assert_eq!(pct(&v, 100.0), 100);
+        assert_eq!(pct(&[], 50.0), 0);
+    }
+
+    #[test]
+    fn rows_are_padded_to_the_section_width() {
+        let mut s = Section::new("sqlite", "store", 11);
+        s.row("seed:", "5 listings");
+        s.row("", "more");
+        assert_eq!(
+            s.text(),
+            "[sqlite] store\n  seed:       5 listings\n              more\n"
+        );
+    }
+}

@@ -2,8 +2,9 @@
 //!
 //! - [`settings`]: typed configuration from the environment (and an optional file).
 //! - [`app`]: `Application::build` / `run_until_stopped`, the embedded/production switch.
+//! - [`server`]: the HTTP/1.1 accept loop with its timeouts and connection cap.
 //! - [`routes`]: `/api/v1` per shared/API.md (listings, blocks, bookings, users), the OpenAPI
-//!   document and docs UI, `/healthz`, `/readyz`, `/metrics`.
+//!   document and docs UI, `/healthz`, `/readyz`, and `/metrics` (on its own listener).
 //! - [`auth`]: the caller of a request and its role; [`tokens`]: JWTs and secret comparison; [`error`]: problem+json; [`extract`]: extractors
 //!   whose rejections name the bad field; [`idempotency`]: `Idempotency-Key` replay;
 //!   [`rate_limit`]: per-client limits.
@@ -23,6 +24,7 @@ pub mod payments;
 pub mod rate_limit;
 pub mod reads;
 pub mod routes;
+pub mod server;
 pub mod settings;
 pub mod state;
 pub mod telemetry;

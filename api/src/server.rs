@@ -206,7 +206,10 @@ pub async fn serve(
 /// get a pause before the next accept instead of a busy loop.
 async fn accept_error(e: io::Error) {
     use io::ErrorKind::*;
-    if matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) {
+    if matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
         return;
     }
     tracing::error!(error = %e, "accepting a connection failed");

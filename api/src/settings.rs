@@ -475,7 +475,9 @@ impl EdgeSettings {
             idle_timeout: ms("ZHILEGO_IDLE_TIMEOUT_MS", 60_000)?,
             request_timeout: ms("ZHILEGO_REQUEST_TIMEOUT_MS", 30_000)?,
             max_connections: usize::try_from(positive("ZHILEGO_MAX_CONNECTIONS", get, 1024)?)
-                .map_err(|_| SettingsError::Invalid("ZHILEGO_MAX_CONNECTIONS", "too large".into()))?,
+                .map_err(|_| {
+                    SettingsError::Invalid("ZHILEGO_MAX_CONNECTIONS", "too large".into())
+                })?,
             metrics_addr: match get("ZHILEGO_METRICS_ADDR") {
                 Some(v) if v == "off" => None,
                 Some(v) => Some(v),

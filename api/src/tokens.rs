@@ -128,9 +128,7 @@ impl JwtKeys {
     }
 
     pub fn verify(&self, token: &str) -> Result<Actor, TokenError> {
-        let kid = decode_header(token)
-            .map_err(|_| TokenError::Invalid)?
-            .kid;
+        let kid = decode_header(token).map_err(|_| TokenError::Invalid)?.kid;
         let keys: Vec<&Key> = match kid.as_deref() {
             Some(kid) => std::iter::once(&self.current)
                 .chain(self.previous.as_ref())
@@ -256,15 +254,26 @@ mod tests {
         assert_eq!(rotated.verify(&after).map(|a| a.user_id), Ok(sub));
         assert_ne!(old.current_kid(), rotated.current_kid());
         // Without the previous secret configured, its tokens are refused.
-        assert_eq!(JwtKeys::new(b"new").verify(&before), Err(TokenError::Invalid));
+        assert_eq!(
+            JwtKeys::new(b"new").verify(&before),
+            Err(TokenError::Invalid)
+        );
         // A token without kid (minted before key ids) is tried against both secrets.
         let now = chrono::Utc::now().timestamp();
-        let legacy = signed(b"old", None, serde_json::json!({"sub": sub, "role": "host",
-            "iss": "zhilego", "iat": now, "exp": now + 60}));
+        let legacy = signed(
+            b"old",
+            None,
+            serde_json::json!({"sub": sub, "role": "host",
+            "iss": "zhilego", "iat": now, "exp": now + 60}),
+        );
         assert!(rotated.verify(&legacy).is_ok());
         // A kid names one secret: the other one is not tried.
-        let misnamed = signed(b"old", Some(rotated.current_kid()), serde_json::json!({"sub": sub,
-            "role": "host", "iss": "zhilego", "iat": now, "exp": now + 60}));
+        let misnamed = signed(
+            b"old",
+            Some(rotated.current_kid()),
+            serde_json::json!({"sub": sub,
+            "role": "host", "iss": "zhilego", "iat": now, "exp": now + 60}),
+        );
         assert_eq!(rotated.verify(&misnamed), Err(TokenError::Invalid));
     }
 }

@@ -292,7 +292,10 @@ impl TestApp {
 
     /// The metrics text, scraped from the metrics listener.
     pub async fn metrics(&self) -> String {
-        let base = self.metrics_address.as_ref().expect("the metrics listener is on");
+        let base = self
+            .metrics_address
+            .as_ref()
+            .expect("the metrics listener is on");
         self.client
             .get(format!("{base}/metrics"))
             .send()

@@ -51,7 +51,10 @@ async fn until_closed(
     .await;
     writer.abort();
     assert!(outcome.is_ok(), "the server kept the connection open");
-    (started.elapsed(), String::from_utf8_lossy(&read).into_owned())
+    (
+        started.elapsed(),
+        String::from_utf8_lossy(&read).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -72,7 +75,10 @@ async fn slow_headers_are_cut_within_the_header_timeout() {
     )
     .await;
     assert!(took < Duration::from_millis(2500), "cut after {took:?}");
-    assert!(took >= Duration::from_millis(700), "cut too early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(700),
+        "cut too early: {took:?}"
+    );
     app.finish().await;
 }
 
@@ -101,7 +107,10 @@ async fn a_slow_body_is_cut_within_the_body_timeout() {
     )
     .await;
     assert!(took < Duration::from_millis(2500), "cut after {took:?}");
-    assert!(read.is_empty() || read.starts_with("HTTP/1.1 408"), "{read}");
+    assert!(
+        read.is_empty() || read.starts_with("HTTP/1.1 408"),
+        "{read}"
+    );
     // A body that stalls after a few bytes: the answer is a 408 problem, then the close.
     let (took, read) = until_closed(
         &app,
@@ -173,7 +182,10 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         .unwrap();
     let mut buf = vec![0u8; 4096];
     let early = tokio::time::timeout(Duration::from_millis(700), third.read(&mut buf)).await;
-    assert!(early.is_err(), "the third connection was served beyond the cap");
+    assert!(
+        early.is_err(),
+        "the third connection was served beyond the cap"
+    );
     drop(first);
     let n = tokio::time::timeout(Duration::from_secs(3), third.read(&mut buf))
         .await
@@ -231,7 +243,11 @@ async fn webhooks_and_the_kaspi_callback_are_limited_per_source() {
     )
     .await
     .unwrap();
-    for path in ["/whatsapp/webhook/", "/telegram/webhook/", "/kaspi/callback/"] {
+    for path in [
+        "/whatsapp/webhook/",
+        "/telegram/webhook/",
+        "/kaspi/callback/",
+    ] {
         let mut statuses = Vec::new();
         let mut limited = None;
         for _ in 0..12 {
@@ -295,7 +311,12 @@ async fn metrics_are_served_on_their_own_listener_behind_the_token() {
 fn signed(secret: &str, kid: Option<&str>, claims: Value) -> String {
     let mut header = Header::new(Algorithm::HS256);
     header.kid = kid.map(str::to_string);
-    encode(&header, &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    encode(
+        &header,
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 async fn me(app: &TestApp, token: &str) -> u16 {
@@ -349,7 +370,11 @@ async fn the_previous_secret_is_accepted_with_its_kid() {
         Role::Guest,
         chrono::Duration::hours(1),
     );
-    assert_ne!(me(&app, &before).await, 401, "a token of the previous secret");
+    assert_ne!(
+        me(&app, &before).await,
+        401,
+        "a token of the previous secret"
+    );
     let current = app.token(Role::Guest, Uuid::now_v7());
     assert_ne!(me(&app, &current).await, 401);
     let stranger = api::auth::JwtKeys::new(b"someone-else").mint(
@@ -406,7 +431,9 @@ async fn the_data_dir_and_its_files_are_private_from_the_start() {
 
 #[tokio::test]
 async fn a_client_correlation_id_is_kept_apart_from_ours() {
-    let app = spawn_app(Backend::Sqlite, "client_correlation").await.unwrap();
+    let app = spawn_app(Backend::Sqlite, "client_correlation")
+        .await
+        .unwrap();
     let token = app.token(Role::Host, Uuid::now_v7());
     let res = app
         .client

@@ -103,7 +103,10 @@ mod tests {
 
     #[test]
     fn client_correlation_ids_are_bounded_tokens() {
-        assert_eq!(client_correlation("req-42:a.b_c").as_deref(), Some("req-42:a.b_c"));
+        assert_eq!(
+            client_correlation("req-42:a.b_c").as_deref(),
+            Some("req-42:a.b_c")
+        );
         assert_eq!(client_correlation(""), None);
         assert_eq!(client_correlation("has space"), None);
         assert_eq!(client_correlation("<script>"), None);

@@ -67,9 +67,8 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> axum::res
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         if !given.is_some_and(|g| crate::tokens::same_secret(g, token.expose())) {
-            let mut res =
-                ApiError::unauthorized("unauthorized", "the metrics token is required")
-                    .into_response();
+            let mut res = ApiError::unauthorized("unauthorized", "the metrics token is required")
+                .into_response();
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer realm=\"metrics\""),

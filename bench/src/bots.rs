@@ -1168,7 +1168,10 @@ async fn run_backend(args: &BotsArgs, bin: &Path, backend: Backend) -> Result<Ou
         // The benchmark is one source posting as fast as it can; the metrics listener takes a
         // free port so runs side by side do not collide.
         ("ZHILEGO_WEBHOOK_RATE_LIMIT".to_string(), "0".to_string()),
-        ("ZHILEGO_METRICS_ADDR".to_string(), "127.0.0.1:0".to_string()),
+        (
+            "ZHILEGO_METRICS_ADDR".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
     ];
     let mut database = None;
     let store = match backend {

@@ -20,7 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
-use http_body::Frame;
+use http_body::{Body as _, Frame};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
@@ -37,42 +37,29 @@ use tower::ServiceExt;
 
 /// Adds the body deadline and the request timeout to `router`.
 pub fn with_limits(router: Router, limits: &EdgeSettings) -> Router {
-    let body = limits.body_timeout;
-    let request = limits.request_timeout;
-    router
-        .layer(middleware::from_fn(move |req: Request, next: Next| {
-            request_deadline(req, next, request)
-        }))
-        .layer(middleware::from_fn(move |req: Request, next: Next| {
-            body_deadline(req, next, body)
-        }))
+    let (body, request) = (limits.body_timeout, limits.request_timeout);
+    router.layer(middleware::from_fn(move |req: Request, next: Next| {
+        deadlines(req, next, body, request)
+    }))
 }
 
-async fn request_deadline(req: Request, next: Next, limit: Duration) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(res) => res,
-        Err(_) => {
-            metrics::counter!("zhilego_http_timeouts_total", "what" => "request").increment(1);
-            tracing::warn!(limit_ms = limit.as_millis() as u64, "request timed out");
-            closing(ApiError::unavailable(
-                "request_timeout",
-                "the request took too long to answer",
-                1,
-            ))
-        }
-    }
-}
-
-async fn body_deadline(req: Request, next: Next, limit: Duration) -> Response {
+/// Runs the request under both deadlines. A body cut by its deadline is the client's
+/// slowness (408), whichever deadline the handler noticed first; an answer not ready in time
+/// is ours (503).
+async fn deadlines(req: Request, next: Next, body: Duration, request: Duration) -> Response {
     let expired = Arc::new(AtomicBool::new(false));
-    let req = req.map(|body| {
-        Body::new(DeadlineBody {
-            inner: body,
-            deadline: Box::pin(tokio::time::sleep(limit)),
-            expired: expired.clone(),
+    let req = if req.body().is_end_stream() {
+        req
+    } else {
+        req.map(|inner| {
+            Body::new(DeadlineBody {
+                inner,
+                deadline: Box::pin(tokio::time::sleep(body)),
+                expired: expired.clone(),
+            })
         })
-    });
-    let res = next.run(req).await;
+    };
+    let answer = tokio::time::timeout(request, next.run(req)).await;
     if expired.load(Ordering::Acquire) {
         metrics::counter!("zhilego_http_timeouts_total", "what" => "body").increment(1);
         return closing(ApiError::new(
@@ -81,11 +68,22 @@ async fn body_deadline(req: Request, next: Next, limit: Duration) -> Response {
             "Request body too slow",
             format!(
                 "the request body did not arrive within {} ms",
-                limit.as_millis()
+                body.as_millis()
             ),
         ));
     }
-    res
+    match answer {
+        Ok(res) => res,
+        Err(_) => {
+            metrics::counter!("zhilego_http_timeouts_total", "what" => "request").increment(1);
+            tracing::warn!(limit_ms = request.as_millis() as u64, "request timed out");
+            closing(ApiError::unavailable(
+                "request_timeout",
+                "the request took too long to answer",
+                1,
+            ))
+        }
+    }
 }
 
 /// The answer, with the connection closed after it.

@@ -1,6 +1,7 @@
 //! Building and running the service: `Application::build` connects, migrates and binds (port 0
 //! allowed, so tests start the real thing); `run_until_stopped` serves until the shutdown
 //! signal, then drains requests and stops the background loops.
+use crate::files::{create_data_dir, create_private_file, private_options};
 use crate::reads::{Feed, ReadModels};
 use crate::routes;
 use crate::settings::Settings;
@@ -101,42 +102,6 @@ fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
         .and_then(|mut f| f.write_all(secret.as_bytes()))
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(secret.into_bytes())
-}
-
-/// The embedded data dir (and any missing parents), readable by this user only (0700).
-fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .with_context(|| format!("creating data dir {}", dir.display()))
-}
-
-/// Creates `path` empty and private (0600) unless it exists; an existing file is left as is.
-fn create_private_file(path: &Path) -> anyhow::Result<()> {
-    match private_options().write(true).create_new(true).open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
-    }
-}
-
-/// Options that create files 0600 (the mode applies at creation, so there is no moment a
-/// file is readable by others).
-fn private_options() -> std::fs::OpenOptions {
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
 }
 
 impl Application {

@@ -96,6 +96,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let app = Application::build(settings).await?;
             let addr = app.local_addr();
             println!("listening on http://{addr}");
+            if let Some(metrics) = app.metrics_addr() {
+                tracing::info!(%metrics, "metrics served apart from the API");
+            }
             tracing::info!(%addr, mode = if app.state().settings.is_production() { "production" } else { "embedded" }, "serving");
             if app.state().kaspi.sandbox.is_some() {
                 tracing::info!(

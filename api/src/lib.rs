@@ -2,6 +2,7 @@
 //!
 //! - [`settings`]: typed configuration from the environment (and an optional file).
 //! - [`app`]: `Application::build` / `run_until_stopped`, the embedded/production switch.
+//! - [`files`]: the data dir and its files, private (0700/0600) from creation.
 //! - [`server`]: the HTTP/1.1 accept loop with its timeouts and connection cap.
 //! - [`routes`]: `/api/v1` per shared/API.md (listings, blocks, bookings, users), the OpenAPI
 //!   document and docs UI, `/healthz`, `/readyz`, and `/metrics` (on its own listener).
@@ -19,6 +20,7 @@ pub mod bots;
 pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod files;
 pub mod idempotency;
 pub mod payments;
 pub mod rate_limit;

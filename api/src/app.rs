@@ -1,6 +1,7 @@
 //! Building and running the service: `Application::build` connects, migrates and binds (port 0
 //! allowed, so tests start the real thing); `run_until_stopped` serves until the shutdown
 //! signal, then drains requests and stops the background loops.
+use crate::files::{create_data_dir, create_private_file, private_options};
 use crate::reads::{Feed, ReadModels};
 use crate::routes;
 use crate::settings::Settings;
@@ -22,14 +23,19 @@ use tokio::task::JoinHandle;
 
 pub struct Application {
     listener: TcpListener,
+    /// `/metrics`, apart from the API (`ZHILEGO_METRICS_ADDR`; none when `off`).
+    metrics_listener: Option<TcpListener>,
     state: AppState,
 }
 
 /// Opens the configured database (creating the embedded data dir) and applies migrations.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
     if !settings.is_production() && settings.database_url.is_none() {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+        create_data_dir(&settings.data_dir)?;
+        // sqlx would create the file with the process umask (often 0644); made here first, it
+        // is private from its first byte, and SQLite gives its -wal and -shm files the
+        // database file's mode.
+        create_private_file(&settings.data_dir.join("zhilego.db"))?;
     }
     let url = settings.effective_database_url();
     let db = Database::connect(&url, settings.max_connections())
@@ -57,7 +63,7 @@ pub fn jwt_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
         !settings.is_production(),
         "ZHILEGO_JWT_SECRET is required in production mode"
     );
-    std::fs::create_dir_all(&settings.data_dir)?;
+    create_data_dir(&settings.data_dir)?;
     let path = settings.data_dir.join("jwt-secret");
     read_or_create_secret(&path)
 }
@@ -72,7 +78,7 @@ pub fn encryption_key(settings: &Settings) -> anyhow::Result<commands::MasterKey
                 !settings.is_production(),
                 "ZHILEGO_ENCRYPTION_KEY is required in production mode"
             );
-            std::fs::create_dir_all(&settings.data_dir)?;
+            create_data_dir(&settings.data_dir)?;
             let bytes = read_or_create_secret(&settings.data_dir.join("encryption-key"))?;
             String::from_utf8(bytes)?
         }
@@ -88,12 +94,13 @@ fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
         }
     }
     let secret = hex::encode(rand::random::<[u8; 32]>());
-    std::fs::write(path, &secret).with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    use std::io::Write;
+    private_options()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(secret.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(secret.into_bytes())
 }
 
@@ -118,6 +125,14 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
+        let metrics_listener = match &settings.edge.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics listener {addr}"))?,
+            ),
+            None => None,
+        };
         let kaspi = Arc::new(crate::payments::setup(&settings, listener.local_addr()?)?);
         let commands = Arc::new(
             Commands::new(db.clone(), config, encryption_key(&settings)?)
@@ -161,7 +176,15 @@ impl Application {
             telegram,
             whatsapp,
             notifier_nudge,
-            auth: JwtKeys::new(&secret),
+            auth: JwtKeys::new(&secret)
+                .with_previous(
+                    settings
+                        .edge
+                        .jwt_previous_secret
+                        .as_ref()
+                        .map(|s| s.expose().as_bytes()),
+                )
+                .with_max_ttl(settings.edge.jwt_max_ttl),
             metrics: telemetry::metrics_handle(),
             settings,
             db,
@@ -170,11 +193,22 @@ impl Application {
             nats,
             relay_nudge,
         });
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            metrics_listener,
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("bound listener")
+    }
+
+    /// Where `/metrics` is served, unless turned off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("bound listener"))
     }
 
     pub fn state(&self) -> &AppState {
@@ -207,12 +241,22 @@ impl Application {
             async move { keeper.run(every, stop).await }
         }));
         tasks.extend(start_bots(&state, &stop_rx));
-        let router = routes::router(state.clone());
-        axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let limits = state.settings.edge.clone();
+        if let Some(listener) = self.metrics_listener {
+            let router = crate::server::with_limits(
+                routes::ops::metrics_routes().with_state(state.clone()),
+                &limits,
+            );
+            let limits = limits.clone();
+            let stop = stopped(stop_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = crate::server::serve(listener, router, &limits, stop).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            }));
+        }
+        let router = crate::server::with_limits(routes::router(state.clone()), &limits);
+        crate::server::serve(self.listener, router, &limits, async move {
             shutdown.await;
             tracing::info!("shutting down: draining requests");
         })

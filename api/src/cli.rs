@@ -41,7 +41,7 @@ pub enum Command {
         /// The user id (a UUID); a new one if left out.
         #[arg(long)]
         sub: Option<Uuid>,
-        /// Lifetime in hours.
+        /// Lifetime in hours, at most `ZHILEGO_JWT_MAX_TTL_HOURS` (default 720).
         #[arg(long, default_value_t = 24)]
         ttl_hours: i64,
     },
@@ -96,6 +96,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let app = Application::build(settings).await?;
             let addr = app.local_addr();
             println!("listening on http://{addr}");
+            if let Some(metrics) = app.metrics_addr() {
+                tracing::info!(%metrics, "metrics served apart from the API");
+            }
             tracing::info!(%addr, mode = if app.state().settings.is_production() { "production" } else { "embedded" }, "serving");
             if app.state().kaspi.sandbox.is_some() {
                 tracing::info!(
@@ -262,6 +265,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     anyhow::anyhow!("--role must be guest, host, admin, analyst or auditor")
                 })?;
             anyhow::ensure!(ttl_hours > 0, "--ttl-hours must be positive");
+            let max_hours = settings.edge.jwt_max_ttl.num_hours();
+            anyhow::ensure!(
+                ttl_hours <= max_hours,
+                "--ttl-hours may be at most {max_hours} (ZHILEGO_JWT_MAX_TTL_HOURS); the service refuses longer-lived tokens"
+            );
             let keys = JwtKeys::new(&jwt_secret(&settings)?);
             println!(
                 "{}",

@@ -2,8 +2,10 @@
 //!
 //! - [`settings`]: typed configuration from the environment (and an optional file).
 //! - [`app`]: `Application::build` / `run_until_stopped`, the embedded/production switch.
+//! - [`files`]: the data dir and its files, private (0700/0600) from creation.
+//! - [`server`]: the HTTP/1.1 accept loop with its timeouts and connection cap.
 //! - [`routes`]: `/api/v1` per shared/API.md (listings, blocks, bookings, users), the OpenAPI
-//!   document and docs UI, `/healthz`, `/readyz`, `/metrics`.
+//!   document and docs UI, `/healthz`, `/readyz`, and `/metrics` (on its own listener).
 //! - [`auth`]: the caller of a request and its role; [`tokens`]: JWTs and secret comparison; [`error`]: problem+json; [`extract`]: extractors
 //!   whose rejections name the bad field; [`idempotency`]: `Idempotency-Key` replay;
 //!   [`rate_limit`]: per-client limits.
@@ -18,11 +20,13 @@ pub mod bots;
 pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod files;
 pub mod idempotency;
 pub mod payments;
 pub mod rate_limit;
 pub mod reads;
 pub mod routes;
+pub mod server;
 pub mod settings;
 pub mod state;
 pub mod telemetry;

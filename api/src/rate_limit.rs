@@ -1,6 +1,7 @@
-//! Per-client request limits on the API (tower_governor): a client is the `sub` of a valid
-//! bearer token, otherwise the peer address. Over the limit: 429 problem+json with
-//! `Retry-After`.
+//! Per-client request limits (tower_governor). On the API a client is the `sub` of a valid
+//! bearer token, otherwise the peer address; on the webhooks and the Kaspi callback a source
+//! is the peer address (the callers are Telegram's, Twilio's and Kaspi's servers, which carry
+//! no token of ours). Over the limit: 429 problem+json with `Retry-After`.
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::ConnectInfo;
@@ -33,29 +34,71 @@ impl KeyExtractor for ClientKey {
                 return Ok(format!("user:{}", actor.user_id));
             }
         }
-        let ip = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
-            .unwrap_or_else(|| "unknown".to_string());
-        Ok(format!("ip:{ip}"))
+        Ok(peer_key(req))
     }
+}
+
+/// A webhook source: the peer address.
+#[derive(Clone)]
+pub struct SourceKey;
+
+impl KeyExtractor for SourceKey {
+    type Key = String;
+
+    fn extract<T>(&self, req: &Request<T>) -> Result<String, GovernorError> {
+        Ok(peer_key(req))
+    }
+}
+
+fn peer_key<T>(req: &Request<T>) -> String {
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_string());
+    format!("ip:{ip}")
 }
 
 /// Wraps `router` in the API limit, unless it is turned off (0).
 pub fn apply(router: Router<AppState>, state: &AppState) -> Router<AppState> {
-    let per_minute = state.settings.rate_limit_per_minute;
-    if per_minute == 0 {
+    let key = ClientKey {
+        state: state.clone(),
+    };
+    limit(router, state.settings.rate_limit_per_minute, 60, key)
+}
+
+/// Wraps the webhooks and the Kaspi callback in the per-source limit
+/// (`ZHILEGO_WEBHOOK_RATE_LIMIT` per second), unless it is turned off (0).
+pub fn apply_webhooks(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    limit(
+        router,
+        state.settings.webhook_rate_limit_per_second,
+        1,
+        SourceKey,
+    )
+}
+
+/// `per_window` requests every `window_seconds` per key, refilled evenly, with a burst of the
+/// whole window's allowance.
+fn limit<K>(
+    router: Router<AppState>,
+    per_window: u32,
+    window_seconds: u64,
+    key: K,
+) -> Router<AppState>
+where
+    K: KeyExtractor + Send + Sync + 'static,
+    K::Key: Send + Sync + 'static,
+{
+    if per_window == 0 {
         return router;
     }
-    let period =
-        Duration::from_micros(60_000_000 / u64::from(per_minute)).max(Duration::from_micros(1));
+    let period = Duration::from_micros(window_seconds * 1_000_000 / u64::from(per_window))
+        .max(Duration::from_micros(1));
     let config = GovernorConfigBuilder::default()
         .period(period)
-        .burst_size(per_minute)
-        .key_extractor(ClientKey {
-            state: state.clone(),
-        })
+        .burst_size(per_window)
+        .key_extractor(key)
         .finish()
         .expect("positive period and burst");
     let config = Arc::new(config);

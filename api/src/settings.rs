@@ -93,6 +93,7 @@ pub struct Settings {
     /// `ZHILEGO_ACCESS_OPENS_BEFORE_HOURS`: how long before check-in (14:00 local time) a
     /// stay's door code is given out (default 24).
     pub access_opens_before: chrono::Duration,
+    pub edge: EdgeSettings,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -396,6 +397,7 @@ impl Settings {
                 )?
                 .into(),
             ),
+            edge: EdgeSettings::from_values(&get)?,
         };
         if settings.telegram.bot_token.is_some()
             && settings.telegram.mode == TelegramMode::Webhook
@@ -447,6 +449,86 @@ impl Settings {
     }
 }
 
+/// The edge's own defences (docs/runbook.md, "Edge limits"): how long a client may take,
+/// how many connections it may hold, who may read the metrics, which tokens are accepted.
+#[derive(Clone, Debug)]
+pub struct EdgeSettings {
+    /// `ZHILEGO_HEADER_TIMEOUT_MS` (default 10000): a request's headers must arrive within
+    /// this, else the connection is closed. The clock also runs while a kept-alive connection
+    /// waits for its next request.
+    pub header_timeout: Duration,
+    /// `ZHILEGO_BODY_TIMEOUT_MS` (default 30000): the whole request body must arrive within
+    /// this from the end of the headers, else 408 problem+json and the connection is closed.
+    pub body_timeout: Duration,
+    /// `ZHILEGO_IDLE_TIMEOUT_MS` (default 60000): a connection on which no byte moves either
+    /// way for this long is closed.
+    pub idle_timeout: Duration,
+    /// `ZHILEGO_REQUEST_TIMEOUT_MS` (default 30000): the answer must be ready within this,
+    /// else 503 problem+json (`request_timeout`) and the connection is closed.
+    pub request_timeout: Duration,
+    /// `ZHILEGO_MAX_CONNECTIONS` (default 1024): open client connections per listener; more
+    /// wait in the kernel's accept queue until one closes.
+    pub max_connections: usize,
+    /// `ZHILEGO_METRICS_ADDR` (default `127.0.0.1:9464`; `off` turns it off): the separate
+    /// listener `/metrics` is served on. The API listener answers `/metrics` with 404.
+    pub metrics_addr: Option<String>,
+    /// `ZHILEGO_METRICS_TOKEN`: when set, the metrics listener needs
+    /// `Authorization: Bearer <token>` (401 otherwise).
+    pub metrics_token: Option<Secret>,
+    /// `ZHILEGO_JWT_PREVIOUS_SECRET`: the signing secret before a rotation; tokens it signed
+    /// stay valid until they expire.
+    pub jwt_previous_secret: Option<Secret>,
+    /// `ZHILEGO_JWT_MAX_TTL_HOURS` (default 720): the longest lifetime (`exp - iat`) a token
+    /// may have; longer ones are refused, and `zhilego token` does not mint them.
+    pub jwt_max_ttl: chrono::Duration,
+}
+
+impl EdgeSettings {
+    fn from_values(get: &dyn Fn(&str) -> Option<String>) -> Result<EdgeSettings, SettingsError> {
+        fn positive(
+            key: &'static str,
+            get: &dyn Fn(&str) -> Option<String>,
+            default: u64,
+        ) -> Result<u64, SettingsError> {
+            match get(key) {
+                None => Ok(default),
+                Some(s) => match s.parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(SettingsError::Invalid(
+                        key,
+                        format!("{s:?} is not a positive number"),
+                    )),
+                },
+            }
+        }
+        let ms = |key, default| positive(key, get, default).map(Duration::from_millis);
+        let max_ttl_hours = positive("ZHILEGO_JWT_MAX_TTL_HOURS", get, 720)?;
+        Ok(EdgeSettings {
+            header_timeout: ms("ZHILEGO_HEADER_TIMEOUT_MS", 10_000)?,
+            body_timeout: ms("ZHILEGO_BODY_TIMEOUT_MS", 30_000)?,
+            idle_timeout: ms("ZHILEGO_IDLE_TIMEOUT_MS", 60_000)?,
+            request_timeout: ms("ZHILEGO_REQUEST_TIMEOUT_MS", 30_000)?,
+            max_connections: usize::try_from(positive("ZHILEGO_MAX_CONNECTIONS", get, 1024)?)
+                .map_err(|_| {
+                    SettingsError::Invalid("ZHILEGO_MAX_CONNECTIONS", "too large".into())
+                })?,
+            metrics_addr: match get("ZHILEGO_METRICS_ADDR") {
+                Some(v) if v == "off" => None,
+                Some(v) => Some(v),
+                None => Some("127.0.0.1:9464".into()),
+            },
+            metrics_token: get("ZHILEGO_METRICS_TOKEN").map(Secret::new),
+            jwt_previous_secret: get("ZHILEGO_JWT_PREVIOUS_SECRET").map(Secret::new),
+            jwt_max_ttl: i64::try_from(max_ttl_hours)
+                .ok()
+                .and_then(chrono::Duration::try_hours)
+                .ok_or_else(|| {
+                    SettingsError::Invalid("ZHILEGO_JWT_MAX_TTL_HOURS", "too large".into())
+                })?,
+        })
+    }
+}
+
 /// `KEY=VALUE` lines; blank lines and `#` comments are skipped.
 fn parse_config_file(text: &str) -> HashMap<String, String> {
     text.lines()
@@ -480,6 +562,13 @@ mod tests {
         assert!(s.effective_database_url().ends_with("data/zhilego.db"));
         assert!(!s.allow_sandbox_payments);
         assert_eq!(s.access_opens_before, chrono::Duration::hours(24));
+        assert_eq!(s.edge.header_timeout, Duration::from_secs(10));
+        assert_eq!(s.edge.body_timeout, Duration::from_secs(30));
+        assert_eq!(s.edge.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.edge.request_timeout, Duration::from_secs(30));
+        assert_eq!(s.edge.max_connections, 1024);
+        assert_eq!(s.edge.metrics_addr.as_deref(), Some("127.0.0.1:9464"));
+        assert_eq!(s.edge.jwt_max_ttl, chrono::Duration::hours(720));
     }
 
     #[test]
@@ -498,6 +587,14 @@ mod tests {
             let err = Settings::from_map(&map(&[(key, bad)])).unwrap_err();
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn edge_limits_are_positive() {
+        let err = Settings::from_map(&map(&[("ZHILEGO_BODY_TIMEOUT_MS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("ZHILEGO_BODY_TIMEOUT_MS"));
+        let s = Settings::from_map(&map(&[("ZHILEGO_METRICS_ADDR", "off")])).unwrap();
+        assert_eq!(s.edge.metrics_addr, None);
     }
 
     #[test]

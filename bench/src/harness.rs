@@ -132,6 +132,13 @@ impl Scratch {
                 vec![
                     ("ZHILEGO_LISTEN".to_string(), "127.0.0.1:0".to_string()),
                     ("ZHILEGO_RATE_LIMIT".to_string(), "0".to_string()),
+                    // One source posting as fast as it can; the metrics listener on a free
+                    // port so runs side by side do not collide.
+                    ("ZHILEGO_WEBHOOK_RATE_LIMIT".to_string(), "0".to_string()),
+                    (
+                        "ZHILEGO_METRICS_ADDR".to_string(),
+                        "127.0.0.1:0".to_string(),
+                    ),
                     data_dir,
                     ("KASPI_MODE".into(), "sandbox".into()),
                     // Given (not generated into the data dir), so the bench can mint a token

@@ -230,6 +230,9 @@ pub fn production_env(database_url: &str) -> Vec<(String, String)> {
     vec![
         ("ZHILEGO_LISTEN".into(), "127.0.0.1:0".into()),
         ("ZHILEGO_RATE_LIMIT".into(), "0".into()),
+        // One source posting as fast as it can; the metrics listener on a free port.
+        ("ZHILEGO_WEBHOOK_RATE_LIMIT".into(), "0".into()),
+        ("ZHILEGO_METRICS_ADDR".into(), "127.0.0.1:0".into()),
         ("DATABASE_URL".into(), database_url.to_string()),
         (
             "ZHILEGO_JWT_SECRET".into(),

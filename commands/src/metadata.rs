@@ -15,6 +15,10 @@ pub struct CommandMeta {
     pub actor: Actor,
     pub channel: Channel,
     pub request_time: DateTime<Utc>,
+    /// The correlation id the client sent (`X-Correlation-Id`), kept apart from ours so a
+    /// client cannot join its requests to another's work; checked for length and charset at
+    /// the edge.
+    pub client_correlation_id: Option<String>,
 }
 
 impl CommandMeta {
@@ -26,7 +30,14 @@ impl CommandMeta {
             actor,
             channel,
             request_time: Utc::now(),
+            client_correlation_id: None,
         }
+    }
+
+    /// The same metadata, recording the correlation id the client sent.
+    pub fn with_client_correlation(mut self, client: Option<String>) -> Self {
+        self.client_correlation_id = client;
+        self
     }
 
     /// Metadata for background work of the service itself.
@@ -43,6 +54,7 @@ impl CommandMeta {
             actor: self.actor,
             channel: self.channel,
             request_time: self.request_time,
+            client_correlation_id: self.client_correlation_id.clone(),
         }
     }
 
@@ -57,6 +69,9 @@ impl CommandMeta {
         m.insert("role".into(), self.actor.role.as_str().into());
         m.insert("channel".into(), self.channel.as_str().into());
         m.insert("request_time".into(), self.request_time.to_rfc3339());
+        if let Some(client) = &self.client_correlation_id {
+            m.insert("client_correlation_id".into(), client.clone());
+        }
         m
     }
 }

@@ -173,6 +173,10 @@ pub struct Metadata {
     pub role: Role,
     pub channel: Channel,
     pub request_time: DateTime<Utc>,
+    /// The correlation id the client sent, if any (ours is `correlation_id`); absent in
+    /// events written before it was kept apart.
+    #[serde(default)]
+    pub client_correlation_id: Option<String>,
 }
 
 impl Metadata {
@@ -246,6 +250,7 @@ mod tests {
         assert_eq!(m.role, Role::Guest);
         assert_eq!(m.channel, Channel::Telegram);
         assert_eq!(m.causation_id, None);
+        assert_eq!(m.client_correlation_id, None);
         assert!(Metadata::decode(&json!({"role": "guest"})).is_err());
     }
 }

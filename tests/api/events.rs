@@ -240,15 +240,7 @@ async fn an_undecodable_event_stops_the_projections(backend: Backend, test: &str
     assert_same_rows(&before[..1], &dump_all(&app).await[..1]);
 
     // Operators see it in the metrics.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("zhilego_projection_undecodable_events_total"),
         "{metrics}"

@@ -155,6 +155,10 @@ impl Storage {
         env.insert("ZHILEGO_JWT_SECRET".into(), self.jwt_secret.clone());
         env.insert("ZHILEGO_ENCRYPTION_KEY".into(), self.encryption_key.clone());
         env.insert("ZHILEGO_RATE_LIMIT".into(), "0".into());
+        // Webhook limits are tested on their own; the suite's bots and Kaspi post faster.
+        env.insert("ZHILEGO_WEBHOOK_RATE_LIMIT".into(), "0".into());
+        // Metrics on their own loopback listener, on a free port, as documented.
+        env.insert("ZHILEGO_METRICS_ADDR".into(), "127.0.0.1:0".into());
         env.insert("ZHILEGO_SWEEP_INTERVAL_MS".into(), "200".into());
         // Payments go to the sandbox this app serves; the keeper passes often, and asks Kaspi
         // about pending payments only in tests that say so.
@@ -216,6 +220,8 @@ impl Storage {
 
 pub struct TestApp {
     pub address: String,
+    /// The metrics listener (`ZHILEGO_METRICS_ADDR`), when on.
+    pub metrics_address: Option<String>,
     /// The running app's state (commands, read models), for tests that drive it directly.
     pub state: api::state::AppState,
     pub client: reqwest::Client,
@@ -249,6 +255,7 @@ pub async fn start(storage: Storage, overrides: &[(&str, &str)]) -> TestApp {
     let settings = Settings::from_map(&env).expect("test settings");
     let app = Application::build(settings).await.expect("build app");
     let address = format!("http://{}", app.local_addr());
+    let metrics_address = app.metrics_addr().map(|a| format!("http://{a}"));
     let db = app.state().db.clone();
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
@@ -261,6 +268,7 @@ pub async fn start(storage: Storage, overrides: &[(&str, &str)]) -> TestApp {
     });
     TestApp {
         address,
+        metrics_address,
         state,
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(64)
@@ -282,6 +290,22 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
+    }
+
+    /// The metrics text, scraped from the metrics listener.
+    pub async fn metrics(&self) -> String {
+        let base = self
+            .metrics_address
+            .as_ref()
+            .expect("the metrics listener is on");
+        self.client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Stops the app gracefully (keeps its storage).

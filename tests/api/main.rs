@@ -18,4 +18,5 @@ mod payments;
 mod projections;
 mod relay;
 mod reviews;
+mod security_server;
 mod workload;

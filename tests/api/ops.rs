@@ -13,15 +13,7 @@ async fn health_readiness_and_metrics() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["checks"]["store"], "ok");
     app.create_listing(Uuid::now_v7(), json!({})).await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(text.contains("zhilego_http_requests_total"), "{text}");
     assert!(text.contains("zhilego_events_appended_total"), "{text}");
     let res = app

@@ -1,5 +1,8 @@
-//! Per-request context: the correlation id (from `X-Correlation-Id` / `X-Request-Id`, or new),
-//! echoed in the response and carried into every event's metadata and log line.
+//! Per-request context: the correlation id, always minted here and carried into every event's
+//! metadata and log line. A client's own `X-Correlation-Id` (or `X-Request-Id`) is kept apart
+//! as `client_correlation_id` (at most 64 of `A-Z a-z 0-9 . _ : -`; anything else is
+//! ignored): it is echoed back in `X-Correlation-Id`, and ours is in
+//! `X-Server-Correlation-Id` (and in `X-Correlation-Id` when the client sent none).
 use crate::auth::Principal;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -14,19 +17,45 @@ use uuid::Uuid;
 #[derive(Clone, Copy, Debug)]
 pub struct CorrelationId(pub Uuid);
 
+/// The correlation id the client sent, once it passed [`client_correlation`].
+#[derive(Clone, Debug)]
+pub struct ClientCorrelationId(pub String);
+
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
+pub const SERVER_CORRELATION_HEADER: &str = "x-server-correlation-id";
+const CLIENT_CORRELATION_MAX: usize = 64;
+
+/// A client's correlation id, if it is one we are willing to store and echo.
+pub fn client_correlation(value: &str) -> Option<String> {
+    let ok = !value.is_empty()
+        && value.len() <= CLIENT_CORRELATION_MAX
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    ok.then(|| value.to_string())
+}
 
 pub async fn correlation(mut req: Request, next: Next) -> Response {
-    let id = [CORRELATION_HEADER, "x-request-id"]
+    let id = Uuid::now_v7();
+    let client = [CORRELATION_HEADER, "x-request-id"]
         .iter()
-        .find_map(|h| req.headers().get(*h)?.to_str().ok()?.parse::<Uuid>().ok())
-        .unwrap_or_else(Uuid::now_v7);
+        .find_map(|h| client_correlation(req.headers().get(*h)?.to_str().ok()?));
     req.extensions_mut().insert(CorrelationId(id));
-    let span = tracing::info_span!("request", correlation_id = %id, method = %req.method(), path = %req.uri().path());
-    let mut res = next.run(req).instrument(span).await;
-    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
-        res.headers_mut().insert(CORRELATION_HEADER, v);
+    if let Some(client) = &client {
+        req.extensions_mut()
+            .insert(ClientCorrelationId(client.clone()));
     }
+    let span = tracing::info_span!("request", correlation_id = %id,
+        client_correlation_id = client.as_deref().unwrap_or(""),
+        method = %req.method(), path = %req.uri().path());
+    let mut res = next.run(req).instrument(span).await;
+    let ours = HeaderValue::from_str(&id.to_string()).expect("a UUID is a header value");
+    let echoed = client
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+        .unwrap_or_else(|| ours.clone());
+    res.headers_mut().insert(CORRELATION_HEADER, echoed);
+    res.headers_mut().insert(SERVER_CORRELATION_HEADER, ours);
     res
 }
 
@@ -57,10 +86,31 @@ where
             .get::<CorrelationId>()
             .map(|c| c.0)
             .unwrap_or_else(Uuid::now_v7);
-        Ok(Meta(CommandMeta::new(
-            principal.0,
-            channel_of(parts),
-            correlation,
-        )))
+        let client = parts
+            .extensions
+            .get::<ClientCorrelationId>()
+            .map(|c| c.0.clone());
+        Ok(Meta(
+            CommandMeta::new(principal.0, channel_of(parts), correlation)
+                .with_client_correlation(client),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_correlation;
+
+    #[test]
+    fn client_correlation_ids_are_bounded_tokens() {
+        assert_eq!(
+            client_correlation("req-42:a.b_c").as_deref(),
+            Some("req-42:a.b_c")
+        );
+        assert_eq!(client_correlation(""), None);
+        assert_eq!(client_correlation("has space"), None);
+        assert_eq!(client_correlation("<script>"), None);
+        assert_eq!(client_correlation(&"a".repeat(65)), None);
+        assert!(client_correlation(&"a".repeat(64)).is_some());
     }
 }

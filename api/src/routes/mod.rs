@@ -82,10 +82,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("route") });
 
     let api = rate_limit::apply(api.route_layer(middleware::from_fn(track_requests)), &state);
+    let webhooks = Router::new()
+        .merge(kaspi::routes())
+        .merge(crate::bots::webhooks())
+        .route_layer(middleware::from_fn(track_requests));
     let mut router = Router::new()
         .merge(ops::routes().route_layer(middleware::from_fn(track_requests)))
-        .merge(kaspi::routes().route_layer(middleware::from_fn(track_requests)))
-        .merge(crate::bots::webhooks().route_layer(middleware::from_fn(track_requests)))
+        .merge(rate_limit::apply_webhooks(webhooks, &state))
         .merge(api);
     if let Some(sandbox) = &state.kaspi.sandbox {
         router = router.nest_service(crate::payments::SANDBOX_PREFIX, sandbox.router());

@@ -78,17 +78,36 @@ impl Commands {
         Ok(self.recorded_answer(&n).await?.unwrap_or(decided.answer))
     }
 
+    /// The answer kept for this `txn_id`, if any. A repeat that names another account or sum
+    /// still gets it (the protocol wants one answer per transaction), but it is not a retry
+    /// Kaspi would send: it is logged and counted
+    /// (`zhilego_kaspi_replay_mismatches_total`) for someone to look at.
     async fn recorded_answer(&self, n: &Notification) -> Result<Option<Answer>, FlowError> {
-        let found: Option<sqlx::types::Json<Answer>> = with_pool!(&self.db, pool => {
-            sqlx::query_scalar(
-                "SELECT answer FROM kaspi_notifications WHERE command = $1 AND txn_id = $2",
+        type Row = (sqlx::types::Json<Answer>, String, String);
+        let found: Option<Row> = with_pool!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT answer, account, sum_text FROM kaspi_notifications \
+                 WHERE command = $1 AND txn_id = $2",
             )
             .bind(n.command.as_str())
             .bind(&n.txn_id)
             .fetch_optional(pool)
             .await?
         });
-        Ok(found.map(|j| j.0))
+        Ok(found.map(|(answer, account, sum_text)| {
+            let sum = n.sum.0.to_string();
+            if account != n.account || sum_text != sum {
+                metrics::counter!("zhilego_kaspi_replay_mismatches_total",
+                    "command" => n.command.as_str())
+                .increment(1);
+                tracing::warn!(
+                    first_account = %account, account = %n.account,
+                    first_sum = %sum_text, sum = %sum,
+                    "a repeated Kaspi txn_id names another account or sum; answered as the first"
+                );
+            }
+            answer.0
+        }))
     }
 
     async fn decide(&self, n: &Notification) -> Decided {

@@ -5,8 +5,6 @@ use crate::on_both_backends;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use domain::Role;
 use serde_json::{json, Value};
-use sqlx::{Connection, Row};
-use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -443,101 +441,13 @@ on_both_backends!(
     setting_access_is_validated_and_owned
 );
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    let needle = needle.as_bytes();
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Every file under `dir`, recursively, as (path, bytes).
-fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            out.push((path.display().to_string(), bytes));
-        }
-    }
-    out
-}
-
 /// A plaintext that is stored as is (a listing's title): the scan must find it, so it is known
 /// to look where the data is.
 const CONTROL: &str = "CONTROL-PLAINTEXT-5C2E";
 
-/// Where the secrets (and the control) appear in plaintext, as (needle, place); panics when
-/// there was nothing to scan. `when` names the scan in messages.
+/// Where the secrets (and the control) appear in plaintext, as (needle, place).
 async fn plaintext_findings(storage: &Storage, when: &str) -> Vec<(&'static str, String)> {
-    let mut found = Vec::new();
-    let files = files_under(&storage.data_dir);
-    let mut names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
-    names.sort();
-    for (path, bytes) in &files {
-        for needle in [DOOR_CODE, MARKER, CONTROL] {
-            if contains(bytes, needle) {
-                found.push((needle, format!("{when}: {needle} in file {path}")));
-            }
-        }
-    }
-    match storage.backend {
-        Backend::Sqlite => {
-            assert!(
-                files
-                    .iter()
-                    .any(|(p, b)| p.ends_with("zhilego.db") && !b.is_empty()),
-                "{when}: no SQLite database to scan among {names:?}"
-            );
-            eprintln!("{when}: scanned {names:?}");
-        }
-        Backend::Postgres => {
-            let (admin, db, _) = storage.pg.clone().expect("a PostgreSQL storage");
-            let mut rows_scanned = 0usize;
-            for database in [db.clone(), format!("{db}_read")] {
-                let url = with_database(&admin, &database);
-                let mut conn = sqlx::PgConnection::connect(&url)
-                    .await
-                    .unwrap_or_else(|e| panic!("connect to {database}: {e}"));
-                let tables: Vec<String> = sqlx::query_scalar(
-                    "SELECT table_name::text FROM information_schema.tables \
-                     WHERE table_schema = 'public' ORDER BY table_name",
-                )
-                .fetch_all(&mut conn)
-                .await
-                .expect("list tables");
-                assert!(!tables.is_empty(), "{when}: {database} has no tables");
-                for table in &tables {
-                    let rows = sqlx::query(&format!(
-                        "SELECT t::text FROM \"{}\" t",
-                        table.replace('"', "\"\"")
-                    ))
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap_or_else(|e| panic!("scan {database}.{table}: {e}"));
-                    for row in rows {
-                        let text: Option<String> = row.get(0);
-                        let text = text.unwrap_or_default();
-                        rows_scanned += 1;
-                        for needle in [DOOR_CODE, MARKER, CONTROL] {
-                            if text.contains(needle) {
-                                found.push((
-                                    needle,
-                                    format!("{when}: {needle} in {database}.{table}: {text}"),
-                                ));
-                            }
-                        }
-                    }
-                }
-                eprintln!("{when}: scanned {database}: {tables:?}");
-                let _ = conn.close().await;
-            }
-            assert!(rows_scanned > 0, "{when}: no rows scanned");
-        }
-    }
-    found
+    crate::scan::plaintext_findings(storage, &[DOOR_CODE, MARKER, CONTROL], when).await
 }
 
 /// The number of `AccessUpdated` events in the event store (and that they hold the sealed

@@ -6,8 +6,6 @@ use crate::chatbots::{bot_env, bot_guest, listing, whatsapp_up_to_the_payment_li
 use crate::helpers::*;
 use crate::on_both_backends;
 use domain::{Channel, Role};
-use sqlx::{Connection, Row};
-use std::path::Path;
 use uuid::Uuid;
 use zhilego_testkit::{FakeTelegram, FakeTwilio};
 
@@ -18,100 +16,15 @@ const DIGITS: &str = "7019384756";
 /// to look where the data is.
 const CONTROL: &str = "CONTROL-PLAINTEXT-9A41";
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    let needle = needle.as_bytes();
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            out.push((path.display().to_string(), bytes));
-        }
-    }
-    out
-}
-
-/// Where each needle appears in the stored data, as (needle, place): every file of the data
-/// dir, and on PostgreSQL every row of every table of the store and read databases.
-async fn findings(
-    storage: &Storage,
-    needles: &[&'static str],
-    when: &str,
-) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    let files = files_under(&storage.data_dir);
-    for (path, bytes) in &files {
-        for needle in needles {
-            if contains(bytes, needle) {
-                found.push((needle.to_string(), format!("{when}: file {path}")));
-            }
-        }
-    }
-    if matches!(storage.backend, Backend::Sqlite) {
-        assert!(
-            files
-                .iter()
-                .any(|(p, b)| p.ends_with("zhilego.db") && !b.is_empty()),
-            "{when}: no SQLite database to scan"
-        );
-    }
-    if let Some((admin, db, _)) = storage.pg.clone() {
-        for database in [db.clone(), format!("{db}_read")] {
-            let mut conn = sqlx::PgConnection::connect(&with_database(&admin, &database))
-                .await
-                .unwrap_or_else(|e| panic!("connect to {database}: {e}"));
-            let tables: Vec<String> = sqlx::query_scalar(
-                "SELECT table_name::text FROM information_schema.tables \
-                 WHERE table_schema = 'public' ORDER BY table_name",
-            )
-            .fetch_all(&mut conn)
-            .await
-            .expect("list tables");
-            assert!(!tables.is_empty(), "{when}: {database} has no tables");
-            for table in &tables {
-                let rows = sqlx::query(&format!(
-                    "SELECT t::text FROM \"{}\" t",
-                    table.replace('"', "\"\"")
-                ))
-                .fetch_all(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("scan {database}.{table}: {e}"));
-                for row in rows {
-                    let text: Option<String> = row.get(0);
-                    let text = text.unwrap_or_default();
-                    for needle in needles {
-                        if text.contains(needle) {
-                            found.push((
-                                needle.to_string(),
-                                format!("{when}: {database}.{table}: {text}"),
-                            ));
-                        }
-                    }
-                }
-            }
-            let _ = conn.close().await;
-        }
-    }
-    found
-}
-
 /// Asserts the control was found (the scan looked where the data is) and the number was not.
-fn assert_no_number(found: &[(String, String)], when: &str) {
+fn assert_no_number(found: &[(&'static str, String)], when: &str) {
     assert!(
-        found.iter().any(|(n, _)| n == CONTROL),
+        found.iter().any(|(n, _)| *n == CONTROL),
         "{when}: the scan did not even find the listing's title: {found:?}"
     );
     let leaks: Vec<&str> = found
         .iter()
-        .filter(|(n, _)| n == DIGITS)
+        .filter(|(n, _)| *n == DIGITS)
         .map(|(_, place)| place.as_str())
         .collect();
     assert!(
@@ -195,9 +108,10 @@ async fn no_plaintext_number_after_a_journey_or_after_erasure(backend: Backend, 
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
-    let running = findings(&app.storage, &[DIGITS, CONTROL], "running").await;
+    let running =
+        crate::scan::plaintext_findings(&app.storage, &[DIGITS, CONTROL], "running").await;
     let storage = app.stop().await;
-    let stopped = findings(&storage, &[DIGITS, CONTROL], "stopped").await;
+    let stopped = crate::scan::plaintext_findings(&storage, &[DIGITS, CONTROL], "stopped").await;
     assert_no_number(&running, "running");
     assert_no_number(&stopped, "stopped");
 
@@ -215,7 +129,7 @@ async fn no_plaintext_number_after_a_journey_or_after_erasure(backend: Backend, 
         String::from_utf8_lossy(&out.stderr)
     );
     assert_no_number(
-        &findings(&storage, &[DIGITS, CONTROL], "erased").await,
+        &crate::scan::plaintext_findings(&storage, &[DIGITS, CONTROL], "erased").await,
         "erased",
     );
     let app = start(storage, &bot_env(&telegram, &twilio)).await;
@@ -276,7 +190,7 @@ async fn a_chat_stored_in_plaintext_is_rewritten_and_keeps_its_guest(backend: Ba
     assert_eq!(chat_guests(&app).await, vec![old_id]);
     let storage = app.stop().await;
     assert_no_number(
-        &findings(&storage, &[DIGITS, CONTROL], "rewritten").await,
+        &crate::scan::plaintext_findings(&storage, &[DIGITS, CONTROL], "rewritten").await,
         "rewritten",
     );
     storage.remove().await;

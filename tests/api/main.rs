@@ -18,5 +18,6 @@ mod payments;
 mod projections;
 mod relay;
 mod reviews;
+mod scan;
 mod security_server;
 mod workload;

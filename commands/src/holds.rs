@@ -3,9 +3,10 @@
 //!
 //! Holds are counted on the bookings read model: the guest's bookings still `held` whose hold
 //! has not run out. That read model trails the store by the projection's lag, so this process
-//! also remembers the holds it made itself until they run out: one the read model does not
-//! have yet counts as held, one it has counts as the read model says (paid and cancelled ones
-//! free their slot as soon as the read model has the change). A guest booking through one
+//! also remembers the holds it made itself for a minute (or until they run out, if sooner): one
+//! the read model does not have yet counts as held, one it has counts as the read model says
+//! (paid and cancelled ones free their slot as soon as the read model has the change). A
+//! projection stalled for longer than that minute undercounts. A guest booking through one
 //! process is so counted exactly, without waiting. Across processes nothing is locked: two
 //! processes booking for the same guest at the same instant may each miss the other's newest
 //! hold, letting one extra hold through per process; the read model has it a few milliseconds
@@ -17,15 +18,20 @@ use projections::BookingsProjection;
 use store::Database;
 use uuid::Uuid;
 
-/// Past this many guests with remembered holds, the holds that ran out are forgotten.
+/// Past this many guests with remembered holds, the remembered holds that ended are forgotten
+/// (at most once a second, so a busy process does not scan the map per booking).
 const REMEMBERED: usize = 10_000;
+/// How long a hold made here is counted from memory: the read model has it long before.
+const REMEMBER_FOR_SECONDS: i64 = 60;
 
 /// The cap and what it counts on.
 pub struct HoldCap {
     max: u32,
     read_db: Database,
-    /// Guest → the holds this process made for them (booking, hold end), until they end.
+    /// Guest → the holds this process made for them (booking, when to forget it).
     recent: DashMap<Uuid, Vec<(Uuid, DateTime<Utc>)>>,
+    /// When the remembered holds were last swept.
+    swept: std::sync::Mutex<DateTime<Utc>>,
 }
 
 impl HoldCap {
@@ -36,6 +42,7 @@ impl HoldCap {
             max,
             read_db,
             recent: DashMap::new(),
+            swept: std::sync::Mutex::new(Utc::now()),
         }
     }
 
@@ -51,7 +58,7 @@ impl HoldCap {
             .map_err(crate::service::store_err)?;
         let mut held = known.iter().filter(|(_, held)| *held).count();
         if let Some(mut mine) = self.recent.get_mut(&guest) {
-            mine.retain(|(_, until)| *until > now);
+            mine.retain(|(_, forget)| *forget > now);
             held += mine
                 .iter()
                 .filter(|(booking, _)| !known.iter().any(|(id, _)| id == booking))
@@ -65,18 +72,32 @@ impl HoldCap {
         Ok(())
     }
 
-    /// Remembers a hold just made for the guest, until `until`.
+    /// Remembers a hold just made for the guest, ending at `until`.
     pub(crate) fn held(&self, guest: Uuid, booking: Uuid, until: DateTime<Utc>) {
         if self.max == 0 {
             return;
         }
+        let now = Utc::now();
         if self.recent.len() >= REMEMBERED {
-            let now = Utc::now();
-            self.recent.retain(|_, holds| {
-                holds.retain(|(_, end)| *end > now);
-                !holds.is_empty()
-            });
+            let due = {
+                let mut swept = self.swept.lock().expect("sweep time");
+                let due = now - *swept >= chrono::Duration::seconds(1);
+                if due {
+                    *swept = now;
+                }
+                due
+            };
+            if due {
+                self.recent.retain(|_, holds| {
+                    holds.retain(|(_, forget)| *forget > now);
+                    !holds.is_empty()
+                });
+            }
         }
-        self.recent.entry(guest).or_default().push((booking, until));
+        let forget = until.min(now + chrono::Duration::seconds(REMEMBER_FOR_SECONDS));
+        self.recent
+            .entry(guest)
+            .or_default()
+            .push((booking, forget));
     }
 }

@@ -457,3 +457,38 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Pays a held booking as its guest: the payment link (pending), then Kaspi's `pay`
+/// notification for its account and amount, answered 0 with the same `txn_id`.
+pub async fn pay_through_kaspi(app: &TestApp, token: &str, booking: impl std::fmt::Display) {
+    let (status, payment) = app
+        .post(
+            &format!("/api/v1/bookings/{booking}/payment"),
+            token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "start payment: {payment}");
+    assert_eq!(payment["status"], "pending", "{payment}");
+    let account = payment["account"].as_str().expect("account").to_string();
+    let amount = payment["amount_kzt"].as_i64().expect("amount_kzt");
+    let txn_id = (Uuid::new_v4().as_u128() % 1_000_000_000_000_000).to_string();
+    let res = app
+        .client
+        .get(app.url("/kaspi/callback/"))
+        .basic_auth(KASPI_USER, Some(KASPI_PASSWORD))
+        .query(&[
+            ("command", "pay"),
+            ("txn_id", txn_id.as_str()),
+            ("account", account.as_str()),
+            ("sum", amount.to_string().as_str()),
+            ("txn_date", "20261127120000"),
+        ])
+        .send()
+        .await
+        .expect("callback request");
+    let (status, answer) = status_and_json(res).await;
+    assert_eq!(status, 200, "Kaspi pay callback: {answer}");
+    assert_eq!(answer["result"], 0, "Kaspi pay callback: {answer}");
+    assert_eq!(answer["txn_id"], txn_id.as_str(), "{answer}");
+}

@@ -39,38 +39,6 @@ async fn listed_as(app: &TestApp, token: &str, booking: &str, status: &str) {
     }
 }
 
-/// Pays a held booking: the payment link, then Kaspi's `pay` notification.
-async fn pay(app: &TestApp, token: &str, booking: &str) {
-    let (status, payment) = app
-        .post(
-            &format!("/api/v1/bookings/{booking}/payment"),
-            token,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, 201, "start payment: {payment}");
-    let account = payment["account"].as_str().expect("account").to_string();
-    let amount = payment["amount_kzt"].as_i64().expect("amount_kzt");
-    let txn_id = (Uuid::new_v4().as_u128() % 1_000_000_000_000_000).to_string();
-    let res = app
-        .client
-        .get(app.url("/kaspi/callback/"))
-        .basic_auth(KASPI_USER, Some(KASPI_PASSWORD))
-        .query(&[
-            ("command", "pay"),
-            ("txn_id", txn_id.as_str()),
-            ("account", account.as_str()),
-            ("sum", amount.to_string().as_str()),
-            ("txn_date", "20261127120000"),
-        ])
-        .send()
-        .await
-        .expect("callback request");
-    let (status, answer) = status_and_json(res).await;
-    assert_eq!(status, 200, "Kaspi pay callback: {answer}");
-    assert_eq!(answer["result"], 0, "Kaspi pay callback: {answer}");
-}
-
 async fn a_guest_holds_at_most_three_unpaid_bookings(backend: Backend, name: &str) {
     let Some(app) = spawn_app(backend, name).await else {
         return;
@@ -113,7 +81,7 @@ async fn a_guest_holds_at_most_three_unpaid_bookings(backend: Backend, name: &st
     assert_eq!(refused["code"], "too_many_holds", "{refused}");
 
     // Paying for one frees its slot too.
-    pay(&app, &guest, &held[1]).await;
+    pay_through_kaspi(&app, &guest, &held[1]).await;
     listed_as(&app, &guest, &held[1], "confirmed").await;
     let (status, b) = book(&app, &guest, listing, 70, 72).await;
     assert_eq!(status, 201, "after a payment: {b}");

@@ -1,19 +1,24 @@
 #!/usr/bin/env python3
-"""Checks docker-compose.yml without Docker.
+"""The project's own rules for docker-compose.yml, checked without Docker.
 
-Needs PyYAML and installs nothing itself: CI runs `pip install pyyaml` before calling it.
+The compose specification itself (keys, types, durations, ports) is checked by its JSON
+schema: `check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml` in .ci/run.
+This script checks what the schema cannot:
 
     python3 scripts/check-compose.py [path/to/docker-compose.yml]
 
-Two kinds of checks:
-- general: the file parses (duplicate keys are errors), known top-level and service keys,
-  every `${...}` substitution is well formed, every `depends_on` target exists (no cycles,
-  `service_healthy` only on services with a health check), ports and durations parse, no host
-  port is published twice, named volumes are declared, a `build` names an existing Dockerfile;
-- ZhilyeGO's: the services postgres, nats and api with the settings docs/runbook.md describes
-  (DATABASE_URL agrees with the postgres service, ZHILEGO_JWT_SECRET is a required
-  substitution and never a literal, JetStream keeps its store in a volume, and so on), and
-  the api's Dockerfile copies every workspace member of Cargo.toml into its build stage.
+- references: the file parses without duplicate keys, every `${...}` substitution is well
+  formed, every `depends_on` target exists (no cycles; `service_healthy` only on services with
+  a health check, `service_completed_successfully` only on one-shot services), no host port is
+  published twice, named volumes are declared and used, bind-mounted repository files exist,
+  a `build` names an existing Dockerfile;
+- ZhilyeGO's shape (docs/operations.md): a PostgreSQL 15+ primary ready for replication and a
+  replica of the same image; NATS as a three-node JetStream cluster with its stores on
+  volumes; migrate, api, relay and projector pointing at the primary and the cluster, secrets
+  as required substitutions, each long-running process scraped by Prometheus on its ops port
+  and health-checked with a tool the image has; the API behind the gateway only, reading from
+  the replica, trusting the gateway's network for X-Forwarded-For; live Kaspi by default and
+  the sandbox in a profile only; the Dockerfile copies every workspace member.
 
 Exit status: 0 when clean, 1 when problems were found (each printed), 2 when it cannot check.
 """
@@ -33,20 +38,6 @@ except ImportError:
     print("check-compose: PyYAML is missing (pip install pyyaml)", file=sys.stderr)
     sys.exit(2)
 
-TOP_LEVEL = {"version", "name", "services", "networks", "volumes", "configs", "secrets", "include"}
-SERVICE_KEYS = {
-    "annotations", "build", "cap_add", "cap_drop", "cgroup_parent", "command", "configs",
-    "container_name", "cpus", "deploy", "depends_on", "develop", "devices", "dns", "dns_search",
-    "domainname", "entrypoint", "env_file", "environment", "expose", "extends", "extra_hosts",
-    "group_add", "healthcheck", "hostname", "image", "init", "ipc", "labels", "links", "logging",
-    "mem_limit", "mem_reservation", "network_mode", "networks", "oom_score_adj", "pid",
-    "platform", "ports", "privileged", "profiles", "pull_policy", "read_only", "restart",
-    "secrets", "security_opt", "shm_size", "stdin_open", "stop_grace_period", "stop_signal",
-    "sysctls", "tmpfs", "tty", "ulimits", "user", "userns_mode", "volumes", "working_dir",
-}
-CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
-RESTART = {"no", "always", "on-failure", "unless-stopped"}
-DURATION = re.compile(r"^(\d+(\.\d+)?(us|ms|s|m|h))+$")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 OPERATORS = (":-", ":?", ":+", "-", "?", "+")
 
@@ -100,6 +91,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
 def _mapping(loader, node, deep=False):
     seen = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *anchor`: its keys may be overridden here, that is its purpose
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
@@ -173,13 +166,9 @@ def parse_port(entry):
 
 
 def check_general(doc, base_dir, problem):
-    for key in doc:
-        if key not in TOP_LEVEL and not str(key).startswith("x-"):
-            problem("top level", f"unknown key {key!r}")
-    services = doc.get("services")
-    if not isinstance(services, dict) or not services:
-        problem("services", "missing or empty")
-        return {}
+    """What the compose schema cannot say: substitutions, references between services,
+    volumes and files that exist, ports published once."""
+    services = doc.get("services") or {}
     declared_volumes = set((doc.get("volumes") or {}).keys())
     used_volumes = set()
     published = {}
@@ -189,12 +178,6 @@ def check_general(doc, base_dir, problem):
                 problem(where, error)
     for name, svc in services.items():
         at = f"services.{name}"
-        if not isinstance(svc, dict):
-            problem(at, "must be a mapping")
-            continue
-        for key in svc:
-            if key not in SERVICE_KEYS and not str(key).startswith("x-"):
-                problem(at, f"unknown key {key!r}")
         if "image" not in svc and "build" not in svc:
             problem(at, "needs an image or a build")
         build = svc.get("build")
@@ -204,65 +187,38 @@ def check_general(doc, base_dir, problem):
             path = os.path.join(base_dir, context, dockerfile)
             if not os.path.isfile(path):
                 problem(f"{at}.build", f"{os.path.relpath(path, base_dir)} does not exist")
-        if "restart" in svc and str(svc["restart"]).split(":")[0] not in RESTART:
-            problem(f"{at}.restart", f"unknown policy {svc['restart']!r}")
         for dep, spec in depends_on(svc).items():
             if dep not in services:
                 problem(f"{at}.depends_on", f"no service named {dep!r}")
-            elif dep == name:
-                problem(f"{at}.depends_on", "a service cannot depend on itself")
-            cond = spec.get("condition", "service_started")
-            if cond not in CONDITIONS:
-                problem(f"{at}.depends_on.{dep}", f"unknown condition {cond!r}")
-            if cond == "service_healthy" and dep in services and not has_healthcheck(services[dep]):
-                problem(f"{at}.depends_on.{dep}", "service_healthy, but it has no health check")
-        hc = svc.get("healthcheck")
-        if hc is not None:
-            test = hc.get("test")
-            if isinstance(test, list) and (not test or test[0] not in ("CMD", "CMD-SHELL", "NONE")):
-                problem(f"{at}.healthcheck.test", "a list must start with CMD, CMD-SHELL or NONE")
-            elif not isinstance(test, (list, str)) and not hc.get("disable"):
-                problem(f"{at}.healthcheck.test", "missing")
-            for key in ("interval", "timeout", "start_period", "start_interval"):
-                if key in hc and not DURATION.match(str(hc[key])):
-                    problem(f"{at}.healthcheck.{key}", f"not a duration: {hc[key]!r}")
-            if "retries" in hc and not (isinstance(hc["retries"], int) and hc["retries"] > 0):
-                problem(f"{at}.healthcheck.retries", "must be a positive integer")
-        if "stop_grace_period" in svc and not DURATION.match(str(svc["stop_grace_period"])):
-            problem(f"{at}.stop_grace_period", f"not a duration: {svc['stop_grace_period']!r}")
-        for entry in svc.get("ports") or []:
-            try:
-                _, host, target, proto = parse_port(entry)
-            except (KeyError, AttributeError):
-                problem(f"{at}.ports", f"cannot read {entry!r}")
                 continue
-            for port in filter(None, (host, target)):
-                if not (port.isdigit() and 0 < int(port) < 65536) and "-" not in port:
-                    problem(f"{at}.ports", f"bad port {port!r} in {entry!r}")
-            if proto not in ("tcp", "udp", "sctp"):
-                problem(f"{at}.ports", f"bad protocol in {entry!r}")
+            cond = spec.get("condition", "service_started")
+            if cond == "service_healthy" and not has_healthcheck(services[dep]):
+                problem(f"{at}.depends_on.{dep}", "service_healthy, but it has no health check")
+            if cond == "service_completed_successfully" and services[dep].get("restart", "no") != "no":
+                problem(f"{at}.depends_on.{dep}", "waits for it to complete, but it restarts")
+        for entry in svc.get("ports") or []:
+            _, host, _, proto = parse_port(entry)
             if host:
-                key = (host, proto)  # one port on two addresses is rarely meant; flag it
+                key = (host, proto)
                 if key in published:
                     problem(f"{at}.ports", f"host port {host} is already published by {published[key]}")
                 published[key] = name
         for entry in svc.get("volumes") or []:
             if isinstance(entry, dict):
-                source = entry.get("source") if entry.get("type", "volume") == "volume" else None
+                kind, source = entry.get("type", "volume"), entry.get("source")
             else:
                 source = str(entry).split(":")[0] if ":" in str(entry) else None
-            if source and not source.startswith(("/", ".", "~", "$")):
+                kind = "bind" if source and source.startswith(("/", ".", "~")) else "volume"
+            if not source or "$" in source:
+                continue
+            if kind == "volume":
                 used_volumes.add(source)
                 if source not in declared_volumes:
                     problem(f"{at}.volumes", f"named volume {source!r} is not declared at the top level")
-        env = svc.get("environment")
-        if isinstance(env, list):
-            keys = [str(e).partition("=")[0] for e in env]
-            for dup in {k for k in keys if keys.count(k) > 1}:
-                problem(f"{at}.environment", f"{dup} is set twice")
+            elif source.startswith(".") and not os.path.exists(os.path.join(base_dir, source)):
+                problem(f"{at}.volumes", f"{source} does not exist in the repository")
     for unused in sorted(declared_volumes - used_volumes):
         problem("volumes", f"{unused!r} is declared but no service mounts it")
-    # depends_on cycles
     state = {}
 
     def visit(n, path):
@@ -282,13 +238,40 @@ def check_general(doc, base_dir, problem):
     return services
 
 
+def placeholders(text):
+    """A URL with its substitutions replaced by a plain word, so that it parses."""
+    return re.sub(r"\$\{[^}]*\}", "x", text or "")
+
+
+def words_of(value):
+    value = value or []
+    return value.split() if isinstance(value, str) else [str(w) for w in value]
+
+
+def flag(cmd, *names):
+    return next((cmd[i + 1] for i, c in enumerate(cmd[:-1]) if c in names), None)
+
+
+def volume_targets(svc):
+    out = []
+    for v in svc.get("volumes") or []:
+        if isinstance(v, dict):
+            out.append(str(v.get("target")))
+        elif ":" in str(v):
+            out.append(str(v).split(":")[1])
+    return out
+
+
+ZHILEGO_PROCESSES = ("api", "relay", "projector")  # long-running: scraped, health-checked
+
+
 def check_zhilego(services, base_dir, problem):
-    """What ZhilyeGO's docs promise about its compose file."""
-    for name in ("postgres", "nats", "api"):
+    """What ZhilyeGO's docs (docs/operations.md) promise about its compose file."""
+    for name in ("postgres", "postgres-replica", "migrate", *ZHILEGO_PROCESSES,
+                 "gateway", "prometheus", "alertmanager", "grafana"):
         if name not in services:
             problem("services", f"{name!r} is missing")
-    pg, nats, api = (services.get(n) or {} for n in ("postgres", "nats", "api"))
-
+    pg = services.get("postgres") or {}
     pg_env = environment(pg)
     if pg:
         for key in ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"):
@@ -300,82 +283,149 @@ def check_zhilego(services, base_dir, problem):
         test = " ".join(map(str, (pg.get("healthcheck") or {}).get("test") or []))
         if "pg_isready" not in test:
             problem("services.postgres.healthcheck", "should run pg_isready")
-        if not any(str(v).split(":")[1:2] == ["/var/lib/postgresql/data"] for v in pg.get("volumes") or []):
+        if "/var/lib/postgresql/data" not in volume_targets(pg):
             problem("services.postgres.volumes", "/var/lib/postgresql/data must be on a volume")
+        if "wal_level=replica" not in words_of(pg.get("command")):
+            problem("services.postgres.command", "the primary needs wal_level=replica for its replica")
+    replica = services.get("postgres-replica") or {}
+    if replica:
+        if str(replica.get("image")) != str(pg.get("image")):
+            problem("services.postgres-replica.image", "a physical replica runs the primary's image")
+        if depends_on(replica).get("postgres", {}).get("condition") != "service_healthy":
+            problem("services.postgres-replica.depends_on", "postgres must be service_healthy")
 
-    if nats:
-        m = re.match(r"^nats:(\d+)\.(\d+)", str(nats.get("image", "")))
+    nats = {n: s for n, s in services.items() if re.fullmatch(r"nats(-\d+)?", n)}
+    if len(nats) < 3:
+        problem("services", "NATS runs as a cluster of three nodes (nats-1, nats-2, nats-3)")
+    clusters = set()
+    for name, svc in nats.items():
+        at = f"services.{name}"
+        m = re.match(r"^nats:(\d+)\.(\d+)", str(svc.get("image", "")))
         if not m or (int(m.group(1)), int(m.group(2))) < (2, 10):
-            problem("services.nats.image", "must be nats:2.10 or newer")
-        cmd = nats.get("command") or []
-        cmd = cmd.split() if isinstance(cmd, str) else [str(c) for c in cmd]
+            problem(f"{at}.image", "must be nats:2.10 or newer")
+        cmd = words_of(svc.get("command"))
         if not ({"-js", "--jetstream"} & set(cmd)):
-            problem("services.nats.command", "JetStream is not enabled (-js)")
-        store = next((cmd[i + 1] for i, c in enumerate(cmd[:-1]) if c in ("-sd", "--store_dir")), None)
-        targets = [str(v).split(":")[1] for v in nats.get("volumes") or [] if ":" in str(v)]
-        if store is None or store not in targets:
-            problem("services.nats", "the JetStream store dir (-sd) must be a mounted volume")
+            problem(f"{at}.command", "JetStream is not enabled (-js)")
+        if flag(cmd, "-sd", "--store_dir") not in volume_targets(svc):
+            problem(at, "the JetStream store dir (-sd) must be a mounted volume")
+        clusters.add(flag(cmd, "--cluster_name"))
+        routes = flag(cmd, "--routes") or ""
+        others = set(nats) - {name}
+        named = {urlsplit(r).hostname for r in routes.split(",") if r}
+        if not others <= named:
+            problem(f"{at}.command", f"--routes must name the other nodes ({', '.join(sorted(others))})")
+        if not has_healthcheck(svc):
+            problem(f"{at}.healthcheck", "missing")
+    if len(clusters) > 1 or None in clusters:
+        problem("services.nats-*", "every node needs the same --cluster_name")
 
-    if not api:
-        return
+    targets = prometheus_targets(base_dir, services.get("prometheus") or {}, problem)
+    for name in ("migrate", *ZHILEGO_PROCESSES):
+        svc = services.get(name)
+        if svc:
+            check_zhilego_process(name, svc, services, targets, problem)
+    api = services.get("api") or {}
     env = environment(api)
+    if api:
+        if env.get("ZHILEGO_PROJECTIONS") != "off":
+            problem("services.api.environment.ZHILEGO_PROJECTIONS", "off: the projector keeps the read models")
+        replicas = [urlsplit(u.strip()).hostname
+                    for u in placeholders(env.get("READ_REPLICA_URLS")).split(",") if u.strip()]
+        if "postgres-replica" not in replicas:
+            problem("services.api.environment.READ_REPLICA_URLS", "reads go to postgres-replica")
+        if api.get("ports"):
+            problem("services.api.ports", "the API is reached through the gateway only; publish nothing")
+        if not env.get("ZHILEGO_TRUSTED_PROXIES"):
+            problem("services.api.environment.ZHILEGO_TRUSTED_PROXIES", "the gateway's network must be trusted for X-Forwarded-For")
+    gw = services.get("gateway") or {}
+    if gw:
+        if not any(parse_port(p)[2] == "443" for p in gw.get("ports") or []):
+            problem("services.gateway.ports", "TLS ends at the gateway: publish 443")
+        if "/etc/nginx/templates" not in volume_targets(gw):
+            problem("services.gateway.volumes", "mount deploy/nginx/templates at /etc/nginx/templates")
+    check_payments(services, problem)
+    check_image(api, services, base_dir, problem)
+
+
+def prometheus_targets(base_dir, prom, problem):
+    """host names Prometheus scrapes (from the targets files of the mounted configuration)."""
+    hosts = set()
+    for v in prom.get("volumes") or []:
+        source, _, target = str(v).partition(":")
+        if target.split(":")[0] != "/etc/prometheus":
+            continue
+        folder = os.path.join(base_dir, source, "targets")
+        for f in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            with open(os.path.join(folder, f), encoding="utf-8") as fh:
+                for group in yaml.safe_load(fh) or []:
+                    hosts |= {t.rsplit(":", 1)[0] for t in group.get("targets") or []}
+    if prom and not hosts:
+        problem("services.prometheus.volumes", "mount deploy/prometheus (with its targets/) at /etc/prometheus")
+    return hosts
+
+
+def check_zhilego_process(name, svc, services, targets, problem):
+    at = f"services.{name}"
+    env = environment(svc)
     for key in ("DATABASE_URL", "NATS_URL", "ZHILEGO_JWT_SECRET", "ZHILEGO_ENCRYPTION_KEY"):
         if not env.get(key):
-            problem("services.api.environment", f"{key} is not set")
+            problem(f"{at}.environment", f"{key} is not set")
     for key in ("ZHILEGO_JWT_SECRET", "ZHILEGO_ENCRYPTION_KEY"):
         secret = env.get(key) or ""
         if secret and not re.fullmatch(r"\$\{" + key + r":?\?[^}]*\}", secret):
-            problem(f"services.api.environment.{key}",
-                    f"must be a required substitution like ${{{key}:?set it}}, not a value")
-    deps = depends_on(api)
-    db_url = env.get("DATABASE_URL") or ""
-    if db_url and "$" not in db_url:
-        u = urlsplit(db_url)
-        if u.scheme not in ("postgres", "postgresql"):
-            problem("services.api.environment.DATABASE_URL", "must be a postgres:// URL")
-        elif u.hostname not in services:
-            problem("services.api.environment.DATABASE_URL", f"host {u.hostname!r} is not a service")
-        else:
-            if deps.get(u.hostname, {}).get("condition") != "service_healthy":
-                problem("services.api.depends_on", f"{u.hostname} must be service_healthy")
-            host_env = environment(services[u.hostname])
-            for part, key in ((u.username, "POSTGRES_USER"), (u.password, "POSTGRES_PASSWORD"),
-                              (u.path.lstrip("/"), "POSTGRES_DB")):
-                if host_env.get(key) and part != host_env[key]:
-                    problem("services.api.environment.DATABASE_URL",
-                            f"does not match {u.hostname}'s {key}")
-    nats_url = env.get("NATS_URL") or ""
-    if nats_url and "$" not in nats_url:
-        u = urlsplit(nats_url)
-        if u.scheme != "nats" or u.hostname not in services:
-            problem("services.api.environment.NATS_URL", "must be nats://<a service>:4222")
-        elif u.hostname not in deps:
-            problem("services.api.depends_on", f"should name {u.hostname}")
-    listen = env.get("ZHILEGO_LISTEN", "0.0.0.0:8080") or ""
-    listen_port = listen.rsplit(":", 1)[-1]
-    targets = [parse_port(p)[2] for p in api.get("ports") or []]
-    if listen_port not in targets:
-        problem("services.api.ports", f"the API listens on {listen_port} but that port is not published")
-    test = (api.get("healthcheck") or {}).get("test") or []
-    words = " ".join(map(str, test if isinstance(test, list) else [test])).split()
-    if not any("/healthz" in w or "/readyz" in w for w in words):
-        problem("services.api.healthcheck", "should call /healthz")
-    check_payments(services, problem)
-    build = api.get("build")
-    if build is not None:
-        context = build if isinstance(build, str) else build.get("context", ".")
-        dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
-        path = os.path.join(base_dir, context, dockerfile)
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-            stages = [m.start() for m in re.finditer(r"^FROM\s", text, re.MULTILINE | re.IGNORECASE)]
-            runtime = text[stages[-1]:] if stages else text  # the final stage
-            runtime = "\n".join(l for l in runtime.splitlines() if not l.lstrip().startswith("#"))
-            for tool in ("curl", "wget"):
-                if any(w.split("/")[-1] == tool for w in words) and tool not in runtime:
-                    problem("services.api.healthcheck", f"uses {tool}, which the image's final stage does not install")
-            check_build_copies(text, os.path.join(base_dir, context), os.path.relpath(path, base_dir), problem)
+            problem(f"{at}.environment.{key}", f"must be a required substitution like ${{{key}:?set it}}, not a value")
+    db_url = placeholders(env.get("DATABASE_URL"))
+    u = urlsplit(db_url)
+    if db_url and u.scheme not in ("postgres", "postgresql"):
+        problem(f"{at}.environment.DATABASE_URL", "must be a postgres:// URL")
+    elif db_url and u.hostname != "postgres":
+        problem(f"{at}.environment.DATABASE_URL", "writes go to the primary, `postgres`")
+    elif db_url:
+        pg_env = environment(services.get("postgres") or {})
+        for part, key in ((u.username, "POSTGRES_USER"), (u.path.lstrip("/"), "POSTGRES_DB")):
+            if pg_env.get(key) and part != pg_env[key]:
+                problem(f"{at}.environment.DATABASE_URL", f"does not match postgres's {key}")
+    for url in (env.get("NATS_URL") or "").split(","):
+        host = urlsplit(url.strip()).hostname
+        if host and host not in services:
+            problem(f"{at}.environment.NATS_URL", f"{host!r} is not a service")
+    if name == "migrate":
+        return
+    if depends_on(svc).get("migrate", {}).get("condition") != "service_completed_successfully":
+        problem(f"{at}.depends_on", "migrate must be service_completed_successfully")
+    metrics = env.get("ZHILEGO_METRICS_ADDR") or ""
+    if not metrics.startswith("0.0.0.0:"):
+        problem(f"{at}.environment.ZHILEGO_METRICS_ADDR", "must listen on the network for Prometheus (0.0.0.0:9464)")
+    if not any(h == name or h.startswith(f"zhilego-{name}-") for h in targets):
+        problem("deploy/prometheus/targets", f"{name} is not scraped")
+    test = words_of((svc.get("healthcheck") or {}).get("test"))
+    if not any("/healthz" in w or "/readyz" in w for w in test):
+        problem(f"{at}.healthcheck", "should call /healthz")
+
+
+def check_image(api, services, base_dir, problem):
+    """The health checks run tools the image has, and the build copies what cargo needs."""
+    build = next((s.get("build") for s in services.values() if s.get("build") is not None), None)
+    if build is None:
+        return
+    context = build if isinstance(build, str) else build.get("context", ".")
+    dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+    path = os.path.join(base_dir, context, dockerfile)
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    stages = [m.start() for m in re.finditer(r"^FROM\s", text, re.MULTILINE | re.IGNORECASE)]
+    runtime = text[stages[-1]:] if stages else text  # the final stage
+    runtime = "\n".join(l for l in runtime.splitlines() if not l.lstrip().startswith("#"))
+    for name, svc in services.items():
+        if svc.get("image") != api.get("image"):
+            continue
+        test = words_of((svc.get("healthcheck") or {}).get("test"))
+        for tool in ("curl", "wget"):
+            if any(w.split("/")[-1] == tool for w in test) and tool not in runtime:
+                problem(f"services.{name}.healthcheck", f"uses {tool}, which the image's final stage does not install")
+    check_build_copies(text, os.path.join(base_dir, context), os.path.relpath(path, base_dir), problem)
 
 
 KASPI_REQUIRED = ("KASPI_API_URL", "KASPI_API_KEY", "KASPI_CALLBACK_USER",
@@ -477,8 +527,8 @@ def main(argv):
         print(f"check-compose: {path} is not valid YAML: {e}", file=sys.stderr)
         return 1
     problem = Report()
-    if not isinstance(doc, dict):
-        problem("top level", "must be a mapping")
+    if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
+        problem("top level", "must be a mapping with services (the schema check says more)")
     else:
         services = check_general(doc, os.path.dirname(path), problem)
         check_zhilego(services, os.path.dirname(path), problem)

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the programs the configuration checks and the stack test run natively (no Docker
 # here): nginx (the gateway), Prometheus with promtool, Alertmanager with amtool, age (backup
-# encryption) from Debian; check-jsonschema (the compose specification's schema) and
+# encryption) and kubectl (its built-in kustomize renders deploy/k8s offline) from Debian;
+# check-jsonschema (the compose specification's schema) and
 # kubernetes-validate (the Kubernetes manifests, offline) from PyPI. Idempotent: installs only
 # what is missing. Used by .ci/run and by developers; never needed to run the service.
 set -euo pipefail
 
 need_apt=()
-for pair in nginx:nginx promtool:prometheus amtool:prometheus-alertmanager age:age; do
+for pair in nginx:nginx promtool:prometheus amtool:prometheus-alertmanager age:age kubectl:kubectl; do
   bin=${pair%%:*} pkg=${pair#*:}
   command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

@@ -125,14 +125,7 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
-        let metrics_listener = match &settings.edge.metrics_addr {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("binding the metrics listener {addr}"))?,
-            ),
-            None => None,
-        };
+        let metrics_listener = bind_ops(&settings).await?;
         let kaspi = Arc::new(crate::payments::setup(&settings, listener.local_addr()?)?);
         let commands = Arc::new(
             Commands::new(db.clone(), config, encryption_key(&settings)?)
@@ -241,20 +234,24 @@ impl Application {
             async move { keeper.run(every, stop).await }
         }));
         tasks.extend(start_bots(&state, &stop_rx));
-        let limits = state.settings.edge.clone();
+        tasks.push(tokio::spawn({
+            let (reads, stop) = (state.reads.clone(), stopped(stop_rx.clone()));
+            async move { reads.watch_replicas(Duration::from_secs(1), stop).await }
+        }));
+        tasks.push(tokio::spawn(report_inventory(
+            state.reads.availability_index.clone(),
+            stopped(stop_rx.clone()),
+        )));
         if let Some(listener) = self.metrics_listener {
-            let router = crate::server::with_limits(
-                routes::ops::metrics_routes().with_state(state.clone()),
-                &limits,
-            );
-            let limits = limits.clone();
-            let stop = stopped(stop_rx.clone());
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = crate::server::serve(listener, router, &limits, stop).await {
-                    tracing::error!(error = %e, "the metrics listener failed");
-                }
-            }));
+            let probe = routes::ops::Probe::of(&state);
+            tasks.push(serve_ops(
+                listener,
+                &state.settings,
+                probe,
+                stopped(stop_rx.clone()),
+            ));
         }
+        let limits = state.settings.edge.clone();
         let router = crate::server::with_limits(routes::router(state.clone()), &limits);
         crate::server::serve(self.listener, router, &limits, async move {
             shutdown.await;
@@ -309,6 +306,40 @@ fn start_bots(state: &AppState, stop_rx: &watch::Receiver<bool>) -> Vec<JoinHand
     tasks
 }
 
+/// Binds the ops listener (`ZHILEGO_METRICS_ADDR`), unless it is turned off.
+pub async fn bind_ops(settings: &Settings) -> anyhow::Result<Option<TcpListener>> {
+    match &settings.edge.metrics_addr {
+        Some(addr) => Ok(Some(TcpListener::bind(addr).await.with_context(|| {
+            format!("binding the ops listener {addr} (ZHILEGO_METRICS_ADDR)")
+        })?)),
+        None => Ok(None),
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` (of `probe`) on `listener` until `stop`.
+pub fn serve_ops(
+    listener: TcpListener,
+    settings: &Settings,
+    probe: routes::ops::Probe,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
+    let ops = routes::ops::Ops {
+        metrics: telemetry::metrics_handle(),
+        token: settings.edge.metrics_token.clone(),
+        probe,
+    };
+    let limits = settings.edge.clone();
+    let router = crate::server::with_limits(routes::ops::ops_routes(ops), &limits);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "ops listener: /metrics, /healthz, /readyz");
+    }
+    tokio::spawn(async move {
+        if let Err(e) = crate::server::serve(listener, router, &limits, stop).await {
+            tracing::error!(error = %e, "the ops listener failed");
+        }
+    })
+}
+
 /// Resolves once the stop flag is raised.
 pub async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
@@ -325,12 +356,21 @@ pub async fn connect_nats(
             async_nats::ConnectOptions::new()
                 .name("zhilego")
                 .retry_on_initial_connect()
-                .connect(url.as_str())
+                .connect(nats_servers(url))
                 .await
                 .with_context(|| format!("connecting to NATS at {url}"))?,
         )),
         _ => Ok(None),
     }
+}
+
+/// `NATS_URL`'s servers: one URL, or several of one cluster separated by commas (the client
+/// fails over between them).
+pub fn nats_servers(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
 }
 
 /// Starts the store → bus relay and the projection builders that follow the bus: JetStream
@@ -342,12 +382,16 @@ pub async fn start_pipeline(
     let mut tasks = Vec::new();
     let feed = match &state.nats {
         Some(client) => {
-            let relay_state = state.clone();
-            let client_for_relay = client.clone();
-            let stop = stopped(stop_rx.clone());
-            tasks.push(tokio::spawn(async move {
-                run_relay(relay_state, client_for_relay, stop).await
-            }));
+            if state.settings.run_relay {
+                let relay_state = state.clone();
+                let client_for_relay = client.clone();
+                let stop = stopped(stop_rx.clone());
+                tasks.push(tokio::spawn(async move {
+                    run_relay(relay_state, client_for_relay, stop).await
+                }));
+            } else {
+                tracing::info!("the relay is off here (ZHILEGO_RELAY=off)");
+            }
             Feed::JetStream(client.clone(), Box::new(relay_config(&state.settings)))
         }
         None => {
@@ -389,27 +433,16 @@ pub async fn start_pipeline(
     } else {
         tracing::info!("projection builders are off here (ZHILEGO_PROJECTIONS=off)");
     }
-    let reads = state.reads.clone();
-    let db = state.db.clone();
-    let relay_name = relay_config(&state.settings).name;
-    let with_relay = state.nats.is_some();
-    let stop = stopped(stop_rx.clone());
+    if state.nats.is_some() && state.settings.run_relay {
+        tasks.push(tokio::spawn(report_relay_lag(
+            state.db.clone(),
+            relay_config(&state.settings).name,
+            stopped(stop_rx.clone()),
+        )));
+    }
+    let (reads, stop) = (state.reads.clone(), stopped(stop_rx.clone()));
     tasks.push(tokio::spawn(async move {
-        let relay_lag = async {
-            loop {
-                if with_relay {
-                    if let Ok((behind, seconds)) = bus::relay::lag(&db, &relay_name).await {
-                        metrics::gauge!("zhilego_relay_lag_events").set(behind as f64);
-                        metrics::gauge!("zhilego_relay_lag_seconds").set(seconds);
-                    }
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        };
-        tokio::select! {
-            _ = reads.report_lag(Duration::from_secs(2), stop) => {}
-            _ = relay_lag => {}
-        }
+        reads.report_lag(Duration::from_secs(2), stop).await
     }));
     Ok(tasks)
 }
@@ -432,6 +465,7 @@ pub fn relay_config(settings: &Settings) -> bus::RelayConfig {
     bus::RelayConfig {
         stream: settings.nats_stream.clone(),
         subject_prefix: settings.nats_subject_prefix.clone(),
+        replicas: settings.nats_replicas,
         ..bus::RelayConfig::default()
     }
 }
@@ -480,5 +514,39 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+/// Keeps `zhilego_relay_lag_*` current, every 2 s until `stop`.
+pub async fn report_relay_lag(db: Database, name: String, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        if let Ok((behind, seconds)) = bus::relay::lag(&db, &name).await {
+            metrics::gauge!("zhilego_relay_lag_events").set(behind as f64);
+            metrics::gauge!("zhilego_relay_lag_seconds").set(seconds);
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// Keeps `zhilego_inventory_free_listings{city}` current (listings with a free night among
+/// the next 7, from the in-memory index), every minute until `stop`.
+async fn report_inventory(
+    index: Arc<projections::AvailabilityIndex>,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let today = domain::local_date(chrono::Utc::now());
+        for (city, free) in index.free_listings_by_city(today, 7) {
+            metrics::gauge!("zhilego_inventory_free_listings", "city" => city).set(free as f64);
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
     }
 }

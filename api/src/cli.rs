@@ -23,11 +23,22 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
-    /// Run only the store → NATS JetStream relay (production mode; `serve` runs one too).
+    /// Run only the store → NATS JetStream relay (production mode; `serve` runs one too unless
+    /// ZHILEGO_RELAY=off). Ops listener on ZHILEGO_METRICS_ADDR.
     Relay,
     /// Run only the projection builders (`serve` runs them too): on durable JetStream consumers
-    /// with NATS_URL in production mode, else following the store directly.
+    /// with NATS_URL in production mode, else following the store directly. Ops listener on
+    /// ZHILEGO_METRICS_ADDR.
     Project,
+    /// Exit 0 when a process answers its health endpoint, else 1: the container health check
+    /// (the image has no curl).
+    Healthcheck {
+        /// Default: `/healthz` on the port of ZHILEGO_LISTEN, over loopback.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Inspect or rebuild the read models.
     Projections {
         #[command(subcommand)]
@@ -109,6 +120,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             app.run_until_stopped(shutdown_signal()).await?;
             Ok(0)
         }
+        Command::Healthcheck { url, timeout_ms } => {
+            let url = match url {
+                Some(u) => u,
+                None => {
+                    let port = settings
+                        .listen
+                        .rsplit_once(':')
+                        .map(|(_, p)| p)
+                        .unwrap_or("8080");
+                    format!("http://127.0.0.1:{port}/healthz")
+                }
+            };
+            let answer = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_millis(timeout_ms))
+                .build()?
+                .get(&url)
+                .send()
+                .await;
+            Ok(match answer {
+                Ok(r) if r.status().is_success() => 0,
+                Ok(r) => {
+                    eprintln!("{url}: {}", r.status());
+                    1
+                }
+                Err(e) => {
+                    eprintln!("{url}: {e}");
+                    1
+                }
+            })
+        }
         Command::Relay => {
             anyhow::ensure!(
                 settings.is_production(),
@@ -122,8 +163,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let client = async_nats::ConnectOptions::new()
                 .name("zhilego-relay")
                 .retry_on_initial_connect()
-                .connect(url.as_str())
+                .connect(crate::app::nats_servers(&url))
                 .await?;
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let ops = match crate::app::bind_ops(&settings).await? {
+                Some(listener) => {
+                    let probe = crate::routes::ops::Probe {
+                        production: true,
+                        store: db.clone(),
+                        reads: None,
+                        nats: Some(client.clone()),
+                    };
+                    let stop = crate::app::stopped(stop_rx.clone());
+                    Some(crate::app::serve_ops(listener, &settings, probe, stop))
+                }
+                None => None,
+            };
+            let lag = tokio::spawn(crate::app::report_relay_lag(
+                db.clone(),
+                crate::app::relay_config(&settings).name,
+                crate::app::stopped(stop_rx.clone()),
+            ));
             let relay = bus::Relay::new(db, client, crate::app::relay_config(&settings)).await?;
             println!("relaying to stream {}", settings.nats_stream);
             let never = tokio::sync::Notify::new();
@@ -134,6 +194,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     shutdown_signal(),
                 )
                 .await;
+            let _ = stop_tx.send(true);
+            let _ = lag.await;
+            if let Some(ops) = ops {
+                let _ = ops.await;
+            }
             Ok(0)
         }
         Command::Project => {
@@ -142,6 +207,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             reads.prepare().await?;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let nats = crate::app::connect_nats(&settings, &db).await?;
+            let nats_client = nats.clone();
             let mut tasks = Vec::new();
             let feed = match nats {
                 Some(client) => {
@@ -169,6 +235,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             };
             tasks.extend(reads.spawn_builders(&feed, || crate::app::stopped(stop_rx.clone())));
+            if let Some(listener) = crate::app::bind_ops(&settings).await? {
+                let probe = crate::routes::ops::Probe {
+                    production: settings.is_production(),
+                    store: db.clone(),
+                    reads: Some(reads.clone()),
+                    nats: nats_client,
+                };
+                let stop = crate::app::stopped(stop_rx.clone());
+                tasks.push(crate::app::serve_ops(listener, &settings, probe, stop));
+            }
+            tasks.push(tokio::spawn({
+                let (reads, stop) = (reads.clone(), crate::app::stopped(stop_rx.clone()));
+                async move {
+                    reads
+                        .report_lag(std::time::Duration::from_secs(2), stop)
+                        .await
+                }
+            }));
             shutdown_signal().await;
             let _ = stop_tx.send(true);
             futures::future::join_all(tasks).await;

@@ -18,6 +18,7 @@ pub mod app;
 pub mod auth;
 pub mod bots;
 pub mod cli;
+pub mod client_addr;
 pub mod error;
 pub mod extract;
 pub mod files;

@@ -1,7 +1,8 @@
 //! Per-client request limits (tower_governor). On the API a client is the `sub` of a valid
 //! bearer token, otherwise the peer address; on the webhooks and the Kaspi callback a source
 //! is the peer address (the callers are Telegram's, Twilio's and Kaspi's servers, which carry
-//! no token of ours). Over the limit: 429 problem+json with `Retry-After`.
+//! no token of ours). Behind a trusted gateway the address is the client's from
+//! `X-Forwarded-For` (`client_addr`). Over the limit: 429 problem+json with `Retry-After`.
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::ConnectInfo;
@@ -34,27 +35,31 @@ impl KeyExtractor for ClientKey {
                 return Ok(format!("user:{}", actor.user_id));
             }
         }
-        Ok(peer_key(req))
+        Ok(peer_key(req, &self.state.settings.edge.trusted_proxies))
     }
 }
 
-/// A webhook source: the peer address.
+/// A webhook source: the caller's address.
 #[derive(Clone)]
-pub struct SourceKey;
+pub struct SourceKey {
+    trusted_proxies: Arc<[ipnet::IpNet]>,
+}
 
 impl KeyExtractor for SourceKey {
     type Key = String;
 
     fn extract<T>(&self, req: &Request<T>) -> Result<String, GovernorError> {
-        Ok(peer_key(req))
+        Ok(peer_key(req, &self.trusted_proxies))
     }
 }
 
-fn peer_key<T>(req: &Request<T>) -> String {
+fn peer_key<T>(req: &Request<T>, trusted_proxies: &[ipnet::IpNet]) -> String {
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .map(|c| {
+            crate::client_addr::client_ip(c.0.ip(), req.headers(), trusted_proxies).to_string()
+        })
         .unwrap_or_else(|| "unknown".to_string());
     format!("ip:{ip}")
 }
@@ -74,7 +79,9 @@ pub fn apply_webhooks(router: Router<AppState>, state: &AppState) -> Router<AppS
         router,
         state.settings.webhook_rate_limit_per_second,
         1,
-        SourceKey,
+        SourceKey {
+            trusted_proxies: state.settings.edge.trusted_proxies.clone().into(),
+        },
     )
 }
 

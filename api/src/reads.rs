@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 pub struct ReadModels {
     /// Where the builders write.
     pub primary: Database,
-    /// Where queries go (`READ_REPLICA_URLS`); empty: the primary.
-    replicas: Vec<Database>,
+    /// Where queries go (`READ_REPLICA_URLS`); none, or none up: the primary.
+    replicas: Vec<Replica>,
     next_replica: AtomicUsize,
     pub bookings: Projector<BookingsProjection>,
     pub availability: Projector<AvailabilityProjection>,
@@ -29,6 +29,12 @@ pub struct ReadModels {
     pub availability_index: Arc<AvailabilityIndex>,
     /// Wakes the index after a local write.
     pub index_nudge: Arc<tokio::sync::Notify>,
+}
+
+/// A read replica and whether it answered its last health check (`watch_replicas`).
+struct Replica {
+    db: Database,
+    up: std::sync::atomic::AtomicBool,
 }
 
 /// What feeds the builders.
@@ -93,11 +99,12 @@ impl ReadModels {
         projections::projector::init_read_database(&primary).await?;
         let mut replicas = Vec::new();
         for url in &settings.read_replica_urls {
-            replicas.push(
-                Database::connect(url, settings.max_connections())
+            replicas.push(Replica {
+                db: Database::connect(url, settings.max_connections())
                     .await
                     .with_context(|| "connecting to a read replica (READ_REPLICA_URLS)")?,
-            );
+                up: std::sync::atomic::AtomicBool::new(true),
+            });
         }
         Ok(ReadModels {
             bookings: Projector::new(store.clone(), primary.clone()),
@@ -130,13 +137,61 @@ impl ReadModels {
         Ok(())
     }
 
-    /// The database the next query goes to.
+    /// The database the next query goes to: the replicas that are up in turn, else the read
+    /// database itself.
     pub fn query_db(&self) -> &Database {
-        if self.replicas.is_empty() {
+        let n = self.replicas.len();
+        if n == 0 {
             return &self.primary;
         }
-        let i = self.next_replica.fetch_add(1, Ordering::Relaxed);
-        &self.replicas[i % self.replicas.len()]
+        let start = self.next_replica.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|k| &self.replicas[(start + k) % n])
+            .find(|r| r.up.load(Ordering::Relaxed))
+            .map(|r| &r.db)
+            .unwrap_or(&self.primary)
+    }
+
+    /// Whether each replica answered its last health check, in `READ_REPLICA_URLS` order.
+    pub fn replica_health(&self) -> Vec<bool> {
+        self.replicas
+            .iter()
+            .map(|r| r.up.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Pings every replica each `every` until `stop`; one that does not answer within that
+    /// time is marked down (queries skip it) until it answers again.
+    pub async fn watch_replicas(&self, every: Duration, stop: impl Future<Output = ()>) {
+        if self.replicas.is_empty() {
+            return;
+        }
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {}
+            }
+            for (i, r) in self.replicas.iter().enumerate() {
+                let up = matches!(tokio::time::timeout(every, r.db.ping()).await, Ok(Ok(())));
+                if r.up.swap(up, Ordering::Relaxed) != up {
+                    if up {
+                        tracing::info!(replica = i, "read replica is back; queries return to it");
+                    } else {
+                        tracing::warn!(
+                            replica = i,
+                            "read replica does not answer; queries go elsewhere"
+                        );
+                    }
+                }
+                metrics::gauge!("zhilego_read_replica_up", "replica" => i.to_string()).set(if up {
+                    1.0
+                } else {
+                    0.0
+                });
+            }
+        }
     }
 
     /// A database to query `projector`'s tables on that has reached `min_position` (waiting at

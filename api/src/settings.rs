@@ -42,8 +42,15 @@ pub struct Settings {
     /// `ZHILEGO_PROJECTIONS`: `on` (default) runs the projection builders inside `serve`;
     /// `off` leaves them to `zhilego project` processes (API-only instances).
     pub run_projections: bool,
+    /// `ZHILEGO_RELAY`: `on` (default) runs the store → NATS relay inside `serve`; `off`
+    /// leaves it to `zhilego relay` processes.
+    pub run_relay: bool,
     /// `NATS_URL`: the event bus in production mode; the relay publishes the store to it.
+    /// Several servers of one cluster: comma-separated.
     pub nats_url: Option<String>,
+    /// `ZHILEGO_NATS_REPLICAS` (default 1): how many JetStream servers keep the stream and
+    /// the consumers (3 on a three-node cluster, so losing a node loses nothing).
+    pub nats_replicas: usize,
     /// `ZHILEGO_NATS_STREAM`: the JetStream stream of events (default `ZHILEGO_EVENTS`).
     pub nats_stream: String,
     /// `ZHILEGO_NATS_SUBJECT_PREFIX`: subjects are `<prefix>.<aggregate_type>.<id>` (default
@@ -238,17 +245,22 @@ impl Settings {
                         .collect()
                 })
                 .unwrap_or_default(),
-            run_projections: match get("ZHILEGO_PROJECTIONS").as_deref() {
-                None | Some("on") => true,
-                Some("off") => false,
-                Some(other) => {
+            run_projections: on_off("ZHILEGO_PROJECTIONS", get("ZHILEGO_PROJECTIONS"))?,
+            run_relay: on_off("ZHILEGO_RELAY", get("ZHILEGO_RELAY"))?,
+            nats_url: get("NATS_URL"),
+            nats_replicas: match num(
+                "ZHILEGO_NATS_REPLICAS",
+                get("ZHILEGO_NATS_REPLICAS"),
+                1usize,
+            )? {
+                n @ 1..=5 => n,
+                n => {
                     return Err(SettingsError::Invalid(
-                        "ZHILEGO_PROJECTIONS",
-                        format!("{other:?}: expected on or off"),
+                        "ZHILEGO_NATS_REPLICAS",
+                        format!("{n}: JetStream keeps 1 to 5 replicas"),
                     ))
                 }
             },
-            nats_url: get("NATS_URL"),
             nats_stream: get("ZHILEGO_NATS_STREAM").unwrap_or_else(|| "ZHILEGO_EVENTS".into()),
             nats_subject_prefix: get("ZHILEGO_NATS_SUBJECT_PREFIX")
                 .unwrap_or_else(|| "events".into()),
@@ -320,24 +332,10 @@ impl Settings {
                 )?,
                 callback_user: get("KASPI_CALLBACK_USER"),
                 callback_password: get("KASPI_CALLBACK_PASSWORD").map(Secret::new),
-                callback_allow_ips: match get("KASPI_CALLBACK_ALLOW_IPS") {
-                    None => vec![],
-                    Some(list) => list
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|c| !c.is_empty())
-                        .map(|c| {
-                            c.parse::<ipnet::IpNet>()
-                                .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                                .map_err(|_| {
-                                    SettingsError::Invalid(
-                                        "KASPI_CALLBACK_ALLOW_IPS",
-                                        format!("{c:?} is not an IP address or CIDR"),
-                                    )
-                                })
-                        })
-                        .collect::<Result<_, _>>()?,
-                },
+                callback_allow_ips: networks(
+                    "KASPI_CALLBACK_ALLOW_IPS",
+                    get("KASPI_CALLBACK_ALLOW_IPS"),
+                )?,
             },
             reconcile_interval: Duration::from_millis(num(
                 "ZHILEGO_RECONCILE_INTERVAL_MS",
@@ -481,6 +479,11 @@ pub struct EdgeSettings {
     /// `ZHILEGO_JWT_MAX_TTL_HOURS` (default 720): the longest lifetime (`exp - iat`) a token
     /// may have; longer ones are refused, and `zhilego token` does not mint them.
     pub jwt_max_ttl: chrono::Duration,
+    /// `ZHILEGO_TRUSTED_PROXIES`: CIDRs of the gateways in front of the service. Only from a
+    /// peer in them is `X-Forwarded-For` believed (read from the right, skipping trusted
+    /// hops) for the client's address: the rate-limit key and the Kaspi allow-list. Empty
+    /// (the default): the peer address is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl EdgeSettings {
@@ -518,6 +521,7 @@ impl EdgeSettings {
                 None => Some("127.0.0.1:9464".into()),
             },
             metrics_token: get("ZHILEGO_METRICS_TOKEN").map(Secret::new),
+            trusted_proxies: networks("ZHILEGO_TRUSTED_PROXIES", get("ZHILEGO_TRUSTED_PROXIES"))?,
             jwt_previous_secret: get("ZHILEGO_JWT_PREVIOUS_SECRET").map(Secret::new),
             jwt_max_ttl: i64::try_from(max_ttl_hours)
                 .ok()
@@ -527,6 +531,36 @@ impl EdgeSettings {
                 })?,
         })
     }
+}
+
+/// `on` (the default) or `off`.
+fn on_off(key: &'static str, value: Option<String>) -> Result<bool, SettingsError> {
+    match value.as_deref() {
+        None | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => Err(SettingsError::Invalid(
+            key,
+            format!("{other:?}: expected on or off"),
+        )),
+    }
+}
+
+/// A comma-separated list of CIDRs or single addresses (`10.0.0.0/8, 192.0.2.7`).
+fn networks(key: &'static str, value: Option<String>) -> Result<Vec<ipnet::IpNet>, SettingsError> {
+    let Some(list) = value else {
+        return Ok(vec![]);
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.parse::<ipnet::IpNet>()
+                .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    SettingsError::Invalid(key, format!("{c:?} is not an IP address or CIDR"))
+                })
+        })
+        .collect()
 }
 
 /// `KEY=VALUE` lines; blank lines and `#` comments are skipped.

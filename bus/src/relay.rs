@@ -78,6 +78,9 @@ pub struct RelayConfig {
     /// How long the stream keeps events (the store keeps everything).
     pub max_age: Duration,
     pub batch: i64,
+    /// How many JetStream servers keep the stream and its consumers (1 on a single server,
+    /// 3 on a three-node cluster).
+    pub replicas: usize,
 }
 
 impl Default for RelayConfig {
@@ -88,6 +91,7 @@ impl Default for RelayConfig {
             subject_prefix: "events".to_string(),
             max_age: Duration::from_secs(7 * 24 * 3600),
             batch: 2000,
+            replicas: 1,
         }
     }
 }
@@ -118,6 +122,7 @@ pub fn stream_config(config: &RelayConfig) -> stream::Config {
         max_age: config.max_age,
         duplicate_window: Duration::from_secs(120),
         storage: stream::StorageType::File,
+        num_replicas: config.replicas,
         ..Default::default()
     }
 }

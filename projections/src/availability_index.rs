@@ -118,6 +118,26 @@ impl IndexState {
         Ok(())
     }
 
+    /// Whether some night of `[from, until)` is in no taken span of the listing.
+    fn has_free_night(&self, listing: Uuid, from: NaiveDate, until: NaiveDate) -> bool {
+        let Some(spans) = self.taken.get(&listing) else {
+            return from < until;
+        };
+        // Sorted by check-in: walk the spans that start before `until`, pushing the first
+        // night not yet covered forward; a gap before the next span is a free night.
+        let mut first_uncovered = from;
+        for (check_in, check_out, _) in spans.iter().take_while(|(ci, _, _)| *ci < until) {
+            if *check_in > first_uncovered {
+                return true;
+            }
+            first_uncovered = first_uncovered.max(*check_out);
+            if first_uncovered >= until {
+                return false;
+            }
+        }
+        first_uncovered < until
+    }
+
     fn is_free(&self, listing: Uuid, check_in: NaiveDate, check_out: NaiveDate) -> bool {
         self.taken.get(&listing).is_none_or(|spans| {
             // Sorted by check-in: only spans starting before the stay ends can overlap.
@@ -413,9 +433,77 @@ impl AvailabilityIndex {
         offers.chain(spans).collect()
     }
 
+    /// Per city (as the first listing of it spells it): active listings with at least one
+    /// free night in `[from, from + nights)`. The low-inventory gauge.
+    pub fn free_listings_by_city(&self, from: NaiveDate, nights: u32) -> Vec<(String, usize)> {
+        let until = from + chrono::Days::new(u64::from(nights));
+        let state = self.state.read().expect("index lock");
+        let mut out = Vec::new();
+        for ids in state.by_city.values() {
+            let mut label = None;
+            let mut free = 0;
+            for id in ids {
+                let Some(row) = state.set.offers.get(*id) else {
+                    continue;
+                };
+                label.get_or_insert_with(|| row.city.trim().to_string());
+                if row.status == "active" && state.has_free_night(*id, from, until) {
+                    free += 1;
+                }
+            }
+            if let Some(city) = label {
+                out.push((city, free));
+            }
+        }
+        out
+    }
+
     /// How many listings and taken spans the index holds.
     pub fn size(&self) -> (usize, usize) {
         let state = self.state.read().expect("index lock");
         (state.set.offers.len(), state.set.spans.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `has_free_night` against asking every night of the window, on random calendars.
+    #[test]
+    fn a_free_night_is_found_exactly_when_one_exists() {
+        let day0 = NaiveDate::from_ymd_opt(2027, 1, 1).unwrap();
+        let day = |n: u64| day0 + chrono::Days::new(n);
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for _ in 0..2000 {
+            let listing = Uuid::now_v7();
+            let mut state = IndexState::empty();
+            let mut spans = Vec::new();
+            for _ in 0..next(6) {
+                let from = next(20);
+                spans.push((day(from), day(from + 1 + next(6)), Uuid::now_v7()));
+            }
+            spans.sort_by_key(|s| s.0);
+            if !spans.is_empty() {
+                state.taken.insert(listing, spans.clone());
+            }
+            let (from, len) = (next(20), next(9));
+            let brute = (from..from + len).any(|n| {
+                !spans
+                    .iter()
+                    .any(|(ci, co, _)| *ci <= day(n) && day(n) < *co)
+            });
+            assert_eq!(
+                state.has_free_night(listing, day(from), day(from + len)),
+                brute,
+                "spans {spans:?}, window {from}+{len}"
+            );
+        }
     }
 }

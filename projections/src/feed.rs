@@ -143,6 +143,7 @@ async fn consume<P: Projection>(
                 ack_wait: Duration::from_secs(30),
                 max_ack_pending: 20_000,
                 filter_subject: format!("{}.>", config.subject_prefix),
+                num_replicas: config.replicas,
                 ..Default::default()
             },
         )

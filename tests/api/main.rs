@@ -14,6 +14,7 @@ mod guest_privacy;
 mod history;
 mod limits;
 mod ops;
+mod ops_listeners;
 mod payments;
 mod projections;
 mod relay;

@@ -59,9 +59,11 @@ async fn handle(
     params: HashMap<String, String>,
 ) -> Response {
     let guard = &state.kaspi.guard;
-    if !guard.allows(peer.ip()) {
+    let caller =
+        crate::client_addr::client_ip(peer.ip(), headers, &state.settings.edge.trusted_proxies);
+    if !guard.allows(caller) {
         metrics::counter!("zhilego_kaspi_callbacks_refused_total", "why" => "ip").increment(1);
-        tracing::warn!(peer = %peer.ip(), "Kaspi callback from an address not on the allow-list");
+        tracing::warn!(%caller, peer = %peer.ip(), "Kaspi callback from an address not on the allow-list");
         return ApiError::forbidden("this address may not call the Kaspi callback").into_response();
     }
     let authorized = basic_credentials(headers)

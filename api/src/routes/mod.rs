@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::rate_limit;
 use crate::state::AppState;
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -81,13 +82,13 @@ pub fn router(state: AppState) -> Router {
         .merge(Scalar::with_url("/api/v1/docs", doc))
         .fallback(|| async { ApiError::not_found("route") });
 
-    let api = rate_limit::apply(api.route_layer(middleware::from_fn(track_requests)), &state);
+    let api = rate_limit::apply(api.route_layer(middleware::from_fn(mark_route)), &state);
     let webhooks = Router::new()
         .merge(kaspi::routes())
         .merge(crate::bots::webhooks())
-        .route_layer(middleware::from_fn(track_requests));
+        .route_layer(middleware::from_fn(mark_route));
     let mut router = Router::new()
-        .merge(ops::routes().route_layer(middleware::from_fn(track_requests)))
+        .merge(ops::routes().route_layer(middleware::from_fn(mark_route)))
         .merge(rate_limit::apply_webhooks(webhooks, &state))
         .merge(api);
     if let Some(sandbox) = &state.kaspi.sandbox {
@@ -95,19 +96,49 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .layer(middleware::from_fn(context::correlation))
+        .layer(middleware::from_fn(track_requests))
         .with_state(state)
 }
 
-/// Latency and count per route and status.
-async fn track_requests(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().to_string();
+/// The route pattern a request matched, carried out on its response to `track_requests`.
+#[derive(Clone)]
+struct RouteLabel(String);
+
+async fn mark_route(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+        .map(|p| p.as_str().to_string());
+    let mut res = next.run(req).await;
+    if let Some(route) = route {
+        res.extensions_mut().insert(RouteLabel(route));
+    }
+    res
+}
+
+/// Latency and count per route and status, around everything: unknown paths, the rate
+/// limiters' 429s and the sandbox are counted too (as route `unmatched` where no route was
+/// matched, since the limiters answer before routing).
+async fn track_requests(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    // Standard methods only as labels: anyone can send `FOO /`, and every label value is a
+    // series kept forever.
+    let method = match *req.method() {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE
+        | Method::OPTIONS => req.method().to_string(),
+        _ => "other".to_string(),
+    };
     let res = next.run(req).await;
+    let route = res
+        .extensions()
+        .get::<RouteLabel>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| "unmatched".to_string());
     let status = res.status().as_u16().to_string();
     metrics::histogram!("zhilego_http_request_duration_seconds",
         "method" => method.clone(), "route" => route.clone(), "status" => status.clone())

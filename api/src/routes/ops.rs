@@ -1,26 +1,111 @@
-//! Liveness and readiness on the API listener; metrics on their own listener
-//! (`ZHILEGO_METRICS_ADDR`), optionally behind a bearer token (`ZHILEGO_METRICS_TOKEN`), as
-//! they show revenue and traffic that are nobody else's business.
+//! Liveness, readiness and metrics. The API listener answers `/healthz` and `/readyz`; every
+//! long-running process (`serve`, `relay`, `project`) also has an ops listener
+//! (`ZHILEGO_METRICS_ADDR`) with `/metrics`, `/healthz` and `/readyz`, the metrics optionally
+//! behind a bearer token (`ZHILEGO_METRICS_TOKEN`), as they show revenue and traffic that are
+//! nobody else's business.
 use crate::error::ApiError;
+use crate::reads::ReadModels;
+use crate::settings::Secret;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+use std::sync::Arc;
+use store::Database;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+/// What a process depends on, to say whether it is ready.
+#[derive(Clone)]
+pub struct Probe {
+    pub production: bool,
+    /// The event store.
+    pub store: Database,
+    /// The read database and its replicas, where the process uses them.
+    pub reads: Option<Arc<ReadModels>>,
+    /// The bus connection, when configured.
+    pub nats: Option<async_nats::Client>,
 }
 
-/// The metrics listener's routes: `/metrics` only.
-pub fn metrics_routes() -> Router<AppState> {
+impl Probe {
+    pub fn of(state: &AppState) -> Probe {
+        Probe {
+            production: state.settings.is_production(),
+            store: state.db.clone(),
+            reads: Some(state.reads.clone()),
+            nats: state.nats.clone(),
+        }
+    }
+
+    /// Ready when the store, the read database (where used) and the bus (where configured)
+    /// answer. A replica that is down does not make the process unready: it is marked down
+    /// and queries go to the other replicas or the read database itself (`ReadModels`).
+    pub async fn check(&self) -> (bool, serde_json::Value) {
+        let store = self.store.ping().await.is_ok();
+        let read_db = match &self.reads {
+            Some(r) => Some(r.primary.ping().await.is_ok()),
+            None => None,
+        };
+        let bus = self
+            .nats
+            .as_ref()
+            .map(|c| c.connection_state() == async_nats::connection::State::Connected);
+        let ready = store && read_db != Some(false) && bus != Some(false);
+        let word = |v: Option<bool>| match v {
+            None => "not_configured",
+            Some(true) => "ok",
+            Some(false) => "unreachable",
+        };
+        let replicas: Vec<_> = self
+            .reads
+            .as_ref()
+            .map(|r| r.replica_health())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|up| if up { "ok" } else { "down" })
+            .collect();
+        let body = json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "mode": if self.production { "production" } else { "embedded" },
+            "checks": {
+                "store": word(Some(store)),
+                "read_db": word(read_db),
+                "read_replicas": replicas,
+                "bus": word(bus),
+            }
+        });
+        (ready, body)
+    }
+}
+
+/// The ops listener's state.
+#[derive(Clone)]
+pub struct Ops {
+    pub metrics: PrometheusHandle,
+    pub token: Option<Secret>,
+    pub probe: Probe,
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/healthz", get(healthz)).route(
+        "/readyz",
+        get(|State(state): State<AppState>| async move { readiness(&Probe::of(&state)).await }),
+    )
+}
+
+/// The ops listener's routes: `/metrics`, `/healthz`, `/readyz`.
+pub fn ops_routes(ops: Ops) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route(
+            "/readyz",
+            get(|State(ops): State<Ops>| async move { readiness(&ops.probe).await }),
+        )
         .fallback(|| async { ApiError::not_found("route") })
+        .with_state(ops)
 }
 
 /// The process is up.
@@ -28,39 +113,18 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The store, the read database (the replica queries go to) and, when configured, the bus
-/// answer.
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let store = state.db.ping().await;
-    let read_db = state.reads.query_db().ping().await;
-    let bus = state
-        .nats
-        .as_ref()
-        .map(|c| c.connection_state() == async_nats::connection::State::Connected);
-    let ready = store.is_ok() && read_db.is_ok() && bus != Some(false);
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "mode": if state.settings.is_production() { "production" } else { "embedded" },
-        "checks": {
-            "store": if store.is_ok() { "ok" } else { "unreachable" },
-            "read_db": if read_db.is_ok() { "ok" } else { "unreachable" },
-            "bus": match bus {
-                None => "not_configured",
-                Some(true) => "ok",
-                Some(false) => "unreachable",
-            },
-        }
-    });
+async fn readiness(probe: &Probe) -> Response {
+    let (ready, body) = probe.check().await;
     let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(body))
+    (code, Json(body)).into_response()
 }
 
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> axum::response::Response {
-    if let Some(token) = &state.settings.edge.metrics_token {
+async fn metrics(State(ops): State<Ops>, headers: HeaderMap) -> Response {
+    if let Some(token) = &ops.token {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -78,7 +142,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> axum::res
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        ops.metrics.render(),
     )
         .into_response()
 }

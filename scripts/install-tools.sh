@@ -8,7 +8,7 @@
 set -euo pipefail
 
 need_apt=()
-for pair in nginx:nginx promtool:prometheus amtool:prometheus-alertmanager age:age kubectl:kubectl; do
+for pair in nginx:nginx promtool:prometheus amtool:prometheus-alertmanager age:age kubectl:kubectl wrk:wrk; do
   bin=${pair%%:*} pkg=${pair#*:}
   command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

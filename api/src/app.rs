@@ -533,7 +533,7 @@ pub async fn report_relay_lag(db: Database, name: String, stop: impl Future<Outp
 }
 
 /// Keeps `zhilego_inventory_free_listings{city}` current (listings with a free night among
-/// the next 7, from the in-memory index), every minute until `stop`.
+/// the next 7, from the in-memory index), every 10 s until `stop`.
 async fn report_inventory(
     index: Arc<projections::AvailabilityIndex>,
     stop: impl Future<Output = ()>,
@@ -546,7 +546,7 @@ async fn report_inventory(
         }
         tokio::select! {
             _ = &mut stop => return,
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct ReadModels {
     pub index_nudge: Arc<tokio::sync::Notify>,
 }
 
+/// How long a replica may take to answer before it counts as down.
+const REPLICA_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A read replica and whether it answered its last health check (`watch_replicas`).
 struct Replica {
     db: Database,
@@ -99,11 +102,26 @@ impl ReadModels {
         projections::projector::init_read_database(&primary).await?;
         let mut replicas = Vec::new();
         for url in &settings.read_replica_urls {
+            anyhow::ensure!(
+                url.starts_with("postgres://") || url.starts_with("postgresql://"),
+                "READ_REPLICA_URLS takes postgres:// URLs"
+            );
+            let db =
+                Database::connect_lazy_postgres(url, settings.max_connections(), REPLICA_TIMEOUT)
+                    .context("a read replica's URL (READ_REPLICA_URLS)")?;
+            // Up from the start if it answers now; else the watcher brings it in later.
+            let up = matches!(
+                tokio::time::timeout(REPLICA_TIMEOUT, db.ping()).await,
+                Ok(Ok(()))
+            );
+            if !up {
+                tracing::warn!(
+                    "a read replica does not answer yet; queries go elsewhere until it does"
+                );
+            }
             replicas.push(Replica {
-                db: Database::connect(url, settings.max_connections())
-                    .await
-                    .with_context(|| "connecting to a read replica (READ_REPLICA_URLS)")?,
-                up: std::sync::atomic::AtomicBool::new(true),
+                db,
+                up: std::sync::atomic::AtomicBool::new(up),
             });
         }
         Ok(ReadModels {
@@ -174,7 +192,10 @@ impl ReadModels {
                 _ = tick.tick() => {}
             }
             for (i, r) in self.replicas.iter().enumerate() {
-                let up = matches!(tokio::time::timeout(every, r.db.ping()).await, Ok(Ok(())));
+                let up = matches!(
+                    tokio::time::timeout(REPLICA_TIMEOUT, r.db.ping()).await,
+                    Ok(Ok(()))
+                );
                 if r.up.swap(up, Ordering::Relaxed) != up {
                     if up {
                         tracing::info!(replica = i, "read replica is back; queries return to it");

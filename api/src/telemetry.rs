@@ -100,6 +100,9 @@ fn describe() {
     for kind in ["callback_sum", "reconciliation_amount"] {
         metrics::counter!("zhilego_payment_mismatches_total", "kind" => kind).increment(0);
     }
+    for source in ["callback", "reconciliation"] {
+        metrics::counter!("zhilego_payments_received_total", "source" => source).increment(0);
+    }
     for name in [
         "zhilego_kaspi_replay_mismatches_total",
         "zhilego_notifications_sent_total",

@@ -94,6 +94,22 @@ impl Database {
         }
     }
 
+    /// A PostgreSQL pool that connects on first use, for read replicas: a replica that is down
+    /// (or not yet made) does not stop the process, and a query to it gives up after
+    /// `acquire_timeout` rather than waiting long.
+    pub fn connect_lazy_postgres(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Database, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(Database::Postgres(pool))
+    }
+
     /// Applies every pending migration of this backend.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {

@@ -10,6 +10,9 @@
 4. with the replica stopped the instances keep serving reads and /readyz never flaps;
 5. one NATS node killed during a booking storm: no event lost or applied twice — every
    booking is in the read model once, and the read models equal a rebuild;
+6. backups (scripts/backup.sh, restore.sh): one taken under a booking storm is encrypted (no
+   event readable in the file) and restores into a fresh server whose hash chains verify; one
+   of the settled store restores into read models equal to the original's;
 and prints the measurements (requests/s and p99 through nginx against direct at 64
 connections; replica lag during the storm).
 
@@ -233,6 +236,32 @@ if b'"down"' not in body:
 print(f"   {len(ready)} readiness checks all 200; {failures} reads failed while the replica was being marked down", flush=True)
 pg_ctl("start", replica_dir)
 
+TABLES = ("select table_name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE' "
+          "and table_name not like '%\\_faults' and table_name <> 'projection_checkpoints' order by 1")
+
+
+def digest(port=None, db="zhilego_read"):
+    port = port or cfg["pg_primary"]
+    out = {}
+    for t in psql(port, TABLES, db=db).split():
+        out[t] = psql(port, f"select count(*) || ':' || coalesce(md5(string_agg(x, ',' order by x)), '') "
+                            f"from (select t::text as x from \"{t}\" t) s", db=db)
+    return out
+
+
+def caught_up(env):
+    for _ in range(300):
+        out = subprocess.run([ZHILEGO, "projections", "status", "--json"], capture_output=True, text=True, env=env)
+        try:
+            status = json.loads(out.stdout)
+        except json.JSONDecodeError:
+            status = None
+        if out.returncode == 0 and status and all(p.get("behind_events", 1) == 0 for p in status):
+            return
+        time.sleep(0.2)
+    fail(f"the projections did not catch up: {out.stdout} {out.stderr}")
+
+
 # 5 --------------------------------------------------------------------------------------
 step("a NATS node killed during a booking storm: nothing lost, nothing applied twice")
 listings = [create_listing(host, port=cfg["api"][i % 2], tls=False)["id"] for i in range(20)]
@@ -277,33 +306,11 @@ if not killed:
     fail("the NATS node was never killed")
 print(f"   {len(made)} bookings in {storm_seconds:.1f} s; NATS node 2 killed at booking 300", flush=True)
 env = dict(os.environ)
-for _ in range(300):
-    out = subprocess.run([ZHILEGO, "projections", "status", "--json"], capture_output=True, text=True, env=env)
-    try:
-        status = json.loads(out.stdout)
-    except json.JSONDecodeError:
-        status = None
-    if out.returncode == 0 and status and all(p.get("behind_events", 1) == 0 for p in status):
-        break
-    time.sleep(0.2)
-else:
-    fail(f"the projections did not catch up after the storm: {out.stdout} {out.stderr}")
+caught_up(env)
 in_model = int(psql(cfg["pg_primary"], "select count(*) from booking_list where booking_id in ('" + "','".join(made) + "')"))
 duplicates = int(psql(cfg["pg_primary"], "select count(*) - count(distinct booking_id) from booking_list"))
 if in_model != len(made) or duplicates:
     fail(f"{len(made)} bookings made, {in_model} in the read model, {duplicates} twice")
-
-TABLES = ("select table_name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE' "
-          "and table_name not like '%\\_faults' and table_name <> 'projection_checkpoints' order by 1")
-
-
-def digest():
-    out = {}
-    for t in psql(cfg["pg_primary"], TABLES).split():
-        out[t] = psql(cfg["pg_primary"], f"select count(*) || ':' || coalesce(md5(string_agg(x, ',' order by x)), '') "
-                                          f"from (select t::text as x from \"{t}\" t) s")
-    return out
-
 
 incremental = digest()
 rebuild = subprocess.run([ZHILEGO, "projections", "rebuild", "all"], capture_output=True, text=True, env=env)
@@ -314,6 +321,82 @@ if incremental != rebuilt:
     diff = {t: (incremental.get(t), rebuilt.get(t)) for t in set(incremental) | set(rebuilt) if incremental.get(t) != rebuilt.get(t)}
     fail(f"read models differ from a rebuild: {diff}")
 print(f"   read models equal a rebuild ({len(rebuilt)} tables)", flush=True)
+
+# 6 --------------------------------------------------------------------------------------
+step("backups: encrypted under a booking storm, restored into a fresh server")
+work = cfg["work"]
+key = os.path.join(work, "backup-key.txt")
+subprocess.run(["age-keygen", "-o", key], check=True, capture_output=True)
+recipient = subprocess.run(["age-keygen", "-y", key], check=True, capture_output=True, text=True).stdout.strip()
+scripts = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts")
+store_url = f"postgres://postgres@127.0.0.1:{cfg['pg_primary']}/zhilego"
+backup_env = dict(env, DATABASE_URL=store_url, ZHILEGO_BACKUP_RECIPIENTS=recipient)
+stop_storm, stormed = threading.Event(), []
+
+
+def background_storm():
+    i = 0
+    while not stop_storm.is_set():
+        l = listings[i % len(listings)]
+        s_, _, b_ = book(guest_tokens[i % len(guest_tokens)], l, 200 + 3 * (i // len(listings)), port=cfg["api"][i % 2], tls=False)
+        if s_ == 201:
+            stormed.append(json.loads(b_)["id"])
+        i += 1
+
+
+storm = [threading.Thread(target=background_storm) for _ in range(4)]
+for t in storm:
+    t.start()
+time.sleep(1)
+under_storm = os.path.join(work, "under-storm.age")
+subprocess.run([os.path.join(scripts, "backup.sh"), under_storm], check=True, env=backup_env)
+time.sleep(0.5)
+stop_storm.set()
+for t in storm:
+    t.join()
+raw = open(under_storm, "rb").read()
+if not raw.startswith(b"age-encryption.org/v1"):
+    fail("the backup is not an age file")
+for plain in (b"BookingHeld", b"DatesReserved", b"listing_id", b"Almaty", b"PGDMP"):
+    if plain in raw:
+        fail(f"the encrypted backup contains {plain!r}")
+print(f"   backup under a storm of {len(stormed)} bookings: {len(raw)} bytes, nothing readable", flush=True)
+
+pg3 = json.loads(subprocess.run([sys.executable, "-c", "import socket,json; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"], capture_output=True, text=True).stdout)
+pg3_dir = os.path.join(work, "pg3")
+subprocess.run(["install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0700", pg3_dir], check=True)
+subprocess.run(["runuser", "-u", "postgres", "--", os.path.join(cfg["pgbin"], "initdb"), "--no-instructions", "-D", pg3_dir, "-U", "postgres", "--auth=trust"], check=True, capture_output=True)
+with open(os.path.join(pg3_dir, "postgresql.conf"), "a") as f:
+    f.write(f"port = {pg3}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{work}/sockets'\nfsync = off\n")
+subprocess.run(["runuser", "-u", "postgres", "--", os.path.join(cfg["pgbin"], "pg_ctl"), "-D", pg3_dir, "-w", "-l", os.path.join(work, "logs", "pg3.log"), "start"], check=True, capture_output=True)
+cfg.setdefault("extra_pg", []).append(pg3_dir)
+
+
+def restore(backup, db):
+    psql(pg3, f"create database {db}", db="postgres")
+    restore_env = {k: v for k, v in env.items() if k not in ("NATS_URL", "READ_REPLICA_URLS")}
+    restore_env.update(DATABASE_URL=f"postgres://postgres@127.0.0.1:{pg3}/{db}", ZHILEGO_BACKUP_IDENTITY=key,
+                       ZHILEGO_BIN=ZHILEGO)
+    out = subprocess.run([os.path.join(scripts, "restore.sh"), backup], capture_output=True, text=True, env=restore_env)
+    if out.returncode != 0:
+        fail(f"restore of {backup} failed: {out.stdout} {out.stderr}")
+    return out.stdout
+
+
+restore(under_storm, "restored_storm")
+restored_events = int(psql(pg3, "select count(*) from events", db="restored_storm"))
+print(f"   restored into a fresh server: {restored_events} events, every hash chain verified", flush=True)
+
+caught_up(env)
+settled = os.path.join(work, "settled.age")
+subprocess.run([os.path.join(scripts, "backup.sh"), settled], check=True, env=backup_env, capture_output=True)
+restore(settled, "restored")
+original, restored = digest(), digest(pg3, "restored_read")
+if original != restored:
+    diff = {t: (original.get(t), restored.get(t)) for t in set(original) | set(restored) if original.get(t) != restored.get(t)}
+    fail(f"the restored store's read models differ from the original's: {diff}")
+print(f"   a settled backup restores into read models equal to the original's ({len(restored)} tables)", flush=True)
+subprocess.run(["runuser", "-u", "postgres", "--", os.path.join(cfg["pgbin"], "pg_ctl"), "-D", pg3_dir, "-m", "immediate", "stop"], capture_output=True)
 
 # measurements -----------------------------------------------------------------------------
 step("measured")

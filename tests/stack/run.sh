@@ -27,7 +27,7 @@ cleanup() {
     exit $status
   fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for d in "$work"/pg1 "$work"/pg2; do
+  for d in "$work"/pg1 "$work"/pg2 "$work"/pg3; do
     [ -f "$d/postmaster.pid" ] && runuser -u postgres -- "$pgbin/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true
   done
   [ -f "$work/gateway/run/nginx.pid" ] && kill "$(cat "$work/gateway/run/nginx.pid")" 2>/dev/null || true

@@ -169,7 +169,12 @@ impl Application {
             settings.public_url.clone(),
         )
         .map(Arc::new);
+        let calendar = Arc::new(
+            commands::CalendarSync::new(commands.clone(), settings.ical.clone())
+                .context("building the calendar feeds' HTTP client")?,
+        );
         let state = AppState::new(Inner {
+            calendar,
             kaspi,
             keeper,
             chats,
@@ -241,6 +246,11 @@ impl Application {
             async move { keeper.run(every, stop).await }
         }));
         tasks.extend(start_bots(&state, &stop_rx));
+        let calendar = state.calendar.clone();
+        tasks.push(tokio::spawn({
+            let stop = stopped(stop_rx.clone());
+            async move { calendar.run(stop).await }
+        }));
         let limits = state.settings.edge.clone();
         if let Some(listener) = self.metrics_listener {
             let router = crate::server::with_limits(

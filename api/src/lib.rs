@@ -21,6 +21,7 @@ pub mod cli;
 pub mod error;
 pub mod extract;
 pub mod files;
+pub mod ical_settings;
 pub mod idempotency;
 pub mod payments;
 pub mod rate_limit;

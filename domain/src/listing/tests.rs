@@ -166,6 +166,7 @@ fn blocked(block_id: Uuid, blocked: DateRange, reason: &str) -> ListingEvent {
         block_id,
         range: blocked,
         reason: reason.to_string(),
+        source: None,
     }
 }
 

@@ -162,7 +162,12 @@ impl Application {
             settings.public_url.clone(),
         )
         .map(Arc::new);
+        let calendar = Arc::new(
+            commands::CalendarSync::new(commands.clone(), settings.ical.clone())
+                .context("building the calendar feeds' HTTP client")?,
+        );
         let state = AppState::new(Inner {
+            calendar,
             kaspi,
             keeper,
             chats,
@@ -242,6 +247,11 @@ impl Application {
             state.reads.availability_index.clone(),
             stopped(stop_rx.clone()),
         )));
+        let calendar = state.calendar.clone();
+        tasks.push(tokio::spawn({
+            let stop = stopped(stop_rx.clone());
+            async move { calendar.run(stop).await }
+        }));
         if let Some(listener) = self.metrics_listener {
             let probe = routes::ops::Probe::of(&state);
             tasks.push(serve_ops(

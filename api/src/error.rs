@@ -205,6 +205,9 @@ impl From<ListingError> for ApiError {
             }
             ListingError::UnknownReservation => ApiError::not_found("reservation"),
             ListingError::UnknownBlock => ApiError::not_found("block"),
+            ListingError::UnknownFeed => ApiError::not_found("calendar feed"),
+            ListingError::FeedExists => ApiError::conflict("feed_exists", detail),
+            ListingError::FeedBlock => ApiError::conflict("feed_block", detail),
         }
     }
 }

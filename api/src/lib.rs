@@ -22,6 +22,7 @@ pub mod client_addr;
 pub mod error;
 pub mod extract;
 pub mod files;
+pub mod ical_settings;
 pub mod idempotency;
 pub mod payments;
 pub mod rate_limit;

@@ -101,6 +101,8 @@ pub struct Settings {
     /// stay's door code is given out (default 24).
     pub access_opens_before: chrono::Duration,
     pub edge: EdgeSettings,
+    /// Calendar feeds (`ZHILEGO_ICAL_*`, see `crate::ical_settings`).
+    pub ical: commands::FeedSyncConfig,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -396,6 +398,7 @@ impl Settings {
                 .into(),
             ),
             edge: EdgeSettings::from_values(&get)?,
+            ical: crate::ical_settings::from_values(&get)?,
         };
         if settings.telegram.bot_token.is_some()
             && settings.telegram.mode == TelegramMode::Webhook

@@ -35,6 +35,8 @@ pub struct Inner {
     pub whatsapp: Option<Arc<crate::bots::whatsapp::WhatsApp>>,
     /// Wakes the notifications worker after every successful command.
     pub notifier_nudge: Arc<tokio::sync::Notify>,
+    /// Calendar feeds: add, remove, sync (also the background sync).
+    pub calendar: Arc<commands::CalendarSync>,
 }
 
 impl AppState {

@@ -946,6 +946,31 @@ pub fn notice(n: &Notice, lang: Language) -> Reply {
             };
             plain(text)
         }
+        Notice::FeedConflict {
+            title,
+            feed,
+            check_in,
+            check_out,
+        } => {
+            let when = dates(*check_in, *check_out);
+            plain(match lang {
+                Language::Ru => format!(
+                    "«{title}»: в календаре «{feed}» есть бронь на {when}, но эти ночи уже \
+                     заняты гостем ZhilyeGO. Мы не трогали бронь гостя — проверьте календарь \
+                     «{feed}», чтобы не было двойного бронирования."
+                ),
+                Language::Kk => format!(
+                    "«{title}»: «{feed}» күнтізбесінде {when} бронь бар, бірақ бұл түндерді \
+                     ZhilyeGO қонағы алып қойған. Қонақтың броньына тиіспедік — екі рет \
+                     брондалмауы үшін «{feed}» күнтізбесін тексеріңіз."
+                ),
+                Language::En => format!(
+                    "“{title}”: the “{feed}” calendar has a booking for {when}, but a ZhilyeGO \
+                     guest already has those nights. We left the guest's stay as it is — check \
+                     “{feed}” so the flat is not booked twice."
+                ),
+            })
+        }
     }
 }
 
@@ -1102,6 +1127,16 @@ mod tests {
             Language::En,
         );
         assert!(none.text.contains("no refund"));
+        let conflict = notice(
+            &Notice::FeedConflict {
+                title: "Loft".into(),
+                feed: "Airbnb".into(),
+                check_in: "2026-12-10".parse().unwrap(),
+                check_out: "2026-12-12".parse().unwrap(),
+            },
+            Language::Ru,
+        );
+        assert!(conflict.text.contains("Airbnb") && conflict.text.contains("Loft"));
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //!   moves stays to checked-in and completed.
 //! - [`keeper`]: the background task that settles payments a crash interrupted and reconciles
 //!   pending payments with Kaspi.
+//! - [`calendar_feeds`]: other sites' iCal calendars of a listing, fetched safely, parsed and
+//!   applied as blocks through the Listing; the background sync, once per interval across
+//!   instances.
 //! - [`notifier`]: the background task that tells guests in their chat what happened to their
 //!   bookings, through [`NoticeChannels`] (the bots' senders implement it).
 //!
@@ -27,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod calendar_feeds;
 pub mod executor;
 pub mod holds;
 pub mod keeper;
@@ -39,6 +43,7 @@ pub mod stays;
 pub mod sweeper;
 
 pub use access::{access_window, stay_door_code, Access, AccessError, AccessPass, OutsideWindow};
+pub use calendar_feeds::{CalendarSync, FeedSyncConfig, FeedView};
 pub use executor::{CommandError, Executed, StoreFailure};
 pub use holds::HoldCap;
 pub use keeper::{KeeperFindings, PaymentKeeper, ReconciliationReport};

@@ -6,6 +6,9 @@
 //! is claimed in `notifications_sent` before it is sent, so it goes out at most once however
 //! many workers run.
 //!
+//! A listing's host hears of each new conflict a calendar feed's sync records (another site's
+//! booking on nights one of our stays holds), from `FeedConflictsChanged`, in the same way.
+//!
 //! It sits beside the sweeper and the keeper because it is the same kind of work: a background
 //! pass over what happened, with idempotent steps, against [`Commands`] and the read models.
 //! What it does not know is how to reach a guest: that is [`NoticeChannels`], implemented by
@@ -15,6 +18,7 @@ use crate::metadata::CommandMeta;
 use crate::service::Commands;
 use chrono::{Duration as Days, Utc};
 use domain::booking::BookingEvent;
+use domain::listing::ListingEvent;
 use domain::notice::Notice;
 use domain::Event;
 use domain::{Actor, Role};
@@ -122,6 +126,9 @@ impl<C: NoticeChannels> Notifier<C> {
                 if let Some((key, guest, notice)) = self.notice_for(e).await {
                     sent += self.deliver(&key, guest, notice).await? as usize;
                 }
+                for (key, host, notice) in self.feed_conflict_notices(e).await {
+                    sent += self.deliver(&key, host, notice).await? as usize;
+                }
                 at = e.checkpoint();
             }
             self.save(at).await?;
@@ -216,6 +223,38 @@ impl<C: NoticeChannels> Notifier<C> {
         };
         let key = format!("{}:{booking_id}", notice.kind());
         Some((key, booking.guest_id, notice))
+    }
+
+    /// To the listing's host: each conflict a calendar sync newly recorded (a conflict still
+    /// there at the next sync has the same claim key, so it is told once).
+    async fn feed_conflict_notices(&self, e: &Decoded) -> Vec<(String, Uuid, Notice)> {
+        let Event::Listing(ListingEvent::FeedConflictsChanged { feed_id, conflicts }) = &e.event
+        else {
+            return vec![];
+        };
+        if conflicts.is_empty() {
+            return vec![];
+        }
+        let Ok(Some(listing)) = self.commands.listing(e.aggregate_id).await else {
+            return vec![];
+        };
+        let feed = listing
+            .feeds
+            .get(feed_id)
+            .map(|f| f.name.clone())
+            .unwrap_or_default();
+        conflicts
+            .iter()
+            .map(|c| {
+                let notice = Notice::FeedConflict {
+                    title: listing.details.title.clone(),
+                    feed: feed.clone(),
+                    check_in: c.range.check_in(),
+                    check_out: c.range.check_out(),
+                };
+                (c.key(*feed_id), listing.host_id, notice)
+            })
+            .collect()
     }
 
     /// Reminders for stays checked in and leaving today, from 08:00 local time.

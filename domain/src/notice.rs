@@ -1,4 +1,5 @@
-//! What the service tells a guest on its own about one of their bookings. The notifications
+//! What the service tells a guest on its own about one of their bookings (and a host about
+//! a calendar feed's conflict with a stay). The notifications
 //! worker (`commands::notifier`) decides which notice an event calls for; the bots put it into
 //! words (`bots::texts::notice`) and send it to the guest's chat. It lives here, in the pure
 //! core, so that both sides share one type without the command side depending on the bots.
@@ -36,6 +37,14 @@ pub enum Notice {
     ReviewRequest { booking_id: Uuid, title: String },
     /// The booking was cancelled (by anyone) and this much comes back.
     Cancelled { title: String, refund_kzt: i64 },
+    /// To the host: another site's calendar (`feed`) has a booking on nights one of our
+    /// stays holds, so it could not be blocked here; the stay is untouched.
+    FeedConflict {
+        title: String,
+        feed: String,
+        check_in: NaiveDate,
+        check_out: NaiveDate,
+    },
 }
 
 impl Notice {
@@ -48,6 +57,7 @@ impl Notice {
             Notice::CheckoutReminder { .. } => "checkout",
             Notice::ReviewRequest { .. } => "review",
             Notice::Cancelled { .. } => "cancelled",
+            Notice::FeedConflict { .. } => "feed_conflict",
         }
     }
 }

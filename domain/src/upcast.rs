@@ -25,6 +25,9 @@ pub const VERSIONS: &[(&str, &[(&str, &str)])] = &[
             ("DatesBlocked", "1.0"),
             ("DatesUnblocked", "1.0"),
             ("AccessUpdated", "1.0"),
+            ("CalendarFeedAdded", "1.0"),
+            ("CalendarFeedRemoved", "1.0"),
+            ("FeedConflictsChanged", "1.0"),
         ],
     ),
     (

@@ -289,7 +289,10 @@ impl Projection for AvailabilityProjection {
             }
             ListingEvent::DatesReleased { booking_id, .. } => set.spans.remove(*booking_id),
             ListingEvent::DatesUnblocked { block_id, .. } => set.spans.remove(*block_id),
-            ListingEvent::AccessUpdated { .. } => {}
+            ListingEvent::AccessUpdated { .. }
+            | ListingEvent::CalendarFeedAdded { .. }
+            | ListingEvent::CalendarFeedRemoved { .. }
+            | ListingEvent::FeedConflictsChanged { .. } => {}
         }
     }
 }
@@ -305,7 +308,10 @@ pub(crate) fn span_of(event: &ListingEvent) -> Option<Uuid> {
         ListingEvent::ListingCreated { .. }
         | ListingEvent::ListingUpdated { .. }
         | ListingEvent::ListingStatusChanged { .. }
-        | ListingEvent::AccessUpdated { .. } => None,
+        | ListingEvent::AccessUpdated { .. }
+        | ListingEvent::CalendarFeedAdded { .. }
+        | ListingEvent::CalendarFeedRemoved { .. }
+        | ListingEvent::FeedConflictsChanged { .. } => None,
     }
 }
 

@@ -265,7 +265,10 @@ impl Projection for ListingsProjection {
             | ListingEvent::DatesReleased { .. }
             | ListingEvent::DatesBlocked { .. }
             | ListingEvent::DatesUnblocked { .. }
-            | ListingEvent::AccessUpdated { .. } => {}
+            | ListingEvent::AccessUpdated { .. }
+            | ListingEvent::CalendarFeedAdded { .. }
+            | ListingEvent::CalendarFeedRemoved { .. }
+            | ListingEvent::FeedConflictsChanged { .. } => {}
         }
     }
 }

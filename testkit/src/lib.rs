@@ -8,18 +8,22 @@
 //! - [`sign`]: Twilio's `X-Twilio-Signature` and the Telegram Login Widget hash, written here
 //!   from the providers' documentation and not from the service's verifiers, so a bug in
 //!   either side is caught by the other;
+//! - [`feeds`]: other sites' iCal feeds (Airbnb- and Booking.com-shaped), with their failure
+//!   modes, served on loopback ([`FakeFeeds`]);
 //! - [`guests`]: a guest's side of the wire: Telegram updates posted to the webhook, signed
 //!   Twilio webhooks, WhatsApp's numbered menus.
 //!
 //! Dev-only: never a dependency of a production crate.
 #![forbid(unsafe_code)]
 
+pub mod feeds;
 pub mod guests;
 pub mod outbox;
 pub mod sign;
 pub mod telegram;
 pub mod twilio;
 
+pub use feeds::FakeFeeds;
 pub use outbox::{Call, Message, Outbox};
 pub use telegram::FakeTelegram;
 pub use twilio::FakeTwilio;

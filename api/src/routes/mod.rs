@@ -2,6 +2,7 @@
 //! the operational endpoints.
 pub mod bookings;
 pub mod calendar;
+pub mod calendar_feeds;
 pub mod context;
 pub mod kaspi;
 pub mod listings;
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(listings::routes())
         .merge(search::routes())
         .merge(calendar::routes())
+        .merge(calendar_feeds::routes())
         .merge(bookings::routes())
         .merge(users::routes())
         .merge(payments::routes())

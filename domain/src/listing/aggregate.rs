@@ -1,3 +1,4 @@
+use super::feeds::{CalendarFeed, FeedConflict, FeedSource, MAX_FEEDS_PER_LISTING};
 use super::{
     FieldProblem, ListingCommand, ListingDetails, ListingEvent, ListingStatus,
     BOOKING_HORIZON_DAYS, MAX_STAY_NIGHTS,
@@ -43,11 +44,14 @@ pub struct Reservation {
     pub hold_expires_at: DateTime<Utc>,
 }
 
-/// Nights the host closed.
+/// Nights the host closed, or a calendar feed did (`source`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Block {
     pub range: DateRange,
     pub reason: String,
+    /// The feed and its event's UID, for a block a feed made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<FeedSource>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -63,6 +67,12 @@ pub struct Listing {
     /// How guests get in, sealed (see `AccessUpdated`).
     #[serde(default)]
     pub access: Option<Sealed>,
+    /// Other sites' calendars of this apartment, by feed id.
+    #[serde(default)]
+    pub feeds: BTreeMap<Uuid, CalendarFeed>,
+    /// Each feed's events that our live stays keep off the calendar, as last synced.
+    #[serde(default)]
+    pub feed_conflicts: BTreeMap<Uuid, Vec<FeedConflict>>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -96,6 +106,12 @@ pub enum ListingError {
     UnknownReservation,
     #[error("no such block")]
     UnknownBlock,
+    #[error("no such calendar feed")]
+    UnknownFeed,
+    #[error("this listing already has a calendar feed with this URL")]
+    FeedExists,
+    #[error("a block made by a calendar feed goes when it is removed on the feed's site (or the feed is removed here)")]
+    FeedBlock,
 }
 
 impl From<FieldProblem> for ListingError {
@@ -376,10 +392,75 @@ impl Aggregate for Listing {
                         block_id,
                         range,
                         reason,
+                        source: None,
                     },
                     self,
                 )
                 .await;
+            }
+            ListingCommand::AddCalendarFeed {
+                actor,
+                feed_id,
+                url,
+                name,
+            } => {
+                self.authorize(&actor)?;
+                super::feeds::validate_feed(&url, &name)?;
+                let name = name.trim().to_string();
+                if let Some(existing) = self.feeds.get(&feed_id) {
+                    // The same feed retried is already added.
+                    return if existing.url == url {
+                        Ok(())
+                    } else {
+                        Err(ListingError::FeedExists)
+                    };
+                }
+                if self.feeds.values().any(|f| f.url == url) {
+                    return Err(ListingError::FeedExists);
+                }
+                if self.feeds.len() >= MAX_FEEDS_PER_LISTING {
+                    return Err(ListingError::Invalid {
+                        field: "url",
+                        message: "a listing has at most 10 calendar feeds",
+                    });
+                }
+                sink.write(
+                    ListingEvent::CalendarFeedAdded { feed_id, url, name },
+                    self,
+                )
+                .await;
+            }
+            ListingCommand::RemoveCalendarFeed { actor, feed_id } => {
+                self.authorize(&actor)?;
+                if !self.feeds.contains_key(&feed_id) {
+                    return Err(ListingError::UnknownFeed);
+                }
+                let blocks: Vec<(Uuid, DateRange)> = self
+                    .feed_blocks(feed_id)
+                    .values()
+                    .map(|(id, b)| (*id, b.range))
+                    .collect();
+                for (block_id, range) in blocks {
+                    sink.write(ListingEvent::DatesUnblocked { block_id, range }, self)
+                        .await;
+                }
+                sink.write(ListingEvent::CalendarFeedRemoved { feed_id }, self)
+                    .await;
+            }
+            ListingCommand::SyncCalendarFeed {
+                actor,
+                feed_id,
+                bookings,
+                today,
+            } => {
+                self.authorize(&actor)?;
+                if !self.feeds.contains_key(&feed_id) {
+                    return Err(ListingError::UnknownFeed);
+                }
+                let (events, _) = self.feed_sync(feed_id, &bookings, today);
+                for e in events {
+                    sink.write(e, self).await;
+                }
             }
             ListingCommand::UnblockDates { actor, block_id } => {
                 self.authorize(&actor)?;
@@ -387,6 +468,9 @@ impl Aggregate for Listing {
                     .blocks
                     .get(&block_id)
                     .ok_or(ListingError::UnknownBlock)?;
+                if block.source.is_some() {
+                    return Err(ListingError::FeedBlock);
+                }
                 let range = block.range;
                 sink.write(ListingEvent::DatesUnblocked { block_id, range }, self)
                     .await;
@@ -439,13 +523,35 @@ impl Aggregate for Listing {
                 block_id,
                 range,
                 reason,
+                source,
             } => {
-                self.blocks.insert(block_id, Block { range, reason });
+                self.blocks.insert(
+                    block_id,
+                    Block {
+                        range,
+                        reason,
+                        source,
+                    },
+                );
             }
             ListingEvent::DatesUnblocked { block_id, .. } => {
                 self.blocks.remove(&block_id);
             }
             ListingEvent::AccessUpdated { access } => self.access = Some(access),
+            ListingEvent::CalendarFeedAdded { feed_id, url, name } => {
+                self.feeds.insert(feed_id, CalendarFeed { url, name });
+            }
+            ListingEvent::CalendarFeedRemoved { feed_id } => {
+                self.feeds.remove(&feed_id);
+                self.feed_conflicts.remove(&feed_id);
+            }
+            ListingEvent::FeedConflictsChanged { feed_id, conflicts } => {
+                if conflicts.is_empty() {
+                    self.feed_conflicts.remove(&feed_id);
+                } else {
+                    self.feed_conflicts.insert(feed_id, conflicts);
+                }
+            }
         }
     }
 }

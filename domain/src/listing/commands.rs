@@ -63,6 +63,24 @@ pub enum ListingCommand {
         actor: Actor,
         block_id: Uuid,
     },
+    AddCalendarFeed {
+        actor: Actor,
+        feed_id: Uuid,
+        url: String,
+        name: String,
+    },
+    /// Removes the feed and every block it made.
+    RemoveCalendarFeed {
+        actor: Actor,
+        feed_id: Uuid,
+    },
+    /// Makes the feed's blocks what the feed says now (see `Listing::feed_sync`).
+    SyncCalendarFeed {
+        actor: Actor,
+        feed_id: Uuid,
+        bookings: Vec<super::FeedBooking>,
+        today: NaiveDate,
+    },
 }
 
 /// A partial update of a listing; `None` leaves a field as it is.

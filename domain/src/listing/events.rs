@@ -1,3 +1,4 @@
+use super::feeds::{FeedConflict, FeedSource};
 use super::{ListingDetails, ListingStatus};
 use crate::pricing::PriceBreakdown;
 use crate::user::Sealed;
@@ -50,6 +51,10 @@ pub enum ListingEvent {
         block_id: Uuid,
         range: DateRange,
         reason: String,
+        /// Set when a calendar feed made the block (absent from the host's own blocks, whose
+        /// payload is as it always was).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<FeedSource>,
     },
     DatesUnblocked {
         block_id: Uuid,
@@ -58,6 +63,22 @@ pub enum ListingEvent {
     /// New access instructions and door code, sealed with the service's key: never plaintext.
     AccessUpdated {
         access: Sealed,
+    },
+    /// The host added another site's iCal calendar of this apartment.
+    CalendarFeedAdded {
+        feed_id: Uuid,
+        url: String,
+        name: String,
+    },
+    /// The feed is gone; its blocks were unblocked just before, in the same command.
+    CalendarFeedRemoved {
+        feed_id: Uuid,
+    },
+    /// The feed's events that live stays keep off the calendar, as of this sync (empty: none
+    /// any more).
+    FeedConflictsChanged {
+        feed_id: Uuid,
+        conflicts: Vec<FeedConflict>,
     },
 }
 
@@ -73,6 +94,9 @@ impl DomainEvent for ListingEvent {
             ListingEvent::DatesBlocked { .. } => "DatesBlocked",
             ListingEvent::DatesUnblocked { .. } => "DatesUnblocked",
             ListingEvent::AccessUpdated { .. } => "AccessUpdated",
+            ListingEvent::CalendarFeedAdded { .. } => "CalendarFeedAdded",
+            ListingEvent::CalendarFeedRemoved { .. } => "CalendarFeedRemoved",
+            ListingEvent::FeedConflictsChanged { .. } => "FeedConflictsChanged",
         }
         .to_string()
     }

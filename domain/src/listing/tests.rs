@@ -13,6 +13,9 @@ use uuid::Uuid;
 
 type ListingTest = TestFramework<Listing>;
 
+#[path = "feed_tests.rs"]
+mod feed_tests;
+
 /// "Today" in every test: Tuesday, 2030-01-01.
 const TODAY: &str = "2030-01-01";
 
@@ -166,6 +169,7 @@ fn blocked(block_id: Uuid, blocked: DateRange, reason: &str) -> ListingEvent {
         block_id,
         range: blocked,
         reason: reason.to_string(),
+        source: None,
     }
 }
 

@@ -169,7 +169,9 @@ impl Application {
             settings.public_url.clone(),
         )
         .map(Arc::new);
+        let audit_key = crate::audit::verifier(&settings)?;
         let state = AppState::new(Inner {
+            audit_key,
             kaspi,
             keeper,
             chats,
@@ -241,6 +243,13 @@ impl Application {
             async move { keeper.run(every, stop).await }
         }));
         tasks.extend(start_bots(&state, &stop_rx));
+        if state.settings.audit.run_notary {
+            let notary = crate::audit::notary(&state.settings, &state.db)?;
+            let stop = stopped(stop_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                notary.run(crate::audit::NOTARY_POLL, stop).await
+            }));
+        }
         let limits = state.settings.edge.clone();
         if let Some(listener) = self.metrics_listener {
             let router = crate::server::with_limits(

@@ -94,6 +94,8 @@ pub struct Settings {
     /// stay's door code is given out (default 24).
     pub access_opens_before: chrono::Duration,
     pub edge: EdgeSettings,
+    /// The audit's notary and checkpoints (`ZHILEGO_AUDIT_*`, `ZHILEGO_NOTARY`).
+    pub audit: crate::audit::AuditSettings,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -398,6 +400,11 @@ impl Settings {
                 .into(),
             ),
             edge: EdgeSettings::from_values(&get)?,
+            audit: crate::audit::AuditSettings::from_values(
+                &get,
+                &PathBuf::from(get("ZHILEGO_DATA_DIR").unwrap_or_else(|| "./data".into())),
+                production,
+            )?,
         };
         if settings.telegram.bot_token.is_some()
             && settings.telegram.mode == TelegramMode::Webhook

@@ -35,6 +35,8 @@ pub struct Inner {
     pub whatsapp: Option<Arc<crate::bots::whatsapp::WhatsApp>>,
     /// Wakes the notifications worker after every successful command.
     pub notifier_nudge: Arc<tokio::sync::Notify>,
+    /// The public key audit checkpoints are signed with.
+    pub audit_key: audit::note::NoteVerifier,
 }
 
 impl AppState {

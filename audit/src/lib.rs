@@ -18,6 +18,7 @@ pub mod export;
 pub mod leaf;
 pub mod merkle;
 pub mod notary;
+pub mod queries;
 pub mod note;
 pub mod tree;
 pub mod verify;

@@ -43,7 +43,10 @@ impl AuditSettings {
             None => Ok(default),
             Some(s) => match s.parse::<u64>() {
                 Ok(n) if n > 0 => Ok(n),
-                _ => Err(SettingsError::Invalid(key, format!("{s:?} is not a positive number"))),
+                _ => Err(SettingsError::Invalid(
+                    key,
+                    format!("{s:?} is not a positive number"),
+                )),
             },
         };
         let settings = AuditSettings {

@@ -136,7 +136,10 @@ fn progress_bar(what: &str) -> anyhow::Result<indicatif::ProgressBar> {
 }
 
 /// The checkpoint key to trust: given on the command line, else the configured one.
-fn trusted_key(settings: &Settings, key: Option<&str>) -> anyhow::Result<audit::note::NoteVerifier> {
+fn trusted_key(
+    settings: &Settings,
+    key: Option<&str>,
+) -> anyhow::Result<audit::note::NoteVerifier> {
     match key {
         Some(k) => {
             let raw = audit::hash_from_b64(k.trim())
@@ -366,7 +369,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Audit {
-            command: AuditCommand::Verify { checkpoint: None, .. },
+            command: AuditCommand::Verify {
+                checkpoint: None, ..
+            },
         } => {
             let db = open_database(&settings).await?;
             let report = store::history::verify(&db).await?;
@@ -406,7 +411,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             match report.first_bad_position {
                 None => {
-                    println!("OK: {} events match the checkpoint of {} ({})", report.checked_events, report.tree_size, report.origin);
+                    println!(
+                        "OK: {} events match the checkpoint of {} ({})",
+                        report.checked_events, report.tree_size, report.origin
+                    );
                     Ok(0)
                 }
                 Some(position) => {
@@ -445,11 +453,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let written = match &out {
                 Some(path) => {
                     let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-                    audit::export::export(&db, &verifier, after, until, &mut file, &progress).await?
+                    audit::export::export(&db, &verifier, after, until, &mut file, &progress)
+                        .await?
                 }
                 None => {
                     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-                    audit::export::export(&db, &verifier, after, until, &mut stdout, &progress).await?
+                    audit::export::export(&db, &verifier, after, until, &mut stdout, &progress)
+                        .await?
                 }
             };
             bar.finish_and_clear();
@@ -488,11 +498,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             match report.first_bad_position {
                 None => {
-                    println!("OK: {} events proven in the checkpoint of {}", report.checked_events, report.tree_size);
+                    println!(
+                        "OK: {} events proven in the checkpoint of {}",
+                        report.checked_events, report.tree_size
+                    );
                     Ok(0)
                 }
                 Some(p) => {
-                    println!("FAILED: first bad position {p}: {}", report.problems.first().cloned().unwrap_or_default());
+                    println!(
+                        "FAILED: first bad position {p}: {}",
+                        report.problems.first().cloned().unwrap_or_default()
+                    );
                     Ok(1)
                 }
             }
@@ -501,7 +517,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let db = open_database(&settings).await?;
             let notary = crate::audit::notary(&settings, &db)?;
             println!("notary following the store ({})", db.backend_name());
-            notary.run(crate::audit::NOTARY_POLL, shutdown_signal()).await;
+            notary
+                .run(crate::audit::NOTARY_POLL, shutdown_signal())
+                .await;
             Ok(0)
         }
     }

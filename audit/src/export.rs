@@ -70,7 +70,10 @@ pub async fn export(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<u64, ExportError> {
     let tree = Tree::new(db.clone());
-    let latest = tree.latest_checkpoint().await?.ok_or(ExportError::NoCheckpoint)?;
+    let latest = tree
+        .latest_checkpoint()
+        .await?
+        .ok_or(ExportError::NoCheckpoint)?;
     let signed = verifier.open(&latest.note)?;
     let size = signed.checkpoint.tree_size;
     let header = Header {
@@ -139,7 +142,10 @@ pub fn verify_export(
     trusted: Option<&NoteVerifier>,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ExportReport, ExportError> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
     let (_, first) = lines.next().ok_or(ExportError::Format {
         line: 1,
         message: "the file is empty".into(),
@@ -156,9 +162,8 @@ pub fn verify_export(
                 line: 1,
                 message: "the key is not 32 bytes of base64".into(),
             })?;
-            own = NoteVerifier::new(&header.checkpoint.origin, &key).map_err(|message| {
-                ExportError::Format { line: 1, message }
-            })?;
+            own = NoteVerifier::new(&header.checkpoint.origin, &key)
+                .map_err(|message| ExportError::Format { line: 1, message })?;
             &own
         }
     };
@@ -185,13 +190,19 @@ pub fn verify_export(
         };
         let recomputed = leaf_hash(e);
         if hash_from_b64(&item.leaf_hash) != Some(recomputed) {
-            bad("the leaf hash does not match the event".into(), &mut problems);
+            bad(
+                "the leaf hash does not match the event".into(),
+                &mut problems,
+            );
         }
         let path: Option<Vec<Hash>> = item.audit_path.iter().map(|h| hash_from_b64(h)).collect();
         match path {
             Some(path) if verify_inclusion(&recomputed, item.leaf_index, size, &path, &root) => {}
             _ => bad(
-                format!("the event is not leaf {} of the checkpoint's tree", item.leaf_index),
+                format!(
+                    "the event is not leaf {} of the checkpoint's tree",
+                    item.leaf_index
+                ),
                 &mut problems,
             ),
         }
@@ -211,7 +222,11 @@ pub fn verify_export(
                 payload: &e.payload,
                 metadata: &e.metadata,
             };
-            let stored = e.metadata.get("hash").and_then(|h| h.as_str()).unwrap_or_default();
+            let stored = e
+                .metadata
+                .get("hash")
+                .and_then(|h| h.as_str())
+                .unwrap_or_default();
             if event_hash(&prev, &input) != stored {
                 bad("the hash chain does not hold".into(), &mut problems);
             }

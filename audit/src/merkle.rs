@@ -42,7 +42,10 @@ fn range_hash(nodes: &impl Nodes, start: u64, end: u64) -> Hash {
         return nodes.node(n.trailing_zeros(), start / n);
     }
     let k = split(n);
-    node_hash(&range_hash(nodes, start, start + k), &range_hash(nodes, start + k, end))
+    node_hash(
+        &range_hash(nodes, start, start + k),
+        &range_hash(nodes, start + k, end),
+    )
 }
 
 /// The root of the first `size` leaves.
@@ -96,7 +99,10 @@ fn subproof(nodes: &impl Nodes, m: u64, start: u64, end: u64, whole: bool, out: 
 
 /// The consistency proof between the trees of `from` and `to` leaves (0 < from ≤ to).
 pub fn consistency_proof(nodes: &impl Nodes, from: u64, to: u64) -> Vec<Hash> {
-    assert!(0 < from && from <= to, "no consistency proof from {from} to {to}");
+    assert!(
+        0 < from && from <= to,
+        "no consistency proof from {from} to {to}"
+    );
     let mut out = Vec::new();
     if from < to {
         subproof(nodes, from, 0, to, true, &mut out);
@@ -250,7 +256,13 @@ pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root
 }
 
 /// Verifies a consistency proof (RFC 9162 §2.1.4.2).
-pub fn verify_consistency(from: u64, to: u64, proof: &[Hash], from_root: &Hash, to_root: &Hash) -> bool {
+pub fn verify_consistency(
+    from: u64,
+    to: u64,
+    proof: &[Hash],
+    from_root: &Hash,
+    to_root: &Hash,
+) -> bool {
     if from == 0 || from > to {
         return false;
     }
@@ -299,7 +311,9 @@ mod tests {
     use crate::leaf::leaf_hash_of;
 
     fn leaves(n: usize) -> Vec<Hash> {
-        (0..n).map(|i| leaf_hash_of(format!("leaf {i}").as_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash_of(format!("leaf {i}").as_bytes()))
+            .collect()
     }
 
     /// The RFC's definition, literally: MTH by recursion on the list.
@@ -343,7 +357,10 @@ mod tests {
             let r = mth(&all[..size as usize]);
             for i in 0..size {
                 let proof = inclusion_proof(&nodes, i, size);
-                assert!(verify_inclusion(&all[i as usize], i, size, &proof, &r), "{i}/{size}");
+                assert!(
+                    verify_inclusion(&all[i as usize], i, size, &proof, &r),
+                    "{i}/{size}"
+                );
                 let other = &all[(i as usize + 1) % 33];
                 assert!(!verify_inclusion(other, i, size, &proof, &r));
                 if !proof.is_empty() {
@@ -355,7 +372,10 @@ mod tests {
             for from in 1..=size {
                 let proof = consistency_proof(&nodes, from, size);
                 let fr = mth(&all[..from as usize]);
-                assert!(verify_consistency(from, size, &proof, &fr, &r), "{from}->{size}");
+                assert!(
+                    verify_consistency(from, size, &proof, &fr, &r),
+                    "{from}->{size}"
+                );
                 if from < size {
                     let other = mth(&all[1..from as usize + 1]);
                     assert!(!verify_consistency(from, size, &proof, &other, &r));
@@ -376,6 +396,9 @@ mod tests {
                 .map(|(l, i)| ((l, i), Leaves(&all).node(l, i)))
                 .collect(),
         );
-        assert_eq!(inclusion_proof(&fetched, 17, 45), inclusion_proof(&Leaves(&all), 17, 45));
+        assert_eq!(
+            inclusion_proof(&fetched, 17, 45),
+            inclusion_proof(&Leaves(&all), 17, 45)
+        );
     }
 }

@@ -105,7 +105,10 @@ impl NotaryWorker {
                 .bind(NAME)
                 .fetch_one(&mut *tx)
                 .await?;
-                let place = Place { at: Checkpoint { tx: t, position: p }, size: s as u64 };
+                let place = Place {
+                    at: Checkpoint { tx: t, position: p },
+                    size: s as u64,
+                };
                 let (step, writes) = self.advance(place).await?;
                 writes.run_pg(&mut tx).await?;
                 tx.commit().await?;
@@ -127,7 +130,10 @@ impl NotaryWorker {
                 .bind(NAME)
                 .fetch_one(&mut *tx)
                 .await?;
-                let place = Place { at: Checkpoint { tx: t, position: p }, size: s as u64 };
+                let place = Place {
+                    at: Checkpoint { tx: t, position: p },
+                    size: s as u64,
+                };
                 let (step, writes) = self.advance(place).await?;
                 writes.run_lite(&mut tx).await?;
                 tx.commit().await?;
@@ -154,7 +160,9 @@ impl NotaryWorker {
         let mut completed = Vec::new();
         for e in &events {
             let leaf = leaf_hash(e);
-            writes.leaves.push((frontier.size() as i64, e.position, leaf));
+            writes
+                .leaves
+                .push((frontier.size() as i64, e.position, leaf));
             frontier.push(leaf, &mut completed);
         }
         writes.nodes.append(&mut completed);
@@ -327,11 +335,21 @@ macro_rules! run_writes {
 }
 
 impl Writes {
-    async fn run_pg(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), StoreError> {
+    async fn run_pg(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    ) -> Result<(), StoreError> {
         run_writes!(self, tx, Utc::now())
     }
 
-    async fn run_lite(&self, tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), StoreError> {
-        run_writes!(self, tx, Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    async fn run_lite(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    ) -> Result<(), StoreError> {
+        run_writes!(
+            self,
+            tx,
+            Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        )
     }
 }

@@ -73,18 +73,24 @@ impl std::fmt::Debug for Notary {
 
 /// A key name must be non-empty and hold no whitespace and no `+` (signed-note).
 pub fn valid_key_name(name: &str) -> bool {
-    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control())
+    !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
 }
 
 impl Notary {
     /// From the 32-byte Ed25519 seed, hex-encoded (`ZHILEGO_AUDIT_SIGNING_KEY`).
     pub fn from_hex(seed: &str, name: &str) -> Result<Notary, String> {
-        let bytes = hex::decode(seed.trim()).map_err(|_| "must be 64 hex characters".to_string())?;
+        let bytes =
+            hex::decode(seed.trim()).map_err(|_| "must be 64 hex characters".to_string())?;
         let seed: [u8; 32] = bytes
             .try_into()
             .map_err(|_| "must be 64 hex characters (a 32-byte Ed25519 seed)".to_string())?;
         if !valid_key_name(name) {
-            return Err(format!("the origin {name:?} is not a valid key name (no spaces, no '+')"));
+            return Err(format!(
+                "the origin {name:?} is not a valid key name (no spaces, no '+')"
+            ));
         }
         Ok(Notary {
             key: SigningKey::from_bytes(&seed),
@@ -190,14 +196,16 @@ impl NoteVerifier {
         let body = &text[..split + 1];
         let signatures = &text[split + 2..];
         if !signatures.ends_with('\n') {
-            return Err(NoteError::Format("the last signature line does not end in a newline"));
+            return Err(NoteError::Format(
+                "the last signature line does not end in a newline",
+            ));
         }
         let id = key_id(&self.name, &self.key);
         let mut mine = None;
         for line in signatures.lines() {
-            let rest = line
-                .strip_prefix("\u{2014} ")
-                .ok_or(NoteError::Format("a signature line does not start with an em dash"))?;
+            let rest = line.strip_prefix("\u{2014} ").ok_or(NoteError::Format(
+                "a signature line does not start with an em dash",
+            ))?;
             let (name, sig) = rest
                 .split_once(' ')
                 .ok_or(NoteError::Format("a signature line has no signature"))?;
@@ -229,18 +237,30 @@ impl NoteVerifier {
 /// Reads the checkpoint lines of a note text (extension lines after the third are allowed).
 pub fn parse_checkpoint(body: &str) -> Result<Checkpoint, NoteError> {
     let mut lines = body.split('\n');
-    let origin = lines.next().filter(|o| !o.is_empty()).ok_or(NoteError::Checkpoint("no origin"))?;
+    let origin = lines
+        .next()
+        .filter(|o| !o.is_empty())
+        .ok_or(NoteError::Checkpoint("no origin"))?;
     let size = lines.next().ok_or(NoteError::Checkpoint("no tree size"))?;
-    if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) || (size.len() > 1 && size.starts_with('0')) {
-        return Err(NoteError::Checkpoint("the tree size is not a decimal number"));
+    if size.is_empty()
+        || !size.bytes().all(|b| b.is_ascii_digit())
+        || (size.len() > 1 && size.starts_with('0'))
+    {
+        return Err(NoteError::Checkpoint(
+            "the tree size is not a decimal number",
+        ));
     }
-    let tree_size = size.parse().map_err(|_| NoteError::Checkpoint("the tree size is too large"))?;
+    let tree_size = size
+        .parse()
+        .map_err(|_| NoteError::Checkpoint("the tree size is too large"))?;
     let root = lines.next().ok_or(NoteError::Checkpoint("no root hash"))?;
     let root_hash: Hash = STANDARD
         .decode(root)
         .ok()
         .and_then(|r| r.try_into().ok())
-        .ok_or(NoteError::Checkpoint("the root hash is not 32 bytes of base64"))?;
+        .ok_or(NoteError::Checkpoint(
+            "the root hash is not 32 bytes of base64",
+        ))?;
     Ok(Checkpoint {
         origin: origin.to_string(),
         tree_size,
@@ -267,9 +287,14 @@ mod tests {
         assert_eq!(lines[3], "");
         assert!(lines[4].starts_with("\u{2014} zhilego.test/audit "));
         assert_eq!(lines[5], "");
-        let raw = STANDARD.decode(lines[4].rsplit(' ').next().unwrap()).unwrap();
+        let raw = STANDARD
+            .decode(lines[4].rsplit(' ').next().unwrap())
+            .unwrap();
         assert_eq!(raw.len(), 68);
-        assert_eq!(raw[..4], key_id("zhilego.test/audit", &n.key.verifying_key()));
+        assert_eq!(
+            raw[..4],
+            key_id("zhilego.test/audit", &n.key.verifying_key())
+        );
         let opened = n.verifier().open(&signed.text).unwrap();
         assert_eq!(opened.checkpoint, signed.checkpoint);
     }

@@ -14,7 +14,10 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error(transparent)]
@@ -57,7 +60,12 @@ fn instant(field: &'static str, v: &Option<String>) -> Result<Option<DateTime<Ut
         .map(|t| {
             DateTime::parse_from_rfc3339(t)
                 .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| invalid(field, "must be an RFC 3339 instant, e.g. 2026-12-01T10:00:00Z"))
+                .map_err(|_| {
+                    invalid(
+                        field,
+                        "must be an RFC 3339 instant, e.g. 2026-12-01T10:00:00Z",
+                    )
+                })
         })
         .transpose()
 }
@@ -228,9 +236,9 @@ pub async fn latest_checkpoint(
         .latest_checkpoint()
         .await?
         .ok_or(QueryError::NotFound("checkpoint"))?;
-    let signed = verifier
-        .open(&c.note)
-        .map_err(|e| StoreError::Integrity(format!("the stored checkpoint of {}: {e}", c.tree_size)))?;
+    let signed = verifier.open(&c.note).map_err(|e| {
+        StoreError::Integrity(format!("the stored checkpoint of {}: {e}", c.tree_size))
+    })?;
     Ok(CheckpointView {
         origin: signed.checkpoint.origin,
         tree_size: c.tree_size,
@@ -291,7 +299,11 @@ async fn default_size(tree: &Tree) -> Result<u64, QueryError> {
 }
 
 /// The inclusion proof of the event at `position`.
-pub async fn inclusion(db: &Database, position: i64, q: &ProofQuery) -> Result<InclusionProof, QueryError> {
+pub async fn inclusion(
+    db: &Database,
+    position: i64,
+    q: &ProofQuery,
+) -> Result<InclusionProof, QueryError> {
     let tree = Tree::new(db.clone());
     let leaf = tree
         .leaf_at_position(position)
@@ -303,12 +315,18 @@ pub async fn inclusion(db: &Database, position: i64, q: &ProofQuery) -> Result<I
     };
     let have = tree.size().await?;
     if size == 0 || size > have {
-        return Err(invalid("tree_size", format!("must be between 1 and {have}")));
+        return Err(invalid(
+            "tree_size",
+            format!("must be between 1 and {have}"),
+        ));
     }
     if leaf.leaf_index >= size {
         return Err(invalid(
             "tree_size",
-            format!("the event is leaf {}, not in a tree of {size}", leaf.leaf_index),
+            format!(
+                "the event is leaf {}, not in a tree of {size}",
+                leaf.leaf_index
+            ),
         ));
     }
     let path = tree.inclusion_proof(leaf.leaf_index, size).await?;
@@ -336,10 +354,15 @@ pub struct ConsistencyProof {
 }
 
 /// The consistency proof between two tree sizes.
-pub async fn consistency(db: &Database, q: &ConsistencyQuery) -> Result<ConsistencyProof, QueryError> {
+pub async fn consistency(
+    db: &Database,
+    q: &ConsistencyQuery,
+) -> Result<ConsistencyProof, QueryError> {
     let tree = Tree::new(db.clone());
     let have = tree.size().await?;
-    let from = q.from.ok_or_else(|| invalid("from", "is required (a tree size)"))?;
+    let from = q
+        .from
+        .ok_or_else(|| invalid("from", "is required (a tree size)"))?;
     let to = match q.to {
         Some(t) => t,
         None => default_size(&tree).await?,

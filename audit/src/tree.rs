@@ -167,7 +167,8 @@ impl Tree {
 
     /// The newest signed checkpoint.
     pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        self.checkpoint_where("ORDER BY tree_size DESC LIMIT 1", None).await
+        self.checkpoint_where("ORDER BY tree_size DESC LIMIT 1", None)
+            .await
     }
 
     /// The checkpoint of exactly `size` leaves, if one was signed.
@@ -181,7 +182,8 @@ impl Tree {
         tail: &str,
         bind: Option<i64>,
     ) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let sql = format!("SELECT tree_size, root_hash, note, signed_at FROM audit_checkpoints {tail}");
+        let sql =
+            format!("SELECT tree_size, root_hash, note, signed_at FROM audit_checkpoints {tail}");
         let row = match &self.db {
             Database::Postgres(pool) => {
                 let mut q = sqlx::query(&sql);

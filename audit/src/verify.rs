@@ -124,7 +124,10 @@ async fn locate(
     }
     let stored_hashes: Vec<Hash> = stored.iter().map(|l| l.leaf_hash).collect();
     let trusted = stored.len() as u64 == size
-        && stored.iter().enumerate().all(|(i, l)| l.leaf_index == i as u64)
+        && stored
+            .iter()
+            .enumerate()
+            .all(|(i, l)| l.leaf_index == i as u64)
         && merkle::root(&merkle::Leaves(&stored_hashes), size) == *root;
     let first_diff = (0..size as usize).find(|&i| match (leaves.get(i), stored.get(i)) {
         (Some((p, h)), Some(l)) => *p != l.position || *h != l.leaf_hash,

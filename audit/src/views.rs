@@ -130,7 +130,10 @@ fn redact(value: &mut Value, mark: &str) {
 }
 
 /// Events shown with sealed values marked.
-pub async fn show_all(db: &Database, events: &[StoredEvent]) -> Result<Vec<AuditEvent>, StoreError> {
+pub async fn show_all(
+    db: &Database,
+    events: &[StoredEvent],
+) -> Result<Vec<AuditEvent>, StoreError> {
     let redactor = Redactor::for_events(db, events).await?;
     Ok(events.iter().map(|e| redactor.show(e)).collect())
 }
@@ -193,8 +196,16 @@ fn fold<A: Aggregate>(
     let mut aggregate = A::default();
     let mut before = None;
     for (i, e) in events.iter().take(n).enumerate() {
-        let decoded = Event::decode(&e.aggregate_type, &e.event_type, &e.event_version, &e.payload)
-            .map_err(|source| ViewError::Decode { position: e.position, source })?;
+        let decoded = Event::decode(
+            &e.aggregate_type,
+            &e.event_type,
+            &e.event_version,
+            &e.payload,
+        )
+        .map_err(|source| ViewError::Decode {
+            position: e.position,
+            source,
+        })?;
         let event = take(decoded).ok_or_else(|| ViewError::Decode {
             position: e.position,
             source: domain::DecodeError::TypeMismatch {
@@ -348,11 +359,17 @@ pub struct CorrelationView {
 
 /// The tree of one correlation from its events (in commit order).
 pub fn correlation(correlation_id: &str, events: &[StoredEvent]) -> CorrelationView {
-    let metas: Vec<Option<Metadata>> = events.iter().map(|e| Metadata::decode(&e.metadata).ok()).collect();
+    let metas: Vec<Option<Metadata>> = events
+        .iter()
+        .map(|e| Metadata::decode(&e.metadata).ok())
+        .collect();
     let mut by_command: HashMap<String, Vec<i64>> = HashMap::new();
     for (e, m) in events.iter().zip(&metas) {
         if let Some(m) = m {
-            by_command.entry(m.command_id.to_string()).or_default().push(e.position);
+            by_command
+                .entry(m.command_id.to_string())
+                .or_default()
+                .push(e.position);
         }
     }
     let mut inputs: BTreeMap<(String, String), i64> = BTreeMap::new();
@@ -366,9 +383,14 @@ pub fn correlation(correlation_id: &str, events: &[StoredEvent]) -> CorrelationV
             })
         });
         if let Some(i) = &input {
-            inputs.entry((i.source.clone(), i.id.clone())).or_insert(e.position);
+            inputs
+                .entry((i.source.clone(), i.id.clone()))
+                .or_insert(e.position);
         }
-        let causation = m.as_ref().and_then(|m| m.causation_id).map(|c| c.to_string());
+        let causation = m
+            .as_ref()
+            .and_then(|m| m.causation_id)
+            .map(|c| c.to_string());
         out.push(CorrelatedEvent {
             position: e.position,
             aggregate_type: e.aggregate_type.clone(),
@@ -376,7 +398,10 @@ pub fn correlation(correlation_id: &str, events: &[StoredEvent]) -> CorrelationV
             sequence: e.sequence,
             event_type: e.event_type.clone(),
             recorded_at: e.recorded_at,
-            command_id: m.as_ref().map(|m| m.command_id.to_string()).unwrap_or_default(),
+            command_id: m
+                .as_ref()
+                .map(|m| m.command_id.to_string())
+                .unwrap_or_default(),
             caused_by: causation
                 .as_ref()
                 .and_then(|c| by_command.get(c).cloned())
@@ -384,12 +409,19 @@ pub fn correlation(correlation_id: &str, events: &[StoredEvent]) -> CorrelationV
             causation_id: causation,
             input,
             actor: m.as_ref().map(|m| m.actor.to_string()).unwrap_or_default(),
-            channel: m.as_ref().map(|m| m.channel.as_str().to_string()).unwrap_or_default(),
+            channel: m
+                .as_ref()
+                .map(|m| m.channel.as_str().to_string())
+                .unwrap_or_default(),
         });
     }
     let mut inputs: Vec<OutsideInput> = inputs
         .into_iter()
-        .map(|((source, id), position)| OutsideInput { source, id, position })
+        .map(|((source, id), position)| OutsideInput {
+            source,
+            id,
+            position,
+        })
         .collect();
     inputs.sort_by_key(|i| i.position);
     CorrelationView {
@@ -419,13 +451,19 @@ mod tests {
     fn sealed_values_are_marked() {
         let mut v = json!({"name": "x1:abc", "list": ["x1:def", "plain"], "n": 1});
         redact(&mut v, SEALED);
-        assert_eq!(v, json!({"name": "[sealed]", "list": ["[sealed]", "plain"], "n": 1}));
+        assert_eq!(
+            v,
+            json!({"name": "[sealed]", "list": ["[sealed]", "plain"], "n": 1})
+        );
     }
 
     #[test]
     fn as_of_reads_sequences_and_instants() {
         assert_eq!(AsOf::parse("3"), Some(AsOf::Sequence(3)));
-        assert!(matches!(AsOf::parse("2026-12-01T10:00:00Z"), Some(AsOf::Instant(_))));
+        assert!(matches!(
+            AsOf::parse("2026-12-01T10:00:00Z"),
+            Some(AsOf::Instant(_))
+        ));
         assert_eq!(AsOf::parse("-1"), None);
         assert_eq!(AsOf::parse("yesterday"), None);
     }

@@ -45,7 +45,10 @@ pub async fn events_page(
     let start = if after > 0 {
         history::checkpoint_of(db, after)
             .await?
-            .unwrap_or(Checkpoint { tx: i64::MAX, position: after })
+            .unwrap_or(Checkpoint {
+                tx: i64::MAX,
+                position: after,
+            })
     } else {
         Checkpoint::default()
     };
@@ -58,7 +61,10 @@ pub async fn events_page(
         format!("${n}")
     };
     if pg {
-        let (t, p) = (next(Bind::Int(start.tx), &mut binds), next(Bind::Int(start.position), &mut binds));
+        let (t, p) = (
+            next(Bind::Int(start.tx), &mut binds),
+            next(Bind::Int(start.position), &mut binds),
+        );
         clauses.push(format!("(xid::text::bigint, position) > ({t}, {p})"));
         clauses.push("xid < pg_snapshot_xmin(pg_current_snapshot())".to_string());
     } else {
@@ -93,7 +99,11 @@ pub async fn events_page(
         clauses.push(format!("recorded_at < {b}"));
     }
     let limit_bind = next(Bind::Int(limit), &mut binds);
-    let order = if pg { "xid::text::bigint, position" } else { "position" };
+    let order = if pg {
+        "xid::text::bigint, position"
+    } else {
+        "position"
+    };
     let tail = format!(
         "WHERE {} ORDER BY {order} LIMIT {limit_bind}",
         clauses.join(" AND ")

@@ -44,7 +44,8 @@ pub struct Checkpoint {
 pub(crate) const PG_COLUMNS: &str =
     "position, xid::text::bigint AS tx, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, recorded_at";
-pub(crate) const LITE_COLUMNS: &str = "position, position AS tx, aggregate_type, aggregate_id, sequence, \
+pub(crate) const LITE_COLUMNS: &str =
+    "position, position AS tx, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, recorded_at";
 
 pub(crate) fn from_pg(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {

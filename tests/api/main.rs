@@ -4,6 +4,7 @@ mod helpers;
 mod processes;
 
 mod access;
+mod audit;
 mod chatbots;
 mod concurrency;
 mod contract;

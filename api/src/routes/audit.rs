@@ -116,7 +116,9 @@ pub async fn aggregate_history(
     Path((kind, id)): Path<(String, String)>,
 ) -> Result<Json<AggregateEvents>, ApiError> {
     principal.require(AUDITORS)?;
-    Ok(Json(queries::aggregate_events(&state.db, &kind, &id).await?))
+    Ok(Json(
+        queries::aggregate_events(&state.db, &kind, &id).await?,
+    ))
 }
 
 /// The aggregate's state as of an instant or a sequence, folded by the domain aggregate itself;
@@ -231,9 +233,7 @@ pub async fn inclusion_proof(
     ValidQuery(q): ValidQuery<ProofQuery>,
 ) -> Result<Json<InclusionProof>, ApiError> {
     principal.require(AUDITORS)?;
-    let position: i64 = position
-        .parse()
-        .map_err(|_| ApiError::not_found("event"))?;
+    let position: i64 = position.parse().map_err(|_| ApiError::not_found("event"))?;
     Ok(Json(queries::inclusion(&state.db, position, &q).await?))
 }
 

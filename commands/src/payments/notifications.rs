@@ -8,8 +8,8 @@
 use super::{payment_err, payment_id_for};
 use crate::executor::CommandError;
 use crate::metadata::{CommandMeta, InputSource};
-use cqrs_es::Aggregate;
 use crate::service::{Commands, FlowError};
+use cqrs_es::Aggregate;
 use domain::booking::BookingStatus;
 use domain::payment::{Payment, PaymentCommand, PaymentError, PaymentSource};
 use kaspi::biller::{Answer, Command, Notification, ResultCode};

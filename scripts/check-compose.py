@@ -319,10 +319,11 @@ def check_zhilego(services, base_dir, problem):
     if not api:
         return
     env = environment(api)
-    for key in ("DATABASE_URL", "NATS_URL", "ZHILEGO_JWT_SECRET", "ZHILEGO_ENCRYPTION_KEY"):
+    for key in ("DATABASE_URL", "NATS_URL", "ZHILEGO_JWT_SECRET", "ZHILEGO_ENCRYPTION_KEY",
+                "ZHILEGO_AUDIT_SIGNING_KEY"):
         if not env.get(key):
             problem("services.api.environment", f"{key} is not set")
-    for key in ("ZHILEGO_JWT_SECRET", "ZHILEGO_ENCRYPTION_KEY"):
+    for key in ("ZHILEGO_JWT_SECRET", "ZHILEGO_ENCRYPTION_KEY", "ZHILEGO_AUDIT_SIGNING_KEY"):
         secret = env.get(key) or ""
         if secret and not re.fullmatch(r"\$\{" + key + r":?\?[^}]*\}", secret):
             problem(f"services.api.environment.{key}",

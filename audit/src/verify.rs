@@ -148,7 +148,8 @@ async fn locate(
             "the checkpoint has the event at position {e} here, the store has position {f}: events were removed, added or reordered"
         ),
         (Some(e), None) => format!("the event at position {e} and every later one are missing"),
-        (None, _) => "the store has events the notary never saw".to_string(),
+        (None, Some(f)) => format!("the event at position {f} is not the one the checkpoint holds"),
+        (None, None) => "the store does not match the checkpoint".to_string(),
     };
     if !trusted {
         problem.push_str(

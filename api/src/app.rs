@@ -86,7 +86,8 @@ pub fn encryption_key(settings: &Settings) -> anyhow::Result<commands::MasterKey
     commands::MasterKey::from_hex(&hex).map_err(|e| anyhow::anyhow!("ZHILEGO_ENCRYPTION_KEY {e}"))
 }
 
-fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+/// A secret kept in a private file: read, or generated (32 random bytes as hex) and written.
+pub(crate) fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     if let Ok(existing) = std::fs::read_to_string(path) {
         let existing = existing.trim().to_string();
         if !existing.is_empty() {

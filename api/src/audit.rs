@@ -1,8 +1,7 @@
 //! The audit's wiring: its settings, the signing key (configured, or generated into the data
 //! dir in embedded mode), and the notary inside `serve` or alone (`zhilego notary`).
-use crate::files::{create_data_dir, private_options};
+use crate::files::create_data_dir;
 use crate::settings::{Secret, Settings, SettingsError};
-use anyhow::Context;
 use audit::notary::{NotaryConfig, NotaryWorker, Sinks};
 use audit::note::{Notary, NoteVerifier};
 use std::path::PathBuf;
@@ -39,16 +38,7 @@ impl AuditSettings {
         data_dir: &std::path::Path,
         production: bool,
     ) -> Result<AuditSettings, SettingsError> {
-        let positive = |key: &'static str, default: u64| match get(key) {
-            None => Ok(default),
-            Some(s) => match s.parse::<u64>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(SettingsError::Invalid(
-                    key,
-                    format!("{s:?} is not a positive number"),
-                )),
-            },
-        };
+        let positive = |key, default| crate::settings::positive(key, get, default);
         let settings = AuditSettings {
             signing_key: get("ZHILEGO_AUDIT_SIGNING_KEY").map(Secret::new),
             origin: get("ZHILEGO_AUDIT_ORIGIN").unwrap_or_else(|| "zhilego.kz/audit".into()),
@@ -107,21 +97,9 @@ pub fn signer(settings: &Settings) -> anyhow::Result<Notary> {
                 "ZHILEGO_AUDIT_SIGNING_KEY is required in production mode"
             );
             create_data_dir(&settings.data_dir)?;
-            let path = settings.data_dir.join("audit-signing-key");
-            match std::fs::read_to_string(&path) {
-                Ok(existing) if !existing.trim().is_empty() => existing.trim().to_string(),
-                _ => {
-                    let seed = Notary::generate_hex();
-                    use std::io::Write;
-                    private_options()
-                        .write(true)
-                        .truncate(true)
-                        .open(&path)
-                        .and_then(|mut f| f.write_all(seed.as_bytes()))
-                        .with_context(|| format!("writing {}", path.display()))?;
-                    seed
-                }
-            }
+            let seed =
+                crate::app::read_or_create_secret(&settings.data_dir.join("audit-signing-key"))?;
+            String::from_utf8(seed)?
         }
     };
     Notary::from_hex(&seed, &audit.origin)

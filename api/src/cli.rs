@@ -250,14 +250,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 ),
             };
             for name in names {
-                let bar = indicatif::ProgressBar::new(0);
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{msg:>12} [{bar:40}] {pos}/{len} events ({per_sec}, {eta})",
-                    )?
-                    .progress_chars("=> "),
-                );
-                bar.set_message(name.to_string());
+                let bar = progress_bar(name)?;
                 let report = {
                     let bar = bar.clone();
                     move |done: u64, total: u64| {

@@ -490,24 +490,26 @@ pub struct EdgeSettings {
     pub jwt_max_ttl: chrono::Duration,
 }
 
+/// A positive whole number setting, `default` when unset.
+pub(crate) fn positive(
+    key: &'static str,
+    get: &dyn Fn(&str) -> Option<String>,
+    default: u64,
+) -> Result<u64, SettingsError> {
+    match get(key) {
+        None => Ok(default),
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(SettingsError::Invalid(
+                key,
+                format!("{s:?} is not a positive number"),
+            )),
+        },
+    }
+}
+
 impl EdgeSettings {
     fn from_values(get: &dyn Fn(&str) -> Option<String>) -> Result<EdgeSettings, SettingsError> {
-        fn positive(
-            key: &'static str,
-            get: &dyn Fn(&str) -> Option<String>,
-            default: u64,
-        ) -> Result<u64, SettingsError> {
-            match get(key) {
-                None => Ok(default),
-                Some(s) => match s.parse::<u64>() {
-                    Ok(n) if n > 0 => Ok(n),
-                    _ => Err(SettingsError::Invalid(
-                        key,
-                        format!("{s:?} is not a positive number"),
-                    )),
-                },
-            }
-        }
         let ms = |key, default| positive(key, get, default).map(Duration::from_millis);
         let max_ttl_hours = positive("ZHILEGO_JWT_MAX_TTL_HOURS", get, 720)?;
         Ok(EdgeSettings {

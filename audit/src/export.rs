@@ -10,7 +10,7 @@ use crate::tree::Tree;
 use crate::{b64, hash_from_b64};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use store::chain::{event_hash, ChainInput, GENESIS_HASH};
+use store::chain::{event_hash, GENESIS_HASH};
 use store::history::{self, Checkpoint};
 use store::{Database, StoreError, StoredEvent};
 
@@ -213,15 +213,7 @@ pub fn verify_export(
             _ => None,
         };
         if let Some(prev) = prev {
-            let input = ChainInput {
-                aggregate_type: &e.aggregate_type,
-                aggregate_id: &e.aggregate_id,
-                sequence: e.sequence,
-                event_type: &e.event_type,
-                event_version: &e.event_version,
-                payload: &e.payload,
-                metadata: &e.metadata,
-            };
+            let input = e.chain_input();
             let stored = e
                 .metadata
                 .get("hash")

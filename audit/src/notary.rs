@@ -89,9 +89,10 @@ impl NotaryWorker {
 
     /// Appends what the store has (up to a batch) and signs when due.
     pub async fn step(&self) -> Result<Step, StoreError> {
-        let step = match &self.db {
-            Database::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
+        // The notary's row, locked for the step (on SQLite the write gate serializes steps).
+        macro_rules! locked_step {
+            ($pool:expr, $lock:literal, $run:ident) => {{
+                let mut tx = $pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO audit_notary (name, tx, position, tree_size) VALUES ($1, 0, 0, 0) \
                      ON CONFLICT (name) DO NOTHING",
@@ -99,9 +100,10 @@ impl NotaryWorker {
                 .bind(NAME)
                 .execute(&mut *tx)
                 .await?;
-                let (t, p, s): (i64, i64, i64) = sqlx::query_as(
-                    "SELECT tx, position, tree_size FROM audit_notary WHERE name = $1 FOR UPDATE",
-                )
+                let (t, p, s): (i64, i64, i64) = sqlx::query_as(concat!(
+                    "SELECT tx, position, tree_size FROM audit_notary WHERE name = $1",
+                    $lock
+                ))
                 .bind(NAME)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -110,34 +112,16 @@ impl NotaryWorker {
                     size: s as u64,
                 };
                 let (step, writes) = self.advance(place).await?;
-                writes.run_pg(&mut tx).await?;
+                writes.$run(&mut tx).await?;
                 tx.commit().await?;
                 step
-            }
+            }};
+        }
+        let step = match &self.db {
+            Database::Postgres(pool) => locked_step!(pool, " FOR UPDATE", run_pg),
             Database::Sqlite(pool) => {
                 let _gate = store::sqlite_write_gate().lock().await;
-                let mut tx = pool.begin().await?;
-                sqlx::query(
-                    "INSERT INTO audit_notary (name, tx, position, tree_size) VALUES ($1, 0, 0, 0) \
-                     ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(NAME)
-                .execute(&mut *tx)
-                .await?;
-                let (t, p, s): (i64, i64, i64) = sqlx::query_as(
-                    "SELECT tx, position, tree_size FROM audit_notary WHERE name = $1",
-                )
-                .bind(NAME)
-                .fetch_one(&mut *tx)
-                .await?;
-                let place = Place {
-                    at: Checkpoint { tx: t, position: p },
-                    size: s as u64,
-                };
-                let (step, writes) = self.advance(place).await?;
-                writes.run_lite(&mut tx).await?;
-                tx.commit().await?;
-                step
+                locked_step!(pool, "", run_lite)
             }
         };
         if let Some(size) = step.signed {

@@ -92,9 +92,18 @@ async fn measure(args: &AuditArgs, bin: &std::path::Path, url: &str) -> Result<R
     env.push(("ZHILEGO_AUDIT_CHECKPOINT_INTERVAL_MS".into(), "500".into()));
     let work = harness::work_dir("audit")?;
     let started = Instant::now();
-    let server = harness::start(bin, env.clone(), work.join("serve.log"), Some(Duration::from_secs(600)), "the notary builds the tree").await?;
+    let server = harness::start(
+        bin,
+        env.clone(),
+        work.join("serve.log"),
+        Some(Duration::from_secs(600)),
+        "the notary builds the tree",
+    )
+    .await?;
     let mut conn = PgConnection::connect(url).await?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&mut conn).await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&mut conn)
+        .await?;
     loop {
         let size: Option<i64> = sqlx::query_scalar("SELECT max(tree_size) FROM audit_checkpoints")
             .fetch_one(&mut conn)
@@ -102,23 +111,34 @@ async fn measure(args: &AuditArgs, bin: &std::path::Path, url: &str) -> Result<R
         if size == Some(total) {
             break;
         }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(1800), "the notary did not catch up");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(1800),
+            "the notary did not catch up"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let build = started.elapsed();
-    let note: String = sqlx::query_scalar("SELECT note FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1")
-        .fetch_one(&mut conn)
-        .await?;
+    let note: String =
+        sqlx::query_scalar("SELECT note FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1")
+            .fetch_one(&mut conn)
+            .await?;
 
     let mut report = Report::new("audit benchmark (PostgreSQL, production mode)");
-    let _ = writeln!(report, "store: {total} events ({} bulk-written in {:.1} s)", seeded.bulk_events, seeded.bulk_time.as_secs_f64());
+    let _ = writeln!(
+        report,
+        "store: {total} events ({} bulk-written in {:.1} s)",
+        seeded.bulk_events,
+        seeded.bulk_time.as_secs_f64()
+    );
     let _ = writeln!(report, "notary: tree over {total} events built and signed in {:.1} s ({:.0} events/s, inside serve)", build.as_secs_f64(), total as f64 / build.as_secs_f64());
 
     // Verify, and its anchor: one scan of everything it reads.
     let scan_started = Instant::now();
-    let _: Option<i64> = sqlx::query_scalar("SELECT sum(length(payload::text) + length(metadata::text))::bigint FROM events")
-        .fetch_one(&mut conn)
-        .await?;
+    let _: Option<i64> = sqlx::query_scalar(
+        "SELECT sum(length(payload::text) + length(metadata::text))::bigint FROM events",
+    )
+    .fetch_one(&mut conn)
+    .await?;
     let scan = scan_started.elapsed();
     let file = work.join("checkpoint");
     std::fs::write(&file, &note)?;
@@ -144,13 +164,29 @@ async fn measure(args: &AuditArgs, bin: &std::path::Path, url: &str) -> Result<R
     let mut health = Vec::with_capacity(args.requests);
     for _ in 0..args.requests {
         let after = rng.random_range(0..total.max(1));
-        pages.push(timed_get(&client, &format!("{base}/api/v1/audit/events?after={after}&limit=100"), &token).await?);
+        pages.push(
+            timed_get(
+                &client,
+                &format!("{base}/api/v1/audit/events?after={after}&limit=100"),
+                &token,
+            )
+            .await?,
+        );
         health.push(timed_get(&client, &format!("{base}/healthz"), &token).await?);
     }
     let (pages, health) = (sorted_us(pages), sorted_us(health));
     let p99 = ms(pct(&pages, 99.0));
-    let _ = writeln!(report, "page of 100 at random depths: p50 {:.2} ms, p99 {p99:.2} ms (goal < 20): {}", ms(pct(&pages, 50.0)), verdict(p99 < 20.0));
-    let _ = writeln!(report, "  anchor: GET /healthz p99 {:.2} ms", ms(pct(&health, 99.0)));
+    let _ = writeln!(
+        report,
+        "page of 100 at random depths: p50 {:.2} ms, p99 {p99:.2} ms (goal < 20): {}",
+        ms(pct(&pages, 50.0)),
+        verdict(p99 < 20.0)
+    );
+    let _ = writeln!(
+        report,
+        "  anchor: GET /healthz p99 {:.2} ms",
+        ms(pct(&health, 99.0))
+    );
 
     // State as of, on a listing with many events.
     let host = Uuid::now_v7();
@@ -170,21 +206,53 @@ async fn measure(args: &AuditArgs, bin: &std::path::Path, url: &str) -> Result<R
     let mut loads = Vec::new();
     for _ in 0..args.requests {
         let s = rng.random_range(1..=args.listing_events);
-        states.push(timed_get(&client, &format!("{base}/api/v1/audit/aggregates/Listing/{listing}/state?as_of={s}"), &token).await?);
-        loads.push(timed_get(&client, &format!("{base}/api/v1/listings/{listing}"), &token).await?);
+        states.push(
+            timed_get(
+                &client,
+                &format!("{base}/api/v1/audit/aggregates/Listing/{listing}/state?as_of={s}"),
+                &token,
+            )
+            .await?,
+        );
+        loads.push(
+            timed_get(
+                &client,
+                &format!("{base}/api/v1/listings/{listing}"),
+                &token,
+            )
+            .await?,
+        );
     }
     let (states, loads) = (sorted_us(states), sorted_us(loads));
     let p99 = ms(pct(&states, 99.0));
-    let _ = writeln!(report, "state as of, listing with {} events: p50 {:.1} ms, p99 {p99:.1} ms (goal < 50): {}", args.listing_events, ms(pct(&states, 50.0)), verdict(p99 < 50.0));
-    let _ = writeln!(report, "  anchor: GET /api/v1/listings/{{id}} (snapshot + tail) p99 {:.1} ms", ms(pct(&loads, 99.0)));
+    let _ = writeln!(
+        report,
+        "state as of, listing with {} events: p50 {:.1} ms, p99 {p99:.1} ms (goal < 50): {}",
+        args.listing_events,
+        ms(pct(&states, 50.0)),
+        verdict(p99 < 50.0)
+    );
+    let _ = writeln!(
+        report,
+        "  anchor: GET /api/v1/listings/{{id}} (snapshot + tail) p99 {:.1} ms",
+        ms(pct(&loads, 99.0))
+    );
 
     // Notary lag at a fixed write rate.
     let (lags, answers) = notary_lag(args, &server, &client, &host_token, url).await?;
     let p99 = ms(pct(&lags, 99.0));
     let _ = writeln!(report, "notary lag at {} events/s for {} s ({} events): p50 {:.0} ms, p99 {p99:.0} ms (goal < 1000): {}", args.rate, args.seconds, lags.len(), ms(pct(&lags, 50.0)), verdict(p99 < 1000.0));
-    let _ = writeln!(report, "  anchor: the writes' own answer p99 {:.1} ms", ms(pct(&answers, 99.0)));
+    let _ = writeln!(
+        report,
+        "  anchor: the writes' own answer p99 {:.1} ms",
+        ms(pct(&answers, 99.0))
+    );
     let stopped = harness::stop(server).await;
-    let _ = writeln!(report, "service: {}, log {} bytes, {} warnings/errors", stopped.how, stopped.log_bytes, stopped.log_problems);
+    let _ = writeln!(
+        report,
+        "service: {}, log {} bytes, {} warnings/errors",
+        stopped.how, stopped.log_bytes, stopped.log_problems
+    );
     Ok(report)
 }
 
@@ -195,8 +263,17 @@ async fn create_listing(client: &reqwest::Client, base: &str, token: &str) -> Re
         "nightly_price_kzt": 10000, "cleaning_fee_kzt": 0, "min_nights": 1,
         "cancellation_policy": "moderate", "photos": [], "amenities": []
     });
-    let res = client.post(format!("{base}/api/v1/listings")).bearer_auth(token).json(&body).send().await?;
-    anyhow::ensure!(res.status().as_u16() == 201, "create listing: {}", res.status());
+    let res = client
+        .post(format!("{base}/api/v1/listings"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        res.status().as_u16() == 201,
+        "create listing: {}",
+        res.status()
+    );
     let v: Value = res.json().await?;
     Ok(v["id"].as_str().context("listing id")?.parse()?)
 }
@@ -242,7 +319,12 @@ async fn notary_lag(
     for k in 0..n {
         let due = origin + interval * k as u32;
         tokio::time::sleep_until(due.into()).await;
-        let (client, base, token, listing) = (client.clone(), base.clone(), token.to_string(), listings[k % listings.len()]);
+        let (client, base, token, listing) = (
+            client.clone(),
+            base.clone(),
+            token.to_string(),
+            listings[k % listings.len()],
+        );
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
             let res = client
@@ -278,5 +360,8 @@ async fn notary_lag(
             .unwrap_or(u64::MAX / 2);
         lags.push(at.saturating_sub(*answered));
     }
-    Ok((sorted_us(lags), sorted_us(writes.iter().map(|w| w.2).collect())))
+    Ok((
+        sorted_us(lags),
+        sorted_us(writes.iter().map(|w| w.2).collect()),
+    ))
 }

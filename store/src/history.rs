@@ -119,7 +119,8 @@ impl StoredEvent {
         }
     }
 
-    fn chain_input(&self) -> ChainInput<'_> {
+    /// The fields the hash chain covers.
+    pub fn chain_input(&self) -> ChainInput<'_> {
         ChainInput {
             aggregate_type: &self.aggregate_type,
             aggregate_id: &self.aggregate_id,

@@ -412,11 +412,40 @@ async fn auditors_page_filter_and_stream_history(backend: Backend, test: &str) {
         )
         .await;
     assert_eq!(status, 404);
+    // An API request is the outside input of its correlation: the client's request id when it
+    // sent one.
+    let (status, tree) = app
+        .get(&format!("/api/v1/audit/correlations/{correlation}"), Some(&token))
+        .await;
+    assert_eq!(status, 200, "{tree}");
+    assert_eq!(tree["inputs"][0]["source"], "api_request", "{tree}");
+    assert_eq!(tree["inputs"][0]["id"], correlation.as_str(), "{tree}");
+    assert!(tree["events"].as_array().unwrap().iter().any(|e| e["event_type"] == "BookingHeld"));
+    let res = app
+        .client
+        .patch(app.url("/api/v1/users/me"))
+        .bearer_auth(app.token(Role::Guest, w.guests[2]))
+        .header("X-Request-Id", "req-audit-42")
+        .json(&json!({"language": "kk"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let ours = res.headers()["x-server-correlation-id"].to_str().unwrap().to_string();
+    let (_, tree) = app
+        .get(&format!("/api/v1/audit/correlations/{ours}"), Some(&token))
+        .await;
+    assert_eq!(tree["inputs"][0]["id"], "req-audit-42", "{tree}");
+    let (status, _) = app
+        .get(&format!("/api/v1/audit/correlations/{}", Uuid::now_v7()), Some(&token))
+        .await;
+    assert_eq!(status, 404);
     // The chains hold.
     let (status, report) = app.get("/api/v1/audit/verify", Some(&token)).await;
     assert_eq!(status, 200);
     assert_eq!(report["ok"], true, "{report}");
-    assert_eq!(report["checked_events"].as_u64(), Some(stored.len() as u64));
+    // (One more event than before: the language change.)
+    assert_eq!(report["checked_events"].as_u64(), Some(stored.len() as u64 + 1));
     app.finish().await;
 }
 on_both_backends!(

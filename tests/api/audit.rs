@@ -415,12 +415,19 @@ async fn auditors_page_filter_and_stream_history(backend: Backend, test: &str) {
     // An API request is the outside input of its correlation: the client's request id when it
     // sent one.
     let (status, tree) = app
-        .get(&format!("/api/v1/audit/correlations/{correlation}"), Some(&token))
+        .get(
+            &format!("/api/v1/audit/correlations/{correlation}"),
+            Some(&token),
+        )
         .await;
     assert_eq!(status, 200, "{tree}");
     assert_eq!(tree["inputs"][0]["source"], "api_request", "{tree}");
     assert_eq!(tree["inputs"][0]["id"], correlation.as_str(), "{tree}");
-    assert!(tree["events"].as_array().unwrap().iter().any(|e| e["event_type"] == "BookingHeld"));
+    assert!(tree["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["event_type"] == "BookingHeld"));
     let res = app
         .client
         .patch(app.url("/api/v1/users/me"))
@@ -431,13 +438,19 @@ async fn auditors_page_filter_and_stream_history(backend: Backend, test: &str) {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let ours = res.headers()["x-server-correlation-id"].to_str().unwrap().to_string();
+    let ours = res.headers()["x-server-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let (_, tree) = app
         .get(&format!("/api/v1/audit/correlations/{ours}"), Some(&token))
         .await;
     assert_eq!(tree["inputs"][0]["id"], "req-audit-42", "{tree}");
     let (status, _) = app
-        .get(&format!("/api/v1/audit/correlations/{}", Uuid::now_v7()), Some(&token))
+        .get(
+            &format!("/api/v1/audit/correlations/{}", Uuid::now_v7()),
+            Some(&token),
+        )
         .await;
     assert_eq!(status, 404);
     // The chains hold.
@@ -445,7 +458,10 @@ async fn auditors_page_filter_and_stream_history(backend: Backend, test: &str) {
     assert_eq!(status, 200);
     assert_eq!(report["ok"], true, "{report}");
     // (One more event than before: the language change.)
-    assert_eq!(report["checked_events"].as_u64(), Some(stored.len() as u64 + 1));
+    assert_eq!(
+        report["checked_events"].as_u64(),
+        Some(stored.len() as u64 + 1)
+    );
     app.finish().await;
 }
 on_both_backends!(
@@ -661,8 +677,39 @@ fn redact_sealed(v: &mut Value) {
 // ---------------------------------------------------------------------------------------------
 // Checkpoints, proofs, the independent verifier, erasure
 
+/// A witness outside the database: an HTTP server that keeps every note POSTed to it.
+async fn witness() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let notes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = notes.clone();
+    let router = axum::Router::new().route(
+        "/witness",
+        axum::routing::post(move |body: String| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/witness", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, notes)
+}
+
 async fn proofs_verify_independently_and_survive_erasure(backend: Backend, test: &str) {
-    let Some(app) = spawn_app_with(backend, test, FAST).await else {
+    let (witness_url, witnessed) = witness().await;
+    let sink = temp_dir().join("checkpoint.txt");
+    let sink_path = sink.to_str().unwrap().to_string();
+    let env = [
+        FAST,
+        &[
+            ("ZHILEGO_AUDIT_WITNESS_URL", witness_url.as_str()),
+            ("ZHILEGO_AUDIT_CHECKPOINT_FILE", sink_path.as_str()),
+        ],
+    ]
+    .concat();
+    let Some(app) = spawn_app_with(backend, test, &env).await else {
         return;
     };
     let w = workload(&app).await;
@@ -677,12 +724,28 @@ async fn proofs_verify_independently_and_survive_erasure(backend: Backend, test:
     assert!(lines[4].starts_with("\u{2014} zhilego.kz/audit "), "{text}");
     let (_, key) = app.get("/api/v1/audit/checkpoints/key", Some(&token)).await;
     assert_eq!(key["algorithm"], "ed25519");
-    // The sink file outside the database holds a signed checkpoint too (embedded default, or
-    // the one configured).
-    if backend == Backend::Sqlite {
-        let sunk = std::fs::read_to_string(app.storage.data_dir.join("audit-checkpoint")).unwrap();
-        assert!(sunk.starts_with("zhilego.kz/audit\n"), "{sunk}");
+    // The sinks outside the database have the same checkpoint: the file and the witness.
+    let served = checkpoint["text"].as_str().unwrap().to_string();
+    let mut sunk = String::new();
+    for _ in 0..100 {
+        sunk = std::fs::read_to_string(&sink).unwrap_or_default();
+        let last = witnessed
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default();
+        if sunk == served && last == served {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(sunk, served, "the checkpoint file");
+    assert_eq!(
+        witnessed.lock().unwrap().last(),
+        Some(&served),
+        "the witness"
+    );
     // Erase the guest with a profile: the fields read [erased], and everything still proves.
     let storage = app.storage.clone();
     let (code, out) = zhilego(

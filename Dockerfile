@@ -32,6 +32,7 @@ COPY bots ./bots
 COPY api ./api
 COPY bench ./bench
 COPY testkit ./testkit
+COPY audit ./audit
 COPY tests ./tests
 COPY migrations ./migrations
 

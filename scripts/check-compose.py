@@ -367,10 +367,11 @@ def prometheus_targets(base_dir, prom, problem):
 def check_zhilego_process(name, svc, services, targets, problem):
     at = f"services.{name}"
     env = environment(svc)
-    for key in ("DATABASE_URL", "NATS_URL", "ZHILEGO_JWT_SECRET", "ZHILEGO_ENCRYPTION_KEY"):
+    for key in ("DATABASE_URL", "NATS_URL", "ZHILEGO_JWT_SECRET", "ZHILEGO_ENCRYPTION_KEY",
+                "ZHILEGO_AUDIT_SIGNING_KEY"):
         if not env.get(key):
             problem(f"{at}.environment", f"{key} is not set")
-    for key in ("ZHILEGO_JWT_SECRET", "ZHILEGO_ENCRYPTION_KEY"):
+    for key in ("ZHILEGO_JWT_SECRET", "ZHILEGO_ENCRYPTION_KEY", "ZHILEGO_AUDIT_SIGNING_KEY"):
         secret = env.get(key) or ""
         if secret and not re.fullmatch(r"\$\{" + key + r":?\?[^}]*\}", secret):
             problem(f"{at}.environment.{key}", f"must be a required substitution like ${{{key}:?set it}}, not a value")

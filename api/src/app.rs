@@ -86,7 +86,8 @@ pub fn encryption_key(settings: &Settings) -> anyhow::Result<commands::MasterKey
     commands::MasterKey::from_hex(&hex).map_err(|e| anyhow::anyhow!("ZHILEGO_ENCRYPTION_KEY {e}"))
 }
 
-fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+/// A secret kept in a private file: read, or generated (32 random bytes as hex) and written.
+pub(crate) fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     if let Ok(existing) = std::fs::read_to_string(path) {
         let existing = existing.trim().to_string();
         if !existing.is_empty() {
@@ -166,8 +167,10 @@ impl Application {
             commands::CalendarSync::new(commands.clone(), settings.ical.clone())
                 .context("building the calendar feeds' HTTP client")?,
         );
+        let audit_key = crate::audit::verifier(&settings)?;
         let state = AppState::new(Inner {
             calendar,
+            audit_key,
             kaspi,
             keeper,
             chats,
@@ -239,6 +242,13 @@ impl Application {
             async move { keeper.run(every, stop).await }
         }));
         tasks.extend(start_bots(&state, &stop_rx));
+        if state.settings.audit.run_notary {
+            let notary = crate::audit::notary(&state.settings, &state.db)?;
+            let stop = stopped(stop_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                notary.run(crate::audit::NOTARY_POLL, stop).await
+            }));
+        }
         tasks.push(tokio::spawn({
             let (reads, stop) = (state.reads.clone(), stopped(stop_rx.clone()));
             async move { reads.watch_replicas(Duration::from_secs(1), stop).await }

@@ -61,6 +61,9 @@ pub enum Command {
         #[command(subcommand)]
         command: UserAction,
     },
+    /// Run only the audit notary (`serve` runs one too unless ZHILEGO_NOTARY=off): one
+    /// Merkle leaf per event, signed checkpoints to the configured sinks.
+    Notary,
     /// Audit the event store.
     Audit {
         #[command(subcommand)]
@@ -95,8 +98,68 @@ pub enum ProjectionsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Walk every aggregate's hash chain and report breaks (exit code 1 if any).
-    Verify,
+    /// Walk every aggregate's hash chain and report breaks (exit code 1 if any); with
+    /// `--checkpoint`, also recompute the Merkle tree against a signed checkpoint held
+    /// outside and name the first position that does not match it.
+    Verify {
+        /// A file holding a checkpoint's `text` exactly as served.
+        #[arg(long)]
+        checkpoint: Option<std::path::PathBuf>,
+        /// The signer's public key (base64, as `GET /audit/checkpoints/key` gives it);
+        /// default: the configured signing key's.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Write history as JSON lines with the latest checkpoint and each event's inclusion
+    /// proof (docs/audit.md, "Exports").
+    Export {
+        /// Events after this position.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// Events up to this position (default: all the checkpoint covers).
+        #[arg(long, default_value_t = i64::MAX)]
+        until: i64,
+        /// The file to write (default: stdout).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Verify an export offline: signature, leaves, inclusion proofs, hash chains.
+    VerifyExport {
+        file: std::path::PathBuf,
+        /// The signer's public key (base64) the auditor holds; default: the key in the file
+        /// (then only the file's own consistency is shown).
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
+/// A progress bar on stderr.
+fn progress_bar(what: &str) -> anyhow::Result<indicatif::ProgressBar> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>12} [{bar:40}] {pos}/{len} events ({per_sec}, {eta})",
+        )?
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    Ok(bar)
+}
+
+/// The checkpoint key to trust: given on the command line, else the configured one.
+fn trusted_key(
+    settings: &Settings,
+    key: Option<&str>,
+) -> anyhow::Result<audit::note::NoteVerifier> {
+    match key {
+        Some(k) => {
+            let raw = audit::hash_from_b64(k.trim())
+                .ok_or_else(|| anyhow::anyhow!("--key must be 32 bytes of base64"))?;
+            audit::note::NoteVerifier::new(&settings.audit.origin, &raw)
+                .map_err(|e| anyhow::anyhow!("--key: {e}"))
+        }
+        None => crate::audit::verifier(settings),
+    }
 }
 
 /// Runs the command; returns the process exit code.
@@ -271,14 +334,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 ),
             };
             for name in names {
-                let bar = indicatif::ProgressBar::new(0);
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{msg:>12} [{bar:40}] {pos}/{len} events ({per_sec}, {eta})",
-                    )?
-                    .progress_chars("=> "),
-                );
-                bar.set_message(name.to_string());
+                let bar = progress_bar(name)?;
                 let report = {
                     let bar = bar.clone();
                     move |done: u64, total: u64| {
@@ -390,12 +446,158 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Audit {
-            command: AuditCommand::Verify,
+            command: AuditCommand::Verify {
+                checkpoint: None, ..
+            },
         } => {
             let db = open_database(&settings).await?;
             let report = store::history::verify(&db).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(if report.ok { 0 } else { 1 })
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    checkpoint: Some(file),
+                    key,
+                },
+        } => {
+            let note = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            let verifier = trusted_key(&settings, key.as_deref())?;
+            let db = open_database(&settings).await?;
+            let bar = progress_bar("verify")?;
+            let report = {
+                let bar = bar.clone();
+                let progress = move |done: u64, total: u64| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                };
+                audit::verify::against_checkpoint(&db, &verifier, &note, &progress).await
+            };
+            bar.finish_and_clear();
+            let report = match report {
+                Ok(r) => r,
+                Err(audit::verify::VerifyError::Note(e)) => {
+                    metrics::counter!("zhilego_audit_verification_failures_total").increment(1);
+                    println!("FAILED: the checkpoint in {}: {e}", file.display());
+                    return Ok(1);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            match report.first_bad_position {
+                None => {
+                    println!(
+                        "OK: {} events match the checkpoint of {} ({})",
+                        report.checked_events, report.tree_size, report.origin
+                    );
+                    Ok(0)
+                }
+                Some(position) => {
+                    let why = report
+                        .tree
+                        .as_ref()
+                        .filter(|t| t.position == position)
+                        .map(|t| t.problem.clone())
+                        .or_else(|| {
+                            report
+                                .chains
+                                .broken
+                                .iter()
+                                .find(|b| b.position == position)
+                                .map(|b| b.problem.clone())
+                        })
+                        .unwrap_or_default();
+                    println!("FAILED: first bad position {position}: {why}");
+                    Ok(1)
+                }
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Export { after, until, out },
+        } => {
+            let verifier = crate::audit::verifier(&settings)?;
+            let db = open_database(&settings).await?;
+            let bar = progress_bar("export")?;
+            let progress = {
+                let bar = bar.clone();
+                move |done: u64, total: u64| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                }
+            };
+            let written = match &out {
+                Some(path) => {
+                    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+                    audit::export::export(&db, &verifier, after, until, &mut file, &progress)
+                        .await?
+                }
+                None => {
+                    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+                    audit::export::export(&db, &verifier, after, until, &mut stdout, &progress)
+                        .await?
+                }
+            };
+            bar.finish_and_clear();
+            eprintln!("exported {written} events with their proofs");
+            Ok(0)
+        }
+        Command::Audit {
+            command: AuditCommand::VerifyExport { file, key },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            let trusted = match key.as_deref() {
+                Some(k) => Some(trusted_key(&settings, Some(k))?),
+                None => {
+                    eprintln!("note: checking with the key the file names; pass --key (GET /api/v1/audit/checkpoints/key) to check against the key you hold");
+                    None
+                }
+            };
+            let bar = progress_bar("verify")?;
+            let progress = {
+                let bar = bar.clone();
+                move |done: u64, total: u64| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                }
+            };
+            let report = audit::export::verify_export(&text, trusted.as_ref(), &progress);
+            bar.finish_and_clear();
+            let report = match report {
+                Ok(r) => r,
+                Err(e) => {
+                    println!("FAILED: {e}");
+                    return Ok(1);
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            match report.first_bad_position {
+                None => {
+                    println!(
+                        "OK: {} events proven in the checkpoint of {}",
+                        report.checked_events, report.tree_size
+                    );
+                    Ok(0)
+                }
+                Some(p) => {
+                    println!(
+                        "FAILED: first bad position {p}: {}",
+                        report.problems.first().cloned().unwrap_or_default()
+                    );
+                    Ok(1)
+                }
+            }
+        }
+        Command::Notary => {
+            let db = open_database(&settings).await?;
+            let notary = crate::audit::notary(&settings, &db)?;
+            println!("notary following the store ({})", db.backend_name());
+            notary
+                .run(crate::audit::NOTARY_POLL, shutdown_signal())
+                .await;
+            Ok(0)
         }
     }
 }

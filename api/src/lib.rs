@@ -11,10 +11,13 @@
 //!   [`rate_limit`]: per-client limits.
 //! - [`bots`]: the Telegram and WhatsApp bots: the runtime around the `bots` conversation, each
 //!   channel's adapter with its webhook, and the channels the notifications worker sends on.
-//! - [`cli`]: `serve`, `migrate`, `token`, `audit verify`.
+//! - [`audit`]: the audit settings, the checkpoint signing key, the notary (the `audit` crate
+//!   does the work).
+//! - [`cli`]: `serve`, `migrate`, `token`, `notary`, `audit verify / export / verify-export`.
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod bots;
 pub mod cli;

@@ -103,6 +103,8 @@ pub struct Settings {
     pub edge: EdgeSettings,
     /// Calendar feeds (`ZHILEGO_ICAL_*`, see `crate::ical_settings`).
     pub ical: commands::FeedSyncConfig,
+    /// The audit's notary and checkpoints (`ZHILEGO_AUDIT_*`, `ZHILEGO_NOTARY`).
+    pub audit: crate::audit::AuditSettings,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -399,6 +401,11 @@ impl Settings {
             ),
             edge: EdgeSettings::from_values(&get)?,
             ical: crate::ical_settings::from_values(&get)?,
+            audit: crate::audit::AuditSettings::from_values(
+                &get,
+                &PathBuf::from(get("ZHILEGO_DATA_DIR").unwrap_or_else(|| "./data".into())),
+                production,
+            )?,
         };
         if settings.telegram.bot_token.is_some()
             && settings.telegram.mode == TelegramMode::Webhook
@@ -489,24 +496,26 @@ pub struct EdgeSettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
+/// A positive whole number setting, `default` when unset.
+pub(crate) fn positive(
+    key: &'static str,
+    get: &dyn Fn(&str) -> Option<String>,
+    default: u64,
+) -> Result<u64, SettingsError> {
+    match get(key) {
+        None => Ok(default),
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(SettingsError::Invalid(
+                key,
+                format!("{s:?} is not a positive number"),
+            )),
+        },
+    }
+}
+
 impl EdgeSettings {
     fn from_values(get: &dyn Fn(&str) -> Option<String>) -> Result<EdgeSettings, SettingsError> {
-        fn positive(
-            key: &'static str,
-            get: &dyn Fn(&str) -> Option<String>,
-            default: u64,
-        ) -> Result<u64, SettingsError> {
-            match get(key) {
-                None => Ok(default),
-                Some(s) => match s.parse::<u64>() {
-                    Ok(n) if n > 0 => Ok(n),
-                    _ => Err(SettingsError::Invalid(
-                        key,
-                        format!("{s:?} is not a positive number"),
-                    )),
-                },
-            }
-        }
         let ms = |key, default| positive(key, get, default).map(Duration::from_millis);
         let max_ttl_hours = positive("ZHILEGO_JWT_MAX_TTL_HOURS", get, 720)?;
         Ok(EdgeSettings {

@@ -37,6 +37,8 @@ pub struct Inner {
     pub notifier_nudge: Arc<tokio::sync::Notify>,
     /// Calendar feeds: add, remove, sync (also the background sync).
     pub calendar: Arc<commands::CalendarSync>,
+    /// The public key audit checkpoints are signed with.
+    pub audit_key: audit::note::NoteVerifier,
 }
 
 impl AppState {

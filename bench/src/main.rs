@@ -16,6 +16,7 @@
 //! $B seed --listings 0 --bookings 0 --database-url URL --total-events 1000000
 //! $B rebuild --database-url URL        # `zhilego projections rebuild all`, events/s
 //! $B drop --database-url URL           # drops a kept store and its `_read` database
+//! $B audit                             # 1,000,000 events: verify, pages, state as of, notary lag
 //! ```
 //!
 //! `bench/run.sh` does all of it (installing `wrk` when missing). The modes:
@@ -31,6 +32,8 @@
 //! - `bots` ([`bots`]): many Telegram and WhatsApp guests at once from `/start` to a paid
 //!   booking through the webhooks, against fake Bot and Twilio APIs: reply time, taps, rates.
 //! - `rebuild` ([`rebuild`]): `zhilego projections rebuild all` over ≥ 1,000,000 events.
+//! - `audit` ([`audit`]): the audit over 1,000,000 events: verify against a checkpoint, pages,
+//!   state as of, notary lag.
 //!
 //! `cargo run -p zhilego-bench` does not build the `zhilego` binary; the bench looks for it
 //! next to its own executable (`target/release/zhilego`) unless `--zhilego-bin` says where.
@@ -38,6 +41,7 @@
 //! What the modes share: [`harness`] (the backends to run, a scratch store, starting and
 //! stopping the service, the per-backend loop) and [`report`] (sections of rows, printed and
 //! written; percentiles, latencies, verdicts).
+mod audit;
 mod booking;
 mod bots;
 mod cpu;
@@ -93,6 +97,8 @@ enum Mode {
     Bots(bots::BotsArgs),
     /// Rebuild time of every projection over a large store.
     Rebuild(rebuild::RebuildArgs),
+    /// The audit over 1,000,000 events: verify, pages, state as of, notary lag.
+    Audit(audit::AuditArgs),
     /// Drop a store database kept by `seed` and its `<name>_read` database.
     Drop(DropArgs),
 }
@@ -133,6 +139,7 @@ async fn main() {
         Some(Mode::Payments(args)) => payments::run(args).await,
         Some(Mode::Bots(args)) => bots::run(args).await,
         Some(Mode::Rebuild(args)) => rebuild::run(args).await,
+        Some(Mode::Audit(args)) => audit::run(args).await,
         Some(Mode::Drop(args)) => drop_store(args).await,
     };
     if let Err(e) = result {

@@ -242,6 +242,10 @@ pub fn production_env(database_url: &str) -> Vec<(String, String)> {
             "ZHILEGO_ENCRYPTION_KEY".into(),
             format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
         ),
+        (
+            "ZHILEGO_AUDIT_SIGNING_KEY".into(),
+            format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
+        ),
         // Production mode calls Kaspi live by default; the benchmarks pay nothing (on
         // loopback), so they allow the sandbox explicitly.
         ("KASPI_MODE".into(), "sandbox".into()),

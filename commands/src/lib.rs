@@ -47,7 +47,7 @@ pub use calendar_feeds::{CalendarSync, FeedSyncConfig, FeedView};
 pub use executor::{CommandError, Executed, StoreFailure};
 pub use holds::HoldCap;
 pub use keeper::{KeeperFindings, PaymentKeeper, ReconciliationReport};
-pub use metadata::CommandMeta;
+pub use metadata::{CommandMeta, InputSource};
 pub use notifier::{NoticeChannels, Notifier};
 pub use payments::{account_code, admin_refund_id, payment_id_for, Reconciled};
 pub use personal::{MasterKey, PersonalData};

@@ -19,6 +19,39 @@ pub struct CommandMeta {
     /// client cannot join its requests to another's work; checked for length and charset at
     /// the edge.
     pub client_correlation_id: Option<String>,
+    /// What from outside started this command (kept on the command it started, not on its
+    /// follow-ups: the audit's correlation tree shows where work came in).
+    pub input: Option<Input>,
+}
+
+/// An outside input that starts work, as the audit trail names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Input {
+    pub source: InputSource,
+    pub id: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputSource {
+    /// A Telegram update (`update_id`).
+    TelegramUpdate,
+    /// A WhatsApp message through Twilio (`MessageSid`).
+    WhatsappMessage,
+    /// A Kaspi biller notification (`txn_id`).
+    KaspiTxn,
+    /// An API request (the client's `X-Request-Id` / `X-Correlation-Id`, else ours).
+    ApiRequest,
+}
+
+impl InputSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputSource::TelegramUpdate => "telegram_update",
+            InputSource::WhatsappMessage => "whatsapp_message",
+            InputSource::KaspiTxn => "kaspi_txn",
+            InputSource::ApiRequest => "api_request",
+        }
+    }
 }
 
 impl CommandMeta {
@@ -31,6 +64,32 @@ impl CommandMeta {
             channel,
             request_time: Utc::now(),
             client_correlation_id: None,
+            input: None,
+        }
+    }
+
+    /// The same metadata, recording the outside input that started the work.
+    pub fn with_input(mut self, source: InputSource, id: impl Into<String>) -> Self {
+        self.input = Some(Input {
+            source,
+            id: id.into(),
+        });
+        self
+    }
+
+    /// The same metadata, joining the work of an earlier correlation (a Kaspi notification
+    /// continues the booking's).
+    pub fn in_correlation(mut self, correlation_id: Uuid) -> Self {
+        self.correlation_id = correlation_id;
+        self
+    }
+
+    /// Another command started by the same input (the bots' book → pay in one message): same
+    /// correlation and input, a new command id.
+    pub fn sibling(&self) -> Self {
+        CommandMeta {
+            command_id: Uuid::now_v7(),
+            ..self.clone()
         }
     }
 
@@ -55,6 +114,7 @@ impl CommandMeta {
             channel: self.channel,
             request_time: self.request_time,
             client_correlation_id: self.client_correlation_id.clone(),
+            input: None,
         }
     }
 
@@ -71,6 +131,10 @@ impl CommandMeta {
         m.insert("request_time".into(), self.request_time.to_rfc3339());
         if let Some(client) = &self.client_correlation_id {
             m.insert("client_correlation_id".into(), client.clone());
+        }
+        if let Some(input) = &self.input {
+            m.insert("input_source".into(), input.source.as_str().into());
+            m.insert("input_id".into(), input.id.clone());
         }
         m
     }

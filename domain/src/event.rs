@@ -177,6 +177,13 @@ pub struct Metadata {
     /// events written before it was kept apart.
     #[serde(default)]
     pub client_correlation_id: Option<String>,
+    /// What from outside started this command, if anything did: `telegram_update`,
+    /// `whatsapp_message`, `kaspi_txn` or `api_request` (absent in older events).
+    #[serde(default)]
+    pub input_source: Option<String>,
+    /// The outside input's own id (the update id, the MessageSid, the txn_id, the request id).
+    #[serde(default)]
+    pub input_id: Option<String>,
 }
 
 impl Metadata {

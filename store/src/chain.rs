@@ -19,8 +19,9 @@ use std::sync::Mutex;
 
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Writes `value` as JSON with object keys sorted, whatever map order serde_json was built with.
-fn write_canonical(value: &Value, out: &mut String) {
+/// Writes `value` as JSON with object keys sorted, whatever map order serde_json was built with
+/// (the form the chain hashes, and the audit leaves too).
+pub fn write_canonical(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();

@@ -41,13 +41,14 @@ pub struct Checkpoint {
     pub position: i64,
 }
 
-const PG_COLUMNS: &str =
+pub(crate) const PG_COLUMNS: &str =
     "position, xid::text::bigint AS tx, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, recorded_at";
-const LITE_COLUMNS: &str = "position, position AS tx, aggregate_type, aggregate_id, sequence, \
+pub(crate) const LITE_COLUMNS: &str =
+    "position, position AS tx, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, recorded_at";
 
-fn from_pg(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
+pub(crate) fn from_pg(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
     let metadata: Value = row.try_get("metadata")?;
     Ok(StoredEvent {
         position: row.try_get("position")?,
@@ -64,7 +65,7 @@ fn from_pg(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
     })
 }
 
-fn from_lite(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Error> {
+pub(crate) fn from_lite(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Error> {
     let metadata: Value = row.try_get("metadata")?;
     let recorded: String = row.try_get("recorded_at")?;
     Ok(StoredEvent {
@@ -118,7 +119,8 @@ impl StoredEvent {
         }
     }
 
-    fn chain_input(&self) -> ChainInput<'_> {
+    /// The fields the hash chain covers.
+    pub fn chain_input(&self) -> ChainInput<'_> {
         ChainInput {
             aggregate_type: &self.aggregate_type,
             aggregate_id: &self.aggregate_id,

@@ -6,9 +6,11 @@
 //!   going through [`chain::ChainedRepository`], which stamps each event with an id and a hash
 //!   chained to the previous event of its aggregate.
 //! - [`history`]: reading events back in global order (audit, projections) and verifying chains.
+//! - [`browse`]: the auditors' filtered pages of the store in commit order.
 #![forbid(unsafe_code)]
 
 mod aggregate_store;
+pub mod browse;
 pub mod chain;
 pub mod history;
 

@@ -38,7 +38,11 @@ pub(crate) fn bot_guest(app: &TestApp, channel: domain::Channel, external: &str)
     api::bots::GuestKeys::new(&master).guest_id(channel, external)
 }
 
-async fn bot_app(test: &str, telegram: &FakeTelegram, twilio: &FakeTwilio) -> Option<TestApp> {
+pub(crate) async fn bot_app(
+    test: &str,
+    telegram: &FakeTelegram,
+    twilio: &FakeTwilio,
+) -> Option<TestApp> {
     spawn_app_with(Backend::Sqlite, test, &bot_env(telegram, twilio)).await
 }
 
@@ -64,7 +68,7 @@ pub(crate) async fn listing(app: &TestApp, title: &str, price: i64) -> Uuid {
 }
 
 /// A Telegram guest: a chat and a user, sending updates to the app's webhook.
-struct TgGuest<'a> {
+pub(crate) struct TgGuest<'a> {
     app: &'a TestApp,
     fake: &'a FakeTelegram,
     user: i64,
@@ -75,7 +79,7 @@ struct TgGuest<'a> {
 }
 
 impl<'a> TgGuest<'a> {
-    fn new(app: &'a TestApp, fake: &'a FakeTelegram, user: i64) -> Self {
+    pub(crate) fn new(app: &'a TestApp, fake: &'a FakeTelegram, user: i64) -> Self {
         TgGuest {
             app,
             fake,
@@ -198,7 +202,7 @@ async fn up_to_confirmation(guest: &mut TgGuest<'_>, listing: Uuid) -> Vec<Call>
 }
 
 /// From `/start` to the Kaspi button for `listing`; gives the payment URL.
-async fn telegram_journey(guest: &mut TgGuest<'_>, listing: Uuid) -> String {
+pub(crate) async fn telegram_journey(guest: &mut TgGuest<'_>, listing: Uuid) -> String {
     let confirm = up_to_confirmation(guest, listing).await;
     let link = guest.tap(&button(&confirm, "book")).await;
     all_buttons(&link)

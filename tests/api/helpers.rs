@@ -154,6 +154,12 @@ impl Storage {
         );
         env.insert("ZHILEGO_JWT_SECRET".into(), self.jwt_secret.clone());
         env.insert("ZHILEGO_ENCRYPTION_KEY".into(), self.encryption_key.clone());
+        // The audit checkpoints' signing key (required in production mode); derived from the
+        // master key so a restarted app signs with the same key.
+        env.insert(
+            "ZHILEGO_AUDIT_SIGNING_KEY".into(),
+            self.encryption_key.chars().rev().collect(),
+        );
         env.insert("ZHILEGO_RATE_LIMIT".into(), "0".into());
         // Webhook limits are tested on their own; the suite's bots and Kaspi post faster.
         env.insert("ZHILEGO_WEBHOOK_RATE_LIMIT".into(), "0".into());

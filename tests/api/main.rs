@@ -4,6 +4,7 @@ mod helpers;
 mod processes;
 
 mod access;
+mod audit;
 mod calendar_feeds;
 mod chatbots;
 mod concurrency;

@@ -264,13 +264,15 @@ impl Chats {
     }
 
     /// One guest message: steps the conversation, runs its effects, stores the dialogue (and,
-    /// for WhatsApp, the numbered menu sent last) and gives the replies to send.
+    /// for WhatsApp, the numbered menu sent last) and gives the replies to send. `origin` is
+    /// the channel's id of the message (recorded with the commands it starts).
     pub async fn converse(
         &self,
         channel: Channel,
         chat_id: &str,
         user_id: Uuid,
         input: Input,
+        origin: Option<(commands::InputSource, &str)>,
     ) -> Result<Turn, StoreError> {
         let key = format!("{}:{chat_id}", channel.as_str());
         let lock = self.locks.entry(key).or_default().clone();
@@ -297,14 +299,18 @@ impl Chats {
             user_id,
             role: Role::Guest,
         };
+        // One guest message is one correlation, started by the channel's message id.
+        let mut meta = CommandMeta::new(actor, channel, Uuid::now_v7());
+        if let Some((source, id)) = origin {
+            meta = meta.with_input(source, id);
+        }
         // Effects chain (book → pay); a bound keeps a broken conversation from looping.
         for _ in 0..8 {
             let (next, outcome) = bots::step(&dialogue, input, today);
             dialogue = next;
             replies.extend(outcome.replies);
             let Some(effect) = outcome.effect else { break };
-            let meta = CommandMeta::new(actor, channel, Uuid::now_v7());
-            input = self.run(effect, &meta).await;
+            input = self.run(effect, &meta.sibling()).await;
         }
         if replies.iter().any(|r| !r.buttons.is_empty()) {
             menu = numbered_menu(&replies);

@@ -170,7 +170,13 @@ impl WhatsApp {
                 )
                 .await?;
             let turn = chats
-                .converse(Channel::Whatsapp, from, user_id, input)
+                .converse(
+                    Channel::Whatsapp,
+                    from,
+                    user_id,
+                    input,
+                    Some((commands::InputSource::WhatsappMessage, sid)),
+                )
                 .await?;
             let mut n = 1;
             for reply in &turn.replies {

@@ -90,9 +90,12 @@ where
             .extensions
             .get::<ClientCorrelationId>()
             .map(|c| c.0.clone());
+        // The request's id for the audit trail: the client's own when it sent one.
+        let request_id = client.clone().unwrap_or_else(|| correlation.to_string());
         Ok(Meta(
             CommandMeta::new(principal.0, channel_of(parts), correlation)
-                .with_client_correlation(client),
+                .with_client_correlation(client)
+                .with_input(commands::InputSource::ApiRequest, request_id),
         ))
     }
 }

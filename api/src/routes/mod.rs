@@ -1,5 +1,6 @@
 //! The HTTP surface: `/api/v1` (rate-limited, documented in the served OpenAPI document) and
 //! the operational endpoints.
+pub mod audit;
 pub mod bookings;
 pub mod calendar;
 pub mod calendar_feeds;
@@ -41,6 +42,7 @@ use utoipa_scalar::{Scalar, Servable};
         (name = "bookings", description = "Guests' stays"),
         (name = "users", description = "Profiles"),
         (name = "payments", description = "Kaspi payments, refunds and reconciliation"),
+        (name = "audit", description = "History, state as of any point, signed checkpoints and proofs (auditor, admin)"),
     )
 )]
 struct ApiDoc;
@@ -73,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .merge(bookings::routes())
         .merge(users::routes())
         .merge(payments::routes())
+        .merge(audit::routes())
         .merge(crate::bots::telegram::login::routes())
         .split_for_parts();
     let doc_json = doc.clone();

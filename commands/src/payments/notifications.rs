@@ -7,8 +7,9 @@
 //! `txn_id` twice is a no-op, another one is "already paid".
 use super::{payment_err, payment_id_for};
 use crate::executor::CommandError;
-use crate::metadata::CommandMeta;
+use crate::metadata::{CommandMeta, InputSource};
 use crate::service::{Commands, FlowError};
+use cqrs_es::Aggregate;
 use domain::booking::BookingStatus;
 use domain::payment::{Payment, PaymentCommand, PaymentError, PaymentSource};
 use kaspi::biller::{Answer, Command, Notification, ResultCode};
@@ -181,8 +182,8 @@ impl Commands {
                     amount_kzt: n.sum,
                     source: PaymentSource::Callback,
                 };
-                self.on_payment(payment_id, record, &CommandMeta::system())
-                    .await?;
+                let meta = self.kaspi_meta(payment_id, &n.txn_id).await;
+                self.on_payment(payment_id, record, &meta).await?;
             }
             let comment = format!(
                 "sum {} does not match the amount due {}",
@@ -203,7 +204,7 @@ impl Commands {
             amount_kzt: n.sum,
             source: PaymentSource::Callback,
         };
-        let meta = CommandMeta::system();
+        let meta = self.kaspi_meta(payment_id, &n.txn_id).await;
         let done = match self.payments.execute(payment_id, record, &meta).await {
             Ok(done) => done,
             Err(CommandError::Rejected(PaymentError::AlreadyPaid)) => {
@@ -232,5 +233,29 @@ impl Commands {
             "paid",
             &done.aggregate,
         )))
+    }
+}
+
+impl Commands {
+    /// A notification continues the work that asked for the payment (its correlation, so the
+    /// audit shows one tree from the guest's request to the confirmation), with Kaspi's
+    /// `txn_id` as the outside input that came in.
+    async fn kaspi_meta(&self, payment_id: uuid::Uuid, txn_id: &str) -> CommandMeta {
+        let meta = CommandMeta::system().with_input(InputSource::KaspiTxn, txn_id);
+        match store::history::aggregate_events(&self.db, Payment::TYPE, &payment_id.to_string())
+            .await
+        {
+            Ok(events) => match events
+                .first()
+                .and_then(|e| domain::Metadata::decode(&e.metadata).ok())
+            {
+                Some(first) => meta.in_correlation(first.correlation_id),
+                None => meta,
+            },
+            Err(e) => {
+                tracing::warn!(%payment_id, error = %e, "the payment's correlation did not load; the notification starts its own");
+                meta
+            }
+        }
     }
 }

@@ -82,6 +82,7 @@ impl Telegram {
 
     async fn handle_new(&self, chats: &Chats, update: Update) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
+        let update_id = update.id.0.to_string();
         let (chat, user, input) = match update.kind {
             UpdateKind::Message(msg) => {
                 let Some(text) = msg.text() else {
@@ -110,7 +111,13 @@ impl Telegram {
             .guest(Channel::Telegram, &chat_id, &user.to_string())
             .await?;
         let turn = chats
-            .converse(Channel::Telegram, &chat_id, user_id, input)
+            .converse(
+                Channel::Telegram,
+                &chat_id,
+                user_id,
+                input,
+                Some((commands::InputSource::TelegramUpdate, &update_id)),
+            )
             .await?;
         for out in render_turn(&turn.replies) {
             match out {

@@ -1,0 +1,367 @@
+//! `zhilego-bench audit`: the audit at scale, on PostgreSQL (production mode).
+//!
+//! A scratch store is bulk-seeded to `--events` (1,000,000) well-formed, hash-chained events
+//! (the `seed` bulk mode). A release `zhilego serve` starts on it; its notary builds the tree
+//! (timed: leaves/s) and signs a checkpoint over everything. Then, each with its anchor
+//! measured in the same run:
+//! - **verify**: `zhilego audit verify --checkpoint` (chains and tree, a separate process):
+//!   events/s, goal ≥ 200,000; anchor: one PostgreSQL scan reading every payload and metadata
+//!   as text (`SELECT sum(length(…))`), events/s.
+//! - **page**: `GET /api/v1/audit/events?after=<random position>&limit=100`, `--requests`
+//!   times at random depths: p99, goal < 20 ms; anchor: `GET /healthz` p99.
+//! - **state as of**: one listing with `--listing-events` (10,000) events written through the
+//!   API (PATCH), then `…/state?as_of=<random sequence>`: p99, goal < 50 ms; anchor:
+//!   `GET /api/v1/listings/{id}` (the aggregate loaded from its snapshot) p99.
+//! - **notary lag**: PATCHes open-loop at `--rate` (1,000/s) for `--seconds` over 100
+//!   listings while a task polls `max(position)` of `audit_leaves` every 2 ms; an event's lag
+//!   is the first poll that has its position minus the instant its answer arrived: p99, goal
+//!   < 1 s; anchor: the PATCH answers' own p99.
+use crate::report::{pct, verdict, Report};
+use crate::server::Server;
+use crate::{harness, pg, seed, server, zhilego_binary, Common};
+use anyhow::{Context, Result};
+use rand::Rng;
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+#[derive(clap::Args, Debug)]
+pub struct AuditArgs {
+    /// Events in the store before the measurements.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Requests per latency measurement.
+    #[arg(long, default_value_t = 300)]
+    requests: usize,
+    /// Events of the listing whose state is asked for.
+    #[arg(long, default_value_t = 10_000)]
+    listing_events: usize,
+    /// Events per second of the notary-lag phase.
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub async fn run(args: AuditArgs) -> Result<()> {
+    let bin = zhilego_binary(args.common.zhilego_bin.as_deref())?;
+    let db = pg::scratch_name("zhilego_bench_audit");
+    pg::create_database(&args.common.pg_admin_url, &db).await?;
+    let url = pg::database_url(&args.common.pg_admin_url, &db)?;
+    let result = measure(&args, &bin, &url).await;
+    if let Err(e) = pg::drop_store(&args.common.pg_admin_url, &db).await {
+        eprintln!("warning: could not drop {db}: {e:#}");
+    }
+    result?.publish("audit.txt", args.common.out.as_deref())
+}
+
+fn sorted_us(mut v: Vec<u64>) -> Vec<u64> {
+    v.sort_unstable();
+    v
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+async fn timed_get(client: &reqwest::Client, url: &str, token: &str) -> Result<u64> {
+    let started = Instant::now();
+    let res = client.get(url).bearer_auth(token).send().await?;
+    anyhow::ensure!(res.status().is_success(), "{url}: {}", res.status());
+    res.bytes().await?;
+    Ok(started.elapsed().as_micros() as u64)
+}
+
+async fn measure(args: &AuditArgs, bin: &std::path::Path, url: &str) -> Result<Report> {
+    eprintln!("== bulk-writing {} events", args.events);
+    let options = seed::SeedOptions {
+        listings: 0,
+        bookings: 0,
+        total_events: Some(args.events),
+        ..seed::SeedOptions::default()
+    };
+    let seeded = seed::seed(url, &options).await?;
+    let mut env = server::production_env(url);
+    env.push(("ZHILEGO_AUDIT_CHECKPOINT_EVERY".into(), "100000".into()));
+    env.push(("ZHILEGO_AUDIT_CHECKPOINT_INTERVAL_MS".into(), "500".into()));
+    let work = harness::work_dir("audit")?;
+    let started = Instant::now();
+    let server = harness::start(
+        bin,
+        env.clone(),
+        work.join("serve.log"),
+        Some(Duration::from_secs(600)),
+        "the notary builds the tree",
+    )
+    .await?;
+    let mut conn = PgConnection::connect(url).await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&mut conn)
+        .await?;
+    loop {
+        let size: Option<i64> = sqlx::query_scalar("SELECT max(tree_size) FROM audit_checkpoints")
+            .fetch_one(&mut conn)
+            .await?;
+        if size == Some(total) {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(1800),
+            "the notary did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let build = started.elapsed();
+    let note: String =
+        sqlx::query_scalar("SELECT note FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1")
+            .fetch_one(&mut conn)
+            .await?;
+
+    let mut report = Report::new("audit benchmark (PostgreSQL, production mode)");
+    let _ = writeln!(
+        report,
+        "store: {total} events ({} bulk-written in {:.1} s)",
+        seeded.bulk_events,
+        seeded.bulk_time.as_secs_f64()
+    );
+    let _ = writeln!(report, "notary: tree over {total} events built and signed in {:.1} s ({:.0} events/s, inside serve)", build.as_secs_f64(), total as f64 / build.as_secs_f64());
+
+    // Verify, and its anchor: one scan of everything it reads.
+    let scan_started = Instant::now();
+    let _: Option<i64> = sqlx::query_scalar(
+        "SELECT sum(length(payload::text) + length(metadata::text))::bigint FROM events",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    let scan = scan_started.elapsed();
+    let file = work.join("checkpoint");
+    std::fs::write(&file, &note)?;
+    let verify_started = Instant::now();
+    let out = server::command(bin, &env)
+        .args(["audit", "verify", "--checkpoint"])
+        .arg(&file)
+        .output()
+        .await
+        .context("running zhilego audit verify")?;
+    let verify = verify_started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(out.status.success(), "audit verify failed: {stdout}");
+    let rate = total as f64 / verify.as_secs_f64();
+    let _ = writeln!(report, "verify --checkpoint (chains and tree, separate process): {total} events in {:.1} s = {rate:.0} events/s (goal >= 200000): {}", verify.as_secs_f64(), verdict(rate >= 200_000.0));
+    let _ = writeln!(report, "  anchor: one PostgreSQL scan of every payload and metadata as text: {:.1} s = {:.0} events/s", scan.as_secs_f64(), total as f64 / scan.as_secs_f64());
+
+    let client = reqwest::Client::new();
+    let token = server.token("auditor", Uuid::now_v7()).await?;
+    let base = server.base_url.clone();
+    let mut rng = rand::rng();
+    let mut pages = Vec::with_capacity(args.requests);
+    let mut health = Vec::with_capacity(args.requests);
+    for _ in 0..args.requests {
+        let after = rng.random_range(0..total.max(1));
+        pages.push(
+            timed_get(
+                &client,
+                &format!("{base}/api/v1/audit/events?after={after}&limit=100"),
+                &token,
+            )
+            .await?,
+        );
+        health.push(timed_get(&client, &format!("{base}/healthz"), &token).await?);
+    }
+    let (pages, health) = (sorted_us(pages), sorted_us(health));
+    let p99 = ms(pct(&pages, 99.0));
+    let _ = writeln!(
+        report,
+        "page of 100 at random depths: p50 {:.2} ms, p99 {p99:.2} ms (goal < 20): {}",
+        ms(pct(&pages, 50.0)),
+        verdict(p99 < 20.0)
+    );
+    let _ = writeln!(
+        report,
+        "  anchor: GET /healthz p99 {:.2} ms",
+        ms(pct(&health, 99.0))
+    );
+
+    // State as of, on a listing with many events.
+    let host = Uuid::now_v7();
+    let host_token = server.token("host", host).await?;
+    let listing = create_listing(&client, &base, &host_token).await?;
+    eprintln!("== {} events on one listing", args.listing_events);
+    for i in 0..args.listing_events.saturating_sub(1) {
+        let res = client
+            .patch(format!("{base}/api/v1/listings/{listing}"))
+            .bearer_auth(&host_token)
+            .json(&json!({"nightly_price_kzt": 10_000 + (i % 5000) as i64}))
+            .send()
+            .await?;
+        anyhow::ensure!(res.status().is_success(), "PATCH listing: {}", res.status());
+    }
+    let mut states = Vec::new();
+    let mut loads = Vec::new();
+    for _ in 0..args.requests {
+        let s = rng.random_range(1..=args.listing_events);
+        states.push(
+            timed_get(
+                &client,
+                &format!("{base}/api/v1/audit/aggregates/Listing/{listing}/state?as_of={s}"),
+                &token,
+            )
+            .await?,
+        );
+        loads.push(
+            timed_get(
+                &client,
+                &format!("{base}/api/v1/listings/{listing}"),
+                &token,
+            )
+            .await?,
+        );
+    }
+    let (states, loads) = (sorted_us(states), sorted_us(loads));
+    let p99 = ms(pct(&states, 99.0));
+    let _ = writeln!(
+        report,
+        "state as of, listing with {} events: p50 {:.1} ms, p99 {p99:.1} ms (goal < 50): {}",
+        args.listing_events,
+        ms(pct(&states, 50.0)),
+        verdict(p99 < 50.0)
+    );
+    let _ = writeln!(
+        report,
+        "  anchor: GET /api/v1/listings/{{id}} (snapshot + tail) p99 {:.1} ms",
+        ms(pct(&loads, 99.0))
+    );
+
+    // Notary lag at a fixed write rate.
+    let (lags, answers) = notary_lag(args, &server, &client, &host_token, url).await?;
+    let p99 = ms(pct(&lags, 99.0));
+    let _ = writeln!(report, "notary lag at {} events/s for {} s ({} events): p50 {:.0} ms, p99 {p99:.0} ms (goal < 1000): {}", args.rate, args.seconds, lags.len(), ms(pct(&lags, 50.0)), verdict(p99 < 1000.0));
+    let _ = writeln!(
+        report,
+        "  anchor: the writes' own answer p99 {:.1} ms",
+        ms(pct(&answers, 99.0))
+    );
+    let stopped = harness::stop(server).await;
+    let _ = writeln!(
+        report,
+        "service: {}, log {} bytes, {} warnings/errors",
+        stopped.how, stopped.log_bytes, stopped.log_problems
+    );
+    Ok(report)
+}
+
+async fn create_listing(client: &reqwest::Client, base: &str, token: &str) -> Result<Uuid> {
+    let body = json!({
+        "title": "Аудит", "city": "Almaty", "address": "Abay 1",
+        "location": {"lat": 43.2389, "lon": 76.8897}, "rooms": 1, "max_guests": 2,
+        "nightly_price_kzt": 10000, "cleaning_fee_kzt": 0, "min_nights": 1,
+        "cancellation_policy": "moderate", "photos": [], "amenities": []
+    });
+    let res = client
+        .post(format!("{base}/api/v1/listings"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        res.status().as_u16() == 201,
+        "create listing: {}",
+        res.status()
+    );
+    let v: Value = res.json().await?;
+    Ok(v["id"].as_str().context("listing id")?.parse()?)
+}
+
+/// (lag per event, answer time per write), both sorted, in microseconds.
+async fn notary_lag(
+    args: &AuditArgs,
+    server: &Server,
+    client: &reqwest::Client,
+    token: &str,
+    url: &str,
+) -> Result<(Vec<u64>, Vec<u64>)> {
+    let base = server.base_url.clone();
+    let mut listings = Vec::new();
+    for _ in 0..100 {
+        listings.push(create_listing(client, &base, token).await?);
+    }
+    let origin = Instant::now();
+    let done = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicI64::new(0));
+    // (instant in µs since origin, max leaf position)
+    let poller = {
+        let (done, seen, url) = (done.clone(), seen.clone(), url.to_string());
+        tokio::spawn(async move {
+            let mut conn = PgConnection::connect(&url).await?;
+            let mut samples: Vec<(u64, i64)> = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let max: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM audit_leaves")
+                    .fetch_one(&mut conn)
+                    .await?;
+                let at = origin.elapsed().as_micros() as u64;
+                let max = max.unwrap_or(0);
+                seen.store(max, Ordering::Relaxed);
+                samples.push((at, max));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            anyhow::Ok(samples)
+        })
+    };
+    let n = (args.rate as u64 * args.seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let mut tasks = Vec::with_capacity(n);
+    for k in 0..n {
+        let due = origin + interval * k as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let (client, base, token, listing) = (
+            client.clone(),
+            base.clone(),
+            token.to_string(),
+            listings[k % listings.len()],
+        );
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let res = client
+                .patch(format!("{base}/api/v1/listings/{listing}"))
+                .bearer_auth(&token)
+                .json(&json!({"nightly_price_kzt": 11_000 + (k % 1000) as i64}))
+                .send()
+                .await?;
+            let answered = origin.elapsed().as_micros() as u64;
+            let v: Value = res.json().await?;
+            let position = v["position"].as_i64().context("position in the answer")?;
+            anyhow::Ok((position, answered, sent.elapsed().as_micros() as u64))
+        }));
+    }
+    let mut writes = Vec::with_capacity(n);
+    for t in tasks {
+        writes.push(t.await??);
+    }
+    // Wait until the notary has them all.
+    let last = writes.iter().map(|w| w.0).max().unwrap_or(0);
+    let waited = Instant::now();
+    while seen.load(Ordering::Relaxed) < last && waited.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done.store(true, Ordering::Relaxed);
+    let samples = poller.await??;
+    let mut lags = Vec::with_capacity(writes.len());
+    for (position, answered, _) in &writes {
+        let at = samples
+            .iter()
+            .find(|(_, max)| max >= position)
+            .map(|(t, _)| *t)
+            .unwrap_or(u64::MAX / 2);
+        lags.push(at.saturating_sub(*answered));
+    }
+    Ok((
+        sorted_us(lags),
+        sorted_us(writes.iter().map(|w| w.2).collect()),
+    ))
+}

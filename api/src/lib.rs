@@ -11,7 +11,8 @@
 //!   [`rate_limit`]: per-client limits.
 //! - [`bots`]: the Telegram and WhatsApp bots: the runtime around the `bots` conversation, each
 //!   channel's adapter with its webhook, and the channels the notifications worker sends on.
-//! - [`cli`]: `serve`, `migrate`, `token`, `audit verify`.
+//! - [`reports`]: the daily analytics report, made once across instances, and its schedule.
+//! - [`cli`]: `serve`, `migrate`, `token`, `audit verify`, `report daily`, `analytics export`.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -19,12 +20,14 @@ pub mod auth;
 pub mod bots;
 pub mod cli;
 pub mod error;
+pub mod export;
 pub mod extract;
 pub mod files;
 pub mod idempotency;
 pub mod payments;
 pub mod rate_limit;
 pub mod reads;
+pub mod reports;
 pub mod routes;
 pub mod server;
 pub mod settings;

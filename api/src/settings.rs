@@ -94,6 +94,7 @@ pub struct Settings {
     /// stay's door code is given out (default 24).
     pub access_opens_before: chrono::Duration,
     pub edge: EdgeSettings,
+    pub reports: crate::reports::ReportSettings,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -398,6 +399,7 @@ impl Settings {
                 .into(),
             ),
             edge: EdgeSettings::from_values(&get)?,
+            reports: crate::reports::ReportSettings::from_values(&get)?,
         };
         if settings.telegram.bot_token.is_some()
             && settings.telegram.mode == TelegramMode::Webhook

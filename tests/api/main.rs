@@ -4,6 +4,8 @@ mod helpers;
 mod processes;
 
 mod access;
+mod analytics;
+mod analytics_oracle;
 mod chatbots;
 mod concurrency;
 mod contract;

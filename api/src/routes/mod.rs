@@ -1,5 +1,7 @@
 //! The HTTP surface: `/api/v1` (rate-limited, documented in the served OpenAPI document) and
 //! the operational endpoints.
+pub mod analytics;
+pub mod analytics_answer;
 pub mod bookings;
 pub mod calendar;
 pub mod context;
@@ -7,6 +9,7 @@ pub mod kaspi;
 pub mod listings;
 pub mod ops;
 pub mod payments;
+pub mod reports;
 pub mod search;
 pub mod users;
 
@@ -39,6 +42,7 @@ use utoipa_scalar::{Scalar, Servable};
         (name = "bookings", description = "Guests' stays"),
         (name = "users", description = "Profiles"),
         (name = "payments", description = "Kaspi payments, refunds and reconciliation"),
+        (name = "analytics", description = "Occupancy, revenue, the funnel, as known at any instant; the daily report"),
     )
 )]
 struct ApiDoc;
@@ -70,6 +74,8 @@ pub fn router(state: AppState) -> Router {
         .merge(bookings::routes())
         .merge(users::routes())
         .merge(payments::routes())
+        .merge(analytics::routes())
+        .merge(reports::routes())
         .merge(crate::bots::telegram::login::routes())
         .split_for_parts();
     let doc_json = doc.clone();

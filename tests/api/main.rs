@@ -5,11 +5,13 @@ mod processes;
 
 mod access;
 mod analytics;
+mod analytics_access;
 mod analytics_oracle;
 mod chatbots;
 mod concurrency;
 mod contract;
 mod crash;
+mod daily_report;
 mod events;
 mod faults;
 mod guest_privacy;

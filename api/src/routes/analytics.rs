@@ -14,7 +14,7 @@ use domain::Role;
 use projections::analytics::compute::{
     self, ChannelItem, FactItem, FunnelItem, OccupancyItem, PickupItem, RevenueItem, StaysItem,
 };
-use projections::analytics::figures::{self, Need};
+use projections::analytics::figures::Need;
 use projections::analytics::{AsOf, Facts, GroupBy, Scope};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -107,17 +107,19 @@ answer_schema! {
 }
 
 /// Whose figures the caller may read: `None` all (analyst, admin), `Some(host)` a host's own.
-/// A host naming another's listing (or one that does not exist) is 403.
+/// A host naming another's listing (or one that does not exist) is 403; the listing's host is
+/// read from the event store, so a listing just created is the host's at once.
 pub async fn audience(
+    state: &AppState,
     principal: &Principal,
-    db: &Database,
     listing: Option<Uuid>,
 ) -> Result<Option<Uuid>, ApiError> {
     match principal.role() {
         Role::Analyst | Role::Admin => Ok(None),
         Role::Host => {
             if let Some(listing) = listing {
-                if figures::host_of(db, listing).await? != Some(principal.user_id()) {
+                let host = state.commands.listing(listing).await?.map(|l| l.host_id);
+                if host != Some(principal.user_id()) {
                     return Err(ApiError::forbidden("the listing is not yours"));
                 }
             }
@@ -196,7 +198,7 @@ impl Question {
             )
             .await?
             .clone();
-        let host = audience(principal, &db, q.listing_id).await?;
+        let host = audience(state, principal, q.listing_id).await?;
         let as_of = q.as_of.unwrap_or_else(Utc::now);
         Ok(Question {
             scope: Scope {

@@ -37,7 +37,7 @@ pub async fn daily_report(
         .filter(|d: &NaiveDate| (1..=9999).contains(&chrono::Datelike::year(d)))
         .ok_or_else(|| ApiError::validation("date", "must be a date YYYY-MM-DD"))?;
     let read = state.reads.query_db().clone();
-    let host = audience(&principal, &read, None).await?;
+    let host = audience(&state, &principal, None).await?;
     if host.is_none() {
         if let Some(report) = reports::stored(&state.db, date).await? {
             return Ok(Json(report));

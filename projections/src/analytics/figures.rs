@@ -297,15 +297,3 @@ impl Facts {
         Ok(facts)
     }
 }
-
-/// Whether `scope` may name `listing` for `host`: the listing's host, as the analytics
-/// read model knows it (`None`: no such listing).
-pub async fn host_of(db: &Database, listing: Uuid) -> Result<Option<Uuid>, StoreError> {
-    let rows: Vec<(Uuid,)> = crate::table::fetch_all(
-        db,
-        "SELECT host_id FROM analytics_listings WHERE listing_id = $1",
-        &[Arg::Id(listing)],
-    )
-    .await?;
-    Ok(rows.first().map(|(h,)| *h))
-}

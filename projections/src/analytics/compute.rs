@@ -2,7 +2,7 @@
 use super::figures::{local_date_us, Facts, GroupBy, Scope};
 use chrono::NaiveDate;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -54,46 +54,79 @@ struct Supply {
 fn supply(facts: &Facts, scope: &Scope, group: GroupBy) -> BTreeMap<String, Supply> {
     let mut map: BTreeMap<String, Supply> = seeded(scope, group);
     let mut total = Supply::default();
+    let days: Vec<NaiveDate> = scope
+        .from
+        .iter_days()
+        .take_while(|d| *d < scope.to)
+        .collect();
     let mut active: HashMap<Uuid, (&str, NaiveDate)> = HashMap::new();
     for p in &facts.listings {
         active.insert(p.listing_id, (p.city.as_str(), p.created_on));
     }
-    let mut blocked: HashSet<(Uuid, NaiveDate)> = HashSet::new();
+    // Each listing's blocked nights within the dates, from its creation on.
+    let mut blocked: HashMap<Uuid, BTreeSet<NaiveDate>> = HashMap::new();
     for b in &facts.blocks {
-        for d in b.first_night.iter_days().take_while(|d| *d < b.end_night) {
-            if let Some((_, created)) = active.get(&b.listing_id) {
-                if scope.contains(d) && d >= *created {
-                    blocked.insert((b.listing_id, d));
+        if let Some((_, created)) = active.get(&b.listing_id) {
+            let first = b.first_night.max(scope.from).max(*created);
+            let end = b.end_night.min(scope.to);
+            let nights = blocked.entry(b.listing_id).or_default();
+            nights.extend(first.iter_days().take_while(|d| *d < end));
+        }
+    }
+    let none = BTreeSet::new();
+    if group.is_dated() {
+        // One key per date, looked up once; each listing adds to it night by night.
+        let keys: Vec<String> = days.iter().map(|d| group.date_key(*d)).collect();
+        let mut cells = vec![Supply::default(); days.len()];
+        for (listing, (_, created)) in &active {
+            let nights = blocked.get(listing).unwrap_or(&none);
+            let start = days.partition_point(|d| d < created);
+            for (i, d) in days.iter().enumerate().skip(start) {
+                if nights.contains(d) {
+                    cells[i].blocked += 1;
+                } else {
+                    cells[i].available += 1;
                 }
             }
+        }
+        for (key, cell) in keys.iter().zip(&cells) {
+            let s = map.entry(key.clone()).or_default();
+            s.available += cell.available;
+            s.blocked += cell.blocked;
+        }
+    } else {
+        for (listing, (city, created)) in &active {
+            let start = scope.from.max(*created);
+            let nights = (scope.to - start).num_days().max(0);
+            let blocked_nights = blocked.get(listing).map_or(0, |b| b.len() as i64);
+            let s = if group == GroupBy::Channel {
+                &mut total
+            } else {
+                map.entry(group.key(start, *listing, city, "")).or_default()
+            };
+            s.blocked += blocked_nights;
+            s.available += nights - blocked_nights;
         }
     }
     let channel_wide = group == GroupBy::Channel;
-    for (listing, (city, created)) in &active {
-        let start = scope.from.max(*created);
-        for d in start.iter_days().take_while(|d| *d < scope.to) {
-            let is_blocked = blocked.contains(&(*listing, d));
-            let add = |s: &mut Supply| {
-                if is_blocked {
-                    s.blocked += 1;
-                } else {
-                    s.available += 1;
-                }
-            };
-            if channel_wide {
-                add(&mut total);
-            } else {
-                add(map.entry(group.key(d, *listing, city, "")).or_default());
-            }
-        }
-    }
+    let mut last: Option<(String, NaiveDate, Uuid)> = None;
+    let mut key = String::new();
     for n in &facts.nights {
         let offered = active
             .get(&n.listing_id)
             .is_some_and(|(_, created)| n.night >= *created);
-        let s = map
-            .entry(group.key(n.night, n.listing_id, &n.city, &n.channel))
-            .or_default();
+        // Nights of one listing and date come together often: reuse the key.
+        let same = last
+            .as_ref()
+            .is_some_and(|(c, d, l)| *c == n.channel && *d == n.night && *l == n.listing_id);
+        if !same {
+            key = group.key(n.night, n.listing_id, &n.city, &n.channel);
+            last = Some((n.channel.clone(), n.night, n.listing_id));
+        }
+        let s = match map.get_mut(&key) {
+            Some(s) => s,
+            None => map.entry(key.clone()).or_default(),
+        };
         s.sold += 1;
         s.room += n.price_kzt;
         if !offered {

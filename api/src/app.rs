@@ -26,6 +26,8 @@ pub struct Application {
     /// `/metrics`, apart from the API (`ZHILEGO_METRICS_ADDR`; none when `off`).
     metrics_listener: Option<TcpListener>,
     state: AppState,
+    /// The daily report scheduler's clock (tests move it).
+    report_clock: std::sync::Arc<dyn crate::reports::Clock>,
 }
 
 /// Opens the configured database (creating the embedded data dir) and applies migrations.
@@ -198,7 +200,14 @@ impl Application {
             listener,
             metrics_listener,
             state,
+            report_clock: std::sync::Arc::new(crate::reports::SystemClock),
         })
+    }
+
+    /// The clock the daily report scheduler reads (the system's by default).
+    pub fn with_report_clock(mut self, clock: std::sync::Arc<dyn crate::reports::Clock>) -> Self {
+        self.report_clock = clock;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -242,6 +251,17 @@ impl Application {
             async move { keeper.run(every, stop).await }
         }));
         tasks.extend(start_bots(&state, &stop_rx));
+        let reports = crate::reports::ReportScheduler {
+            store: state.db.clone(),
+            read: state.reads.primary.clone(),
+            telegram: state.telegram.clone(),
+            settings: state.settings.reports.clone(),
+            clock: self.report_clock.clone(),
+        };
+        tasks.push(tokio::spawn({
+            let stop = stopped(stop_rx.clone());
+            async move { reports.run(stop).await }
+        }));
         if state.settings.audit.run_notary {
             let notary = crate::audit::notary(&state.settings, &state.db)?;
             let stop = stopped(stop_rx.clone());

@@ -69,6 +69,46 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print a report (the stored one, else computed now).
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+    /// Batch work on the analytics read model.
+    Analytics {
+        #[command(subcommand)]
+        command: AnalyticsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportCommand {
+    /// The daily report of a local date, as JSON.
+    Daily {
+        #[arg(long)]
+        date: chrono::NaiveDate,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AnalyticsCommand {
+    /// Figures for a range of dates to standard output (CSV or JSON), as known now.
+    Export {
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Exclusive.
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// day, week, month, listing, city or channel.
+        #[arg(long, default_value = "month")]
+        group_by: String,
+        /// occupancy, revenue, funnel or stays.
+        #[arg(long, default_value = "revenue")]
+        figures: String,
+        /// csv or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -85,7 +125,7 @@ pub enum UserAction {
 pub enum ProjectionsCommand {
     /// Replay the event store into fresh tables and swap them in atomically.
     Rebuild {
-        /// bookings, availability, listings, or all.
+        /// bookings, availability, listings, analytics, or all.
         name: String,
     },
     /// Each projection's position, events applied, and lag behind the store.
@@ -327,10 +367,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let db = open_database(&settings).await?;
             let reads = crate::reads::ReadModels::open(&settings, &db).await?;
             let names: Vec<&str> = match name.as_str() {
-                "all" => vec!["bookings", "availability", "listings"],
-                one @ ("bookings" | "availability" | "listings") => vec![one],
+                "all" => vec!["bookings", "availability", "listings", "analytics"],
+                one @ ("bookings" | "availability" | "listings" | "analytics") => vec![one],
                 other => anyhow::bail!(
-                    "unknown projection {other:?}: bookings, availability, listings or all"
+                    "unknown projection {other:?}: bookings, availability, listings, analytics or all"
                 ),
             };
             for name in names {
@@ -346,6 +386,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 let events = match name {
                     "bookings" => reads.bookings.rebuild(Some(&report)).await?,
                     "availability" => reads.availability.rebuild(Some(&report)).await?,
+                    "analytics" => reads.analytics.rebuild(Some(&report)).await?,
                     _ => reads.listings.rebuild(Some(&report)).await?,
                 };
                 bar.finish();
@@ -443,6 +484,48 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 "personal data of {id} erased (position {}); {chats} bot chats deleted",
                 written.position
             );
+            Ok(0)
+        }
+        Command::Report {
+            command: ReportCommand::Daily { date },
+        } => {
+            let db = open_database(&settings).await?;
+            let reads = crate::reads::ReadModels::open(&settings, &db).await?;
+            reads.analytics.catch_up().await?;
+            let report = match crate::reports::stored(&db, date).await? {
+                Some(report) => report,
+                None => {
+                    crate::reports::compute(&reads.primary, date, None, chrono::Utc::now()).await?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(0)
+        }
+        Command::Analytics {
+            command:
+                AnalyticsCommand::Export {
+                    from,
+                    to,
+                    group_by,
+                    figures,
+                    format,
+                },
+        } => {
+            let db = open_database(&settings).await?;
+            let reads = crate::reads::ReadModels::open(&settings, &db).await?;
+            reads.analytics.catch_up().await?;
+            let out = crate::export::export(
+                &reads.primary,
+                crate::export::Export {
+                    from,
+                    to,
+                    group_by,
+                    figures,
+                    format,
+                },
+            )
+            .await?;
+            print!("{out}");
             Ok(0)
         }
         Command::Audit {

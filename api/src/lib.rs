@@ -13,7 +13,9 @@
 //!   channel's adapter with its webhook, and the channels the notifications worker sends on.
 //! - [`audit`]: the audit settings, the checkpoint signing key, the notary (the `audit` crate
 //!   does the work).
-//! - [`cli`]: `serve`, `migrate`, `token`, `notary`, `audit verify / export / verify-export`.
+//! - [`reports`]: the daily analytics report, made once across instances, and its schedule.
+//! - [`cli`]: `serve`, `migrate`, `token`, `notary`, `audit verify / export / verify-export`,
+//!   `report daily`, `analytics export`.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -23,6 +25,7 @@ pub mod bots;
 pub mod cli;
 pub mod client_addr;
 pub mod error;
+pub mod export;
 pub mod extract;
 pub mod files;
 pub mod ical_settings;
@@ -30,6 +33,7 @@ pub mod idempotency;
 pub mod payments;
 pub mod rate_limit;
 pub mod reads;
+pub mod reports;
 pub mod routes;
 pub mod server;
 pub mod settings;

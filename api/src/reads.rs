@@ -6,8 +6,8 @@ use anyhow::Context;
 use bus::{LocalBus, RelayConfig};
 use projections::feed;
 use projections::{
-    AvailabilityIndex, AvailabilityProjection, BookingsProjection, ListingsProjection, Projection,
-    Projector, Status,
+    AnalyticsProjection, AvailabilityIndex, AvailabilityProjection, BookingsProjection,
+    ListingsProjection, Projection, Projector, Status,
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +25,7 @@ pub struct ReadModels {
     pub bookings: Projector<BookingsProjection>,
     pub availability: Projector<AvailabilityProjection>,
     pub listings: Projector<ListingsProjection>,
+    pub analytics: Projector<AnalyticsProjection>,
     /// The availability projection in memory, for searches.
     pub availability_index: Arc<AvailabilityIndex>,
     /// Wakes the index after a local write.
@@ -128,6 +129,7 @@ impl ReadModels {
             bookings: Projector::new(store.clone(), primary.clone()),
             availability: Projector::new(store.clone(), primary.clone()),
             listings: Projector::new(store.clone(), primary.clone()),
+            analytics: Projector::new(store.clone(), primary.clone()),
             availability_index: Arc::new(AvailabilityIndex::new(store.clone(), primary.clone())),
             index_nudge: Arc::new(tokio::sync::Notify::new()),
             primary,
@@ -141,6 +143,7 @@ impl ReadModels {
         self.bookings.prepare().await?;
         self.availability.prepare().await?;
         self.listings.prepare().await?;
+        self.analytics.prepare().await?;
         Ok(())
     }
 
@@ -253,6 +256,7 @@ impl ReadModels {
             self.bookings.status().await?,
             self.availability.status().await?,
             self.listings.status().await?,
+            self.analytics.status().await?,
         ])
     }
 
@@ -265,6 +269,7 @@ impl ReadModels {
             spawn_builder(self.bookings.clone(), feed.clone(), stop()),
             spawn_builder(self.availability.clone(), feed.clone(), stop()),
             spawn_builder(self.listings.clone(), feed.clone(), stop()),
+            spawn_builder(self.analytics.clone(), feed.clone(), stop()),
         ]
     }
 

@@ -105,6 +105,7 @@ pub struct Settings {
     pub ical: commands::FeedSyncConfig,
     /// The audit's notary and checkpoints (`ZHILEGO_AUDIT_*`, `ZHILEGO_NOTARY`).
     pub audit: crate::audit::AuditSettings,
+    pub reports: crate::reports::ReportSettings,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -406,6 +407,7 @@ impl Settings {
                 &PathBuf::from(get("ZHILEGO_DATA_DIR").unwrap_or_else(|| "./data".into())),
                 production,
             )?,
+            reports: crate::reports::ReportSettings::from_values(&get)?,
         };
         if settings.telegram.bot_token.is_some()
             && settings.telegram.mode == TelegramMode::Webhook

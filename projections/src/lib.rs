@@ -12,9 +12,11 @@
 //! - [`feed`]: what drives a builder — a durable JetStream consumer or the in-process bus.
 //! - The projections: [`bookings`] (per guest and host, live reservations), [`availability`]
 //!   (offers and taken spans: calendars, [`ical`]; searched in memory through
-//!   [`availability_index`]) and [`listings`] (the catalogue).
+//!   [`availability_index`]), [`listings`] (the catalogue) and [`analytics`] (figures as known
+//!   at any instant, from fact rows with the interval each was true).
 #![forbid(unsafe_code)]
 
+pub mod analytics;
 pub mod availability;
 pub mod availability_index;
 pub mod bookings;
@@ -26,6 +28,7 @@ pub mod projector;
 pub mod rows;
 pub mod table;
 
+pub use analytics::AnalyticsProjection;
 pub use availability::{AvailabilityProjection, CalendarDay, Offer, OfferRow, SpanRow, StayQuery};
 pub use availability_index::AvailabilityIndex;
 pub use bookings::{

@@ -254,12 +254,24 @@ pub async fn spawn_app_with(
 
 /// Starts (or restarts) an in-process app on existing storage.
 pub async fn start(storage: Storage, overrides: &[(&str, &str)]) -> TestApp {
+    start_with_clock(storage, overrides, None).await
+}
+
+/// [`start`], with the daily report scheduler on `clock` when given.
+pub async fn start_with_clock(
+    storage: Storage,
+    overrides: &[(&str, &str)],
+    clock: Option<std::sync::Arc<dyn api::reports::Clock>>,
+) -> TestApp {
     let mut env = storage.env();
     for (k, v) in overrides {
         env.insert(k.to_string(), v.to_string());
     }
     let settings = Settings::from_map(&env).expect("test settings");
-    let app = Application::build(settings).await.expect("build app");
+    let mut app = Application::build(settings).await.expect("build app");
+    if let Some(clock) = clock {
+        app = app.with_report_clock(clock);
+    }
     let address = format!("http://{}", app.local_addr());
     let metrics_address = app.metrics_addr().map(|a| format!("http://{a}"));
     let db = app.state().db.clone();

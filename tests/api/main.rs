@@ -4,12 +4,16 @@ mod helpers;
 mod processes;
 
 mod access;
+mod analytics;
+mod analytics_access;
+mod analytics_oracle;
 mod audit;
 mod calendar_feeds;
 mod chatbots;
 mod concurrency;
 mod contract;
 mod crash;
+mod daily_report;
 mod events;
 mod faults;
 mod guest_privacy;

@@ -34,6 +34,7 @@ pub async fn dump_all(app: &TestApp) -> Vec<Vec<String>> {
         reads.bookings.dump().await.unwrap(),
         reads.availability.dump().await.unwrap(),
         reads.listings.dump().await.unwrap(),
+        reads.analytics.dump().await.unwrap(),
     ]
 }
 
@@ -44,6 +45,7 @@ pub async fn rebuild_all(app: &TestApp) -> Vec<u64> {
         reads.bookings.rebuild(None).await.unwrap(),
         reads.availability.rebuild(None).await.unwrap(),
         reads.listings.rebuild(None).await.unwrap(),
+        reads.analytics.rebuild(None).await.unwrap(),
     ]
 }
 

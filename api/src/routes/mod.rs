@@ -1,5 +1,7 @@
 //! The HTTP surface: `/api/v1` (rate-limited, documented in the served OpenAPI document) and
 //! the operational endpoints.
+pub mod analytics;
+pub mod analytics_answer;
 pub mod audit;
 pub mod bookings;
 pub mod calendar;
@@ -9,6 +11,7 @@ pub mod kaspi;
 pub mod listings;
 pub mod ops;
 pub mod payments;
+pub mod reports;
 pub mod search;
 pub mod users;
 
@@ -43,6 +46,7 @@ use utoipa_scalar::{Scalar, Servable};
         (name = "users", description = "Profiles"),
         (name = "payments", description = "Kaspi payments, refunds and reconciliation"),
         (name = "audit", description = "History, state as of any point, signed checkpoints and proofs (auditor, admin)"),
+        (name = "analytics", description = "Occupancy, revenue, the funnel, as known at any instant; the daily report"),
     )
 )]
 struct ApiDoc;
@@ -76,6 +80,8 @@ pub fn router(state: AppState) -> Router {
         .merge(users::routes())
         .merge(payments::routes())
         .merge(audit::routes())
+        .merge(analytics::routes())
+        .merge(reports::routes())
         .merge(crate::bots::telegram::login::routes())
         .split_for_parts();
     let doc_json = doc.clone();

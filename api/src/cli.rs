@@ -71,7 +71,7 @@ pub enum UserAction {
 pub enum ProjectionsCommand {
     /// Replay the event store into fresh tables and swap them in atomically.
     Rebuild {
-        /// bookings, availability, listings, or all.
+        /// bookings, availability, listings, users, or all.
         name: String,
     },
     /// Each projection's position, events applied, and lag behind the store.
@@ -180,10 +180,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let db = open_database(&settings).await?;
             let reads = crate::reads::ReadModels::open(&settings, &db).await?;
             let names: Vec<&str> = match name.as_str() {
-                "all" => vec!["bookings", "availability", "listings"],
-                one @ ("bookings" | "availability" | "listings") => vec![one],
+                "all" => vec!["bookings", "availability", "listings", "users"],
+                one @ ("bookings" | "availability" | "listings" | "users") => vec![one],
                 other => anyhow::bail!(
-                    "unknown projection {other:?}: bookings, availability, listings or all"
+                    "unknown projection {other:?}: bookings, availability, listings, users or all"
                 ),
             };
             for name in names {
@@ -206,6 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 let events = match name {
                     "bookings" => reads.bookings.rebuild(Some(&report)).await?,
                     "availability" => reads.availability.rebuild(Some(&report)).await?,
+                    "users" => reads.users.rebuild(Some(&report)).await?,
                     _ => reads.listings.rebuild(Some(&report)).await?,
                 };
                 bar.finish();

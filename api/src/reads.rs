@@ -7,7 +7,7 @@ use bus::{LocalBus, RelayConfig};
 use projections::feed;
 use projections::{
     AvailabilityIndex, AvailabilityProjection, BookingsProjection, ListingsProjection, Projection,
-    Projector, Status,
+    Projector, Status, UsersProjection,
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +25,7 @@ pub struct ReadModels {
     pub bookings: Projector<BookingsProjection>,
     pub availability: Projector<AvailabilityProjection>,
     pub listings: Projector<ListingsProjection>,
+    pub users: Projector<UsersProjection>,
     /// The availability projection in memory, for searches.
     pub availability_index: Arc<AvailabilityIndex>,
     /// Wakes the index after a local write.
@@ -103,6 +104,7 @@ impl ReadModels {
             bookings: Projector::new(store.clone(), primary.clone()),
             availability: Projector::new(store.clone(), primary.clone()),
             listings: Projector::new(store.clone(), primary.clone()),
+            users: Projector::new(store.clone(), primary.clone()),
             availability_index: Arc::new(AvailabilityIndex::new(store.clone(), primary.clone())),
             index_nudge: Arc::new(tokio::sync::Notify::new()),
             primary,
@@ -116,6 +118,7 @@ impl ReadModels {
         self.bookings.prepare().await?;
         self.availability.prepare().await?;
         self.listings.prepare().await?;
+        self.users.prepare().await?;
         Ok(())
     }
 
@@ -177,6 +180,7 @@ impl ReadModels {
             self.bookings.status().await?,
             self.availability.status().await?,
             self.listings.status().await?,
+            self.users.status().await?,
         ])
     }
 
@@ -189,6 +193,7 @@ impl ReadModels {
             spawn_builder(self.bookings.clone(), feed.clone(), stop()),
             spawn_builder(self.availability.clone(), feed.clone(), stop()),
             spawn_builder(self.listings.clone(), feed.clone(), stop()),
+            spawn_builder(self.users.clone(), feed.clone(), stop()),
         ]
     }
 

@@ -25,6 +25,8 @@ pub const VERSIONS: &[(&str, &[(&str, &str)])] = &[
             ("DatesBlocked", "1.0"),
             ("DatesUnblocked", "1.0"),
             ("AccessUpdated", "1.0"),
+            ("ListingModerated", "1.0"),
+            ("HoldExtended", "1.0"),
         ],
     ),
     (
@@ -38,6 +40,7 @@ pub const VERSIONS: &[(&str, &[(&str, &str)])] = &[
             ("BookingCheckedIn", "1.0"),
             ("BookingCompleted", "1.0"),
             ("BookingReviewed", "1.0"),
+            ("BookingHoldExtended", "1.0"),
         ],
     ),
     (
@@ -55,7 +58,15 @@ pub const VERSIONS: &[(&str, &[(&str, &str)])] = &[
     ),
     (
         "User",
-        &[("ProfileUpdated", "1.0"), ("PersonalDataErased", "1.0")],
+        &[
+            ("ProfileUpdated", "1.0"),
+            ("PersonalDataErased", "1.0"),
+            ("RoleChanged", "1.0"),
+            ("UserBlocked", "1.0"),
+            ("UserUnblocked", "1.0"),
+            ("ApiKeyIssued", "1.0"),
+            ("ApiKeyRevoked", "1.0"),
+        ],
     ),
 ];
 

@@ -12,7 +12,8 @@
 //! - [`feed`]: what drives a builder — a durable JetStream consumer or the in-process bus.
 //! - The projections: [`bookings`] (per guest and host, live reservations), [`availability`]
 //!   (offers and taken spans: calendars, [`ical`]; searched in memory through
-//!   [`availability_index`]) and [`listings`] (the catalogue).
+//!   [`availability_index`]), [`listings`] (the catalogue) and [`users`] (the directory
+//!   admins search, with roles, blocks and API keys).
 #![forbid(unsafe_code)]
 
 pub mod availability;
@@ -25,6 +26,7 @@ pub mod listings;
 pub mod projector;
 pub mod rows;
 pub mod table;
+pub mod users;
 
 pub use availability::{AvailabilityProjection, CalendarDay, Offer, OfferRow, SpanRow, StayQuery};
 pub use availability_index::AvailabilityIndex;
@@ -35,3 +37,4 @@ pub use bookings::{
 pub use event::{Decoded, Undecodable};
 pub use listings::{CatalogueQuery, CatalogueRow, ListingsProjection};
 pub use projector::{Applied, CheckpointRow, Projection, Projector, Status};
+pub use users::{UserQuery, UserRow, UsersProjection};

@@ -265,7 +265,9 @@ impl Projection for ListingsProjection {
             | ListingEvent::DatesReleased { .. }
             | ListingEvent::DatesBlocked { .. }
             | ListingEvent::DatesUnblocked { .. }
-            | ListingEvent::AccessUpdated { .. } => {}
+            | ListingEvent::AccessUpdated { .. }
+            | ListingEvent::ListingModerated { .. }
+            | ListingEvent::HoldExtended { .. } => {}
         }
     }
 }

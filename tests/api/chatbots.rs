@@ -38,7 +38,11 @@ pub(crate) fn bot_guest(app: &TestApp, channel: domain::Channel, external: &str)
     api::bots::GuestKeys::new(&master).guest_id(channel, external)
 }
 
-async fn bot_app(test: &str, telegram: &FakeTelegram, twilio: &FakeTwilio) -> Option<TestApp> {
+pub(crate) async fn bot_app(
+    test: &str,
+    telegram: &FakeTelegram,
+    twilio: &FakeTwilio,
+) -> Option<TestApp> {
     spawn_app_with(Backend::Sqlite, test, &bot_env(telegram, twilio)).await
 }
 
@@ -64,7 +68,7 @@ pub(crate) async fn listing(app: &TestApp, title: &str, price: i64) -> Uuid {
 }
 
 /// A Telegram guest: a chat and a user, sending updates to the app's webhook.
-struct TgGuest<'a> {
+pub(crate) struct TgGuest<'a> {
     app: &'a TestApp,
     fake: &'a FakeTelegram,
     user: i64,
@@ -75,7 +79,7 @@ struct TgGuest<'a> {
 }
 
 impl<'a> TgGuest<'a> {
-    fn new(app: &'a TestApp, fake: &'a FakeTelegram, user: i64) -> Self {
+    pub(crate) fn new(app: &'a TestApp, fake: &'a FakeTelegram, user: i64) -> Self {
         TgGuest {
             app,
             fake,
@@ -113,7 +117,7 @@ impl<'a> TgGuest<'a> {
     }
 
     /// Sends a message; gives the replies it caused.
-    async fn say(&mut self, text: &str) -> Vec<Call> {
+    pub(crate) async fn say(&mut self, text: &str) -> Vec<Call> {
         let before = self.fake.sent_to(self.user).len();
         let update = self.text_update(text);
         assert_eq!(self.post(update, SECRET).await, 200);

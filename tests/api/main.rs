@@ -4,6 +4,7 @@ mod helpers;
 mod processes;
 
 mod access;
+mod admin;
 mod chatbots;
 mod concurrency;
 mod contract;

@@ -1,10 +1,13 @@
 //! The HTTP surface: `/api/v1` (rate-limited, documented in the served OpenAPI document) and
 //! the operational endpoints.
+pub mod admin;
+pub mod api_keys;
 pub mod bookings;
 pub mod calendar;
 pub mod context;
 pub mod kaspi;
 pub mod listings;
+pub mod moderation;
 pub mod ops;
 pub mod payments;
 pub mod search;
@@ -39,6 +42,7 @@ use utoipa_scalar::{Scalar, Servable};
         (name = "bookings", description = "Guests' stays"),
         (name = "users", description = "Profiles"),
         (name = "payments", description = "Kaspi payments, refunds and reconciliation"),
+        (name = "admin", description = "Accounts, roles, blocking, moderation, overrides, API keys"),
     )
 )]
 struct ApiDoc;
@@ -70,6 +74,9 @@ pub fn router(state: AppState) -> Router {
         .merge(bookings::routes())
         .merge(users::routes())
         .merge(payments::routes())
+        .merge(admin::routes())
+        .merge(api_keys::routes())
+        .merge(moderation::routes())
         .merge(crate::bots::telegram::login::routes())
         .split_for_parts();
     let doc_json = doc.clone();
@@ -81,6 +88,10 @@ pub fn router(state: AppState) -> Router {
         .merge(Scalar::with_url("/api/v1/docs", doc))
         .fallback(|| async { ApiError::not_found("route") });
 
+    let api = api.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::access::enforce_scope,
+    ));
     let api = rate_limit::apply(api.route_layer(middleware::from_fn(track_requests)), &state);
     let webhooks = Router::new()
         .merge(kaspi::routes())

@@ -63,6 +63,9 @@ pub struct Listing {
     /// How guests get in, sealed (see `AccessUpdated`).
     #[serde(default)]
     pub access: Option<Sealed>,
+    /// Set while an admin keeps the listing paused or archived.
+    #[serde(default)]
+    pub moderation: Option<super::Moderation>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -96,6 +99,10 @@ pub enum ListingError {
     UnknownReservation,
     #[error("no such block")]
     UnknownBlock,
+    #[error("an admin took this listing out of service: {reason}")]
+    Moderated { reason: String },
+    #[error("the listing is not under moderation")]
+    NotModerated,
 }
 
 impl From<FieldProblem> for ListingError {
@@ -251,6 +258,11 @@ impl Aggregate for Listing {
                         .await;
                 }
                 if let Some(status) = changes.status {
+                    if let Some(m) = self.moderation.as_ref().filter(|_| status != self.status) {
+                        return Err(ListingError::Moderated {
+                            reason: m.reason.clone(),
+                        });
+                    }
                     if status != self.status {
                         sink.write(ListingEvent::ListingStatusChanged { status }, self)
                             .await;
@@ -320,6 +332,20 @@ impl Aggregate for Listing {
                 }
                 sink.write(ListingEvent::AccessUpdated { access }, self)
                     .await;
+            }
+            ListingCommand::Moderate { action, reason, by } => {
+                for event in super::moderation::moderate(self, action, reason, by)? {
+                    sink.write(event, self).await;
+                }
+            }
+            ListingCommand::ExtendHold {
+                booking_id,
+                until,
+                now,
+            } => {
+                if let Some(event) = super::moderation::extend_hold(self, booking_id, until, now)? {
+                    sink.write(event, self).await;
+                }
             }
             ListingCommand::ReleaseDates { booking_id, reason } => {
                 self.exists()?;
@@ -446,6 +472,17 @@ impl Aggregate for Listing {
                 self.blocks.remove(&block_id);
             }
             ListingEvent::AccessUpdated { access } => self.access = Some(access),
+            ListingEvent::ListingModerated { action, reason, by } => {
+                super::moderation::apply_moderated(self, action, reason, by)
+            }
+            ListingEvent::HoldExtended {
+                booking_id,
+                hold_expires_at,
+            } => {
+                if let Some(r) = self.reservations.get_mut(&booking_id) {
+                    r.hold_expires_at = hold_expires_at;
+                }
+            }
         }
     }
 }

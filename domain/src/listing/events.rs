@@ -59,6 +59,18 @@ pub enum ListingEvent {
     AccessUpdated {
         access: Sealed,
     },
+    /// An admin's moderation, with the reason the host sees; a `ListingStatusChanged`
+    /// follows when the status changes.
+    ListingModerated {
+        action: super::ModerationAction,
+        reason: String,
+        by: Uuid,
+    },
+    /// An admin gave a held booking more time.
+    HoldExtended {
+        booking_id: Uuid,
+        hold_expires_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for ListingEvent {
@@ -73,6 +85,8 @@ impl DomainEvent for ListingEvent {
             ListingEvent::DatesBlocked { .. } => "DatesBlocked",
             ListingEvent::DatesUnblocked { .. } => "DatesUnblocked",
             ListingEvent::AccessUpdated { .. } => "AccessUpdated",
+            ListingEvent::ListingModerated { .. } => "ListingModerated",
+            ListingEvent::HoldExtended { .. } => "HoldExtended",
         }
         .to_string()
     }

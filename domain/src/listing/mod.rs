@@ -4,12 +4,14 @@
 mod aggregate;
 mod commands;
 mod events;
+pub mod moderation;
 #[cfg(test)]
 mod tests;
 
 pub use aggregate::{Block, Listing, ListingError, Reservation, ReservationState};
 pub use commands::{ListingChanges, ListingCommand};
 pub use events::{ListingEvent, ReleaseReason};
+pub use moderation::{Moderation, ModerationAction};
 
 use crate::cancellation::CancellationPolicy;
 use crate::pricing::PriceRules;

@@ -1,10 +1,12 @@
 //! The HTTP surface: `/api/v1` (rate-limited, documented in the served OpenAPI document) and
 //! the operational endpoints.
 pub mod admin;
+pub mod admin_status;
 pub mod api_keys;
 pub mod bookings;
 pub mod calendar;
 pub mod context;
+pub mod dashboard;
 pub mod kaspi;
 pub mod listings;
 pub mod moderation;
@@ -77,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(api_keys::routes())
         .merge(moderation::routes())
+        .merge(admin_status::routes())
         .merge(crate::bots::telegram::login::routes())
         .split_for_parts();
     let doc_json = doc.clone();
@@ -99,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn(track_requests));
     let mut router = Router::new()
         .merge(ops::routes().route_layer(middleware::from_fn(track_requests)))
+        .merge(dashboard::routes())
         .merge(rate_limit::apply_webhooks(webhooks, &state))
         .merge(api);
     if let Some(sandbox) = &state.kaspi.sandbox {

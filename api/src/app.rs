@@ -148,11 +148,20 @@ impl Application {
             reads.primary.clone(),
             settings.reconcile_after,
         ));
+        let access = Arc::new(crate::access::Access::new(
+            reads.primary.clone(),
+            commands.clone(),
+        ));
+        access
+            .refresh()
+            .await
+            .context("loading blocked accounts and API keys")?;
         let chats = Arc::new(crate::bots::Chats::new(
             db.clone(),
             crate::bots::GuestKeys::new(&encryption_key(&settings)?),
             commands.clone(),
             reads.clone(),
+            access.clone(),
         ));
         chats
             .seal_plaintext_chats()
@@ -173,6 +182,7 @@ impl Application {
         let state = AppState::new(Inner {
             calendar,
             audit_key,
+            access,
             kaspi,
             keeper,
             chats,
@@ -249,6 +259,11 @@ impl Application {
         tasks.push(tokio::spawn({
             let stop = stopped(stop_rx.clone());
             async move { keeper.run(every, stop).await }
+        }));
+        tasks.push(tokio::spawn({
+            let access = state.access.clone();
+            let stop = stopped(stop_rx.clone());
+            async move { access.run(stop).await }
         }));
         tasks.extend(start_bots(&state, &stop_rx));
         let reports = crate::reports::ReportScheduler {

@@ -1,5 +1,8 @@
 //! Bearer authentication of requests: the caller ([`Principal`]) from the `Authorization`
-//! header, checked with the service's keys ([`crate::tokens`]).
+//! header, checked with the service's keys ([`crate::tokens`]), or from an API key
+//! (`X-Api-Key`, or a bearer token starting `zgo_`); then as admins decided
+//! ([`crate::access`]): a blocked account gets 403 `user_blocked`, a role an admin gave
+//! replaces the token's.
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
@@ -53,11 +56,15 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(key) = crate::access::presented_key(&parts.headers) {
+            let key = state.access.key(key)?;
+            return Ok(Principal(state.access.used(&key)));
+        }
         let token = bearer(parts).ok_or_else(|| {
             ApiError::unauthorized("unauthorized", "send Authorization: Bearer <token>")
         })?;
         match state.auth.verify(token) {
-            Ok(actor) => Ok(Principal(actor)),
+            Ok(actor) => Ok(Principal(state.access.admit(actor)?)),
             Err(TokenError::Expired) => Err(ApiError::unauthorized(
                 "token_expired",
                 "the token has expired",
@@ -79,7 +86,7 @@ impl FromRequestParts<AppState> for MaybePrincipal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if bearer(parts).is_none() {
+        if bearer(parts).is_none() && crate::access::presented_key(&parts.headers).is_none() {
             return Ok(MaybePrincipal(None));
         }
         Principal::from_request_parts(parts, state)

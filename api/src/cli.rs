@@ -125,7 +125,7 @@ pub enum UserAction {
 pub enum ProjectionsCommand {
     /// Replay the event store into fresh tables and swap them in atomically.
     Rebuild {
-        /// bookings, availability, listings, analytics, or all.
+        /// bookings, availability, listings, analytics, users, or all.
         name: String,
     },
     /// Each projection's position, events applied, and lag behind the store.
@@ -367,10 +367,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let db = open_database(&settings).await?;
             let reads = crate::reads::ReadModels::open(&settings, &db).await?;
             let names: Vec<&str> = match name.as_str() {
-                "all" => vec!["bookings", "availability", "listings", "analytics"],
-                one @ ("bookings" | "availability" | "listings" | "analytics") => vec![one],
+                "all" => vec!["bookings", "availability", "listings", "analytics", "users"],
+                one @ ("bookings" | "availability" | "listings" | "analytics" | "users") => vec![one],
                 other => anyhow::bail!(
-                    "unknown projection {other:?}: bookings, availability, listings, analytics or all"
+                    "unknown projection {other:?}: bookings, availability, listings, analytics, users or all"
                 ),
             };
             for name in names {
@@ -387,6 +387,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     "bookings" => reads.bookings.rebuild(Some(&report)).await?,
                     "availability" => reads.availability.rebuild(Some(&report)).await?,
                     "analytics" => reads.analytics.rebuild(Some(&report)).await?,
+                    "users" => reads.users.rebuild(Some(&report)).await?,
                     _ => reads.listings.rebuild(Some(&report)).await?,
                 };
                 bar.finish();

@@ -109,6 +109,16 @@ impl ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
     }
 
+    /// The account was blocked by an admin: every request of it is refused.
+    pub fn user_blocked() -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "user_blocked",
+            "Account blocked",
+            "this account is blocked; contact support",
+        )
+    }
+
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
         ApiError::new(StatusCode::CONFLICT, code, "Conflict", detail)
     }
@@ -208,6 +218,10 @@ impl From<ListingError> for ApiError {
             ListingError::UnknownFeed => ApiError::not_found("calendar feed"),
             ListingError::FeedExists => ApiError::conflict("feed_exists", detail),
             ListingError::FeedBlock => ApiError::conflict("feed_block", detail),
+            ListingError::Moderated { reason } => {
+                ApiError::conflict("listing_moderated", detail).with("moderation_reason", reason)
+            }
+            ListingError::NotModerated => ApiError::conflict("not_moderated", detail),
         }
     }
 }
@@ -252,6 +266,11 @@ impl From<UserError> for ApiError {
         match e {
             UserError::Phone => ApiError::validation("phone", detail),
             UserError::Name => ApiError::validation("name", detail),
+            UserError::Reason => ApiError::validation("reason", detail),
+            UserError::RoleNotGiven(_) => ApiError::validation("role", detail),
+            UserError::OwnAccount => ApiError::conflict("own_account", detail),
+            UserError::KeyExists => ApiError::conflict("already_exists", detail),
+            UserError::NoSuchKey => ApiError::not_found("API key"),
         }
     }
 }

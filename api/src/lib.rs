@@ -8,7 +8,8 @@
 //!   document and docs UI, `/healthz`, `/readyz`, and `/metrics` (on its own listener).
 //! - [`auth`]: the caller of a request and its role; [`tokens`]: JWTs and secret comparison; [`error`]: problem+json; [`extract`]: extractors
 //!   whose rejections name the bad field; [`idempotency`]: `Idempotency-Key` replay;
-//!   [`rate_limit`]: per-client limits.
+//!   [`rate_limit`]: per-client limits; [`access`]: blocked accounts, admins' roles and API
+//!   keys, in memory.
 //! - [`bots`]: the Telegram and WhatsApp bots: the runtime around the `bots` conversation, each
 //!   channel's adapter with its webhook, and the channels the notifications worker sends on.
 //! - [`audit`]: the audit settings, the checkpoint signing key, the notary (the `audit` crate
@@ -18,6 +19,7 @@
 //!   `report daily`, `analytics export`.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod app;
 pub mod audit;
 pub mod auth;

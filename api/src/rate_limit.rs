@@ -1,5 +1,5 @@
-//! Per-client request limits (tower_governor). On the API a client is the `sub` of a valid
-//! bearer token, otherwise the peer address; on the webhooks and the Kaspi callback a source
+//! Per-client request limits (tower_governor). On the API a client is an API key, or the
+//! `sub` of a valid bearer token, otherwise the peer address; on the webhooks and the Kaspi callback a source
 //! is the peer address (the callers are Telegram's, Twilio's and Kaspi's servers, which carry
 //! no token of ours). Behind a trusted gateway the address is the client's from
 //! `X-Forwarded-For` (`client_addr`). Over the limit: 429 problem+json with `Retry-After`.
@@ -25,6 +25,11 @@ impl KeyExtractor for ClientKey {
     type Key = String;
 
     fn extract<T>(&self, req: &Request<T>) -> Result<String, GovernorError> {
+        if let Some(key) = crate::access::presented_key(req.headers()) {
+            if let Ok(k) = self.state.access.key(key) {
+                return Ok(format!("key:{}", k.key_id));
+            }
+        }
         if let Some(token) = req
             .headers()
             .get(axum::http::header::AUTHORIZATION)

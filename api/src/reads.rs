@@ -7,7 +7,7 @@ use bus::{LocalBus, RelayConfig};
 use projections::feed;
 use projections::{
     AnalyticsProjection, AvailabilityIndex, AvailabilityProjection, BookingsProjection,
-    ListingsProjection, Projection, Projector, Status,
+    ListingsProjection, Projection, Projector, Status, UsersProjection,
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +26,7 @@ pub struct ReadModels {
     pub availability: Projector<AvailabilityProjection>,
     pub listings: Projector<ListingsProjection>,
     pub analytics: Projector<AnalyticsProjection>,
+    pub users: Projector<UsersProjection>,
     /// The availability projection in memory, for searches.
     pub availability_index: Arc<AvailabilityIndex>,
     /// Wakes the index after a local write.
@@ -130,6 +131,7 @@ impl ReadModels {
             availability: Projector::new(store.clone(), primary.clone()),
             listings: Projector::new(store.clone(), primary.clone()),
             analytics: Projector::new(store.clone(), primary.clone()),
+            users: Projector::new(store.clone(), primary.clone()),
             availability_index: Arc::new(AvailabilityIndex::new(store.clone(), primary.clone())),
             index_nudge: Arc::new(tokio::sync::Notify::new()),
             primary,
@@ -144,6 +146,7 @@ impl ReadModels {
         self.availability.prepare().await?;
         self.listings.prepare().await?;
         self.analytics.prepare().await?;
+        self.users.prepare().await?;
         Ok(())
     }
 
@@ -257,6 +260,7 @@ impl ReadModels {
             self.availability.status().await?,
             self.listings.status().await?,
             self.analytics.status().await?,
+            self.users.status().await?,
         ])
     }
 
@@ -270,6 +274,7 @@ impl ReadModels {
             spawn_builder(self.availability.clone(), feed.clone(), stop()),
             spawn_builder(self.listings.clone(), feed.clone(), stop()),
             spawn_builder(self.analytics.clone(), feed.clone(), stop()),
+            spawn_builder(self.users.clone(), feed.clone(), stop()),
         ]
     }
 

@@ -18,6 +18,8 @@ pub struct Inner {
     /// The read models and their database; queries wait on them for `min_position`.
     pub reads: Arc<ReadModels>,
     pub auth: JwtKeys,
+    /// Blocked accounts, roles given by admins and API keys, in memory.
+    pub access: Arc<crate::access::Access>,
     pub metrics: PrometheusHandle,
     /// The bus connection in production mode with `NATS_URL`.
     pub nats: Option<async_nats::Client>,

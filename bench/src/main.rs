@@ -42,6 +42,7 @@
 //! stopping the service, the per-backend loop) and [`report`] (sections of rows, printed and
 //! written; percentiles, latencies, verdicts).
 mod audit;
+mod admin;
 mod booking;
 mod bots;
 mod cpu;
@@ -65,7 +66,7 @@ use std::path::{Path, PathBuf};
 #[command(
     name = "zhilego-bench",
     version,
-    about = "Benchmarks of the zhilego service: booking, seed, search, relay, projection lag, payments, bots, rebuild",
+    about = "Benchmarks of the zhilego service: booking, seed, search, relay, projection lag, payments, bots, rebuild, admin",
     long_about = "Without a subcommand: the booking-throughput bench (`booking`), which starts the \
         zhilego binary as a child process per backend, seeds listings, POSTs non-conflicting \
         bookings from concurrent workers for a fixed time, and reports bookings/s, latency \
@@ -99,6 +100,8 @@ enum Mode {
     Rebuild(rebuild::RebuildArgs),
     /// The audit over 1,000,000 events: verify, pages, state as of, notary lag.
     Audit(audit::AuditArgs),
+    /// Phone search among many users (an admin's), goal p99 < 10 ms among 50,000.
+    Admin(admin::AdminArgs),
     /// Drop a store database kept by `seed` and its `<name>_read` database.
     Drop(DropArgs),
 }
@@ -140,6 +143,7 @@ async fn main() {
         Some(Mode::Bots(args)) => bots::run(args).await,
         Some(Mode::Rebuild(args)) => rebuild::run(args).await,
         Some(Mode::Audit(args)) => audit::run(args).await,
+        Some(Mode::Admin(args)) => admin::run(args).await,
         Some(Mode::Drop(args)) => drop_store(args).await,
     };
     if let Err(e) = result {

@@ -576,6 +576,19 @@ pub fn try_again(lang: Language) -> &'static str {
 }
 
 /// The stay breaks the listing's rules.
+/// The answer to every message from an account an admin blocked.
+pub fn account_blocked(lang: Language) -> &'static str {
+    pick(
+        lang,
+        "Ваш аккаунт заблокирован, поэтому бронировать через бота сейчас нельзя. \
+         Если это ошибка, напишите в поддержку.",
+        "Сіздің аккаунтыңыз бұғатталған, сондықтан қазір бот арқылы брондау мүмкін емес. \
+         Егер бұл қате болса, қолдау қызметіне жазыңыз.",
+        "Your account is blocked, so you can't book through the bot right now. \
+         If you think this is a mistake, please contact support.",
+    )
+}
+
 pub fn not_allowed(lang: Language) -> &'static str {
     pick(
         lang,

@@ -6,6 +6,8 @@
 //! - [`metadata`]: what every event records about the command that caused it.
 //! - [`service`]: [`Commands`], the entry point the API and bots call: listings, blocks,
 //!   bookings (reserve nights → hold booking, compensated on failure), cancellation, profiles.
+//! - [`admin`]: what admins do (roles, blocking, API keys, moderation, hold extension) and
+//!   the phone number's blind index.
 //! - [`holds`]: the cap on a guest's unpaid holds, counted on the bookings read model.
 //! - [`personal`]: personal data sealed per user in events, and its erasure (crypto-shredding).
 //! - [`payments`]: paying through a [`kaspi::PaymentProvider`]: payment links, Kaspi's biller
@@ -31,6 +33,7 @@
 
 pub mod access;
 pub mod calendar_feeds;
+pub mod admin;
 pub mod executor;
 pub mod holds;
 pub mod keeper;
@@ -44,6 +47,7 @@ pub mod sweeper;
 
 pub use access::{access_window, stay_door_code, Access, AccessError, AccessPass, OutsideWindow};
 pub use calendar_feeds::{CalendarSync, FeedSyncConfig, FeedView};
+pub use admin::{api_key_hash, IssuedKey, API_KEY_PREFIX};
 pub use executor::{CommandError, Executed, StoreFailure};
 pub use holds::HoldCap;
 pub use keeper::{KeeperFindings, PaymentKeeper, ReconciliationReport};

@@ -126,8 +126,8 @@ pub struct Commands {
     pub(crate) listings: Executor<Listing>,
     pub(crate) bookings: Executor<Booking>,
     pub(crate) payments: Executor<Payment>,
-    users: Executor<User>,
-    personal: PersonalData,
+    pub(crate) users: Executor<User>,
+    pub(crate) personal: PersonalData,
     pub(crate) master: MasterKey,
     pub(crate) db: Database,
     /// Where payments go (Kaspi, or its sandbox); without one they are refused as unavailable.
@@ -642,6 +642,10 @@ impl Commands {
             ),
             _ => None,
         };
+        let new_phone = phone
+            .as_ref()
+            .filter(|p| current.phone.as_deref() != Some(p.as_str()))
+            .cloned();
         let phone = match phone {
             Some(p) if current.phone.as_deref() != Some(p.as_str()) => Some(
                 self.personal
@@ -662,6 +666,9 @@ impl Commands {
             .execute(user_id, cmd, meta)
             .await
             .map_err(|e| FlowError::from_command(e, FlowError::User))?;
+        if let Some(p) = &new_phone {
+            self.index_phone(user_id, p).await?;
+        }
         let profile = self.open_profile(user_id, &done.aggregate).await?;
         self.written(&self.users, user_id, &done, profile).await
     }
@@ -675,6 +682,7 @@ impl Commands {
         meta: &CommandMeta,
     ) -> Result<Written<()>, FlowError> {
         self.personal.erase(user_id).await.map_err(store_err)?;
+        self.unindex_phone(user_id).await?;
         let cmd = UserCommand::ErasePersonalData { user_id };
         let done = self
             .users

@@ -28,6 +28,8 @@ pub const VERSIONS: &[(&str, &[(&str, &str)])] = &[
             ("CalendarFeedAdded", "1.0"),
             ("CalendarFeedRemoved", "1.0"),
             ("FeedConflictsChanged", "1.0"),
+            ("ListingModerated", "1.0"),
+            ("HoldExtended", "1.0"),
         ],
     ),
     (
@@ -41,6 +43,7 @@ pub const VERSIONS: &[(&str, &[(&str, &str)])] = &[
             ("BookingCheckedIn", "1.0"),
             ("BookingCompleted", "1.0"),
             ("BookingReviewed", "1.0"),
+            ("BookingHoldExtended", "1.0"),
         ],
     ),
     (
@@ -58,7 +61,15 @@ pub const VERSIONS: &[(&str, &[(&str, &str)])] = &[
     ),
     (
         "User",
-        &[("ProfileUpdated", "1.0"), ("PersonalDataErased", "1.0")],
+        &[
+            ("ProfileUpdated", "1.0"),
+            ("PersonalDataErased", "1.0"),
+            ("RoleChanged", "1.0"),
+            ("UserBlocked", "1.0"),
+            ("UserUnblocked", "1.0"),
+            ("ApiKeyIssued", "1.0"),
+            ("ApiKeyRevoked", "1.0"),
+        ],
     ),
 ];
 

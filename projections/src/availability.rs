@@ -289,7 +289,17 @@ impl Projection for AvailabilityProjection {
             }
             ListingEvent::DatesReleased { booking_id, .. } => set.spans.remove(*booking_id),
             ListingEvent::DatesUnblocked { block_id, .. } => set.spans.remove(*block_id),
+            ListingEvent::HoldExtended {
+                booking_id,
+                hold_expires_at,
+            } => {
+                set.spans.update(*booking_id, |row| {
+                    row.hold_expires_at = Some(micros(*hold_expires_at));
+                    row.updated_at = e.recorded_at;
+                });
+            }
             ListingEvent::AccessUpdated { .. }
+            | ListingEvent::ListingModerated { .. }
             | ListingEvent::CalendarFeedAdded { .. }
             | ListingEvent::CalendarFeedRemoved { .. }
             | ListingEvent::FeedConflictsChanged { .. } => {}
@@ -302,13 +312,15 @@ pub(crate) fn span_of(event: &ListingEvent) -> Option<Uuid> {
     match event {
         ListingEvent::DatesReserved { booking_id, .. }
         | ListingEvent::ReservationConfirmed { booking_id }
-        | ListingEvent::DatesReleased { booking_id, .. } => Some(*booking_id),
+        | ListingEvent::DatesReleased { booking_id, .. }
+        | ListingEvent::HoldExtended { booking_id, .. } => Some(*booking_id),
         ListingEvent::DatesBlocked { block_id, .. }
         | ListingEvent::DatesUnblocked { block_id, .. } => Some(*block_id),
         ListingEvent::ListingCreated { .. }
         | ListingEvent::ListingUpdated { .. }
         | ListingEvent::ListingStatusChanged { .. }
         | ListingEvent::AccessUpdated { .. }
+        | ListingEvent::ListingModerated { .. }
         | ListingEvent::CalendarFeedAdded { .. }
         | ListingEvent::CalendarFeedRemoved { .. }
         | ListingEvent::FeedConflictsChanged { .. } => None,

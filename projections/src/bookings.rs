@@ -233,7 +233,8 @@ impl Projection for BookingsProjection {
             Event::Listing(
                 ListingEvent::DatesReserved { booking_id, .. }
                 | ListingEvent::ReservationConfirmed { booking_id }
-                | ListingEvent::DatesReleased { booking_id, .. },
+                | ListingEvent::DatesReleased { booking_id, .. }
+                | ListingEvent::HoldExtended { booking_id, .. },
             ) => set.reservations.want(*booking_id),
             Event::Listing(_) | Event::User(_) => {}
         }
@@ -261,6 +262,15 @@ impl Projection for BookingsProjection {
                 BookingEvent::BookingCheckedIn {} => "checked_in",
                 BookingEvent::BookingCompleted {} => "completed",
                 BookingEvent::BookingReviewed { .. } => return,
+                BookingEvent::BookingHoldExtended {
+                    hold_expires_at, ..
+                } => {
+                    set.bookings.update(id, |row| {
+                        row.hold_expires_at = micros(*hold_expires_at);
+                        row.position = e.position;
+                    });
+                    return;
+                }
             },
             Event::Payment(event) => {
                 apply_payment(set, e, event);
@@ -287,6 +297,15 @@ impl Projection for BookingsProjection {
             }
             Event::Listing(ListingEvent::DatesReleased { booking_id, .. }) => {
                 set.reservations.remove(*booking_id);
+                return;
+            }
+            Event::Listing(ListingEvent::HoldExtended {
+                booking_id,
+                hold_expires_at,
+            }) => {
+                set.reservations.update(*booking_id, |r| {
+                    r.hold_expires_at = micros(*hold_expires_at)
+                });
                 return;
             }
             Event::Listing(_) | Event::User(_) => return,

@@ -12,8 +12,9 @@
 //! - [`feed`]: what drives a builder — a durable JetStream consumer or the in-process bus.
 //! - The projections: [`bookings`] (per guest and host, live reservations), [`availability`]
 //!   (offers and taken spans: calendars, [`ical`]; searched in memory through
-//!   [`availability_index`]), [`listings`] (the catalogue) and [`analytics`] (figures as known
-//!   at any instant, from fact rows with the interval each was true).
+//!   [`availability_index`]), [`listings`] (the catalogue), [`analytics`] (figures as known
+//!   at any instant, from fact rows with the interval each was true) and [`users`] (the
+//!   directory admins search, with roles, blocks and API keys).
 #![forbid(unsafe_code)]
 
 pub mod analytics;
@@ -27,6 +28,7 @@ pub mod listings;
 pub mod projector;
 pub mod rows;
 pub mod table;
+pub mod users;
 
 pub use analytics::AnalyticsProjection;
 pub use availability::{AvailabilityProjection, CalendarDay, Offer, OfferRow, SpanRow, StayQuery};
@@ -38,3 +40,4 @@ pub use bookings::{
 pub use event::{Decoded, Undecodable};
 pub use listings::{CatalogueQuery, CatalogueRow, ListingsProjection};
 pub use projector::{Applied, CheckpointRow, Projection, Projector, Status};
+pub use users::{UserQuery, UserRow, UsersProjection};

@@ -268,7 +268,9 @@ impl Projection for ListingsProjection {
             | ListingEvent::AccessUpdated { .. }
             | ListingEvent::CalendarFeedAdded { .. }
             | ListingEvent::CalendarFeedRemoved { .. }
-            | ListingEvent::FeedConflictsChanged { .. } => {}
+            | ListingEvent::FeedConflictsChanged { .. }
+            | ListingEvent::ListingModerated { .. }
+            | ListingEvent::HoldExtended { .. } => {}
         }
     }
 }

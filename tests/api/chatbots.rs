@@ -11,7 +11,7 @@ use zhilego_testkit::sign::telegram_login_hash;
 use zhilego_testkit::telegram::{buttons_of, text_of};
 use zhilego_testkit::{Call, FakeTelegram, FakeTwilio};
 
-const BOT_TOKEN: &str = "123456:TEST-token";
+pub(crate) const BOT_TOKEN: &str = "123456:TEST-token";
 const SECRET: &str = "webhook-secret-42";
 const TWILIO_SID: &str = "AC0000000000000000000000000000test";
 pub(crate) const TWILIO_TOKEN: &str = "twilio-auth-token";
@@ -117,7 +117,7 @@ impl<'a> TgGuest<'a> {
     }
 
     /// Sends a message; gives the replies it caused.
-    async fn say(&mut self, text: &str) -> Vec<Call> {
+    pub(crate) async fn say(&mut self, text: &str) -> Vec<Call> {
         let before = self.fake.sent_to(self.user).len();
         let update = self.text_update(text);
         assert_eq!(self.post(update, SECRET).await, 200);

@@ -4,6 +4,7 @@ mod helpers;
 mod processes;
 
 mod access;
+mod admin;
 mod analytics;
 mod analytics_access;
 mod analytics_oracle;

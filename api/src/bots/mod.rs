@@ -79,6 +79,8 @@ pub struct Chats {
     reads: Arc<ReadModels>,
     /// One step at a time per chat in this process.
     locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Blocked accounts: their messages get the blocked answer and nothing else.
+    access: Arc<crate::access::Access>,
 }
 
 /// The result of one guest message: the replies, in order.
@@ -93,12 +95,14 @@ impl Chats {
         keys: GuestKeys,
         commands: Arc<Commands>,
         reads: Arc<ReadModels>,
+        access: Arc<crate::access::Access>,
     ) -> Self {
         Chats {
             db,
             keys,
             commands,
             reads,
+            access,
             locks: DashMap::new(),
         }
     }
@@ -278,6 +282,18 @@ impl Chats {
         let lock = self.locks.entry(key).or_default().clone();
         let _one = lock.lock().await;
         let (mut dialogue, mut menu) = self.load(channel, chat_id).await?.unwrap_or_default();
+        if self.access.is_blocked(user_id) {
+            // Nothing of the conversation runs for a blocked account; it is told so politely.
+            tracing::info!(%user_id, "a blocked account wrote to the bot");
+            return Ok(Turn {
+                replies: vec![Reply {
+                    text: bots::texts::account_blocked(dialogue.lang).to_string(),
+                    photo: None,
+                    buttons: Vec::new(),
+                }],
+                lang: dialogue.lang,
+            });
+        }
         // A paid (or lapsed) booking ends the wait for its payment.
         if let bots::State::AwaitingPayment { booking_id, .. } = &dialogue.state {
             match self.commands.booking(*booking_id).await {

@@ -345,11 +345,14 @@ pub struct CancelBody {
 }
 
 /// Cancel a held or confirmed booking (its guest, the listing's host, admin). The answer
-/// carries `refund_kzt`, what the cancellation policy gives back.
+/// carries `refund_kzt`, what the cancellation policy gives back; a host's or an admin's
+/// cancellation refunds everything paid, whatever the policy. An admin must give a `reason`
+/// (422 otherwise).
 #[utoipa::path(post, path = "/api/v1/bookings/{id}/cancel", tag = "bookings", request_body = CancelBody,
     params(("id" = Uuid, Path)),
     responses((status = 200, body = BookingView), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem, description = "`invalid_state`: already cancelled, expired or started")),
+        (status = 409, body = Problem, description = "`invalid_state`: already cancelled, expired or started"),
+        (status = 422, body = Problem, description = "`validation_failed`: `reason` (required of admins)")),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(booking_id = %id, user_id = %meta.actor.user_id), err(level = "debug"))]
 pub async fn cancel_booking(
@@ -363,6 +366,10 @@ pub async fn cancel_booking(
     } else {
         parse_json(&body)?
     };
+    if meta.actor.role == Role::Admin {
+        // An admin's cancellation overrides the policy (a full refund): it needs a reason.
+        crate::routes::admin::reason(&body.reason)?;
+    }
     let written = state
         .commands
         .cancel_booking(id, body.reason.trim().to_string(), &meta)

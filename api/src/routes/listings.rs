@@ -144,13 +144,24 @@ pub struct ListingView {
     /// Host blocks; shown to the listing's host and admins only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocks: Option<Vec<BlockView>>,
+    /// Why an admin paused or archived the listing (to its host and admins, while it lasts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moderation: Option<ModerationView>,
     /// Global event position of this change (write responses).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
 }
 
+/// An admin's moderation of a listing.
+#[derive(Serialize, ToSchema)]
+pub struct ModerationView {
+    /// `pause` or `archive`.
+    pub action: String,
+    pub reason: String,
+}
+
 impl ListingView {
-    fn of(listing: &Listing, show_private: bool, position: Option<i64>) -> Self {
+    pub(crate) fn of(listing: &Listing, show_private: bool, position: Option<i64>) -> Self {
         let id = listing.id.unwrap_or_default();
         let d = &listing.details;
         ListingView {
@@ -192,6 +203,14 @@ impl ListingView {
             photos: d.photos.clone(),
             amenities: d.amenities.clone(),
             status: listing.status.as_str().to_string(),
+            moderation: listing
+                .moderation
+                .as_ref()
+                .filter(|_| show_private)
+                .map(|m| ModerationView {
+                    action: m.action.as_str().to_string(),
+                    reason: m.reason.clone(),
+                }),
             blocks: show_private.then(|| {
                 listing
                     .blocks

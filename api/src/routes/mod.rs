@@ -3,12 +3,17 @@
 pub mod analytics;
 pub mod analytics_answer;
 pub mod audit;
+pub mod admin;
+pub mod admin_status;
+pub mod api_keys;
 pub mod bookings;
 pub mod calendar;
 pub mod calendar_feeds;
 pub mod context;
+pub mod dashboard;
 pub mod kaspi;
 pub mod listings;
+pub mod moderation;
 pub mod ops;
 pub mod payments;
 pub mod reports;
@@ -47,6 +52,7 @@ use utoipa_scalar::{Scalar, Servable};
         (name = "payments", description = "Kaspi payments, refunds and reconciliation"),
         (name = "audit", description = "History, state as of any point, signed checkpoints and proofs (auditor, admin)"),
         (name = "analytics", description = "Occupancy, revenue, the funnel, as known at any instant; the daily report"),
+        (name = "admin", description = "Accounts, roles, blocking, moderation, overrides, API keys"),
     )
 )]
 struct ApiDoc;
@@ -82,6 +88,10 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(analytics::routes())
         .merge(reports::routes())
+        .merge(admin::routes())
+        .merge(api_keys::routes())
+        .merge(moderation::routes())
+        .merge(admin_status::routes())
         .merge(crate::bots::telegram::login::routes())
         .split_for_parts();
     let doc_json = doc.clone();
@@ -93,6 +103,10 @@ pub fn router(state: AppState) -> Router {
         .merge(Scalar::with_url("/api/v1/docs", doc))
         .fallback(|| async { ApiError::not_found("route") });
 
+    let api = api.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::access::enforce_scope,
+    ));
     let api = rate_limit::apply(api.route_layer(middleware::from_fn(mark_route)), &state);
     let webhooks = Router::new()
         .merge(kaspi::routes())
@@ -100,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn(mark_route));
     let mut router = Router::new()
         .merge(ops::routes().route_layer(middleware::from_fn(mark_route)))
+        .merge(dashboard::routes())
         .merge(rate_limit::apply_webhooks(webhooks, &state))
         .merge(api);
     if let Some(sandbox) = &state.kaspi.sandbox {

@@ -260,6 +260,26 @@ impl Aggregate for Booking {
                 }
                 sink.write(BookingEvent::BookingExpired {}, self).await;
             }
+            BookingCommand::ExtendHold { until, reason, by } => {
+                self.exists()?;
+                if self.status != BookingStatus::Held {
+                    return Err(BookingError::WrongStatus(self.status.as_str()));
+                }
+                if reason.chars().count() > 500 {
+                    return Err(BookingError::ReasonTooLong);
+                }
+                if self.hold_expires_at.is_some_and(|t| until > t) {
+                    sink.write(
+                        BookingEvent::BookingHoldExtended {
+                            hold_expires_at: until,
+                            reason,
+                            by,
+                        },
+                        self,
+                    )
+                    .await;
+                }
+            }
             BookingCommand::Review {
                 actor,
                 rating,
@@ -368,6 +388,9 @@ impl Aggregate for Booking {
             BookingEvent::BookingCheckedIn {} => self.status = BookingStatus::CheckedIn,
             BookingEvent::BookingCompleted {} => self.status = BookingStatus::Completed,
             BookingEvent::BookingReviewed { rating, .. } => self.rating = Some(rating),
+            BookingEvent::BookingHoldExtended {
+                hold_expires_at, ..
+            } => self.hold_expires_at = Some(hold_expires_at),
         }
     }
 }

@@ -39,6 +39,12 @@ pub enum BookingCommand {
     Complete {
         today: NaiveDate,
     },
+    /// An admin gives a held booking more time to pay (the listing's reservation first).
+    ExtendHold {
+        until: DateTime<Utc>,
+        reason: String,
+        by: Uuid,
+    },
     /// The guest rates a completed stay, once.
     Review {
         actor: Actor,

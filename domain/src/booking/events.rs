@@ -39,6 +39,12 @@ pub enum BookingEvent {
     BookingExpired {},
     BookingCheckedIn {},
     BookingCompleted {},
+    /// An admin (`by`) extended the hold, with a reason.
+    BookingHoldExtended {
+        hold_expires_at: DateTime<Utc>,
+        reason: String,
+        by: Uuid,
+    },
     /// The guest's rating (1–5) and words about a completed stay.
     BookingReviewed {
         listing_id: Uuid,
@@ -57,6 +63,7 @@ impl DomainEvent for BookingEvent {
             BookingEvent::BookingCheckedIn { .. } => "BookingCheckedIn",
             BookingEvent::BookingCompleted { .. } => "BookingCompleted",
             BookingEvent::BookingReviewed { .. } => "BookingReviewed",
+            BookingEvent::BookingHoldExtended { .. } => "BookingHoldExtended",
         }
         .to_string()
     }

@@ -73,6 +73,9 @@ pub struct Listing {
     /// Each feed's events that our live stays keep off the calendar, as last synced.
     #[serde(default)]
     pub feed_conflicts: BTreeMap<Uuid, Vec<FeedConflict>>,
+    /// Set while an admin keeps the listing paused or archived.
+    #[serde(default)]
+    pub moderation: Option<super::Moderation>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -112,6 +115,10 @@ pub enum ListingError {
     FeedExists,
     #[error("a block made by a calendar feed goes when it is removed on the feed's site (or the feed is removed here)")]
     FeedBlock,
+    #[error("an admin took this listing out of service: {reason}")]
+    Moderated { reason: String },
+    #[error("the listing is not under moderation")]
+    NotModerated,
 }
 
 impl From<FieldProblem> for ListingError {
@@ -267,6 +274,11 @@ impl Aggregate for Listing {
                         .await;
                 }
                 if let Some(status) = changes.status {
+                    if let Some(m) = self.moderation.as_ref().filter(|_| status != self.status) {
+                        return Err(ListingError::Moderated {
+                            reason: m.reason.clone(),
+                        });
+                    }
                     if status != self.status {
                         sink.write(ListingEvent::ListingStatusChanged { status }, self)
                             .await;
@@ -336,6 +348,20 @@ impl Aggregate for Listing {
                 }
                 sink.write(ListingEvent::AccessUpdated { access }, self)
                     .await;
+            }
+            ListingCommand::Moderate { action, reason, by } => {
+                for event in super::moderation::moderate(self, action, reason, by)? {
+                    sink.write(event, self).await;
+                }
+            }
+            ListingCommand::ExtendHold {
+                booking_id,
+                until,
+                now,
+            } => {
+                if let Some(event) = super::moderation::extend_hold(self, booking_id, until, now)? {
+                    sink.write(event, self).await;
+                }
             }
             ListingCommand::ReleaseDates { booking_id, reason } => {
                 self.exists()?;
@@ -550,6 +576,17 @@ impl Aggregate for Listing {
                     self.feed_conflicts.remove(&feed_id);
                 } else {
                     self.feed_conflicts.insert(feed_id, conflicts);
+                }
+            }
+            ListingEvent::ListingModerated { action, reason, by } => {
+                super::moderation::apply_moderated(self, action, reason, by)
+            }
+            ListingEvent::HoldExtended {
+                booking_id,
+                hold_expires_at,
+            } => {
+                if let Some(r) = self.reservations.get_mut(&booking_id) {
+                    r.hold_expires_at = hold_expires_at;
                 }
             }
         }

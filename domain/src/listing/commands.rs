@@ -81,6 +81,18 @@ pub enum ListingCommand {
         bookings: Vec<super::FeedBooking>,
         today: NaiveDate,
     },
+    /// An admin pauses, archives or restores the listing (checked as admin before).
+    Moderate {
+        action: super::ModerationAction,
+        reason: String,
+        by: Uuid,
+    },
+    /// An admin gives a held booking more time to pay.
+    ExtendHold {
+        booking_id: Uuid,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
 }
 
 /// A partial update of a listing; `None` leaves a field as it is.

@@ -80,6 +80,18 @@ pub enum ListingEvent {
         feed_id: Uuid,
         conflicts: Vec<FeedConflict>,
     },
+    /// An admin's moderation, with the reason the host sees; a `ListingStatusChanged`
+    /// follows when the status changes.
+    ListingModerated {
+        action: super::ModerationAction,
+        reason: String,
+        by: Uuid,
+    },
+    /// An admin gave a held booking more time.
+    HoldExtended {
+        booking_id: Uuid,
+        hold_expires_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for ListingEvent {
@@ -97,6 +109,8 @@ impl DomainEvent for ListingEvent {
             ListingEvent::CalendarFeedAdded { .. } => "CalendarFeedAdded",
             ListingEvent::CalendarFeedRemoved { .. } => "CalendarFeedRemoved",
             ListingEvent::FeedConflictsChanged { .. } => "FeedConflictsChanged",
+            ListingEvent::ListingModerated { .. } => "ListingModerated",
+            ListingEvent::HoldExtended { .. } => "HoldExtended",
         }
         .to_string()
     }

@@ -5,6 +5,7 @@ mod aggregate;
 mod commands;
 mod events;
 pub mod feeds;
+pub mod moderation;
 #[cfg(test)]
 mod tests;
 
@@ -12,6 +13,7 @@ pub use aggregate::{Block, Listing, ListingError, Reservation, ReservationState}
 pub use commands::{ListingChanges, ListingCommand};
 pub use events::{ListingEvent, ReleaseReason};
 pub use feeds::{CalendarFeed, FeedBooking, FeedConflict, FeedSource, FeedSyncOutcome};
+pub use moderation::{Moderation, ModerationAction};
 
 use crate::cancellation::CancellationPolicy;
 use crate::pricing::PriceRules;

@@ -1494,3 +1494,119 @@ fn access_survives_a_snapshot_round_trip() {
     let back: Listing = serde_json::from_value(old).unwrap();
     assert_eq!(back.access, None);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Moderation and hold extension (admins)
+// ---------------------------------------------------------------------------------------------
+
+fn moderate(action: ModerationAction) -> ListingCommand {
+    ListingCommand::Moderate {
+        action,
+        reason: "photos are not of this flat".into(),
+        by: Uuid::from_u128(0xAD),
+    }
+}
+
+fn moderated(action: ModerationAction) -> ListingEvent {
+    ListingEvent::ListingModerated {
+        action,
+        reason: "photos are not of this flat".into(),
+        by: Uuid::from_u128(0xAD),
+    }
+}
+
+#[test]
+fn pausing_records_the_reason_then_the_status() {
+    ListingTest::with(())
+        .given(vec![created()])
+        .when(moderate(ModerationAction::Pause))
+        .then_expect_events(vec![
+            moderated(ModerationAction::Pause),
+            ListingEvent::ListingStatusChanged {
+                status: ListingStatus::Paused,
+            },
+        ]);
+}
+
+#[test]
+fn restoring_gives_back_the_status_the_host_had() {
+    ListingTest::with(())
+        .given(vec![
+            created_with(details(), ListingStatus::Draft),
+            moderated(ModerationAction::Archive),
+            ListingEvent::ListingStatusChanged {
+                status: ListingStatus::Archived,
+            },
+        ])
+        .when(moderate(ModerationAction::Restore))
+        .then_expect_events(vec![
+            moderated(ModerationAction::Restore),
+            ListingEvent::ListingStatusChanged {
+                status: ListingStatus::Draft,
+            },
+        ]);
+}
+
+#[test]
+fn restoring_an_unmoderated_listing_is_refused() {
+    ListingTest::with(())
+        .given(vec![created()])
+        .when(moderate(ModerationAction::Restore))
+        .then_expect_error(ListingError::NotModerated);
+}
+
+#[test]
+fn the_host_cannot_switch_a_moderated_listing_back_on() {
+    ListingTest::with(())
+        .given(vec![
+            created(),
+            moderated(ModerationAction::Pause),
+            ListingEvent::ListingStatusChanged {
+                status: ListingStatus::Paused,
+            },
+        ])
+        .when(update(
+            the_host(),
+            ListingChanges {
+                status: Some(ListingStatus::Active),
+                ..Default::default()
+            },
+        ))
+        .then_expect_error(ListingError::Moderated {
+            reason: "photos are not of this flat".into(),
+        });
+}
+
+#[test]
+fn a_held_reservation_is_extended_only_forward_and_at_most_a_week() {
+    let given = || {
+        vec![
+            created(),
+            reserved(booking(1), range("2030-02-01", "2030-02-03"), 2),
+        ]
+    };
+    let now = at("2030-01-01T12:00:00Z");
+    let extend = |until: &str| ListingCommand::ExtendHold {
+        booking_id: booking(1),
+        until: at(until),
+        now,
+    };
+    ListingTest::with(())
+        .given(given())
+        .when(extend("2030-01-02T12:00:00Z"))
+        .then_expect_events(vec![ListingEvent::HoldExtended {
+            booking_id: booking(1),
+            hold_expires_at: at("2030-01-02T12:00:00Z"),
+        }]);
+    ListingTest::with(())
+        .given(given())
+        .when(extend("2030-01-01T12:10:00Z"))
+        .then_expect_events(vec![]);
+    ListingTest::with(())
+        .given(given())
+        .when(extend("2030-01-09T12:00:01Z"))
+        .then_expect_error(invalid(
+            "hold_expires_at",
+            "must be in the future and at most 7 days ahead",
+        ));
+}

@@ -1,3 +1,4 @@
+use crate::actor::Role;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,8 @@ pub enum UserCommand {
     },
     /// Forget the user's personal data (their key is destroyed alongside).
     ErasePersonalData { user_id: Uuid },
+    /// An admin's action on the account (role, block, API key); see [`super::admin`].
+    Admin(super::admin::AdminCommand),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,6 +128,41 @@ pub enum UserEvent {
     PersonalDataErased {
         user_id: Uuid,
     },
+    /// An admin gave the user another role; `by` is the admin.
+    RoleChanged {
+        user_id: Uuid,
+        role: Role,
+        reason: String,
+        by: Uuid,
+    },
+    /// An admin blocked the account: its tokens and API keys are refused from now on.
+    UserBlocked {
+        user_id: Uuid,
+        reason: String,
+        by: Uuid,
+    },
+    UserUnblocked {
+        user_id: Uuid,
+        reason: String,
+        by: Uuid,
+    },
+    /// An API key for a service client: the client is a user of its own (`user_id` is the key
+    /// id). Only the SHA-256 of the key is recorded, never the key.
+    ApiKeyIssued {
+        user_id: Uuid,
+        name: String,
+        role: Role,
+        /// The listings the key may act on; `None`: all the role may.
+        listing_ids: Option<Vec<Uuid>>,
+        key_hash: String,
+        reason: String,
+        by: Uuid,
+    },
+    ApiKeyRevoked {
+        user_id: Uuid,
+        reason: String,
+        by: Uuid,
+    },
 }
 
 impl DomainEvent for UserEvent {
@@ -132,6 +170,11 @@ impl DomainEvent for UserEvent {
         match self {
             UserEvent::ProfileUpdated { .. } => "ProfileUpdated",
             UserEvent::PersonalDataErased { .. } => "PersonalDataErased",
+            UserEvent::RoleChanged { .. } => "RoleChanged",
+            UserEvent::UserBlocked { .. } => "UserBlocked",
+            UserEvent::UserUnblocked { .. } => "UserUnblocked",
+            UserEvent::ApiKeyIssued { .. } => "ApiKeyIssued",
+            UserEvent::ApiKeyRevoked { .. } => "ApiKeyRevoked",
         }
         .to_string()
     }
@@ -147,6 +190,16 @@ pub enum UserError {
     Phone,
     #[error("name must be 1 to 100 characters")]
     Name,
+    #[error("reason must be 1 to 500 characters")]
+    Reason,
+    #[error("the role {0} cannot be given")]
+    RoleNotGiven(&'static str),
+    #[error("an admin cannot block or demote themselves")]
+    OwnAccount,
+    #[error("this API key already exists")]
+    KeyExists,
+    #[error("no such API key")]
+    NoSuchKey,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -157,6 +210,14 @@ pub struct User {
     pub language: Language,
     /// The personal data was erased (and nothing new given since).
     pub erased: bool,
+    /// The role an admin gave, overriding the one in the user's tokens.
+    #[serde(default)]
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub blocked: bool,
+    /// Set when the user is a service client's API key.
+    #[serde(default)]
+    pub api_key: Option<super::admin::ApiKeyState>,
 }
 
 impl Aggregate for User {
@@ -202,6 +263,11 @@ impl Aggregate for User {
                 sink.write(UserEvent::PersonalDataErased { user_id }, self)
                     .await;
             }
+            UserCommand::Admin(command) => {
+                if let Some(event) = super::admin::decide(self, command)? {
+                    sink.write(event, self).await;
+                }
+            }
         }
         Ok(())
     }
@@ -226,6 +292,7 @@ impl Aggregate for User {
                 self.phone = None;
                 self.erased = true;
             }
+            other => super::admin::apply(self, other),
         }
     }
 }

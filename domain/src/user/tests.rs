@@ -143,3 +143,148 @@ fn sealed_values_serialize_as_plain_strings() {
     assert_eq!(json["ProfileUpdated"]["name"], "x1:abc");
     assert_eq!(json["ProfileUpdated"]["language"], "ru");
 }
+
+mod admin {
+    use super::*;
+    use crate::actor::Role;
+    use crate::user::{AdminCommand, Reason};
+
+    fn admin_id() -> Uuid {
+        Uuid::from_u128(0xAD)
+    }
+
+    fn reason(s: &str) -> Reason {
+        Reason::parse(s).unwrap()
+    }
+
+    fn block() -> UserCommand {
+        UserCommand::Admin(AdminCommand::Block {
+            user_id: user_id(),
+            reason: reason("fraud"),
+            by: admin_id(),
+        })
+    }
+
+    fn blocked() -> UserEvent {
+        UserEvent::UserBlocked {
+            user_id: user_id(),
+            reason: "fraud".into(),
+            by: admin_id(),
+        }
+    }
+
+    #[test]
+    fn reasons_are_required_and_bounded() {
+        assert!(Reason::parse("  ").is_err());
+        assert!(Reason::parse(&"x".repeat(501)).is_err());
+        assert_eq!(Reason::parse(" spam ").unwrap().as_str(), "spam");
+    }
+
+    #[test]
+    fn blocking_records_the_admin_and_the_reason() {
+        UserTest::with(())
+            .given_no_previous_events()
+            .when(block())
+            .then_expect_events(vec![blocked()]);
+    }
+
+    #[test]
+    fn blocking_a_blocked_user_writes_nothing() {
+        UserTest::with(())
+            .given(vec![blocked()])
+            .when(block())
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn unblocking_only_a_blocked_user() {
+        let unblock = || {
+            UserCommand::Admin(AdminCommand::Unblock {
+                user_id: user_id(),
+                reason: reason("appeal"),
+                by: admin_id(),
+            })
+        };
+        UserTest::with(())
+            .given_no_previous_events()
+            .when(unblock())
+            .then_expect_events(vec![]);
+        UserTest::with(())
+            .given(vec![blocked()])
+            .when(unblock())
+            .then_expect_events(vec![UserEvent::UserUnblocked {
+                user_id: user_id(),
+                reason: "appeal".into(),
+                by: admin_id(),
+            }]);
+    }
+
+    #[test]
+    fn an_admin_cannot_block_themselves() {
+        UserTest::with(())
+            .given_no_previous_events()
+            .when(UserCommand::Admin(AdminCommand::Block {
+                user_id: admin_id(),
+                reason: reason("oops"),
+                by: admin_id(),
+            }))
+            .then_expect_error(UserError::OwnAccount);
+    }
+
+    #[test]
+    fn the_system_role_is_never_given() {
+        UserTest::with(())
+            .given_no_previous_events()
+            .when(UserCommand::Admin(AdminCommand::ChangeRole {
+                user_id: user_id(),
+                role: Role::System,
+                reason: reason("x"),
+                by: admin_id(),
+            }))
+            .then_expect_error(UserError::RoleNotGiven("system"));
+    }
+
+    #[test]
+    fn a_revoked_key_stays_revoked_and_a_key_is_issued_once() {
+        let issued = UserEvent::ApiKeyIssued {
+            user_id: user_id(),
+            name: "pms".into(),
+            role: Role::Analyst,
+            listing_ids: None,
+            key_hash: "ab".into(),
+            reason: "sync".into(),
+            by: admin_id(),
+        };
+        let revoke = || {
+            UserCommand::Admin(AdminCommand::RevokeApiKey {
+                key_id: user_id(),
+                reason: reason("leaked"),
+                by: admin_id(),
+            })
+        };
+        UserTest::with(())
+            .given(vec![issued.clone()])
+            .when(revoke())
+            .then_expect_events(vec![UserEvent::ApiKeyRevoked {
+                user_id: user_id(),
+                reason: "leaked".into(),
+                by: admin_id(),
+            }]);
+        UserTest::with(())
+            .given_no_previous_events()
+            .when(revoke())
+            .then_expect_error(UserError::NoSuchKey);
+        UserTest::with(())
+            .given(vec![issued])
+            .when(UserCommand::Admin(AdminCommand::IssueApiKey {
+                key_id: user_id(),
+                name: "again".into(),
+                role: Role::Host,
+                listing_ids: None,
+                key_hash: "cd".into(),
+                reason: reason("x"),
+                by: admin_id(),
+            }))
+            .then_expect_error(UserError::KeyExists);
+    }
+}

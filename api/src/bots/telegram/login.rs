@@ -80,6 +80,7 @@ pub struct TokenView {
 #[utoipa::path(post, path = "/api/v1/auth/telegram", tag = "users",
     request_body(content = Object, description = "The widget's fields as it gave them"),
     responses((status = 200, body = TokenView), (status = 401, body = Problem),
+        (status = 403, body = Problem, description = "`user_blocked`: an admin blocked the account"),
         (status = 404, body = Problem, description = "`bot_not_configured`: no Telegram bot here")))]
 #[tracing::instrument(skip_all)]
 pub async fn auth_telegram(
@@ -114,6 +115,9 @@ pub async fn auth_telegram(
         .guest(Channel::Telegram, &id, &id)
         .await
         .map_err(|e| ApiError::internal(e).into_response())?;
+    if state.access.is_blocked(user) {
+        return Err(ApiError::user_blocked().into_response());
+    }
     Ok(Json(TokenView {
         access_token: state.auth.mint(user, Role::Guest, ttl),
         token_type: "Bearer".into(),

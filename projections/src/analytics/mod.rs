@@ -140,10 +140,17 @@ fn apply_listing(set: &mut AnalyticsSet, e: &Decoded, event: &ListingEvent) {
                 b.to_position = Some(e.position);
             }
         }),
+        // Feed blocks arrive as DatesBlocked / DatesUnblocked; a moderation's effect as the
+        // ListingStatusChanged that follows it; a hold's new expiry changes no figure.
         ListingEvent::DatesReserved { .. }
         | ListingEvent::ReservationConfirmed { .. }
         | ListingEvent::DatesReleased { .. }
-        | ListingEvent::AccessUpdated { .. } => {}
+        | ListingEvent::AccessUpdated { .. }
+        | ListingEvent::CalendarFeedAdded { .. }
+        | ListingEvent::CalendarFeedRemoved { .. }
+        | ListingEvent::FeedConflictsChanged { .. }
+        | ListingEvent::ListingModerated { .. }
+        | ListingEvent::HoldExtended { .. } => {}
     }
 }
 

@@ -19,7 +19,8 @@ export ZHILEGO_API_UPSTREAMS
 export GATEWAY_HTTP_PORT=${GATEWAY_HTTP_PORT:-8088}
 export GATEWAY_HTTPS_PORT=${GATEWAY_HTTPS_PORT:-8443}
 export GATEWAY_CERT_DIR="$dir/certs" GATEWAY_CONF_DIR="$dir/conf.d" GATEWAY_RUN_DIR="$dir/run"
-vars='${ZHILEGO_API_UPSTREAMS} ${GATEWAY_HTTP_PORT} ${GATEWAY_HTTPS_PORT} ${GATEWAY_CERT_DIR} ${GATEWAY_CONF_DIR} ${GATEWAY_RUN_DIR}'
+export GATEWAY_ACCESS_LOG="${GATEWAY_ACCESS_LOG:-$dir/run/access.log}"
+vars='${ZHILEGO_API_UPSTREAMS} ${GATEWAY_HTTP_PORT} ${GATEWAY_HTTPS_PORT} ${GATEWAY_CERT_DIR} ${GATEWAY_CONF_DIR} ${GATEWAY_RUN_DIR} ${GATEWAY_ACCESS_LOG}'
 envsubst "$vars" < "$repo/deploy/nginx/templates/zhilego.conf.template" > "$dir/conf.d/zhilego.conf"
 envsubst "$vars" < "$repo/deploy/nginx/nginx.conf" > "$dir/nginx.conf"
 if [ ! -s "$dir/certs/privkey.pem" ]; then

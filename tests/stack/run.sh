@@ -96,6 +96,7 @@ for i in 1 2 3; do
     --cluster_name zhilego --cluster "nats://127.0.0.1:${nats_route[$i]}" --routes "$routes" \
     >"$work/logs/nats$i.log" 2>&1 &
   pids+=($!); echo "${pids[-1]}" > "$work/nats$i.pid"
+  disown  # check.py kills one on purpose; no job report for it
 done
 for i in 1 2 3; do wait_port "${nats_client[$i]}" 20; done
 nats_url="nats://127.0.0.1:${nats_client[1]},nats://127.0.0.1:${nats_client[2]},nats://127.0.0.1:${nats_client[3]}"
@@ -106,6 +107,7 @@ replica_url="postgres://postgres@127.0.0.1:$pg2/zhilego_read"
 export NATS_URL="$nats_url" ZHILEGO_NATS_REPLICAS=3
 export ZHILEGO_JWT_SECRET="stack-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export ZHILEGO_ENCRYPTION_KEY="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export ZHILEGO_AUDIT_SIGNING_KEY="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export ZHILEGO_TRUSTED_PROXIES=127.0.0.0/8 ZHILEGO_LOG_FORMAT=json RUST_LOG=warn
 # Payments are not what this test is about: the sandbox, allowed explicitly, on loopback.
 export KASPI_MODE=sandbox ZHILEGO_ALLOW_SANDBOX_PAYMENTS=1

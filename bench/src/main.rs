@@ -41,8 +41,8 @@
 //! What the modes share: [`harness`] (the backends to run, a scratch store, starting and
 //! stopping the service, the per-backend loop) and [`report`] (sections of rows, printed and
 //! written; percentiles, latencies, verdicts).
-mod audit;
 mod admin;
+mod audit;
 mod booking;
 mod bots;
 mod cpu;

@@ -32,8 +32,8 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
-pub mod calendar_feeds;
 pub mod admin;
+pub mod calendar_feeds;
 pub mod executor;
 pub mod holds;
 pub mod keeper;
@@ -46,8 +46,8 @@ pub mod stays;
 pub mod sweeper;
 
 pub use access::{access_window, stay_door_code, Access, AccessError, AccessPass, OutsideWindow};
-pub use calendar_feeds::{CalendarSync, FeedSyncConfig, FeedView};
 pub use admin::{api_key_hash, IssuedKey, API_KEY_PREFIX};
+pub use calendar_feeds::{CalendarSync, FeedSyncConfig, FeedView};
 pub use executor::{CommandError, Executed, StoreFailure};
 pub use holds::HoldCap;
 pub use keeper::{KeeperFindings, PaymentKeeper, ReconciliationReport};

@@ -565,13 +565,29 @@ async fn blocking(backend: Backend) {
     // A blocked Telegram user gets no token from the login widget.
     let login = |id: &str| {
         let auth_date = chrono::Utc::now().timestamp().to_string();
-        let fields = [("auth_date", auth_date.as_str()), ("first_name", "Гость"), ("id", id)];
+        let fields = [
+            ("auth_date", auth_date.as_str()),
+            ("first_name", "Гость"),
+            ("id", id),
+        ];
         let hash = zhilego_testkit::sign::telegram_login_hash(BOT_TOKEN, &fields);
         json!({"auth_date": auth_date.parse::<i64>().unwrap(), "first_name": "Гость",
                "id": id.parse::<i64>().unwrap(), "hash": hash})
     };
-    let refused = send(&app, Method::POST, "/api/v1/auth/telegram", &Auth::Anonymous, Some(&login("777001"))).await;
-    assert_eq!((refused.status, refused.body["code"].as_str()), (403, Some("user_blocked")), "{}", refused.body);
+    let refused = send(
+        &app,
+        Method::POST,
+        "/api/v1/auth/telegram",
+        &Auth::Anonymous,
+        Some(&login("777001")),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.body["code"].as_str()),
+        (403, Some("user_blocked")),
+        "{}",
+        refused.body
+    );
     // Unblocking restores access.
     let u = send(
         &app,
@@ -584,7 +600,14 @@ async fn blocking(backend: Backend) {
     assert_eq!(u.status, 200, "{}", u.body);
     assert_eq!(u.body["blocked"], false);
     assert_eq!(app.get("/api/v1/users/me", Some(&token)).await.0, 200);
-    let again = send(&app, Method::POST, "/api/v1/auth/telegram", &Auth::Anonymous, Some(&login("777001"))).await;
+    let again = send(
+        &app,
+        Method::POST,
+        "/api/v1/auth/telegram",
+        &Auth::Anonymous,
+        Some(&login("777001")),
+    )
+    .await;
     assert_eq!(again.status, 200, "{}", again.body);
     let replies = tg.say("/start").await;
     assert!(

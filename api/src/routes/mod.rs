@@ -1,11 +1,11 @@
 //! The HTTP surface: `/api/v1` (rate-limited, documented in the served OpenAPI document) and
 //! the operational endpoints.
-pub mod analytics;
-pub mod analytics_answer;
-pub mod audit;
 pub mod admin;
 pub mod admin_status;
+pub mod analytics;
+pub mod analytics_answer;
 pub mod api_keys;
+pub mod audit;
 pub mod bookings;
 pub mod calendar;
 pub mod calendar_feeds;

@@ -442,9 +442,19 @@ async fn auditors_page_filter_and_stream_history(backend: Backend, test: &str) {
         .to_str()
         .unwrap()
         .to_string();
-    let (_, tree) = app
-        .get(&format!("/api/v1/audit/correlations/{ours}"), Some(&token))
-        .await;
+    // The audit reads in commit-safe order: on PostgreSQL a new event shows once no older
+    // transaction on the server is still running.
+    let mut tree = Value::Null;
+    for _ in 0..100 {
+        let (status, t) = app
+            .get(&format!("/api/v1/audit/correlations/{ours}"), Some(&token))
+            .await;
+        tree = t;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(tree["inputs"][0]["id"], "req-audit-42", "{tree}");
     let (status, _) = app
         .get(

@@ -44,10 +44,11 @@ for m in "${modes[@]}"; do
         relay)   "$B" relay --database-url "$url" --pg-admin-url "$PG_ADMIN_URL" --nats-url "$NATS_URL" ;;
         lag)     "$B" lag --pg-admin-url "$PG_ADMIN_URL" --nats-url "$NATS_URL" ;;
         rebuild) "$B" rebuild --database-url "$url" --pg-admin-url "$PG_ADMIN_URL" ;;
+        audit) "$B" audit --pg-admin-url "$PG_ADMIN_URL" ;;
         booking) "$B" booking --pg-admin-url "$PG_ADMIN_URL" ;;
         payments) "$B" payments --pg-admin-url "$PG_ADMIN_URL" ;;
         bots)    "$B" bots --pg-admin-url "$PG_ADMIN_URL" ;;
         admin)   "$B" admin --pg-admin-url "$PG_ADMIN_URL" ;;
-        *) echo "unknown mode $m (search, relay, lag, rebuild, booking, payments, bots, admin)" >&2; exit 2 ;;
+        *) echo "unknown mode $m (search, relay, lag, rebuild, booking, payments, bots, audit, admin)" >&2; exit 2 ;;
     esac
 done

@@ -546,8 +546,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     key,
                 },
         } => {
-            let note = std::fs::read_to_string(&file)
+            let mut note = std::fs::read_to_string(&file)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            // A copy that lost the note's final newline (shell tools strip it) is still the
+            // note: the signature covers the text before the signature line.
+            if !note.ends_with('\n') {
+                note.push('\n');
+            }
             let verifier = trusted_key(&settings, key.as_deref())?;
             let db = open_database(&settings).await?;
             let bar = progress_bar("verify")?;

@@ -38,7 +38,7 @@ pub trait Nodes {
 /// The tree hash of leaves `[start, end)` (a range the RFC's recursion visits).
 fn range_hash(nodes: &impl Nodes, start: u64, end: u64) -> Hash {
     let n = end - start;
-    if n.is_power_of_two() && start % n == 0 {
+    if n.is_power_of_two() && start.is_multiple_of(n) {
         return nodes.node(n.trailing_zeros(), start / n);
     }
     let k = split(n);

@@ -291,11 +291,10 @@ fn encode(hashes: &[Hash]) -> Vec<String> {
 }
 
 async fn default_size(tree: &Tree) -> Result<u64, QueryError> {
-    Ok(tree
-        .latest_checkpoint()
+    tree.latest_checkpoint()
         .await?
         .map(|c| c.tree_size)
-        .ok_or(QueryError::NotFound("checkpoint"))?)
+        .ok_or(QueryError::NotFound("checkpoint"))
 }
 
 /// The inclusion proof of the event at `position`.

@@ -42,7 +42,8 @@ pub struct CheckpointReport {
     pub checked_events: u64,
     /// The tree's verdict: `None` when the store reproduces the checkpoint's root.
     pub tree: Option<TreeBreak>,
-    /// Every aggregate's hash chain (all events, also those after the checkpoint).
+    /// Every aggregate's hash chain, checked in commit order (all events, also those after
+    /// the checkpoint).
     pub chains: VerifyReport,
     /// The first position that does not match, of the tree and the chains.
     pub first_bad_position: Option<i64>,
@@ -50,6 +51,32 @@ pub struct CheckpointReport {
 
 /// Reading batch.
 const BATCH: i64 = 5000;
+
+/// What one pass has computed so far.
+#[derive(Default)]
+struct Work {
+    /// (position, leaf hash) of the events the checkpoint covers, in commit order.
+    leaves: Vec<(i64, Hash)>,
+    frontier: Frontier,
+    chains: store::history::ChainCheck,
+    seen: u64,
+}
+
+impl Work {
+    fn take(&mut self, events: &[store::StoredEvent], size: u64) {
+        let mut completed = Vec::new();
+        for e in events {
+            if (self.leaves.len() as u64) < size {
+                let h = leaf_hash(e);
+                self.frontier.push(h, &mut completed);
+                completed.clear();
+                self.leaves.push((e.position, h));
+            }
+            self.chains.step(e);
+            self.seen += 1;
+        }
+    }
+}
 
 /// Checks the store against the signed checkpoint `note` (its text as served); `progress`
 /// hears (events done, events to do).
@@ -61,30 +88,58 @@ pub async fn against_checkpoint(
 ) -> Result<CheckpointReport, VerifyError> {
     let signed = verifier.open(note)?;
     let size = signed.checkpoint.tree_size;
-    let mut leaves: Vec<(i64, Hash)> = Vec::with_capacity(size.min(10_000_000) as usize);
-    let mut frontier = Frontier::default();
-    let mut ignored = Vec::new();
+    let total = history::event_count(db).await?.max(0) as u64;
+    // One pass in commit order: the leaves of the first `size` events, and every chain. The
+    // next batch is read while the last one is hashed on another thread.
+    let mut work = Work::default();
     let mut at = Checkpoint::default();
-    while (leaves.len() as u64) < size {
-        let want = BATCH.min((size - leaves.len() as u64) as i64);
-        let events = history::events_after(db, at, want).await?;
+    let mut pending: Option<tokio::task::JoinHandle<Work>> = None;
+    loop {
+        let next = history::events_after(db, at, BATCH);
+        let (events, done) = match pending.take() {
+            Some(hashing) => {
+                let (events, done) = tokio::join!(next, hashing);
+                (
+                    events?,
+                    Some(done.map_err(|source| StoreError::Task {
+                        task: "hashing",
+                        source,
+                    })?),
+                )
+            }
+            None => (next.await?, None),
+        };
+        if let Some(done) = done {
+            work = done;
+            progress(work.seen, total.max(size));
+        }
         let Some(last) = events.last() else { break };
         at = last.checkpoint();
-        for e in &events {
-            let h = leaf_hash(e);
-            frontier.push(h, &mut ignored);
-            ignored.clear();
-            leaves.push((e.position, h));
-        }
-        progress(leaves.len() as u64, size);
+        let mut batch = std::mem::take(&mut work);
+        pending = Some(tokio::task::spawn_blocking(move || {
+            batch.take(&events, size);
+            batch
+        }));
     }
+    if let Some(hashing) = pending {
+        work = hashing.await.map_err(|source| StoreError::Task {
+            task: "hashing",
+            source,
+        })?;
+    }
+    let Work {
+        leaves,
+        frontier,
+        chains,
+        ..
+    } = work;
     let tree = if leaves.len() as u64 == size && frontier.root() == signed.checkpoint.root_hash {
         None
     } else {
         Some(locate(db, &leaves, size, &signed.checkpoint.root_hash).await?)
     };
     metrics::counter!("zhilego_audit_verifications_total").increment(1);
-    let chains = history::verify(db).await?;
+    let chains = chains.finish();
     let first_bad_position = tree
         .as_ref()
         .map(|t| t.position)

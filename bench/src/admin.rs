@@ -50,7 +50,10 @@ fn typed(i: usize) -> String {
 }
 
 pub async fn run(args: AdminArgs) -> Result<()> {
-    anyhow::ensure!(args.users > 0 && args.searches > 0, "--users and --searches must be positive");
+    anyhow::ensure!(
+        args.users > 0 && args.searches > 0,
+        "--users and --searches must be positive"
+    );
     let bin = zhilego_binary(args.common.zhilego_bin.as_deref())?;
     let mut report = Report::new("admin benchmark (phone search)");
     report.line(format!(
@@ -87,11 +90,24 @@ async fn run_backend(args: &AdminArgs, bin: &Path, backend: Backend) -> Result<O
     Ok(Outcome::Measured(section))
 }
 
-async fn measure(args: &AdminArgs, bin: &Path, backend: Backend, scratch: &Scratch) -> Result<Section> {
-    let server = harness::start(bin, scratch.env.clone(), scratch.log(), None, "giving users their phones").await?;
+async fn measure(
+    args: &AdminArgs,
+    bin: &Path,
+    backend: Backend,
+    scratch: &Scratch,
+) -> Result<Section> {
+    let server = harness::start(
+        bin,
+        scratch.env.clone(),
+        scratch.log(),
+        None,
+        "giving users their phones",
+    )
+    .await?;
     let result = exercise(args, &server, backend, &scratch.store).await;
     let stopped = harness::stop(server).await;
-    let mut section = result.with_context(|| format!("service log: {}", scratch.log().display()))?;
+    let mut section =
+        result.with_context(|| format!("service log: {}", scratch.log().display()))?;
     section.row("service:", &stopped.how);
     Ok(section)
 }
@@ -155,7 +171,10 @@ async fn exercise(
             break;
         }
         if caught_up.elapsed() > Duration::from_secs(300) {
-            bail!("the user directory did not reach position {last}: {}", res.status());
+            bail!(
+                "the user directory did not reach position {last}: {}",
+                res.status()
+            );
         }
     }
     let lag = caught_up.elapsed();
@@ -177,15 +196,27 @@ async fn exercise(
     let pick = |n: usize| (n.wrapping_mul(2_654_435_761) ^ (n >> 3)) % args.users;
     // Warm-up, then the searches, each checked.
     for n in 0..100.min(args.searches) {
-        time(format!("{base}/api/v1/users?phone={}", urlencoded(&typed(pick(n))))).await?;
+        time(format!(
+            "{base}/api/v1/users?phone={}",
+            urlencoded(&typed(pick(n)))
+        ))
+        .await?;
     }
     let mut search_us = Vec::with_capacity(args.searches);
     for n in 0..args.searches {
         let i = pick(n + 7);
-        let (us, body) = time(format!("{base}/api/v1/users?phone={}", urlencoded(&typed(i)))).await?;
+        let (us, body) = time(format!(
+            "{base}/api/v1/users?phone={}",
+            urlencoded(&typed(i))
+        ))
+        .await?;
         let items = body["items"].as_array().context("no items")?;
         if items.len() != 1 || items[0]["id"] != ids[i].to_string() {
-            bail!("searching {} found {body} instead of user {}", typed(i), ids[i]);
+            bail!(
+                "searching {} found {body} instead of user {}",
+                typed(i),
+                ids[i]
+            );
         }
         search_us.push(us);
     }
@@ -204,17 +235,23 @@ async fn exercise(
     }
     let p99 = ms(pct(&search_us, 99.0));
     let mut s = Section::new(backend.name(), store, 26);
-    s.row("users given a phone:", format!(
-        "{} in {:.1} s ({:.0}/s); directory caught up {:.1} s later",
-        args.users,
-        seeding.as_secs_f64(),
-        per_second(args.users, seeding),
-        lag.as_secs_f64()
-    ));
+    s.row(
+        "users given a phone:",
+        format!(
+            "{} in {:.1} s ({:.0}/s); directory caught up {:.1} s later",
+            args.users,
+            seeding.as_secs_f64(),
+            per_second(args.users, seeding),
+            lag.as_secs_f64()
+        ),
+    );
     s.row("phone search:", latency_line(&search_us));
     s.row("anchor GET /healthz:", latency_line(&health_us));
     s.row("anchor users?limit=1:", latency_line(&page_us));
-    s.row("goal p99 < 10 ms:", format!("{p99:.1} ms, {}", verdict(p99 < GOAL_P99_MS)));
+    s.row(
+        "goal p99 < 10 ms:",
+        format!("{p99:.1} ms, {}", verdict(p99 < GOAL_P99_MS)),
+    );
     Ok(s)
 }
 

@@ -565,13 +565,29 @@ async fn blocking(backend: Backend) {
     // A blocked Telegram user gets no token from the login widget.
     let login = |id: &str| {
         let auth_date = chrono::Utc::now().timestamp().to_string();
-        let fields = [("auth_date", auth_date.as_str()), ("first_name", "Гость"), ("id", id)];
+        let fields = [
+            ("auth_date", auth_date.as_str()),
+            ("first_name", "Гость"),
+            ("id", id),
+        ];
         let hash = zhilego_testkit::sign::telegram_login_hash(BOT_TOKEN, &fields);
         json!({"auth_date": auth_date.parse::<i64>().unwrap(), "first_name": "Гость",
                "id": id.parse::<i64>().unwrap(), "hash": hash})
     };
-    let refused = send(&app, Method::POST, "/api/v1/auth/telegram", &Auth::Anonymous, Some(&login("777001"))).await;
-    assert_eq!((refused.status, refused.body["code"].as_str()), (403, Some("user_blocked")), "{}", refused.body);
+    let refused = send(
+        &app,
+        Method::POST,
+        "/api/v1/auth/telegram",
+        &Auth::Anonymous,
+        Some(&login("777001")),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.body["code"].as_str()),
+        (403, Some("user_blocked")),
+        "{}",
+        refused.body
+    );
     // Unblocking restores access.
     let u = send(
         &app,
@@ -584,7 +600,14 @@ async fn blocking(backend: Backend) {
     assert_eq!(u.status, 200, "{}", u.body);
     assert_eq!(u.body["blocked"], false);
     assert_eq!(app.get("/api/v1/users/me", Some(&token)).await.0, 200);
-    let again = send(&app, Method::POST, "/api/v1/auth/telegram", &Auth::Anonymous, Some(&login("777001"))).await;
+    let again = send(
+        &app,
+        Method::POST,
+        "/api/v1/auth/telegram",
+        &Auth::Anonymous,
+        Some(&login("777001")),
+    )
+    .await;
     assert_eq!(again.status, 200, "{}", again.body);
     let replies = tg.say("/start").await;
     assert!(
@@ -990,4 +1013,71 @@ async fn moderation_and_booking_overrides_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moderation_and_booking_overrides_postgres() {
     moderation(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_are_documented_with_problem_json_errors() {
+    let Some(app) = spawn_app(Backend::Sqlite, "admin_openapi").await else {
+        return;
+    };
+    let (status, doc) = app.get("/api/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    for (path, method) in [
+        ("/api/v1/users", "get"),
+        ("/api/v1/users/{id}", "get"),
+        ("/api/v1/users/{id}", "patch"),
+        ("/api/v1/users/{id}/block", "post"),
+        ("/api/v1/users/{id}/unblock", "post"),
+        ("/api/v1/listings/{id}/moderation", "post"),
+        ("/api/v1/bookings/{id}/hold-extension", "post"),
+        ("/api/v1/api-keys", "post"),
+        ("/api/v1/api-keys", "get"),
+        ("/api/v1/api-keys/{id}", "delete"),
+        ("/api/v1/admin/status", "get"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} missing from the document");
+        let responses = op["responses"].as_object().unwrap();
+        for code in ["401", "403"] {
+            assert!(responses.contains_key(code), "{method} {path}: no {code}");
+        }
+        for (code, r) in responses {
+            if code.starts_with('4') || code.starts_with('5') {
+                assert!(
+                    r["content"]["application/problem+json"].is_object(),
+                    "{method} {path} {code}: not problem+json: {r}"
+                );
+            }
+        }
+    }
+    // The dashboard: its page and assets from the binary, under a strict policy.
+    let res = app.client.get(app.url("/admin/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = res.text().await.unwrap();
+    assert!(
+        page.contains("/admin/app.js") && !page.contains("http://") && !page.contains("https://"),
+        "no outside assets"
+    );
+    for asset in ["/admin/app.js", "/admin/app.css"] {
+        let res = app.client.get(app.url(asset)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{asset}");
+        let text = res.text().await.unwrap();
+        assert!(
+            !text.contains("https://") && !text.contains("//cdn"),
+            "{asset} reaches outside"
+        );
+    }
+    app.finish().await;
 }

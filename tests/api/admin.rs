@@ -421,6 +421,14 @@ async fn blocking(backend: Backend) {
         .await;
     assert_eq!(status, 201, "{held}");
     let booking = held["id"].as_str().unwrap().to_string();
+    let (status, payment) = app
+        .post(
+            &format!("/api/v1/bookings/{booking}/payment"),
+            &token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{payment}");
     let (status, _) = app
         .get(
             &format!("/api/v1/users?min_position={}", held["position"]),
@@ -631,6 +639,19 @@ async fn blocking(backend: Backend) {
         assert_eq!(e.payload[kind]["reason"], reason);
         assert_eq!(e.payload[kind]["by"], admin_id.to_string());
     }
+    // The admin sees the account's bookings and payments.
+    let (status, detail) = app
+        .get(
+            &format!("/api/v1/users/{guest}?min_position={}", u.body["position"]),
+            Some(&admin_token(&admin)),
+        )
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["bookings"][0]["id"], booking.as_str(), "{detail}");
+    assert_eq!(
+        detail["payments"][0]["payment_id"], payment["payment_id"],
+        "{detail}"
+    );
     let cancelled = events
         .iter()
         .find(|e| e.event_type == "BookingCancelled" && e.aggregate_id == booking)

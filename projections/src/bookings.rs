@@ -521,6 +521,24 @@ impl BookingsProjection {
         fetch_all(db, &sql, &[Arg::Int(limit)]).await
     }
 
+    /// The payments of these bookings.
+    pub async fn payments_of(
+        db: &Database,
+        bookings: &[Uuid],
+    ) -> Result<Vec<PaymentRow>, StoreError> {
+        if bookings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=bookings.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "{} WHERE booking_id IN ({}) ORDER BY created_at DESC",
+            PAYMENT_LIST.select(),
+            marks.join(", ")
+        );
+        let args: Vec<Arg> = bookings.iter().map(|b| Arg::Id(*b)).collect();
+        fetch_all(db, &sql, &args).await
+    }
+
     /// The guest's bookings whose hold runs past `now`, whatever their status, each with
     /// whether it is still held unpaid (the hold cap counts those).
     pub async fn running_holds(

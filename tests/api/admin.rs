@@ -421,6 +421,14 @@ async fn blocking(backend: Backend) {
         .await;
     assert_eq!(status, 201, "{held}");
     let booking = held["id"].as_str().unwrap().to_string();
+    let (status, payment) = app
+        .post(
+            &format!("/api/v1/bookings/{booking}/payment"),
+            &token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{payment}");
     let (status, _) = app
         .get(
             &format!("/api/v1/users?min_position={}", held["position"]),
@@ -631,6 +639,19 @@ async fn blocking(backend: Backend) {
         assert_eq!(e.payload[kind]["reason"], reason);
         assert_eq!(e.payload[kind]["by"], admin_id.to_string());
     }
+    // The admin sees the account's bookings and payments.
+    let (status, detail) = app
+        .get(
+            &format!("/api/v1/users/{guest}?min_position={}", u.body["position"]),
+            Some(&admin_token(&admin)),
+        )
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["bookings"][0]["id"], booking.as_str(), "{detail}");
+    assert_eq!(
+        detail["payments"][0]["payment_id"], payment["payment_id"],
+        "{detail}"
+    );
     let cancelled = events
         .iter()
         .find(|e| e.event_type == "BookingCancelled" && e.aggregate_id == booking)
@@ -1013,4 +1034,71 @@ async fn moderation_and_booking_overrides_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moderation_and_booking_overrides_postgres() {
     moderation(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_are_documented_with_problem_json_errors() {
+    let Some(app) = spawn_app(Backend::Sqlite, "admin_openapi").await else {
+        return;
+    };
+    let (status, doc) = app.get("/api/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    for (path, method) in [
+        ("/api/v1/users", "get"),
+        ("/api/v1/users/{id}", "get"),
+        ("/api/v1/users/{id}", "patch"),
+        ("/api/v1/users/{id}/block", "post"),
+        ("/api/v1/users/{id}/unblock", "post"),
+        ("/api/v1/listings/{id}/moderation", "post"),
+        ("/api/v1/bookings/{id}/hold-extension", "post"),
+        ("/api/v1/api-keys", "post"),
+        ("/api/v1/api-keys", "get"),
+        ("/api/v1/api-keys/{id}", "delete"),
+        ("/api/v1/admin/status", "get"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} missing from the document");
+        let responses = op["responses"].as_object().unwrap();
+        for code in ["401", "403"] {
+            assert!(responses.contains_key(code), "{method} {path}: no {code}");
+        }
+        for (code, r) in responses {
+            if code.starts_with('4') || code.starts_with('5') {
+                assert!(
+                    r["content"]["application/problem+json"].is_object(),
+                    "{method} {path} {code}: not problem+json: {r}"
+                );
+            }
+        }
+    }
+    // The dashboard: its page and assets from the binary, under a strict policy.
+    let res = app.client.get(app.url("/admin/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = res.text().await.unwrap();
+    assert!(
+        page.contains("/admin/app.js") && !page.contains("http://") && !page.contains("https://"),
+        "no outside assets"
+    );
+    for asset in ["/admin/app.js", "/admin/app.css"] {
+        let res = app.client.get(app.url(asset)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{asset}");
+        let text = res.text().await.unwrap();
+        assert!(
+            !text.contains("https://") && !text.contains("//cdn"),
+            "{asset} reaches outside"
+        );
+    }
+    app.finish().await;
 }

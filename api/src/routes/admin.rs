@@ -200,6 +200,9 @@ pub struct AdminUserDetail {
     pub erased: bool,
     /// The newest 20 bookings as guest.
     pub bookings: Vec<BookingItem>,
+    /// The payments of those bookings.
+    #[schema(value_type = Vec<Object>)]
+    pub payments: Vec<projections::PaymentRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
 }
@@ -218,9 +221,13 @@ async fn detail(
         None => known(state, id).await?,
     };
     let profile = state.commands.profile(id).await?;
-    let bookings =
-        BookingsProjection::list(state.reads.query_db(), BookingFilter::Guest(id), None, 20)
-            .await?;
+    let reads = state
+        .reads
+        .consistent(&state.reads.bookings, position, state.settings.read_wait)
+        .await?;
+    let bookings = BookingsProjection::list(reads, BookingFilter::Guest(id), None, 20).await?;
+    let booking_ids: Vec<Uuid> = bookings.iter().map(|b| b.booking_id).collect();
+    let payments = BookingsProjection::payments_of(reads, &booking_ids).await?;
     let mut user = AdminUserView::of(&row, None);
     if row.kind == "api_key" {
         user.name = row.name.clone();
@@ -235,12 +242,20 @@ async fn detail(
         phone: profile.phone,
         erased: profile.erased,
         bookings: bookings.into_iter().map(BookingItem::from).collect(),
+        payments,
         position,
     })
 }
 
-/// One account (admin): role, block, profile, newest bookings.
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "admin", params(("id" = Uuid, Path)),
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DetailQuery {
+    /// Wait (bounded) until the directory and the bookings reflect this position.
+    pub min_position: Option<i64>,
+}
+
+/// One account (admin): role, block, profile, newest bookings and their payments.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "admin", params(("id" = Uuid, Path), DetailQuery),
     responses((status = 200, body = AdminUserDetail), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -249,9 +264,12 @@ pub async fn get_user(
     State(state): State<AppState>,
     principal: Principal,
     IdPath(id): IdPath<Uuid>,
+    ValidQuery(q): ValidQuery<DetailQuery>,
 ) -> Result<Json<AdminUserDetail>, ApiError> {
     principal.require(&[Role::Admin])?;
-    Ok(Json(detail(&state, id, None).await?))
+    let mut view = detail(&state, id, q.min_position).await?;
+    view.position = None;
+    Ok(Json(view))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -75,6 +75,40 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Error answers are `application/problem+json` (see [`crate::error`]): the document says so
+/// for every 4xx and 5xx a route declares with a body (applied once the routes are merged in).
+struct ProblemJson;
+
+impl utoipa::Modify for ProblemJson {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                for (code, response) in op.responses.responses.iter_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    if !(code.starts_with('4') || code.starts_with('5')) {
+                        continue;
+                    }
+                    if let Some(content) = response.content.shift_remove("application/json") {
+                        response
+                            .content
+                            .insert("application/problem+json".to_string(), content);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -94,6 +128,8 @@ pub fn router(state: AppState) -> Router {
         .merge(admin_status::routes())
         .merge(crate::bots::telegram::login::routes())
         .split_for_parts();
+    let mut doc = doc;
+    utoipa::Modify::modify(&ProblemJson, &mut doc);
     let doc_json = doc.clone();
     let api = api
         .route(

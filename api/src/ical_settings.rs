@@ -6,7 +6,12 @@ use std::time::Duration;
 
 /// A duration as operators write it: `900` (seconds), `500ms`, `30s`, `15m`, `1h`.
 fn duration(key: &'static str, raw: &str) -> Result<Duration, SettingsError> {
-    let bad = || SettingsError::Invalid(key, format!("{raw:?}: expected e.g. 900, 30s, 15m, 1h or 500ms"));
+    let bad = || {
+        SettingsError::Invalid(
+            key,
+            format!("{raw:?}: expected e.g. 900, 30s, 15m, 1h or 500ms"),
+        )
+    };
     let (number, unit_ms) = if let Some(n) = raw.strip_suffix("ms") {
         (n, 1)
     } else if let Some(n) = raw.strip_suffix('s') {
@@ -19,7 +24,10 @@ fn duration(key: &'static str, raw: &str) -> Result<Duration, SettingsError> {
         (raw, 1_000)
     };
     let n: u64 = number.trim().parse().map_err(|_| bad())?;
-    let ms = n.checked_mul(unit_ms).filter(|ms| *ms > 0).ok_or_else(bad)?;
+    let ms = n
+        .checked_mul(unit_ms)
+        .filter(|ms| *ms > 0)
+        .ok_or_else(bad)?;
     Ok(Duration::from_millis(ms))
 }
 
@@ -28,7 +36,10 @@ fn positive(key: &'static str, raw: Option<String>, default: u64) -> Result<u64,
         None => Ok(default),
         Some(s) => match s.parse::<u64>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(SettingsError::Invalid(key, format!("{s:?} is not a positive number"))),
+            _ => Err(SettingsError::Invalid(
+                key,
+                format!("{s:?} is not a positive number"),
+            )),
         },
     }
 }
@@ -59,8 +70,12 @@ pub fn from_values(get: &dyn Fn(&str) -> Option<String>) -> Result<FeedSyncConfi
     let too_large = |key| SettingsError::Invalid(key, "too large".into());
     Ok(FeedSyncConfig {
         interval,
-        concurrency: usize::try_from(positive("ZHILEGO_ICAL_CONCURRENCY", get("ZHILEGO_ICAL_CONCURRENCY"), 32)?)
-            .map_err(|_| too_large("ZHILEGO_ICAL_CONCURRENCY"))?,
+        concurrency: usize::try_from(positive(
+            "ZHILEGO_ICAL_CONCURRENCY",
+            get("ZHILEGO_ICAL_CONCURRENCY"),
+            32,
+        )?)
+        .map_err(|_| too_large("ZHILEGO_ICAL_CONCURRENCY"))?,
         fetch: FetchLimits {
             timeout: Duration::from_millis(positive(
                 "ZHILEGO_ICAL_TIMEOUT_MS",
@@ -76,7 +91,10 @@ pub fn from_values(get: &dyn Fn(&str) -> Option<String>) -> Result<FeedSyncConfi
             max_redirects: match get("ZHILEGO_ICAL_MAX_REDIRECTS") {
                 None => defaults.max_redirects,
                 Some(s) => s.parse().map_err(|_| {
-                    SettingsError::Invalid("ZHILEGO_ICAL_MAX_REDIRECTS", format!("{s:?} is not a number"))
+                    SettingsError::Invalid(
+                        "ZHILEGO_ICAL_MAX_REDIRECTS",
+                        format!("{s:?} is not a number"),
+                    )
                 })?,
             },
             allow_private,

@@ -15,6 +15,7 @@
 //! $B bots                              # Telegram/WhatsApp bots: reply time, taps to a paid booking
 //! $B seed --listings 0 --bookings 0 --database-url URL --total-events 1000000
 //! $B rebuild --database-url URL        # `zhilego projections rebuild all`, events/s
+//! $B ical                              # 5,000 calendar feeds synced by the background sync
 //! $B drop --database-url URL           # drops a kept store and its `_read` database
 //! ```
 //!
@@ -30,6 +31,8 @@
 //!   confirmed through the sandbox's payment page, on SQLite and PostgreSQL.
 //! - `bots` ([`bots`]): many Telegram and WhatsApp guests at once from `/start` to a paid
 //!   booking through the webhooks, against fake Bot and Twilio APIs: reply time, taps, rates.
+//! - `ical` ([`ical`]): 5,000 iCal feeds served locally, added through the API, then moved
+//!   upstream and synced by the service's background sync (goal < 60 s).
 //! - `rebuild` ([`rebuild`]): `zhilego projections rebuild all` over ≥ 1,000,000 events.
 //!
 //! `cargo run -p zhilego-bench` does not build the `zhilego` binary; the bench looks for it
@@ -42,6 +45,7 @@ mod booking;
 mod bots;
 mod cpu;
 mod harness;
+mod ical;
 mod lag;
 mod load;
 mod payments;
@@ -93,6 +97,8 @@ enum Mode {
     Bots(bots::BotsArgs),
     /// Rebuild time of every projection over a large store.
     Rebuild(rebuild::RebuildArgs),
+    /// Calendar feeds: 5,000 feeds served locally, added, then synced by the background sync.
+    Ical(ical::IcalArgs),
     /// Drop a store database kept by `seed` and its `<name>_read` database.
     Drop(DropArgs),
 }
@@ -133,6 +139,7 @@ async fn main() {
         Some(Mode::Payments(args)) => payments::run(args).await,
         Some(Mode::Bots(args)) => bots::run(args).await,
         Some(Mode::Rebuild(args)) => rebuild::run(args).await,
+        Some(Mode::Ical(args)) => ical::run(args).await,
         Some(Mode::Drop(args)) => drop_store(args).await,
     };
     if let Err(e) = result {

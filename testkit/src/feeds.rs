@@ -46,25 +46,41 @@ pub struct FakeFeeds {
 
 fn etag_of(body: &str) -> String {
     use sha2::Digest;
-    format!("\"{}\"", hex::encode(&sha2::Sha256::digest(body.as_bytes())[..8]))
+    format!(
+        "\"{}\"",
+        hex::encode(&sha2::Sha256::digest(body.as_bytes())[..8])
+    )
 }
 
-async fn serve(State(fake): State<FakeFeeds>, Path(path): Path<String>, headers: HeaderMap) -> Response {
+async fn serve(
+    State(fake): State<FakeFeeds>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let feed = {
         let mut inner = fake.lock();
-        inner.hits.entry(path.clone()).or_default().push(Instant::now());
+        inner
+            .hits
+            .entry(path.clone())
+            .or_default()
+            .push(Instant::now());
         inner.feeds.get(&path).cloned()
     };
     let calendar = |body: String, fake: &FakeFeeds| {
         let etag = etag_of(&body);
-        let asked = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+        let asked = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok());
         if asked == Some(etag.as_str()) {
             *fake.lock().not_modified.entry(path.clone()).or_default() += 1;
             return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
         }
         (
             [
-                (header::CONTENT_TYPE, "text/calendar; charset=utf-8".to_string()),
+                (
+                    header::CONTENT_TYPE,
+                    "text/calendar; charset=utf-8".to_string(),
+                ),
                 (header::ETAG, etag),
             ],
             body,
@@ -190,7 +206,10 @@ fn line(out: &mut String, text: &str) {
 pub fn airbnb(stays: &[Stay]) -> String {
     let mut out = String::new();
     line(&mut out, "BEGIN:VCALENDAR");
-    line(&mut out, "PRODID;X-RICAL-TZSOURCE=TZINFO:-//Airbnb Inc//Hosting Calendar 0.8.8//EN");
+    line(
+        &mut out,
+        "PRODID;X-RICAL-TZSOURCE=TZINFO:-//Airbnb Inc//Hosting Calendar 0.8.8//EN",
+    );
     line(&mut out, "CALSCALE:GREGORIAN");
     line(&mut out, "VERSION:2.0");
     for (i, s) in stays.iter().enumerate() {
@@ -244,7 +263,10 @@ pub fn booking_com(stays: &[Stay], timed: &[Stay]) -> String {
         line(&mut out, "BEGIN:VEVENT");
         line(&mut out, &format!("UID:{}", s.uid));
         line(&mut out, "DTSTAMP:20261201T080000Z");
-        line(&mut out, &format!("DTSTART;TZID=Asia/Almaty:{}T140000", s.from));
+        line(
+            &mut out,
+            &format!("DTSTART;TZID=Asia/Almaty:{}T140000", s.from),
+        );
         line(&mut out, &format!("DTEND;TZID=Asia/Almaty:{}T120000", s.to));
         line(&mut out, "SUMMARY:CLOSED - Not available");
         line(&mut out, "END:VEVENT");

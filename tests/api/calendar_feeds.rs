@@ -92,7 +92,10 @@ async fn add_feed(app: &TestApp, token: &str, listing: Uuid, url: &str, name: &s
 async fn sync(app: &TestApp, token: &str, listing: Uuid, feed: &Value) -> Value {
     let (status, after) = app
         .post(
-            &format!("/api/v1/listings/{listing}/calendar-feeds/{}/sync", feed["id"].as_str().unwrap()),
+            &format!(
+                "/api/v1/listings/{listing}/calendar-feeds/{}/sync",
+                feed["id"].as_str().unwrap()
+            ),
             token,
             &json!({}),
         )
@@ -107,10 +110,15 @@ fn position(v: &Value) -> i64 {
 
 // ---------------------------------------------------------------------------------------------
 
-on_both_backends!(feeds_block_move_and_free_nights, feeds_block_move_and_free_nights_on);
+on_both_backends!(
+    feeds_block_move_and_free_nights,
+    feeds_block_move_and_free_nights_on
+);
 
 async fn feeds_block_move_and_free_nights_on(backend: Backend, test: &str) {
-    let Some(app) = feeds_app(backend, test, &[]).await else { return };
+    let Some(app) = feeds_app(backend, test, &[]).await else {
+        return;
+    };
     let feeds = FakeFeeds::start().await;
     let host = Uuid::now_v7();
     let token = app.token(Role::Host, host);
@@ -136,20 +144,40 @@ async fn feeds_block_move_and_free_nights_on(backend: Backend, test: &str) {
     assert_eq!(a["conflicts"], 0, "{a}");
     assert!(a["error"].is_null(), "{a}");
     assert!(a["last_synced_at"].is_string(), "{a}");
-    let b = add_feed(&app, &token, listing, &feeds.url("booking.ics"), "Booking.com").await;
+    let b = add_feed(
+        &app,
+        &token,
+        listing,
+        &feeds.url("booking.ics"),
+        "Booking.com",
+    )
+    .await;
     assert_eq!(b["last_result"], "ok", "{b}");
     assert_eq!(b["blocked_nights"], 5, "{b}");
     let mut expected: BTreeSet<NaiveDate> = nights(&day(3), &day(6));
     expected.extend(nights(&day(20), &day(23)));
     expected.extend(nights(&day(10), &day(12)));
     expected.extend(nights(&day(30), &day(33)));
-    assert_eq!(shown(&app, listing, "blocked", position(&b)).await, expected);
+    assert_eq!(
+        shown(&app, listing, "blocked", position(&b)).await,
+        expected
+    );
 
     // A feed's block is not the host's to delete by hand.
-    let (_, l) = app.get(&format!("/api/v1/listings/{listing}"), Some(&token)).await;
-    let feed_block = l["blocks"].as_array().unwrap()[0]["id"].as_str().unwrap().to_string();
+    let (_, l) = app
+        .get(&format!("/api/v1/listings/{listing}"), Some(&token))
+        .await;
+    let blocks = l["blocks"].as_array().unwrap();
+    assert!(
+        blocks.iter().all(|b| b["feed_id"].is_string()),
+        "told apart: {l}"
+    );
+    let feed_block = blocks[0]["id"].as_str().unwrap().to_string();
     let (status, problem) = app
-        .delete(&format!("/api/v1/listings/{listing}/blocks/{feed_block}"), &token)
+        .delete(
+            &format!("/api/v1/listings/{listing}/blocks/{feed_block}"),
+            &token,
+        )
         .await;
     assert_eq!(status, 409, "{problem}");
     assert_eq!(problem["code"], "feed_block", "{problem}");
@@ -167,7 +195,10 @@ async fn feeds_block_move_and_free_nights_on(backend: Backend, test: &str) {
     expected.extend(nights(&day(40), &day(41)));
     expected.extend(nights(&day(10), &day(12)));
     expected.extend(nights(&day(30), &day(33)));
-    assert_eq!(shown(&app, listing, "blocked", position(&a2)).await, expected);
+    assert_eq!(
+        shown(&app, listing, "blocked", position(&a2)).await,
+        expected
+    );
 
     // Unchanged upstream: 304, and nothing is written.
     let before = app.event_count().await;
@@ -179,7 +210,10 @@ async fn feeds_block_move_and_free_nights_on(backend: Backend, test: &str) {
 
     // The list shows both with their counts.
     let (status, list) = app
-        .get(&format!("/api/v1/listings/{listing}/calendar-feeds"), Some(&token))
+        .get(
+            &format!("/api/v1/listings/{listing}/calendar-feeds"),
+            Some(&token),
+        )
         .await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
@@ -188,16 +222,25 @@ async fn feeds_block_move_and_free_nights_on(backend: Backend, test: &str) {
     // Removed: its nights are free again; the other feed's stay.
     let (status, removed) = app
         .delete(
-            &format!("/api/v1/listings/{listing}/calendar-feeds/{}", a["id"].as_str().unwrap()),
+            &format!(
+                "/api/v1/listings/{listing}/calendar-feeds/{}",
+                a["id"].as_str().unwrap()
+            ),
             &token,
         )
         .await;
     assert_eq!(status, 200, "{removed}");
     let mut expected = nights(&day(10), &day(12));
     expected.extend(nights(&day(30), &day(33)));
-    assert_eq!(shown(&app, listing, "blocked", position(&removed)).await, expected);
+    assert_eq!(
+        shown(&app, listing, "blocked", position(&removed)).await,
+        expected
+    );
     let (_, list) = app
-        .get(&format!("/api/v1/listings/{listing}/calendar-feeds"), Some(&token))
+        .get(
+            &format!("/api/v1/listings/{listing}/calendar-feeds"),
+            Some(&token),
+        )
         .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
 
@@ -213,7 +256,10 @@ async fn feeds_block_move_and_free_nights_on(backend: Backend, test: &str) {
 
 // ---------------------------------------------------------------------------------------------
 
-on_both_backends!(a_conflict_with_a_live_stay_is_recorded_and_told, a_conflict_on);
+on_both_backends!(
+    a_conflict_with_a_live_stay_is_recorded_and_told,
+    a_conflict_on
+);
 
 const BOT_TOKEN: &str = "123456:FEEDS-token";
 const WEBHOOK_SECRET: &str = "feeds-webhook-secret";
@@ -225,14 +271,22 @@ async fn a_conflict_on(backend: Backend, test: &str) {
         ("TELEGRAM_API_URL", telegram.url.as_str()),
         ("TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET),
     ];
-    let Some(app) = feeds_app(backend, test, &bot).await else { return };
+    let Some(app) = feeds_app(backend, test, &bot).await else {
+        return;
+    };
     let feeds = FakeFeeds::start().await;
     // The host talks to the bot from Telegram user 9101, so their chat is known.
     let host = crate::chatbots::bot_guest(&app, domain::Channel::Telegram, "9101");
     let wire = TelegramGuest::new(9101);
     let hello = wire.text_update(9_101_001, "/start");
     let said = wire
-        .post(&app.client, &app.address, WEBHOOK_SECRET, &telegram.outbox, &hello)
+        .post(
+            &app.client,
+            &app.address,
+            WEBHOOK_SECRET,
+            &telegram.outbox,
+            &hello,
+        )
         .await
         .unwrap();
     assert_eq!(said.status.as_u16(), 200);
@@ -244,7 +298,11 @@ async fn a_conflict_on(backend: Backend, test: &str) {
     // A guest books and pays nights 10–12 here.
     let guest = app.token(Role::Guest, Uuid::now_v7());
     let (status, booking) = app
-        .post("/api/v1/bookings", &guest, &booking_body(listing, 10, 12, 2))
+        .post(
+            "/api/v1/bookings",
+            &guest,
+            &booking_body(listing, 10, 12, 2),
+        )
         .await;
     assert_eq!(status, 201, "{booking}");
     let booking_id = booking["id"].as_str().unwrap().to_string();
@@ -261,16 +319,35 @@ async fn a_conflict_on(backend: Backend, test: &str) {
     let feed = add_feed(&app, &token, listing, &feeds.url("airbnb.ics"), "Airbnb").await;
     assert_eq!(feed["last_result"], "ok", "{feed}");
     assert_eq!(feed["conflicts"], 1, "{feed}");
-    assert_eq!(feed["conflict_stays"][0]["uid"], "clash@airbnb.com", "{feed}");
-    assert_eq!(feed["conflict_stays"][0]["booking_id"], booking_id.as_str(), "{feed}");
-    assert_eq!(feed["conflict_stays"][0]["from"], day(11).as_str(), "{feed}");
+    assert_eq!(
+        feed["conflict_stays"][0]["uid"], "clash@airbnb.com",
+        "{feed}"
+    );
+    assert_eq!(
+        feed["conflict_stays"][0]["booking_id"],
+        booking_id.as_str(),
+        "{feed}"
+    );
+    assert_eq!(
+        feed["conflict_stays"][0]["from"],
+        day(11).as_str(),
+        "{feed}"
+    );
     assert_eq!(feed["blocked_nights"], 2, "{feed}");
 
     // The stay is untouched: still confirmed, its nights booked; only 20–22 are blocked.
-    let (_, b) = app.get(&format!("/api/v1/bookings/{booking_id}"), Some(&guest)).await;
+    let (_, b) = app
+        .get(&format!("/api/v1/bookings/{booking_id}"), Some(&guest))
+        .await;
     assert_eq!(b["status"], "confirmed", "{b}");
-    assert_eq!(shown(&app, listing, "booked", position(&feed)).await, nights(&day(10), &day(12)));
-    assert_eq!(shown(&app, listing, "blocked", position(&feed)).await, nights(&day(20), &day(22)));
+    assert_eq!(
+        shown(&app, listing, "booked", position(&feed)).await,
+        nights(&day(10), &day(12))
+    );
+    assert_eq!(
+        shown(&app, listing, "blocked", position(&feed)).await,
+        nights(&day(20), &day(22))
+    );
 
     // The host hears of it in their chat, once.
     let told = telegram.wait_for(9101, "Лофт на Достык").await;
@@ -299,13 +376,19 @@ async fn a_conflict_on(backend: Backend, test: &str) {
 
 // ---------------------------------------------------------------------------------------------
 
-on_both_backends!(bad_feeds_give_a_clear_error_and_change_nothing, bad_feeds_on);
+on_both_backends!(
+    bad_feeds_give_a_clear_error_and_change_nothing,
+    bad_feeds_on
+);
 
 async fn bad_feeds_on(backend: Backend, test: &str) {
     let Some(app) = feeds_app(
         backend,
         test,
-        &[("ZHILEGO_ICAL_TIMEOUT_MS", "700"), ("ZHILEGO_ICAL_MAX_BYTES", "1048576")],
+        &[
+            ("ZHILEGO_ICAL_TIMEOUT_MS", "700"),
+            ("ZHILEGO_ICAL_MAX_BYTES", "1048576"),
+        ],
     )
     .await
     else {
@@ -337,23 +420,43 @@ async fn bad_feeds_on(backend: Backend, test: &str) {
         let after = sync(&app, &token, listing, &feed).await;
         assert_eq!(after["last_result"], "error", "{code}: {after}");
         assert_eq!(after["error"]["code"], code, "{after}");
-        assert!(!after["error"]["detail"].as_str().unwrap().is_empty(), "{after}");
-        assert_eq!(after["blocked_nights"], 3, "{code}: nothing changed: {after}");
+        assert!(
+            !after["error"]["detail"].as_str().unwrap().is_empty(),
+            "{after}"
+        );
+        assert_eq!(
+            after["blocked_nights"], 3,
+            "{code}: nothing changed: {after}"
+        );
         assert_eq!(app.event_count().await, before, "{code}: no event written");
         assert_eq!(shown(&app, listing, "blocked", 0).await, kept, "{code}");
     }
     // The last good sync time stays; the list shows the error.
     let (_, list) = app
-        .get(&format!("/api/v1/listings/{listing}/calendar-feeds"), Some(&token))
+        .get(
+            &format!("/api/v1/listings/{listing}/calendar-feeds"),
+            Some(&token),
+        )
         .await;
-    assert_eq!(list["items"][0]["error"]["code"], "too_many_redirects", "{list}");
-    assert_eq!(list["items"][0]["last_synced_at"], feed["last_synced_at"], "{list}");
-    assert!(app.metrics().await.contains("zhilego_ical_sync_failures_total"));
+    assert_eq!(
+        list["items"][0]["error"]["code"], "too_many_redirects",
+        "{list}"
+    );
+    assert_eq!(
+        list["items"][0]["last_synced_at"], feed["last_synced_at"],
+        "{list}"
+    );
+    assert!(app
+        .metrics()
+        .await
+        .contains("zhilego_ical_sync_failures_total"));
     app.finish().await;
 
     // Without the switch, loopback and private addresses are refused, by address or after DNS,
     // and also behind a redirect; the feed server never hears of them.
-    let Some(strict) = feeds_storage(backend, test).await else { return };
+    let Some(strict) = feeds_storage(backend, test).await else {
+        return;
+    };
     let strict = start(strict, &[]).await;
     let listing = strict.create_listing(host, json!({})).await;
     let token = strict.token(Role::Host, host);
@@ -370,17 +473,27 @@ async fn bad_feeds_on(backend: Backend, test: &str) {
         assert_eq!(feed["error"]["code"], "address_refused", "{url}: {feed}");
         assert_eq!(feed["blocked_nights"], 0, "{feed}");
     }
-    assert!(feeds.hits("private.ics").is_empty(), "no request reached the private address");
+    assert!(
+        feeds.hits("private.ics").is_empty(),
+        "no request reached the private address"
+    );
     strict.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
 
-on_both_backends!(an_exported_calendar_imported_elsewhere_has_the_same_nights, round_trip_on);
+on_both_backends!(
+    an_exported_calendar_imported_elsewhere_has_the_same_nights,
+    round_trip_on
+);
 
 async fn round_trip_on(backend: Backend, test: &str) {
-    let Some(ours) = feeds_app(backend, test, &[]).await else { return };
-    let Some(theirs) = feeds_app(backend, test, &[]).await else { return };
+    let Some(ours) = feeds_app(backend, test, &[]).await else {
+        return;
+    };
+    let Some(theirs) = feeds_app(backend, test, &[]).await else {
+        return;
+    };
     let host = Uuid::now_v7();
     let token = ours.token(Role::Host, host);
     let listing = ours.create_listing(host, json!({})).await;
@@ -396,16 +509,31 @@ async fn round_trip_on(backend: Backend, test: &str) {
         assert_eq!(status, 201, "{b}");
     }
     let guest = ours.token(Role::Guest, Uuid::now_v7());
-    let (status, held) = ours.post("/api/v1/bookings", &guest, &booking_body(listing, 5, 8, 1)).await;
+    let (status, held) = ours
+        .post("/api/v1/bookings", &guest, &booking_body(listing, 5, 8, 1))
+        .await;
     assert_eq!(status, 201, "{held}");
-    let (status, paid) = ours.post("/api/v1/bookings", &guest, &booking_body(listing, 30, 33, 1)).await;
+    let (status, paid) = ours
+        .post(
+            "/api/v1/bookings",
+            &guest,
+            &booking_body(listing, 30, 33, 1),
+        )
+        .await;
     assert_eq!(status, 201, "{paid}");
     pay_through_kaspi(&ours, &guest, paid["id"].as_str().unwrap()).await;
     // What our calendar says is taken (held, booked or blocked), once the read model has all.
     let mut taken = BTreeSet::new();
     for _ in 0..100 {
         let (_, cal) = ours
-            .get(&format!("/api/v1/listings/{listing}/calendar?from={}&to={}", day(0), day(120)), None)
+            .get(
+                &format!(
+                    "/api/v1/listings/{listing}/calendar?from={}&to={}",
+                    day(0),
+                    day(120)
+                ),
+                None,
+            )
             .await;
         // Until the read model has the listing, the calendar is 404.
         let days = cal["days"].as_array().cloned().unwrap_or_default();
@@ -437,7 +565,10 @@ async fn round_trip_on(backend: Backend, test: &str) {
     .await;
     assert_eq!(feed["last_result"], "ok", "{feed}");
     assert_eq!(feed["blocked_nights"], taken.len(), "{feed}");
-    assert_eq!(shown(&theirs, their_listing, "blocked", position(&feed)).await, taken);
+    assert_eq!(
+        shown(&theirs, their_listing, "blocked", position(&feed)).await,
+        taken
+    );
     ours.finish().await;
     theirs.finish().await;
 }
@@ -449,17 +580,26 @@ async fn round_trip_on(backend: Backend, test: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_sync_each_feed_once_per_interval() {
     let test = "two_instances_sync_each_feed_once_per_interval";
-    let Some(storage) = feeds_storage(Backend::Postgres, test).await else { return };
+    let Some(storage) = feeds_storage(Backend::Postgres, test).await else {
+        return;
+    };
     let env = [ALLOW_PRIVATE, ("ZHILEGO_ICAL_SYNC_INTERVAL", "1s")];
     let one = start(storage.clone(), &env).await;
     // The second instance serves and syncs; the first one builds the read models.
-    let two = start(storage.clone(), &[env[0], env[1], ("ZHILEGO_PROJECTIONS", "off")]).await;
+    let two = start(
+        storage.clone(),
+        &[env[0], env[1], ("ZHILEGO_PROJECTIONS", "off")],
+    )
+    .await;
     let feeds = FakeFeeds::start().await;
     let host = Uuid::now_v7();
     let token = one.token(Role::Host, host);
     let paths: Vec<String> = (0..4).map(|i| format!("f{i}.ics")).collect();
     for (i, path) in paths.iter().enumerate() {
-        feeds.set(path, Feed::Calendar(airbnb(&[Stay::new(&format!("u{i}"), &day(3), &day(5))])));
+        feeds.set(
+            path,
+            Feed::Calendar(airbnb(&[Stay::new(&format!("u{i}"), &day(3), &day(5))])),
+        );
         let listing = one.create_listing(host, json!({})).await;
         add_feed(&one, &token, listing, &feeds.url(path), "Airbnb").await;
     }
@@ -469,11 +609,22 @@ async fn two_instances_sync_each_feed_once_per_interval() {
     for path in &paths {
         let hits = feeds.hits(path);
         // The first request is the add's own sync; then one per interval.
-        assert!(hits.len() >= 4, "{path}: {} requests in {ran:?}", hits.len());
-        assert!(hits.len() <= 2 + ran.as_secs() as usize, "{path}: {} requests in {ran:?}", hits.len());
+        assert!(
+            hits.len() >= 4,
+            "{path}: {} requests in {ran:?}",
+            hits.len()
+        );
+        assert!(
+            hits.len() <= 2 + ran.as_secs() as usize,
+            "{path}: {} requests in {ran:?}",
+            hits.len()
+        );
         for pair in hits.windows(2) {
             let gap = pair[1] - pair[0];
-            assert!(gap >= Duration::from_millis(900), "{path}: two syncs {gap:?} apart");
+            assert!(
+                gap >= Duration::from_millis(900),
+                "{path}: two syncs {gap:?} apart"
+            );
         }
     }
     let _ = one.stop().await;
@@ -485,9 +636,14 @@ async fn two_instances_sync_each_feed_once_per_interval() {
 on_both_backends!(who_may_manage_feeds, roles_on);
 
 async fn roles_on(backend: Backend, test: &str) {
-    let Some(app) = feeds_app(backend, test, &[]).await else { return };
+    let Some(app) = feeds_app(backend, test, &[]).await else {
+        return;
+    };
     let feeds = FakeFeeds::start().await;
-    feeds.set("r.ics", Feed::Calendar(airbnb(&[Stay::new("r", &day(3), &day(4))])));
+    feeds.set(
+        "r.ics",
+        Feed::Calendar(airbnb(&[Stay::new("r", &day(3), &day(4))])),
+    );
     let host = Uuid::now_v7();
     let listing = app.create_listing(host, json!({})).await;
     let base = format!("/api/v1/listings/{listing}/calendar-feeds");
@@ -519,25 +675,53 @@ async fn roles_on(backend: Backend, test: &str) {
     }
     let (status, list) = app.get(&base, Some(&admin)).await;
     assert_eq!(status, 200, "{list}");
-    let (status, _) = app.post(&format!("{base}/{id}/sync"), &admin, &json!({})).await;
+    let (status, _) = app
+        .post(&format!("{base}/{id}/sync"), &admin, &json!({}))
+        .await;
     assert_eq!(status, 200);
     // Bad input names its field; the same URL twice is a conflict.
-    let (status, p) = app.post(&base, &owner, &json!({"url": "ftp://x/y.ics", "name": "A"})).await;
-    assert_eq!((status, p["code"].as_str()), (422, Some("validation_failed")), "{p}");
+    let (status, p) = app
+        .post(&base, &owner, &json!({"url": "ftp://x/y.ics", "name": "A"}))
+        .await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (422, Some("validation_failed")),
+        "{p}"
+    );
     assert!(p.to_string().contains("url"), "{p}");
-    let (status, p) = app.post(&base, &owner, &json!({"url": feeds.url("x.ics"), "name": "  "})).await;
+    let (status, p) = app
+        .post(
+            &base,
+            &owner,
+            &json!({"url": feeds.url("x.ics"), "name": "  "}),
+        )
+        .await;
     assert_eq!(status, 422, "{p}");
     assert!(p.to_string().contains("name"), "{p}");
     let (status, p) = app.post(&base, &owner, &json!({"name": "A"})).await;
     assert_eq!(status, 422, "{p}");
     assert!(p.to_string().contains("url"), "{p}");
     let (status, p) = app.post(&base, &owner, &body).await;
-    assert_eq!((status, p["code"].as_str()), (409, Some("feed_exists")), "{p}");
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (409, Some("feed_exists")),
+        "{p}"
+    );
     let (status, _) = app
-        .post(&format!("/api/v1/listings/{}/calendar-feeds", Uuid::now_v7()), &owner, &body)
+        .post(
+            &format!("/api/v1/listings/{}/calendar-feeds", Uuid::now_v7()),
+            &owner,
+            &body,
+        )
         .await;
     assert_eq!(status, 404);
-    let (status, _) = app.post(&format!("{base}/{}/sync", Uuid::now_v7()), &owner, &json!({})).await;
+    let (status, _) = app
+        .post(
+            &format!("{base}/{}/sync", Uuid::now_v7()),
+            &owner,
+            &json!({}),
+        )
+        .await;
     assert_eq!(status, 404);
     let (status, _) = app.delete(&format!("{base}/{id}"), &admin).await;
     assert_eq!(status, 200);
@@ -548,7 +732,10 @@ async fn roles_on(backend: Backend, test: &str) {
         "/api/v1/listings/{id}/calendar-feeds/{feed_id}",
         "/api/v1/listings/{id}/calendar-feeds/{feed_id}/sync",
     ] {
-        assert!(doc["paths"][path].is_object(), "{path} not in the OpenAPI document");
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} not in the OpenAPI document"
+        );
     }
     app.finish().await;
 }

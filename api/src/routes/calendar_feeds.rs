@@ -133,10 +133,7 @@ pub async fn add_feed(
     let route = format!("POST /listings/{id}/calendar-feeds");
     idempotency::run(&state, &principal, &headers, &route, &raw, || async {
         principal.require(&[Role::Host, Role::Admin])?;
-        let written = state
-            .calendar
-            .add(id, body.url, body.name, &meta)
-            .await?;
+        let written = state.calendar.add(id, body.url, body.name, &meta).await?;
         let view = CalendarFeedView::of(written.value, Some(written.position));
         Ok((
             StatusCode::CREATED,

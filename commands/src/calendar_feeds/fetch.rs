@@ -50,7 +50,10 @@ pub struct Validators {
 pub enum Fetched {
     /// 304: the feed is as it was at the last good sync.
     NotModified,
-    Body { text: String, validators: Validators },
+    Body {
+        text: String,
+        validators: Validators,
+    },
 }
 
 /// The HTTP client every feed is read with.
@@ -111,11 +114,13 @@ impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| is_public(a.ip()))
                 .collect();
-            let public: Vec<SocketAddr> =
-                found.iter().copied().filter(|a| is_public(a.ip())).collect();
             if public.is_empty() {
                 let shown = found.first().map(|a| a.ip().to_string()).unwrap_or(host);
                 return Err(Box::new(AddressRefused(shown)) as _);
@@ -201,7 +206,10 @@ impl FeedFetcher {
             attempt.follow()
         });
         let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("ZhilyeGO-calendar-sync/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "ZhilyeGO-calendar-sync/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .timeout(limits.timeout)
             .connect_timeout(limits.timeout.min(Duration::from_secs(10)))
             .redirect(policy)

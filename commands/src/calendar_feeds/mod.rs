@@ -123,7 +123,10 @@ pub struct CalendarSync {
 }
 
 impl CalendarSync {
-    pub fn new(commands: Arc<Commands>, config: FeedSyncConfig) -> Result<CalendarSync, reqwest::Error> {
+    pub fn new(
+        commands: Arc<Commands>,
+        config: FeedSyncConfig,
+    ) -> Result<CalendarSync, reqwest::Error> {
         Ok(CalendarSync {
             status: FeedStatus::new(commands.db.clone()),
             fetcher: FeedFetcher::new(config.fetch.clone())?,
@@ -159,8 +162,17 @@ impl CalendarSync {
             last_synced_at: row.and_then(FeedStatusRow::last_synced_at),
             last_result: row.map_or("pending".to_string(), |r| r.last_result.clone()),
             blocked_nights: listing.feed_blocked_nights(feed_id),
-            conflicts: listing.feed_conflicts.get(&feed_id).cloned().unwrap_or_default(),
-            error: row.and_then(|r| Some((r.error_code.clone()?, r.error_detail.clone().unwrap_or_default()))),
+            conflicts: listing
+                .feed_conflicts
+                .get(&feed_id)
+                .cloned()
+                .unwrap_or_default(),
+            error: row.and_then(|r| {
+                Some((
+                    r.error_code.clone()?,
+                    r.error_detail.clone().unwrap_or_default(),
+                ))
+            }),
         })
     }
 
@@ -168,7 +180,11 @@ impl CalendarSync {
     #[tracing::instrument(skip_all, fields(%listing_id, user_id = %actor.user_id), err(level = "debug"))]
     pub async fn feeds(&self, listing_id: Uuid, actor: &Actor) -> Result<Vec<FeedView>, FlowError> {
         let listing = self.managed(listing_id, actor).await?;
-        let rows = self.status.of_listing(listing_id).await.map_err(store_err)?;
+        let rows = self
+            .status
+            .of_listing(listing_id)
+            .await
+            .map_err(store_err)?;
         Ok(listing
             .feeds
             .keys()
@@ -193,15 +209,19 @@ impl CalendarSync {
             url: url.trim().to_string(),
             name,
         };
-        let done = self
+        let added = self
             .commands
-            .listings
-            .execute(listing_id, cmd, meta)
+            .on_listing(listing_id, cmd, meta, |l| {
+                l.feeds
+                    .get(&feed_id)
+                    .map(|f| f.url.clone())
+                    .unwrap_or_default()
+            })
+            .await?;
+        self.status
+            .track(feed_id, listing_id, &added.value)
             .await
-            .map_err(listing_err)?;
-        let added = self.commands.written(&self.commands.listings, listing_id, &done, ()).await?;
-        let url = done.aggregate.feeds.get(&feed_id).map(|f| f.url.clone()).unwrap_or_default();
-        self.status.track(feed_id, listing_id, &url).await.map_err(store_err)?;
+            .map_err(store_err)?;
         let synced = self.sync(listing_id, feed_id, &meta.follow_up()).await?;
         Ok(Written {
             position: synced.position.max(added.position),
@@ -211,31 +231,47 @@ impl CalendarSync {
 
     /// Removes the feed and every block it made.
     #[tracing::instrument(skip_all, fields(%listing_id, %feed_id, user_id = %meta.actor.user_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
-    pub async fn remove(&self, listing_id: Uuid, feed_id: Uuid, meta: &CommandMeta) -> Result<Written<()>, FlowError> {
-        let cmd = ListingCommand::RemoveCalendarFeed { actor: meta.actor, feed_id };
-        let done = self
+    pub async fn remove(
+        &self,
+        listing_id: Uuid,
+        feed_id: Uuid,
+        meta: &CommandMeta,
+    ) -> Result<Written<()>, FlowError> {
+        let cmd = ListingCommand::RemoveCalendarFeed {
+            actor: meta.actor,
+            feed_id,
+        };
+        let written = self
             .commands
-            .listings
-            .execute(listing_id, cmd, meta)
-            .await
-            .map_err(listing_err)?;
-        let written = self.commands.written(&self.commands.listings, listing_id, &done, ()).await?;
+            .on_listing(listing_id, cmd, meta, |_| ())
+            .await?;
         self.status.forget(feed_id).await.map_err(store_err)?;
         Ok(written)
     }
 
     /// Syncs one feed now (asked for by hand, or on adding it).
     #[tracing::instrument(skip_all, fields(%listing_id, %feed_id, user_id = %meta.actor.user_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
-    pub async fn sync(&self, listing_id: Uuid, feed_id: Uuid, meta: &CommandMeta) -> Result<Written<FeedView>, FlowError> {
+    pub async fn sync(
+        &self,
+        listing_id: Uuid,
+        feed_id: Uuid,
+        meta: &CommandMeta,
+    ) -> Result<Written<FeedView>, FlowError> {
         let listing = self.managed(listing_id, &meta.actor).await?;
         let Some(feed) = listing.feeds.get(&feed_id) else {
             return Err(FlowError::Listing(ListingError::UnknownFeed));
         };
         if self.status.get(feed_id).await.map_err(store_err)?.is_none() {
             // Added by a process that stopped before it wrote the row.
-            self.status.track(feed_id, listing_id, &feed.url).await.map_err(store_err)?;
+            self.status
+                .track(feed_id, listing_id, &feed.url)
+                .await
+                .map_err(store_err)?;
         }
-        self.status.take(feed_id, now_ms()).await.map_err(store_err)?;
+        self.status
+            .take(feed_id, now_ms())
+            .await
+            .map_err(store_err)?;
         self.sync_taken(listing, feed_id, meta).await
     }
 
@@ -248,38 +284,53 @@ impl CalendarSync {
     ) -> Result<Written<FeedView>, FlowError> {
         let started = Instant::now();
         let listing_id = before.id.unwrap_or_default();
-        let url = before.feeds.get(&feed_id).map(|f| f.url.clone()).unwrap_or_default();
+        let url = before
+            .feeds
+            .get(&feed_id)
+            .map(|f| f.url.clone())
+            .unwrap_or_default();
         let row = self.status.get(feed_id).await.map_err(store_err)?;
-        let last = row.as_ref().map(FeedStatusRow::validators).unwrap_or_default();
+        let last = row
+            .as_ref()
+            .map(FeedStatusRow::validators)
+            .unwrap_or_default();
         let (result, after, position) = match self.fetcher.fetch(&url, &last).await {
             Ok(Fetched::NotModified) => (SyncResult::NotModified, before, 0),
-            Ok(Fetched::Body { text, validators }) => match parse::parse_feed(&text, parse::LISTING_ZONE) {
-                Err(e) => (failed(&e), before, 0),
-                Ok(bookings) => {
-                    let cmd = ListingCommand::SyncCalendarFeed {
-                        actor: meta.actor,
-                        feed_id,
-                        bookings,
-                        today: local_date(Utc::now()),
-                    };
-                    match self.commands.listings.execute(listing_id, cmd, meta).await {
-                        Ok(done) => {
-                            let w = self.commands.written(&self.commands.listings, listing_id, &done, ()).await?;
-                            let after = (*done.aggregate).clone();
-                            count_new_conflicts(&before, &after, feed_id);
-                            (SyncResult::Applied(validators), after, w.position)
+            Ok(Fetched::Body { text, validators }) => {
+                match parse::parse_feed(&text, parse::LISTING_ZONE) {
+                    Err(e) => (failed(&e), before, 0),
+                    Ok(bookings) => {
+                        let cmd = ListingCommand::SyncCalendarFeed {
+                            actor: meta.actor,
+                            feed_id,
+                            bookings,
+                            today: local_date(Utc::now()),
+                        };
+                        match self.commands.listings.execute(listing_id, cmd, meta).await {
+                            Ok(done) => {
+                                let w = self
+                                    .commands
+                                    .written(&self.commands.listings, listing_id, &done, ())
+                                    .await?;
+                                let after = (*done.aggregate).clone();
+                                count_new_conflicts(&before, &after, feed_id);
+                                (SyncResult::Applied(validators), after, w.position)
+                            }
+                            Err(crate::executor::CommandError::Rejected(e)) => {
+                                (failed(&FeedError::Refused(e.to_string())), before, 0)
+                            }
+                            Err(e) => return Err(listing_err(e)),
                         }
-                        Err(crate::executor::CommandError::Rejected(e)) => {
-                            (failed(&FeedError::Refused(e.to_string())), before, 0)
-                        }
-                        Err(e) => return Err(listing_err(e)),
                     }
                 }
-            },
+            }
             Err(e) => (failed(&e), before, 0),
         };
         let now = now_ms();
-        self.status.record(feed_id, now, &result).await.map_err(store_err)?;
+        self.status
+            .record(feed_id, now, &result)
+            .await
+            .map_err(store_err)?;
         let outcome = match &result {
             SyncResult::Applied(_) => "ok",
             SyncResult::NotModified => "not_modified",
@@ -290,10 +341,15 @@ impl CalendarSync {
             }
         };
         metrics::counter!("zhilego_ical_feeds_synced_total", "result" => outcome).increment(1);
-        metrics::histogram!("zhilego_ical_sync_duration_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("zhilego_ical_sync_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         let row = self.status.get(feed_id).await.map_err(store_err)?;
-        let view = Self::view(&after, feed_id, row.as_ref()).ok_or(FlowError::Listing(ListingError::UnknownFeed))?;
-        Ok(Written { value: view, position })
+        let view = Self::view(&after, feed_id, row.as_ref())
+            .ok_or(FlowError::Listing(ListingError::UnknownFeed))?;
+        Ok(Written {
+            value: view,
+            position,
+        })
     }
 }
 
@@ -305,7 +361,11 @@ fn failed(e: &FeedError) -> SyncResult {
 }
 
 fn count_new_conflicts(before: &Listing, after: &Listing, feed_id: Uuid) {
-    let old = before.feed_conflicts.get(&feed_id).cloned().unwrap_or_default();
+    let old = before
+        .feed_conflicts
+        .get(&feed_id)
+        .cloned()
+        .unwrap_or_default();
     let new = after
         .feed_conflicts
         .get(&feed_id)

@@ -77,8 +77,8 @@ fn when(p: &Property, zone: Tz) -> Result<When, FeedError> {
         Some(t) => (t, true),
         None => (raw, false),
     };
-    let local = NaiveDateTime::parse_from_str(text, "%Y%m%dT%H%M%S")
-        .map_err(|_| invalid(&p.name, raw))?;
+    let local =
+        NaiveDateTime::parse_from_str(text, "%Y%m%dT%H%M%S").map_err(|_| invalid(&p.name, raw))?;
     let instant = if utc {
         Utc.from_utc_datetime(&local)
     } else {
@@ -279,9 +279,13 @@ mod tests {
             "DTEND;VALUE=DATE:20261210",
             "DTSTART:2026-12-10",
         ] {
-            let feed = format!("BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\n{bad}\nEND:VEVENT\nEND:VCALENDAR\n");
+            let feed =
+                format!("BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\n{bad}\nEND:VEVENT\nEND:VCALENDAR\n");
             assert!(
-                matches!(parse_feed(&feed, LISTING_ZONE), Err(FeedError::InvalidDates(_))),
+                matches!(
+                    parse_feed(&feed, LISTING_ZONE),
+                    Err(FeedError::InvalidDates(_))
+                ),
                 "{bad}"
             );
         }

@@ -41,7 +41,10 @@ pub enum SyncResult {
     /// Applied; the validators of this answer are kept for the next request.
     Applied(Validators),
     NotModified,
-    Failed { code: &'static str, detail: String },
+    Failed {
+        code: &'static str,
+        detail: String,
+    },
 }
 
 const COLUMNS: &str = "feed_id, listing_id, url, claimed_at_ms, last_synced_at_ms, last_result, \
@@ -59,7 +62,12 @@ impl FeedStatus {
     }
 
     /// Starts tracking a feed (again: a row already there is kept).
-    pub async fn track(&self, feed_id: Uuid, listing_id: Uuid, url: &str) -> Result<(), StoreError> {
+    pub async fn track(
+        &self,
+        feed_id: Uuid,
+        listing_id: Uuid,
+        url: &str,
+    ) -> Result<(), StoreError> {
         with_pool!(&self.db, pool => {
             sqlx::query(
                 "INSERT INTO calendar_feed_status (feed_id, listing_id, url) VALUES ($1, $2, $3) \
@@ -112,7 +120,12 @@ impl FeedStatus {
 
     /// Takes the feed for a sync at `now_ms` if nobody took it since `cutoff_ms`: one
     /// compare-and-set, so of all the instances that see it due, one gets it.
-    pub async fn claim(&self, feed_id: Uuid, cutoff_ms: i64, now_ms: i64) -> Result<bool, StoreError> {
+    pub async fn claim(
+        &self,
+        feed_id: Uuid,
+        cutoff_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         let n = with_pool!(&self.db, pool => {
             sqlx::query(
                 "UPDATE calendar_feed_status SET claimed_at_ms = $1 \
@@ -142,7 +155,12 @@ impl FeedStatus {
 
     /// Records how a sync at `now_ms` ended. A failure keeps the last good validators and
     /// sync time, so the next try asks for the whole feed only if it changed since then.
-    pub async fn record(&self, feed_id: Uuid, now_ms: i64, result: &SyncResult) -> Result<(), StoreError> {
+    pub async fn record(
+        &self,
+        feed_id: Uuid,
+        now_ms: i64,
+        result: &SyncResult,
+    ) -> Result<(), StoreError> {
         with_pool!(&self.db, pool => {
             match result {
                 SyncResult::Applied(v) => sqlx::query(

@@ -76,7 +76,8 @@ impl CalendarSync {
     /// Passes every tick (a tenth of the interval, between 100 ms and 30 s) until `stop`.
     pub async fn run(&self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
-        let tick = (self.config.interval / 10).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let tick =
+            (self.config.interval / 10).clamp(Duration::from_millis(100), Duration::from_secs(30));
         loop {
             if let Err(e) = self.pass().await {
                 tracing::warn!(error = %e, "a calendar sync pass failed");

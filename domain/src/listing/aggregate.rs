@@ -424,11 +424,8 @@ impl Aggregate for Listing {
                         message: "a listing has at most 10 calendar feeds",
                     });
                 }
-                sink.write(
-                    ListingEvent::CalendarFeedAdded { feed_id, url, name },
-                    self,
-                )
-                .await;
+                sink.write(ListingEvent::CalendarFeedAdded { feed_id, url, name }, self)
+                    .await;
             }
             ListingCommand::RemoveCalendarFeed { actor, feed_id } => {
                 self.authorize(&actor)?;

@@ -117,7 +117,11 @@ fn a_sync_blocks_each_event_and_a_repeated_sync_writes_nothing() {
             feed_added(),
             feed_block("a@airbnb.com", "2030-01-10", "2030-01-13"),
         ])
-        .when(sync(vec![booked("a@airbnb.com", "2030-01-10", "2030-01-13")]))
+        .when(sync(vec![booked(
+            "a@airbnb.com",
+            "2030-01-10",
+            "2030-01-13",
+        )]))
         .then_expect_events(vec![]);
 }
 
@@ -169,7 +173,12 @@ fn an_event_on_a_live_stay_is_a_conflict_and_the_stay_stays() {
         .when(sync(vec![booked("a", "2030-01-11", "2030-01-13")]))
         .then_expect_events(vec![]);
     ListingTest::with(())
-        .given(vec![created(), feed_added(), reserved(booking(1), stay, 2), recorded])
+        .given(vec![
+            created(),
+            feed_added(),
+            reserved(booking(1), stay, 2),
+            recorded,
+        ])
         .when(sync(vec![]))
         .then_expect_events(vec![ListingEvent::FeedConflictsChanged {
             feed_id: feed(),
@@ -182,8 +191,11 @@ fn past_events_are_left_out_and_ends_past_the_horizon_are_cut() {
     let end = horizon_end(today());
     let far = FeedBooking {
         uid: "far".to_string(),
-        range: DateRange::parse(end - chrono::Duration::days(2), end + chrono::Duration::days(5))
-            .unwrap(),
+        range: DateRange::parse(
+            end - chrono::Duration::days(2),
+            end + chrono::Duration::days(5),
+        )
+        .unwrap(),
     };
     let cut = DateRange::parse(end - chrono::Duration::days(2), end).unwrap();
     ListingTest::with(())
@@ -204,7 +216,11 @@ fn past_events_are_left_out_and_ends_past_the_horizon_are_cut() {
 fn the_host_may_not_unblock_a_feed_block_by_hand() {
     let r = range("2030-01-10", "2030-01-13");
     ListingTest::with(())
-        .given(vec![created(), feed_added(), feed_block("a", "2030-01-10", "2030-01-13")])
+        .given(vec![
+            created(),
+            feed_added(),
+            feed_block("a", "2030-01-10", "2030-01-13"),
+        ])
         .when(ListingCommand::UnblockDates {
             actor: the_host(),
             block_id: feed_block_id(feed(), "a", &r),

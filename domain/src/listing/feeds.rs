@@ -213,7 +213,11 @@ impl Listing {
                 },
             );
         }
-        let recorded = self.feed_conflicts.get(&feed_id).cloned().unwrap_or_default();
+        let recorded = self
+            .feed_conflicts
+            .get(&feed_id)
+            .cloned()
+            .unwrap_or_default();
         if recorded != outcome.conflicts {
             events.push(ListingEvent::FeedConflictsChanged {
                 feed_id,

@@ -8,6 +8,7 @@
 #   bench/run.sh payments        # Kaspi payments on SQLite and PostgreSQL (own scratch stores)
 #   bench/run.sh bots            # Telegram and WhatsApp bots on SQLite and PostgreSQL (fake APIs)
 #   bench/run.sh admin           # an admin's phone search among 50,000 users, both backends
+#   bench/run.sh ical            # 5,000 calendar feeds served locally, synced in < 60 s
 #
 # Needs PostgreSQL (PG_ADMIN_URL, default postgres://postgres@127.0.0.1:5432/postgres) and, for
 # relay and lag, NATS with JetStream (NATS_URL, default nats://127.0.0.1:4222).
@@ -49,6 +50,7 @@ for m in "${modes[@]}"; do
         payments) "$B" payments --pg-admin-url "$PG_ADMIN_URL" ;;
         bots)    "$B" bots --pg-admin-url "$PG_ADMIN_URL" ;;
         admin)   "$B" admin --pg-admin-url "$PG_ADMIN_URL" ;;
-        *) echo "unknown mode $m (search, relay, lag, rebuild, booking, payments, bots, audit, admin)" >&2; exit 2 ;;
+        ical)    "$B" ical --pg-admin-url "$PG_ADMIN_URL" ;;
+        *) echo "unknown mode $m (search, relay, lag, rebuild, booking, payments, bots, audit, admin, ical)" >&2; exit 2 ;;
     esac
 done

@@ -15,6 +15,7 @@
 //! $B bots                              # Telegram/WhatsApp bots: reply time, taps to a paid booking
 //! $B seed --listings 0 --bookings 0 --database-url URL --total-events 1000000
 //! $B rebuild --database-url URL        # `zhilego projections rebuild all`, events/s
+//! $B ical                              # 5,000 calendar feeds synced by the background sync
 //! $B drop --database-url URL           # drops a kept store and its `_read` database
 //! $B audit                             # 1,000,000 events: verify, pages, state as of, notary lag
 //! ```
@@ -31,6 +32,8 @@
 //!   confirmed through the sandbox's payment page, on SQLite and PostgreSQL.
 //! - `bots` ([`bots`]): many Telegram and WhatsApp guests at once from `/start` to a paid
 //!   booking through the webhooks, against fake Bot and Twilio APIs: reply time, taps, rates.
+//! - `ical` ([`ical`]): 5,000 iCal feeds served locally, added through the API, then moved
+//!   upstream and synced by the service's background sync (goal < 60 s).
 //! - `rebuild` ([`rebuild`]): `zhilego projections rebuild all` over ≥ 1,000,000 events.
 //! - `audit` ([`audit`]): the audit over 1,000,000 events: verify against a checkpoint, pages,
 //!   state as of, notary lag.
@@ -47,6 +50,7 @@ mod booking;
 mod bots;
 mod cpu;
 mod harness;
+mod ical;
 mod lag;
 mod load;
 mod payments;
@@ -102,6 +106,8 @@ enum Mode {
     Audit(audit::AuditArgs),
     /// Phone search among many users (an admin's), goal p99 < 10 ms among 50,000.
     Admin(admin::AdminArgs),
+    /// Calendar feeds: 5,000 feeds served locally, added, then synced by the background sync.
+    Ical(ical::IcalArgs),
     /// Drop a store database kept by `seed` and its `<name>_read` database.
     Drop(DropArgs),
 }
@@ -144,6 +150,7 @@ async fn main() {
         Some(Mode::Rebuild(args)) => rebuild::run(args).await,
         Some(Mode::Audit(args)) => audit::run(args).await,
         Some(Mode::Admin(args)) => admin::run(args).await,
+        Some(Mode::Ical(args)) => ical::run(args).await,
         Some(Mode::Drop(args)) => drop_store(args).await,
     };
     if let Err(e) = result {

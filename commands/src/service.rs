@@ -211,7 +211,7 @@ impl Commands {
     // ----- listings -------------------------------------------------------------------------
 
     /// Runs a host-side command on a listing; `value` picks the answer from the result.
-    async fn on_listing<T>(
+    pub(crate) async fn on_listing<T>(
         &self,
         listing_id: Uuid,
         cmd: ListingCommand,

@@ -19,7 +19,7 @@ pub enum Feed {
     Calendar(String),
     /// A login page, as a feed URL that lost its token answers.
     Html,
-    /// 200 with this many bytes of calendar-looking text.
+    /// 200 with this many bytes of calendar-looking text, streamed (no Content-Length).
     Huge(usize),
     /// The calendar, after this long.
     Slow(Duration, String),
@@ -100,12 +100,18 @@ async fn serve(
         )
             .into_response(),
         Some(Feed::Huge(n)) => {
-            let mut body = String::with_capacity(n);
-            body.push_str("BEGIN:VCALENDAR\r\n");
-            while body.len() < n {
-                body.push_str("X-FILLER:0123456789012345678901234567890123456789\r\n");
-            }
-            ([(header::CONTENT_TYPE, "text/calendar")], body).into_response()
+            // Streamed in 64 KiB chunks without a Content-Length, so only counting the body
+            // as it arrives can stop it.
+            let line = "X-FILLER:0123456789012345678901234567890123456789\r\n";
+            let chunk: String = line.repeat(65_536 / line.len());
+            let chunks = n.div_ceil(chunk.len());
+            let head = futures::stream::once(async { Ok::<_, std::io::Error>("BEGIN:VCALENDAR\r\n".to_string()) });
+            let rest = futures::stream::iter((0..chunks).map(move |_| Ok(chunk.clone())));
+            (
+                [(header::CONTENT_TYPE, "text/calendar")],
+                axum::body::Body::from_stream(futures::StreamExt::chain(head, rest)),
+            )
+                .into_response()
         }
         Some(Feed::Redirect(to)) => (
             StatusCode::FOUND,

@@ -167,10 +167,12 @@ async fn feeds_block_move_and_free_nights_on(backend: Backend, test: &str) {
     let (_, l) = app
         .get(&format!("/api/v1/listings/{listing}"), Some(&token))
         .await;
-    let feed_block = l["blocks"].as_array().unwrap()[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let blocks = l["blocks"].as_array().unwrap();
+    assert!(
+        blocks.iter().all(|b| b["feed_id"].is_string()),
+        "told apart: {l}"
+    );
+    let feed_block = blocks[0]["id"].as_str().unwrap().to_string();
     let (status, problem) = app
         .delete(
             &format!("/api/v1/listings/{listing}/blocks/{feed_block}"),
@@ -730,10 +732,18 @@ async fn roles_on(backend: Backend, test: &str) {
         "/api/v1/listings/{id}/calendar-feeds/{feed_id}",
         "/api/v1/listings/{id}/calendar-feeds/{feed_id}/sync",
     ] {
-        assert!(
-            doc["paths"][path].is_object(),
-            "{path} not in the OpenAPI document"
-        );
+        let operations = doc["paths"][path].as_object();
+        assert!(operations.is_some(), "{path} not in the OpenAPI document");
+        for (method, op) in operations.unwrap() {
+            for (code, answer) in op["responses"].as_object().unwrap() {
+                if code.starts_with('4') || code.starts_with('5') {
+                    assert!(
+                        answer["content"]["application/problem+json"].is_object(),
+                        "{method} {path} {code} is not documented as problem+json: {answer}"
+                    );
+                }
+            }
+        }
     }
     app.finish().await;
 }

@@ -54,6 +54,13 @@ async fn the_openapi_document_describes_the_contract() {
         ("/api/v1/payments/{id}", "get"),
         ("/api/v1/payments/{id}/refund", "post"),
         ("/api/v1/admin/payments/reconciliation", "get"),
+        ("/api/v1/listings/{id}/calendar-feeds", "post"),
+        ("/api/v1/listings/{id}/calendar-feeds", "get"),
+        ("/api/v1/listings/{id}/calendar-feeds/{feed_id}", "delete"),
+        (
+            "/api/v1/listings/{id}/calendar-feeds/{feed_id}/sync",
+            "post",
+        ),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),

@@ -115,6 +115,10 @@ pub struct BlockView {
     pub from: NaiveDate,
     pub to: NaiveDate,
     pub reason: String,
+    /// Set on a block a calendar feed made (it goes when removed upstream or with the feed;
+    /// deleting it here is 409 `feed_block`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feed_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
 }
@@ -221,6 +225,7 @@ impl ListingView {
                         from: b.range.check_in(),
                         to: b.range.check_out(),
                         reason: b.reason.clone(),
+                        feed_id: b.source.as_ref().map(|s| s.feed_id),
                         position: None,
                     })
                     .collect()
@@ -526,6 +531,7 @@ pub async fn create_block(
                 from: body.from,
                 to: body.to,
                 reason: body.reason.trim().to_string(),
+                feed_id: None,
                 position: Some(written.position),
             }),
         ))

@@ -209,24 +209,17 @@ impl CalendarSync {
             url: url.trim().to_string(),
             name,
         };
-        let done = self
-            .commands
-            .listings
-            .execute(listing_id, cmd, meta)
-            .await
-            .map_err(listing_err)?;
         let added = self
             .commands
-            .written(&self.commands.listings, listing_id, &done, ())
+            .on_listing(listing_id, cmd, meta, |l| {
+                l.feeds
+                    .get(&feed_id)
+                    .map(|f| f.url.clone())
+                    .unwrap_or_default()
+            })
             .await?;
-        let url = done
-            .aggregate
-            .feeds
-            .get(&feed_id)
-            .map(|f| f.url.clone())
-            .unwrap_or_default();
         self.status
-            .track(feed_id, listing_id, &url)
+            .track(feed_id, listing_id, &added.value)
             .await
             .map_err(store_err)?;
         let synced = self.sync(listing_id, feed_id, &meta.follow_up()).await?;
@@ -248,15 +241,9 @@ impl CalendarSync {
             actor: meta.actor,
             feed_id,
         };
-        let done = self
-            .commands
-            .listings
-            .execute(listing_id, cmd, meta)
-            .await
-            .map_err(listing_err)?;
         let written = self
             .commands
-            .written(&self.commands.listings, listing_id, &done, ())
+            .on_listing(listing_id, cmd, meta, |_| ())
             .await?;
         self.status.forget(feed_id).await.map_err(store_err)?;
         Ok(written)

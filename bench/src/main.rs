@@ -15,6 +15,7 @@
 //! $B bots                              # Telegram/WhatsApp bots: reply time, taps to a paid booking
 //! $B seed --listings 0 --bookings 0 --database-url URL --total-events 1000000
 //! $B rebuild --database-url URL        # `zhilego projections rebuild all`, events/s
+//! $B analytics                         # analytics at seed scale: a year by month, by listing, as_of
 //! $B drop --database-url URL           # drops a kept store and its `_read` database
 //! ```
 //!
@@ -31,6 +32,8 @@
 //! - `bots` ([`bots`]): many Telegram and WhatsApp guests at once from `/start` to a paid
 //!   booking through the webhooks, against fake Bot and Twilio APIs: reply time, taps, rates.
 //! - `rebuild` ([`rebuild`]): `zhilego projections rebuild all` over ≥ 1,000,000 events.
+//! - `analytics` ([`analytics`]): the analytics endpoints at seed scale (a year by month, by
+//!   listing, with `as_of`), next to the catalogue as the anchor.
 //!
 //! `cargo run -p zhilego-bench` does not build the `zhilego` binary; the bench looks for it
 //! next to its own executable (`target/release/zhilego`) unless `--zhilego-bin` says where.
@@ -38,6 +41,7 @@
 //! What the modes share: [`harness`] (the backends to run, a scratch store, starting and
 //! stopping the service, the per-backend loop) and [`report`] (sections of rows, printed and
 //! written; percentiles, latencies, verdicts).
+mod analytics;
 mod booking;
 mod bots;
 mod cpu;
@@ -93,6 +97,8 @@ enum Mode {
     Bots(bots::BotsArgs),
     /// Rebuild time of every projection over a large store.
     Rebuild(rebuild::RebuildArgs),
+    /// Analytics endpoints at seed scale: a year by month, by listing, with as_of.
+    Analytics(analytics::AnalyticsArgs),
     /// Drop a store database kept by `seed` and its `<name>_read` database.
     Drop(DropArgs),
 }
@@ -133,6 +139,7 @@ async fn main() {
         Some(Mode::Payments(args)) => payments::run(args).await,
         Some(Mode::Bots(args)) => bots::run(args).await,
         Some(Mode::Rebuild(args)) => rebuild::run(args).await,
+        Some(Mode::Analytics(args)) => analytics::run(args).await,
         Some(Mode::Drop(args)) => drop_store(args).await,
     };
     if let Err(e) = result {

@@ -15,6 +15,7 @@ use projections::analytics::compute::{
     self, ChannelItem, FactItem, FunnelItem, OccupancyItem, PickupItem, RevenueItem, StaysItem,
 };
 use projections::analytics::figures::Need;
+use projections::analytics::totals::Totals;
 use projections::analytics::{AsOf, Facts, GroupBy, Scope};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -216,6 +217,10 @@ impl Question {
         })
     }
 
+    async fn totals(&self, money: bool) -> Result<Totals, ApiError> {
+        Ok(Totals::load(&self.db, &self.scope, self.group, money).await?)
+    }
+
     async fn facts(&self, need: Need) -> Result<Facts, ApiError> {
         Ok(Facts::load(&self.db, &self.scope, need).await?)
     }
@@ -228,13 +233,6 @@ impl Question {
         }
     }
 }
-
-const SUPPLY: Need = Need {
-    listings: true,
-    nights: true,
-    bookings: false,
-    refunds: false,
-};
 
 /// Nights available, blocked and sold, and occupancy.
 #[utoipa::path(get, path = "/api/v1/analytics/occupancy", tag = "analytics", params(AnalyticsQuery),
@@ -252,9 +250,9 @@ pub async fn occupancy(
     ValidQuery(q): ValidQuery<AnalyticsQuery>,
 ) -> Result<Response, ApiError> {
     let question = Question::read(&state, &principal, &q, &headers).await?;
-    let facts = question.facts(SUPPLY).await?;
-    let items = compute::occupancy(&facts, &question.scope, question.group);
-    question.answer(items, &facts).respond(question.csv)
+    let totals = question.totals(false).await?;
+    let items = compute::occupancy(&totals, &question.scope, question.group);
+    question.answer(items, &totals.supply).respond(question.csv)
 }
 
 /// Room revenue, cleaning fees, refunds, net, ADR, RevPAR and TRevPAR.
@@ -273,14 +271,9 @@ pub async fn revenue(
     ValidQuery(q): ValidQuery<AnalyticsQuery>,
 ) -> Result<Response, ApiError> {
     let question = Question::read(&state, &principal, &q, &headers).await?;
-    let all = Need {
-        bookings: true,
-        refunds: true,
-        ..SUPPLY
-    };
-    let facts = question.facts(all).await?;
-    let items = compute::revenue(&facts, &question.scope, question.group);
-    question.answer(items, &facts).respond(question.csv)
+    let totals = question.totals(true).await?;
+    let items = compute::revenue(&totals, &question.scope, question.group);
+    question.answer(items, &totals.supply).respond(question.csv)
 }
 
 const BOOKINGS: Need = Need {

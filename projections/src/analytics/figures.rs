@@ -194,6 +194,13 @@ impl Facts {
     /// Reads the facts `need` names for `scope`, and the position they are complete to.
     pub async fn load(db: &Database, scope: &Scope, need: Need) -> Result<Facts, StoreError> {
         let mut tx = ReadTx::begin_snapshot(db).await?;
+        let facts = Facts::load_in(&mut tx, scope, need).await;
+        drop(tx);
+        facts
+    }
+
+    /// [`Facts::load`] within a snapshot transaction the caller holds.
+    pub async fn load_in(tx: &mut ReadTx, scope: &Scope, need: Need) -> Result<Facts, StoreError> {
         let position = tx
             .fetch::<(i64,)>(
                 "SELECT position FROM projection_checkpoints WHERE name = $1",
@@ -293,7 +300,6 @@ impl Facts {
                 .filter(|r| scope.city_matches(&r.city))
                 .collect();
         }
-        drop(tx);
         Ok(facts)
     }
 }

@@ -107,6 +107,23 @@ answer_schema! {
     FactsAnswer => FactItem,
 }
 
+/// The problems every analytics question may answer, as `application/problem+json`.
+#[derive(utoipa::IntoResponses)]
+pub enum AnalyticsProblems {
+    /// No token, or not a valid one.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// A guest or auditor, or a host naming another host's listing.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// A bad or missing parameter (`validation_failed`, the field named).
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+    /// `read_model_behind`: `min_position` not reached in time.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Behind(Problem),
+}
+
 /// Whose figures the caller may read: `None` all (analyst, admin), `Some(host)` a host's own.
 /// A host naming another's listing (or one that does not exist) is 403; the listing's host is
 /// read from the event store, so a listing just created is the host's at once.
@@ -237,10 +254,7 @@ impl Question {
 /// Nights available, blocked and sold, and occupancy.
 #[utoipa::path(get, path = "/api/v1/analytics/occupancy", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, content((OccupancyAnswer = "application/json"), (String = "text/csv"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "`read_model_behind`")),
+        AnalyticsProblems),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn occupancy(
@@ -258,10 +272,7 @@ pub async fn occupancy(
 /// Room revenue, cleaning fees, refunds, net, ADR, RevPAR and TRevPAR.
 #[utoipa::path(get, path = "/api/v1/analytics/revenue", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, content((RevenueAnswer = "application/json"), (String = "text/csv"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "`read_model_behind`")),
+        AnalyticsProblems),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn revenue(
@@ -287,10 +298,7 @@ const BOOKINGS: Need = Need {
 /// cancellation and hold expiry rates by event date.
 #[utoipa::path(get, path = "/api/v1/analytics/funnel", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, content((FunnelAnswer = "application/json"), (String = "text/csv"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "`read_model_behind`")),
+        AnalyticsProblems),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn funnel(
@@ -308,10 +316,7 @@ pub async fn funnel(
 /// Channel mix: nights sold, room revenue and bookings per channel (keys are channels).
 #[utoipa::path(get, path = "/api/v1/analytics/channels", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, content((ChannelsAnswer = "application/json"), (String = "text/csv"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "`read_model_behind`")),
+        AnalyticsProblems),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn channels(
@@ -340,10 +345,7 @@ pub async fn channels(
 /// Stays by check-in date: ALOS and the booking window (average and buckets).
 #[utoipa::path(get, path = "/api/v1/analytics/stays", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, content((StaysAnswer = "application/json"), (String = "text/csv"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "`read_model_behind`")),
+        AnalyticsProblems),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn stays(
@@ -369,10 +371,7 @@ const NIGHTS: Need = Need {
 /// `compare_to`; pace: the same dates 12 months earlier, as known 12 months before `as_of`.
 #[utoipa::path(get, path = "/api/v1/analytics/pickup", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, content((PickupAnswer = "application/json"), (String = "text/csv"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json", description = "`compare_to` missing, or a bad parameter"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "`read_model_behind`")),
+        AnalyticsProblems),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn pickup(
@@ -420,10 +419,7 @@ pub async fn pickup(
 /// events that made it (`metric=nights_sold|room_revenue_kzt`, `date` or `from`/`to`).
 #[utoipa::path(get, path = "/api/v1/analytics/facts", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, content((FactsAnswer = "application/json"), (String = "text/csv"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "`read_model_behind`")),
+        AnalyticsProblems),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn facts(

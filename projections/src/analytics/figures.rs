@@ -177,7 +177,8 @@ pub fn local_date_us(us: i64) -> NaiveDate {
     domain::local_date(DateTime::from_timestamp_micros(us).unwrap_or_default())
 }
 
-fn owner_clause(scope: &Scope, args: &mut Vec<Arg>) -> String {
+/// ` AND listing_id = … AND host_id = …` for the scope's listing and host, binding them.
+pub(crate) fn owner_clause(scope: &Scope, args: &mut Vec<Arg>) -> String {
     let mut sql = String::new();
     if let Some(l) = scope.listing_id {
         args.push(Arg::Id(l));

@@ -2,7 +2,7 @@
 //! refunds grouped in SQL by the grouping's column (the night, listing, city or channel), so a
 //! year of a whole city's nights arrives as a few hundred rows, not one row per night. The
 //! supply side (active listings and their blocks) comes as rows, as in [`Facts`].
-use super::figures::{Facts, GroupBy, Need, Scope};
+use super::figures::{owner_clause, Facts, GroupBy, Need, Scope};
 use crate::table::{Arg, ReadTx};
 use chrono::NaiveDate;
 use sqlx::postgres::PgRow;
@@ -97,19 +97,6 @@ async fn city_clause(
     } else {
         format!(" AND city IN ({})", names.join(", "))
     })
-}
-
-fn owner_clause(scope: &Scope, args: &mut Vec<Arg>) -> String {
-    let mut sql = String::new();
-    if let Some(l) = scope.listing_id {
-        args.push(Arg::Id(l));
-        sql.push_str(&format!(" AND listing_id = ${}", args.len()));
-    }
-    if let Some(h) = scope.host_id {
-        args.push(Arg::Id(h));
-        sql.push_str(&format!(" AND host_id = ${}", args.len()));
-    }
-    sql
 }
 
 impl Totals {

@@ -448,7 +448,7 @@ pub fn facts(facts: &Facts) -> Vec<FactItem> {
             positions: vec![n.held_position, n.sold_from_position],
         })
         .collect();
-    items.sort_by(|a, b| (a.date, a.booking_id).cmp(&(b.date, b.booking_id)));
+    items.sort_by_key(|a| (a.date, a.booking_id));
     items
 }
 

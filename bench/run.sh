@@ -46,6 +46,7 @@ for m in "${modes[@]}"; do
         booking) "$B" booking --pg-admin-url "$PG_ADMIN_URL" ;;
         payments) "$B" payments --pg-admin-url "$PG_ADMIN_URL" ;;
         bots)    "$B" bots --pg-admin-url "$PG_ADMIN_URL" ;;
-        *) echo "unknown mode $m (search, relay, lag, rebuild, booking, payments, bots)" >&2; exit 2 ;;
+        analytics) "$B" analytics --pg-admin-url "$PG_ADMIN_URL" ;;
+        *) echo "unknown mode $m (search, relay, lag, rebuild, booking, payments, bots, analytics)" >&2; exit 2 ;;
     esac
 done

@@ -51,6 +51,7 @@ for m in "${modes[@]}"; do
         bots)    "$B" bots --pg-admin-url "$PG_ADMIN_URL" ;;
         admin)   "$B" admin --pg-admin-url "$PG_ADMIN_URL" ;;
         ical)    "$B" ical --pg-admin-url "$PG_ADMIN_URL" ;;
-        *) echo "unknown mode $m (search, relay, lag, rebuild, booking, payments, bots, audit, admin, ical)" >&2; exit 2 ;;
+        analytics) "$B" analytics --pg-admin-url "$PG_ADMIN_URL" ;;
+        *) echo "unknown mode $m (search, relay, lag, rebuild, booking, payments, bots, audit, admin, ical, analytics)" >&2; exit 2 ;;
     esac
 done

@@ -5,6 +5,7 @@ use crate::routes::analytics_answer::{Answer, Columns};
 use chrono::{Datelike, NaiveDate, Utc};
 use projections::analytics::compute;
 use projections::analytics::figures::Need;
+use projections::analytics::totals::Totals;
 use projections::analytics::{AsOf, Facts, GroupBy, Scope};
 use serde::Serialize;
 use store::Database;
@@ -69,10 +70,10 @@ pub async fn export(read: &Database, e: Export) -> anyhow::Result<String> {
         MAX_DAYS * 10
     );
     let need = Need {
-        listings: true,
-        nights: true,
+        listings: false,
+        nights: false,
         bookings: true,
-        refunds: true,
+        refunds: false,
     };
     let parts = chunks(e.from, e.to, group);
     let bar = indicatif::ProgressBar::new(parts.len() as u64);
@@ -95,8 +96,14 @@ pub async fn export(read: &Database, e: Export) -> anyhow::Result<String> {
         let facts = Facts::load(read, &scope, need).await?;
         position = position.max(facts.position);
         match e.figures.as_str() {
-            "occupancy" => occupancy.extend(compute::occupancy(&facts, &scope, group)),
-            "revenue" => revenue.extend(compute::revenue(&facts, &scope, group)),
+            "occupancy" | "revenue" => {
+                let totals = Totals::load(read, &scope, group, true).await?;
+                if e.figures == "occupancy" {
+                    occupancy.extend(compute::occupancy(&totals, &scope, group));
+                } else {
+                    revenue.extend(compute::revenue(&totals, &scope, group));
+                }
+            }
             "funnel" => funnel.extend(compute::funnel(&facts, &scope, group)),
             "stays" => stays.extend(compute::stays(&facts, &scope, group)),
             _ => anyhow::bail!("--figures must be occupancy, revenue, funnel or stays"),

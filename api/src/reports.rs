@@ -14,6 +14,7 @@ use crate::settings::SettingsError;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use projections::analytics::compute::{self, ChannelItem, FunnelItem, OccupancyItem, RevenueItem};
 use projections::analytics::figures::Need;
+use projections::analytics::totals::Totals;
 use projections::analytics::{AsOf, Facts, GroupBy, Scope};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -99,15 +100,16 @@ pub async fn compute(
         as_of: AsOf::NOW,
     };
     let all = Need {
-        listings: true,
+        listings: false,
         nights: true,
         bookings: true,
-        refunds: true,
+        refunds: false,
     };
     let facts = Facts::load(read, &scope, all).await?;
     let day = GroupBy::Day;
-    let occupancy: Option<OccupancyItem> = compute::occupancy(&facts, &scope, day).pop();
-    let revenue: Option<RevenueItem> = compute::revenue(&facts, &scope, day).pop();
+    let totals = Totals::load(read, &scope, day, true).await?;
+    let occupancy: Option<OccupancyItem> = compute::occupancy(&totals, &scope, day).pop();
+    let revenue: Option<RevenueItem> = compute::revenue(&totals, &scope, day).pop();
     let funnel: Option<FunnelItem> = compute::funnel(&facts, &scope, day).pop();
     let channels: Vec<ChannelItem> = compute::channels(&facts);
     Ok(DailyReport {

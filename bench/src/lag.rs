@@ -39,7 +39,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 const GOAL_P99_MS: f64 = 100.0;
-const PROJECTIONS: [&str; 3] = ["bookings", "availability", "listings"];
+const PROJECTIONS: [&str; 4] = ["bookings", "availability", "listings", "analytics"];
 
 #[derive(clap::Args, Debug)]
 pub struct LagArgs {
@@ -333,6 +333,7 @@ async fn exercise(
         pct(&latencies, 100.0) as f64 / 1000.0
     );
     let mut bookings_p99 = None;
+    let mut analytics_p99 = None;
     for name in PROJECTIONS {
         let Some(timeline) = timelines.get(name) else {
             let _ = writeln!(s, "  lag {name:<13} no checkpoint seen");
@@ -364,6 +365,9 @@ async fn exercise(
         if name == "bookings" {
             bookings_p99 = Some(p99);
         }
+        if name == "analytics" {
+            analytics_p99 = Some(p99);
+        }
         let _ = writeln!(
             s,
             "  lag {name:<13} p50 {:.1} ms, p99 {p99:.1} ms, max {:.1} ms over {} bookings ({} already applied at the answer{})",
@@ -379,6 +383,13 @@ async fn exercise(
         );
     }
     let _ = writeln!(s, "  CPU:        {}", cpu.line());
+    if let Some(p99) = analytics_p99 {
+        let _ = writeln!(
+            s,
+            "  goal:       analytics projection lag p99 {p99:.1} ms (goal < {GOAL_P99_MS:.0} ms; anchor: the bookings projection above, same run): {}",
+            verdict(p99 < GOAL_P99_MS && created as u64 * 10 >= total * 9)
+        );
+    }
     if let Some(p99) = bookings_p99 {
         let _ = writeln!(
             s,

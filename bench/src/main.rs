@@ -16,6 +16,7 @@
 //! $B seed --listings 0 --bookings 0 --database-url URL --total-events 1000000
 //! $B rebuild --database-url URL        # `zhilego projections rebuild all`, events/s
 //! $B ical                              # 5,000 calendar feeds synced by the background sync
+//! $B analytics                         # analytics at seed scale: a year by month, by listing, as_of
 //! $B drop --database-url URL           # drops a kept store and its `_read` database
 //! $B audit                             # 1,000,000 events: verify, pages, state as of, notary lag
 //! ```
@@ -37,6 +38,8 @@
 //! - `rebuild` ([`rebuild`]): `zhilego projections rebuild all` over ≥ 1,000,000 events.
 //! - `audit` ([`audit`]): the audit over 1,000,000 events: verify against a checkpoint, pages,
 //!   state as of, notary lag.
+//! - `analytics` ([`analytics`]): the analytics endpoints at seed scale (a year by month, by
+//!   listing, with `as_of`), next to the catalogue as the anchor.
 //!
 //! `cargo run -p zhilego-bench` does not build the `zhilego` binary; the bench looks for it
 //! next to its own executable (`target/release/zhilego`) unless `--zhilego-bin` says where.
@@ -46,6 +49,7 @@
 //! written; percentiles, latencies, verdicts).
 mod admin;
 mod audit;
+mod analytics;
 mod booking;
 mod bots;
 mod cpu;
@@ -108,6 +112,8 @@ enum Mode {
     Admin(admin::AdminArgs),
     /// Calendar feeds: 5,000 feeds served locally, added, then synced by the background sync.
     Ical(ical::IcalArgs),
+    /// Analytics endpoints at seed scale: a year by month, by listing, with as_of.
+    Analytics(analytics::AnalyticsArgs),
     /// Drop a store database kept by `seed` and its `<name>_read` database.
     Drop(DropArgs),
 }
@@ -151,6 +157,7 @@ async fn main() {
         Some(Mode::Audit(args)) => audit::run(args).await,
         Some(Mode::Admin(args)) => admin::run(args).await,
         Some(Mode::Ical(args)) => ical::run(args).await,
+        Some(Mode::Analytics(args)) => analytics::run(args).await,
         Some(Mode::Drop(args)) => drop_store(args).await,
     };
     if let Err(e) = result {

@@ -28,6 +28,9 @@ pub struct RebuildArgs {
     /// Top the store up with bulk events to at least this many first.
     #[arg(long, default_value_t = 1_000_000)]
     min_events: u64,
+    /// Share of the bulk stays written as confirmed (nights sold for the analytics).
+    #[arg(long, default_value_t = 0.0)]
+    confirm_share: f64,
     #[command(flatten)]
     common: Common,
 }
@@ -76,6 +79,7 @@ async fn measure(args: &RebuildArgs, bin: &std::path::Path, url: &str) -> Result
             listings: 0,
             bookings: 0,
             total_events: Some(args.min_events),
+            confirm_share: args.confirm_share,
             ..seed::SeedOptions::default()
         };
         topped = Some(seed::seed(url, &options).await?);
@@ -111,8 +115,8 @@ async fn measure(args: &RebuildArgs, bin: &std::path::Path, url: &str) -> Result
     eprint!("{stdout}");
     let lines: Vec<Rebuilt> = stdout.lines().filter_map(parse_line).collect();
     anyhow::ensure!(
-        lines.len() == 3,
-        "expected three `rebuilt from` lines:\n{stdout}"
+        lines.len() == 4,
+        "expected four `rebuilt from` lines:\n{stdout}"
     );
 
     let mut s = Report::new("projection-rebuild benchmark");
@@ -144,7 +148,7 @@ async fn measure(args: &RebuildArgs, bin: &std::path::Path, url: &str) -> Result
     }
     let _ = writeln!(
         s,
-        "  wall:       {:.1} s for all three (process start and connections included)",
+        "  wall:       {:.1} s for all four (process start and connections included)",
         wall.as_secs_f64()
     );
     let _ = writeln!(s, "  CPU:        {}", cpu.line());

@@ -197,6 +197,10 @@ pub struct SeedOptions {
     /// this many (e.g. 1000000 for the rebuild bench).
     #[arg(long)]
     pub total_events: Option<u64>,
+    /// Bulk mode: share of the stays that are not cancelled written as confirmed (the booking
+    /// confirmed, its nights confirmed on the listing), so the analytics have nights sold.
+    #[arg(long, default_value_t = 0.0)]
+    pub confirm_share: f64,
 }
 
 impl Default for SeedOptions {
@@ -210,6 +214,7 @@ impl Default for SeedOptions {
             concurrency: 64,
             connections: 32,
             total_events: None,
+            confirm_share: 0.0,
         }
     }
 }
@@ -809,7 +814,13 @@ fn row<E: DomainEvent>(
 /// The events of one listing's life: created, then each stay reserved on the listing and held
 /// as a booking, and for cancelled stays the booking cancelled and the nights released — in
 /// the order the command side writes them.
-fn listing_rows(plan: &ListingPlan, today: NaiveDate, now: DateTime<Utc>, out: &mut Vec<Row>) {
+fn listing_rows(
+    plan: &ListingPlan,
+    today: NaiveDate,
+    now: DateTime<Utc>,
+    confirm_share: f64,
+    out: &mut Vec<Row>,
+) {
     let listing = <Listing as Aggregate>::TYPE;
     let booking = <Booking as Aggregate>::TYPE;
     let listing_id = Uuid::now_v7();
@@ -887,6 +898,32 @@ fn listing_rows(plan: &ListingPlan, today: NaiveDate, now: DateTime<Utc>, out: &
             &meta.follow_up(),
             &mut booking_prev,
         ));
+        // Deterministic per stay: the golden-ratio sequence spreads the confirmed ones evenly.
+        let confirmed = !stay.cancel && (k as f64 * 0.618_033_988_75).fract() < confirm_share;
+        if confirmed {
+            let confirm = BookingEvent::BookingConfirmed {
+                payment_id: commands::payment_id_for(booking_id),
+                paid_kzt: held_total(&held),
+                late: false,
+            };
+            out.push(row(
+                booking,
+                booking_id,
+                2,
+                &confirm,
+                &meta.follow_up(),
+                &mut booking_prev,
+            ));
+            listing_seq += 1;
+            out.push(row(
+                listing,
+                listing_id,
+                listing_seq,
+                &ListingEvent::ReservationConfirmed { booking_id },
+                &meta.follow_up(),
+                &mut listing_prev,
+            ));
+        }
         if stay.cancel {
             let meta = CommandMeta::new(guest, channel, Uuid::now_v7());
             let cancelled = BookingEvent::BookingCancelled {
@@ -918,6 +955,14 @@ fn listing_rows(plan: &ListingPlan, today: NaiveDate, now: DateTime<Utc>, out: &
                 &mut listing_prev,
             ));
         }
+    }
+}
+
+/// What a held booking costs in all.
+fn held_total(held: &BookingEvent) -> Kzt {
+    match held {
+        BookingEvent::BookingHeld { price, .. } => price.total_kzt,
+        _ => Kzt::ZERO,
     }
 }
 
@@ -970,7 +1015,8 @@ async fn bulk(
     // Generate on a blocking thread (JSON and SHA-256) while the writers insert, a batch of
     // listings at a time, until enough events are made.
     let mut gen_rng = rng.clone();
-    let (first, days, cancel_share) = (o.listings, o.days, o.cancel_share);
+    let (first, days, cancel_share, confirm_share) =
+        (o.listings, o.days, o.cancel_share, o.confirm_share);
     let made = Arc::new(AtomicU64::new(0));
     let made_in = made.clone();
     let generator = tokio::task::spawn_blocking(move || {
@@ -988,7 +1034,7 @@ async fn bulk(
             );
             let mut rows = Vec::with_capacity(chunk.len() * 48);
             for plan in &chunk {
-                listing_rows(plan, today, now, &mut rows);
+                listing_rows(plan, today, now, confirm_share, &mut rows);
                 done_listings += 1;
                 if written + rows.len() as u64 >= missing {
                     break;
@@ -1074,7 +1120,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let plans = plan_listings(&mut rng, 0, 1, 20, 365, 0.5);
         let mut rows = Vec::new();
-        listing_rows(&plans[0], crate::kz_today(), Utc::now(), &mut rows);
+        listing_rows(&plans[0], crate::kz_today(), Utc::now(), 0.0, &mut rows);
         let cancels = plans[0].stays.iter().filter(|s| s.cancel).count();
         assert_eq!(rows.len(), 1 + 2 * 20 + 2 * cancels);
         let mut heads: std::collections::HashMap<&str, (i64, String)> = Default::default();

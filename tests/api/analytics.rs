@@ -10,7 +10,7 @@ use crate::helpers::*;
 use crate::on_both_backends;
 use crate::projections::settle;
 use crate::workload::{self, World, CITIES};
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{Duration, Utc};
 use commands::{BookRequest, CommandMeta, Commands};
 use domain::cancellation::CancellationPolicy;
 use domain::listing::{ListingChanges, ListingStatus};
@@ -253,7 +253,7 @@ async fn drive(app: &TestApp, listings: usize, target: usize, workers: usize) ->
         let kaspi = app.state.kaspi.clone();
         tasks.push(tokio::spawn(async move {
             let kaspi = kaspi.sandbox.as_ref().expect("sandbox mode");
-            let mut rng = StdRng::seed_from_u64(0xA11A ^ (w as u64 + 1) * 7919);
+            let mut rng = StdRng::seed_from_u64(0xA11A ^ ((w as u64 + 1) * 7919));
             while going.lock().unwrap().commands < target {
                 step(&commands, kaspi, &world, &going, &mut rng).await;
             }
@@ -562,8 +562,3 @@ on_both_backends!(
     analytics_equal_the_oracle_after_5k_random_commands,
     figures_equal_the_oracle
 );
-
-#[allow(dead_code)]
-fn date(s: &str) -> NaiveDate {
-    s.parse().unwrap()
-}

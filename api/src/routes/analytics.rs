@@ -15,6 +15,7 @@ use projections::analytics::compute::{
     self, ChannelItem, FactItem, FunnelItem, OccupancyItem, PickupItem, RevenueItem, StaysItem,
 };
 use projections::analytics::figures::Need;
+use projections::analytics::totals::Totals;
 use projections::analytics::{AsOf, Facts, GroupBy, Scope};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -104,6 +105,23 @@ answer_schema! {
     StaysAnswer => StaysItem,
     PickupAnswer => PickupItem,
     FactsAnswer => FactItem,
+}
+
+/// The problems every analytics question may answer, as `application/problem+json`.
+#[derive(utoipa::IntoResponses)]
+pub enum AnalyticsProblems {
+    /// No token, or not a valid one.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// A guest or auditor, or a host naming another host's listing.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// A bad or missing parameter (`validation_failed`, the field named).
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+    /// `read_model_behind`: `min_position` not reached in time.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Behind(Problem),
 }
 
 /// Whose figures the caller may read: `None` all (analyst, admin), `Some(host)` a host's own.
@@ -216,6 +234,10 @@ impl Question {
         })
     }
 
+    async fn totals(&self, money: bool) -> Result<Totals, ApiError> {
+        Ok(Totals::load(&self.db, &self.scope, self.group, money).await?)
+    }
+
     async fn facts(&self, need: Need) -> Result<Facts, ApiError> {
         Ok(Facts::load(&self.db, &self.scope, need).await?)
     }
@@ -229,20 +251,10 @@ impl Question {
     }
 }
 
-const SUPPLY: Need = Need {
-    listings: true,
-    nights: true,
-    bookings: false,
-    refunds: false,
-};
-
 /// Nights available, blocked and sold, and occupancy.
 #[utoipa::path(get, path = "/api/v1/analytics/occupancy", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, content((OccupancyAnswer = "application/json"), (String = "text/csv"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "`read_model_behind`")),
+        AnalyticsProblems),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn occupancy(
@@ -252,18 +264,15 @@ pub async fn occupancy(
     ValidQuery(q): ValidQuery<AnalyticsQuery>,
 ) -> Result<Response, ApiError> {
     let question = Question::read(&state, &principal, &q, &headers).await?;
-    let facts = question.facts(SUPPLY).await?;
-    let items = compute::occupancy(&facts, &question.scope, question.group);
-    question.answer(items, &facts).respond(question.csv)
+    let totals = question.totals(false).await?;
+    let items = compute::occupancy(&totals, &question.scope, question.group);
+    question.answer(items, &totals.supply).respond(question.csv)
 }
 
 /// Room revenue, cleaning fees, refunds, net, ADR, RevPAR and TRevPAR.
 #[utoipa::path(get, path = "/api/v1/analytics/revenue", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, content((RevenueAnswer = "application/json"), (String = "text/csv"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "`read_model_behind`")),
+        AnalyticsProblems),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn revenue(
@@ -273,14 +282,9 @@ pub async fn revenue(
     ValidQuery(q): ValidQuery<AnalyticsQuery>,
 ) -> Result<Response, ApiError> {
     let question = Question::read(&state, &principal, &q, &headers).await?;
-    let all = Need {
-        bookings: true,
-        refunds: true,
-        ..SUPPLY
-    };
-    let facts = question.facts(all).await?;
-    let items = compute::revenue(&facts, &question.scope, question.group);
-    question.answer(items, &facts).respond(question.csv)
+    let totals = question.totals(true).await?;
+    let items = compute::revenue(&totals, &question.scope, question.group);
+    question.answer(items, &totals.supply).respond(question.csv)
 }
 
 const BOOKINGS: Need = Need {
@@ -294,10 +298,7 @@ const BOOKINGS: Need = Need {
 /// cancellation and hold expiry rates by event date.
 #[utoipa::path(get, path = "/api/v1/analytics/funnel", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, content((FunnelAnswer = "application/json"), (String = "text/csv"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "`read_model_behind`")),
+        AnalyticsProblems),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn funnel(
@@ -315,10 +316,7 @@ pub async fn funnel(
 /// Channel mix: nights sold, room revenue and bookings per channel (keys are channels).
 #[utoipa::path(get, path = "/api/v1/analytics/channels", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, content((ChannelsAnswer = "application/json"), (String = "text/csv"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "`read_model_behind`")),
+        AnalyticsProblems),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn channels(
@@ -347,10 +345,7 @@ pub async fn channels(
 /// Stays by check-in date: ALOS and the booking window (average and buckets).
 #[utoipa::path(get, path = "/api/v1/analytics/stays", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, content((StaysAnswer = "application/json"), (String = "text/csv"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "`read_model_behind`")),
+        AnalyticsProblems),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn stays(
@@ -376,10 +371,7 @@ const NIGHTS: Need = Need {
 /// `compare_to`; pace: the same dates 12 months earlier, as known 12 months before `as_of`.
 #[utoipa::path(get, path = "/api/v1/analytics/pickup", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, content((PickupAnswer = "application/json"), (String = "text/csv"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json", description = "`compare_to` missing, or a bad parameter"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "`read_model_behind`")),
+        AnalyticsProblems),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn pickup(
@@ -427,10 +419,7 @@ pub async fn pickup(
 /// events that made it (`metric=nights_sold|room_revenue_kzt`, `date` or `from`/`to`).
 #[utoipa::path(get, path = "/api/v1/analytics/facts", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, content((FactsAnswer = "application/json"), (String = "text/csv"))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "`read_model_behind`")),
+        AnalyticsProblems),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id()), err(level = "debug"))]
 pub async fn facts(

@@ -1,5 +1,6 @@
 //! The figures, computed from [`Facts`]: pure functions, one per kind of answer.
 use super::figures::{local_date_us, Facts, GroupBy, Scope};
+use super::totals::Totals;
 use chrono::NaiveDate;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -51,7 +52,8 @@ struct Supply {
     room: i64,
 }
 
-fn supply(facts: &Facts, scope: &Scope, group: GroupBy) -> BTreeMap<String, Supply> {
+fn supply(totals: &Totals, scope: &Scope, group: GroupBy) -> BTreeMap<String, Supply> {
+    let facts = &totals.supply;
     let mut map: BTreeMap<String, Supply> = seeded(scope, group);
     let mut total = Supply::default();
     let days: Vec<NaiveDate> = scope
@@ -109,33 +111,15 @@ fn supply(facts: &Facts, scope: &Scope, group: GroupBy) -> BTreeMap<String, Supp
         }
     }
     let channel_wide = group == GroupBy::Channel;
-    let mut last: Option<(String, NaiveDate, Uuid)> = None;
-    let mut key = String::new();
-    for n in &facts.nights {
-        let offered = active
-            .get(&n.listing_id)
-            .is_some_and(|(_, created)| n.night >= *created);
-        // Nights of one listing and date come together often: reuse the key.
-        let same = last
-            .as_ref()
-            .is_some_and(|(c, d, l)| *c == n.channel && *d == n.night && *l == n.listing_id);
-        if !same {
-            key = group.key(n.night, n.listing_id, &n.city, &n.channel);
-            last = Some((n.channel.clone(), n.night, n.listing_id));
-        }
-        let s = match map.get_mut(&key) {
-            Some(s) => s,
-            None => map.entry(key.clone()).or_default(),
-        };
-        s.sold += 1;
-        s.room += n.price_kzt;
-        if !offered {
-            // Sold on a listing no longer active: the night was offered all the same.
-            if channel_wide {
-                total.available += 1;
-            } else {
-                s.available += 1;
-            }
+    for sums in totals.sums.iter().filter(|s| s.sold > 0) {
+        let s = map.entry(sums.key.clone()).or_default();
+        s.sold += sums.sold;
+        s.room += sums.room;
+        // Sold on a listing no longer active: the nights were offered all the same.
+        if channel_wide {
+            total.available += sums.unoffered;
+        } else {
+            s.available += sums.unoffered;
         }
     }
     if channel_wide {
@@ -147,8 +131,8 @@ fn supply(facts: &Facts, scope: &Scope, group: GroupBy) -> BTreeMap<String, Supp
     map
 }
 
-pub fn occupancy(facts: &Facts, scope: &Scope, group: GroupBy) -> Vec<OccupancyItem> {
-    supply(facts, scope, group)
+pub fn occupancy(totals: &Totals, scope: &Scope, group: GroupBy) -> Vec<OccupancyItem> {
+    supply(totals, scope, group)
         .into_iter()
         .map(|(key, s)| OccupancyItem {
             key,
@@ -180,8 +164,8 @@ fn sold(b: &super::tables::BookingFacts, facts_as_of: super::figures::AsOf) -> b
     facts_as_of.reached(b.confirmed_us) && !facts_as_of.reached(b.cancelled_us)
 }
 
-pub fn revenue(facts: &Facts, scope: &Scope, group: GroupBy) -> Vec<RevenueItem> {
-    let mut map: BTreeMap<String, RevenueItem> = supply(facts, scope, group)
+pub fn revenue(totals: &Totals, scope: &Scope, group: GroupBy) -> Vec<RevenueItem> {
+    let mut map: BTreeMap<String, RevenueItem> = supply(totals, scope, group)
         .into_iter()
         .map(|(key, s)| {
             (
@@ -196,23 +180,17 @@ pub fn revenue(facts: &Facts, scope: &Scope, group: GroupBy) -> Vec<RevenueItem>
             )
         })
         .collect();
-    for b in &facts.bookings {
-        if scope.contains(b.check_in) && sold(b, scope.as_of) {
-            let key = group.key(b.check_in, b.listing_id, &b.city, &b.channel);
-            let item = map.entry(key.clone()).or_insert_with(|| RevenueItem {
-                key,
-                ..RevenueItem::default()
-            });
-            item.cleaning_fees_kzt += b.cleaning_kzt;
-        }
-    }
-    for r in &facts.refunds {
-        let key = group.key(r.refund_date, r.listing_id, &r.city, &r.channel);
-        let item = map.entry(key.clone()).or_insert_with(|| RevenueItem {
-            key,
+    for sums in totals
+        .sums
+        .iter()
+        .filter(|s| s.cleaning != 0 || s.refunds != 0)
+    {
+        let item = map.entry(sums.key.clone()).or_insert_with(|| RevenueItem {
+            key: sums.key.clone(),
             ..RevenueItem::default()
         });
-        item.refunds_kzt += r.amount_kzt;
+        item.cleaning_fees_kzt += sums.cleaning;
+        item.refunds_kzt += sums.refunds;
     }
     if group == GroupBy::Channel {
         let available = map.values().map(|i| i.nights_available).max().unwrap_or(0);
@@ -470,7 +448,7 @@ pub fn facts(facts: &Facts) -> Vec<FactItem> {
             positions: vec![n.held_position, n.sold_from_position],
         })
         .collect();
-    items.sort_by(|a, b| (a.date, a.booking_id).cmp(&(b.date, b.booking_id)));
+    items.sort_by_key(|a| (a.date, a.booking_id));
     items
 }
 

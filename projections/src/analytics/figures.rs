@@ -177,7 +177,8 @@ pub fn local_date_us(us: i64) -> NaiveDate {
     domain::local_date(DateTime::from_timestamp_micros(us).unwrap_or_default())
 }
 
-fn owner_clause(scope: &Scope, args: &mut Vec<Arg>) -> String {
+/// ` AND listing_id = … AND host_id = …` for the scope's listing and host, binding them.
+pub(crate) fn owner_clause(scope: &Scope, args: &mut Vec<Arg>) -> String {
     let mut sql = String::new();
     if let Some(l) = scope.listing_id {
         args.push(Arg::Id(l));
@@ -194,6 +195,13 @@ impl Facts {
     /// Reads the facts `need` names for `scope`, and the position they are complete to.
     pub async fn load(db: &Database, scope: &Scope, need: Need) -> Result<Facts, StoreError> {
         let mut tx = ReadTx::begin_snapshot(db).await?;
+        let facts = Facts::load_in(&mut tx, scope, need).await;
+        drop(tx);
+        facts
+    }
+
+    /// [`Facts::load`] within a snapshot transaction the caller holds.
+    pub async fn load_in(tx: &mut ReadTx, scope: &Scope, need: Need) -> Result<Facts, StoreError> {
         let position = tx
             .fetch::<(i64,)>(
                 "SELECT position FROM projection_checkpoints WHERE name = $1",
@@ -293,7 +301,6 @@ impl Facts {
                 .filter(|r| scope.city_matches(&r.city))
                 .collect();
         }
-        drop(tx);
         Ok(facts)
     }
 }

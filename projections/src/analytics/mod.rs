@@ -9,6 +9,7 @@ pub mod compute;
 pub mod definitions;
 pub mod figures;
 pub mod tables;
+pub mod totals;
 
 use crate::event::Decoded;
 use crate::projector::Projection;

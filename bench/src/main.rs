@@ -48,8 +48,8 @@
 //! stopping the service, the per-backend loop) and [`report`] (sections of rows, printed and
 //! written; percentiles, latencies, verdicts).
 mod admin;
-mod audit;
 mod analytics;
+mod audit;
 mod booking;
 mod bots;
 mod cpu;

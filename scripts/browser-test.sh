@@ -28,8 +28,11 @@ if [ ! -d "$TOOLS/node_modules/playwright-core" ]; then
   (cd "$TOOLS" && npm install --silent --no-audit --no-fund)
 fi
 
-cargo build -q -p zhilego
-BIN="$CARGO_TARGET_DIR/debug/zhilego"
+# ZHILEGO_BIN: a built binary (CI builds it once), else build it.
+if [ -z "${ZHILEGO_BIN:-}" ]; then
+  cargo build -q -p zhilego
+fi
+BIN="${ZHILEGO_BIN:-$CARGO_TARGET_DIR/debug/zhilego}"
 DATA=$(mktemp -d)
 PROFILE=$(mktemp -d)
 LOG="$ARTIFACTS/browser-test-server.log"

@@ -129,24 +129,46 @@ async fn relay_and_project_serve_metrics_health_and_readiness() {
 
 #[tokio::test]
 async fn request_metrics_count_rate_limited_and_unknown_requests() {
-    let app = spawn_app_with(
-        Backend::Sqlite,
-        "metrics_everything",
-        &[("ZHILEGO_RATE_LIMIT", "2")],
+    // A process of its own: the suite's in-process apps share one metrics recorder.
+    let storage = Storage::new(Backend::Sqlite, "metrics_everything")
+        .await
+        .unwrap();
+    let ops_port = free_port();
+    let ops = format!("127.0.0.1:{ops_port}");
+    let mut server = crate::processes::spawn_serve(
+        &storage,
+        &[
+            ("ZHILEGO_RATE_LIMIT", "2"),
+            ("ZHILEGO_METRICS_ADDR", ops.as_str()),
+        ],
     )
-    .await
-    .unwrap();
+    .await;
+    let client = reqwest::Client::new();
+    let status = |path: &'static str| {
+        let (client, base) = (client.clone(), server.address.clone());
+        async move {
+            client
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
     // An unknown path (the API's fallback, inside the limit: it takes one of the two), then
     // the catalogue three times: one answered, two refused before routing.
-    assert_eq!(app.get("/no/such/path", None).await.0, 404);
+    assert_eq!(status("/no/such/path").await, 404);
     let mut limited = 0;
     for _ in 0..3 {
-        if app.get("/api/v1/listings?city=Almaty", None).await.0 == 429 {
+        if status("/api/v1/listings?city=Almaty").await == 429 {
             limited += 1;
         }
     }
     assert_eq!(limited, 2);
-    let text = app.metrics().await;
+    let text = get_when_up(&client, &format!("http://{ops}/metrics"))
+        .await
+        .1;
     let count = |route: &str, status: &str| -> f64 {
         text.lines()
             .filter(|l| l.starts_with("zhilego_http_requests_total{"))
@@ -164,7 +186,8 @@ async fn request_metrics_count_rate_limited_and_unknown_requests() {
         text.contains("# HELP zhilego_http_requests_total "),
         "{text}"
     );
-    app.finish().await;
+    server.child.kill().await.unwrap();
+    storage.remove().await;
 }
 
 /// Two "clients" behind one gateway: with the gateway trusted each has its own allowance;

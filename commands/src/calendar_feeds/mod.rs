@@ -219,7 +219,7 @@ impl CalendarSync {
             })
             .await?;
         self.status
-            .track(feed_id, listing_id, &added.value)
+            .track(feed_id, listing_id, &added.value, now_ms())
             .await
             .map_err(store_err)?;
         let synced = self.sync(listing_id, feed_id, &meta.follow_up()).await?;
@@ -264,7 +264,7 @@ impl CalendarSync {
         if self.status.get(feed_id).await.map_err(store_err)?.is_none() {
             // Added by a process that stopped before it wrote the row.
             self.status
-                .track(feed_id, listing_id, &feed.url)
+                .track(feed_id, listing_id, &feed.url, now_ms())
                 .await
                 .map_err(store_err)?;
         }

@@ -62,20 +62,24 @@ impl FeedStatus {
     }
 
     /// Starts tracking a feed (again: a row already there is kept).
+    /// The row is made claimed at `now_ms` by the process that is about to sync the feed, so
+    /// no other instance's worker takes the new feed in between.
     pub async fn track(
         &self,
         feed_id: Uuid,
         listing_id: Uuid,
         url: &str,
+        now_ms: i64,
     ) -> Result<(), StoreError> {
         with_pool!(&self.db, pool => {
             sqlx::query(
-                "INSERT INTO calendar_feed_status (feed_id, listing_id, url) VALUES ($1, $2, $3) \
-                 ON CONFLICT (feed_id) DO NOTHING",
+                "INSERT INTO calendar_feed_status (feed_id, listing_id, url, claimed_at_ms) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (feed_id) DO NOTHING",
             )
             .bind(feed_id)
             .bind(listing_id)
             .bind(url)
+            .bind(now_ms)
             .execute(pool)
             .await?;
         });

@@ -1,5 +1,5 @@
 //! The calendar feeds' settings (`ZHILEGO_ICAL_*`), read with the rest of [`crate::settings`].
-use crate::settings::SettingsError;
+use crate::settings::{positive, SettingsError};
 use commands::calendar_feeds::fetch::FetchLimits;
 use commands::FeedSyncConfig;
 use std::time::Duration;
@@ -31,19 +31,6 @@ fn duration(key: &'static str, raw: &str) -> Result<Duration, SettingsError> {
     Ok(Duration::from_millis(ms))
 }
 
-fn positive(key: &'static str, raw: Option<String>, default: u64) -> Result<u64, SettingsError> {
-    match raw {
-        None => Ok(default),
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(SettingsError::Invalid(
-                key,
-                format!("{s:?} is not a positive number"),
-            )),
-        },
-    }
-}
-
 /// - `ZHILEGO_ICAL_SYNC_INTERVAL` (default `15m`): each feed is synced once per this.
 /// - `ZHILEGO_ICAL_CONCURRENCY` (default 32): feeds fetched at once per instance.
 /// - `ZHILEGO_ICAL_TIMEOUT_MS` (default 20000): one feed's whole request.
@@ -70,21 +57,17 @@ pub fn from_values(get: &dyn Fn(&str) -> Option<String>) -> Result<FeedSyncConfi
     let too_large = |key| SettingsError::Invalid(key, "too large".into());
     Ok(FeedSyncConfig {
         interval,
-        concurrency: usize::try_from(positive(
-            "ZHILEGO_ICAL_CONCURRENCY",
-            get("ZHILEGO_ICAL_CONCURRENCY"),
-            32,
-        )?)
-        .map_err(|_| too_large("ZHILEGO_ICAL_CONCURRENCY"))?,
+        concurrency: usize::try_from(positive("ZHILEGO_ICAL_CONCURRENCY", get, 32)?)
+            .map_err(|_| too_large("ZHILEGO_ICAL_CONCURRENCY"))?,
         fetch: FetchLimits {
             timeout: Duration::from_millis(positive(
                 "ZHILEGO_ICAL_TIMEOUT_MS",
-                get("ZHILEGO_ICAL_TIMEOUT_MS"),
+                get,
                 defaults.timeout.as_millis() as u64,
             )?),
             max_bytes: usize::try_from(positive(
                 "ZHILEGO_ICAL_MAX_BYTES",
-                get("ZHILEGO_ICAL_MAX_BYTES"),
+                get,
                 defaults.max_bytes as u64,
             )?)
             .map_err(|_| too_large("ZHILEGO_ICAL_MAX_BYTES"))?,

@@ -136,7 +136,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ValidQuery<T> 
     }
 }
 
-/// One id in the path; anything that is not a UUID names nothing that exists: 404.
+/// The ids in the path; anything that does not parse (not a UUID, not UTF-8) names nothing
+/// that exists: 404.
 pub struct IdPath<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for IdPath<T> {
@@ -151,7 +152,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for IdPath<
                     StatusCode::NOT_FOUND,
                     "not_found",
                     "Not found",
-                    "no such resource: the id is not a valid UUID",
+                    "no such resource: the path does not name one",
                 )
             })
     }

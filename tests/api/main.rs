@@ -15,6 +15,7 @@ mod concurrency;
 mod contract;
 mod crash;
 mod daily_report;
+mod docs_ui;
 mod events;
 mod faults;
 mod guest_privacy;

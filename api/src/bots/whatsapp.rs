@@ -294,8 +294,16 @@ impl WhatsApp {
 }
 
 /// `POST /whatsapp/webhook/`: a message from Twilio, checked by its signature.
+#[utoipa::path(post, path = "/whatsapp/webhook/", tag = "webhooks",
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded",
+        description = "Twilio's message fields (`From`, `Body`, `MessageSid`, …)"),
+    responses((status = 200, content_type = "text/xml", body = String, description = "An empty TwiML `<Response>`"),
+        (status = 403, body = crate::error::Problem, description = "`forbidden`: the Twilio signature is missing or wrong"),
+        (status = 404, body = crate::error::Problem, description = "`bot_not_configured`: the WhatsApp bot is off here"),
+        (status = 503, body = crate::error::Problem, description = "`bot_failed`: not handled now; Twilio sends it again")),
+    security(("twilio_signature" = [])))]
 #[tracing::instrument(skip_all)]
-pub(super) async fn webhook(
+pub(crate) async fn webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,

@@ -3,7 +3,7 @@
 //! `audit` crate's).
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::ValidQuery;
+use crate::extract::{IdPath, ValidQuery};
 use crate::state::AppState;
 use audit::queries::{
     self, AggregateEvents, CheckpointView, ConsistencyProof, ConsistencyQuery, EventPage,
@@ -11,7 +11,7 @@ use audit::queries::{
 };
 use audit::views::{CorrelationView, StateView};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -113,7 +113,7 @@ pub async fn list_events(
 pub async fn aggregate_history(
     State(state): State<AppState>,
     principal: Principal,
-    Path((kind, id)): Path<(String, String)>,
+    IdPath((kind, id)): IdPath<(String, String)>,
 ) -> Result<Json<AggregateEvents>, ApiError> {
     principal.require(AUDITORS)?;
     Ok(Json(
@@ -135,7 +135,7 @@ pub async fn aggregate_history(
 pub async fn aggregate_state(
     State(state): State<AppState>,
     principal: Principal,
-    Path((kind, id)): Path<(String, String)>,
+    IdPath((kind, id)): IdPath<(String, String)>,
     ValidQuery(q): ValidQuery<StateQuery>,
 ) -> Result<Json<StateView>, ApiError> {
     principal.require(AUDITORS)?;
@@ -155,7 +155,7 @@ pub async fn aggregate_state(
 pub async fn correlation(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<String>,
 ) -> Result<Json<CorrelationView>, ApiError> {
     principal.require(AUDITORS)?;
     Ok(Json(queries::correlation(&state.db, &id).await?))
@@ -229,7 +229,7 @@ pub async fn checkpoint_key(
 pub async fn inclusion_proof(
     State(state): State<AppState>,
     principal: Principal,
-    Path(position): Path<String>,
+    IdPath(position): IdPath<String>,
     ValidQuery(q): ValidQuery<ProofQuery>,
 ) -> Result<Json<InclusionProof>, ApiError> {
     principal.require(AUDITORS)?;

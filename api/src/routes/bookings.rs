@@ -348,7 +348,8 @@ pub struct CancelBody {
 /// carries `refund_kzt`, what the cancellation policy gives back; a host's or an admin's
 /// cancellation refunds everything paid, whatever the policy. An admin must give a `reason`
 /// (422 otherwise).
-#[utoipa::path(post, path = "/api/v1/bookings/{id}/cancel", tag = "bookings", request_body = CancelBody,
+#[utoipa::path(post, path = "/api/v1/bookings/{id}/cancel", tag = "bookings",
+    request_body(content = Option<CancelBody>, description = "May be left out (no reason given)"),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = BookingView), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "`invalid_state`: already cancelled, expired or started"),

@@ -93,7 +93,8 @@ async fn visible_offer(
 #[utoipa::path(get, path = "/api/v1/listings/{id}/calendar", tag = "listings",
     params(("id" = Uuid, Path), CalendarQuery),
     responses((status = 200, body = CalendarView), (status = 404, body = Problem), (status = 422, body = Problem),
-        (status = 503, body = Problem, description = "`read_model_behind`: min_position not reached in time")))]
+        (status = 503, body = Problem, description = "`read_model_behind`: min_position not reached in time")),
+    security((), ("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(listing_id = %id), err(level = "debug"))]
 pub async fn calendar(
     State(state): State<AppState>,
@@ -142,7 +143,8 @@ pub async fn calendar(
 /// guest data.
 #[utoipa::path(get, path = "/api/v1/listings/{id}/calendar.ics", tag = "listings",
     params(("id" = Uuid, Path), FeedQuery),
-    responses((status = 200, content_type = "text/calendar", body = String), (status = 404, body = Problem)))]
+    responses((status = 200, content_type = "text/calendar", body = String), (status = 404, body = Problem)),
+    security((), ("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(listing_id = %id), err(level = "debug"))]
 pub async fn calendar_ics(
     State(state): State<AppState>,

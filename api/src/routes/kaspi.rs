@@ -7,6 +7,7 @@
 //! the door (403 and 401 otherwise, and nothing changes).
 use crate::error::ApiError;
 use crate::state::AppState;
+use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,28 +17,96 @@ use base64::Engine;
 use kaspi::biller::{Malformed, Notification};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use utoipa::{IntoParams, ToSchema};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/kaspi/callback/", get(by_query).post(by_form))
 }
 
+/// A notification's fields, as Kaspi sends them (a query string or a form).
+#[derive(ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read as a map by `Notification::parse`; this is its description
+pub struct NotificationFields {
+    /// `check` (may this account be paid, and how much) or `pay` (it was paid).
+    command: String,
+    /// Kaspi's transaction id.
+    txn_id: String,
+    /// The booking's id or short code.
+    account: String,
+    /// Whole tenge (`pay`; `check` may omit it).
+    sum: Option<String>,
+    /// `YYYYMMDDHHMMSS` (`pay`).
+    txn_date: Option<String>,
+}
+
+/// The biller protocol's answer.
+#[derive(ToSchema)]
+#[allow(dead_code)] // the shape of `kaspi::biller::Answer` as it serializes
+pub struct BillerAnswer {
+    txn_id: String,
+    /// 0 ok, 1 no such account, 2 cancelled, 3 paid already, 4 in progress, 5 other error.
+    #[schema(minimum = 0, maximum = 5)]
+    result: u8,
+    /// Due (check) or taken (pay), whole tenge.
+    sum: Option<i64>,
+    /// Our id for the payment.
+    prv_txn_id: Option<String>,
+    comment: String,
+}
+
+/// Kaspi asks whether an account may be paid, or says it was (query string).
+#[utoipa::path(get, path = "/kaspi/callback/", tag = "webhooks", params(NotificationFields),
+    responses((status = 200, body = BillerAnswer, description = "Every well-formed notification, whatever its `result`"),
+        (status = 401, body = crate::error::Problem, description = "`unauthorized`: wrong or missing credentials"),
+        (status = 403, body = crate::error::Problem, description = "`forbidden`: the address is not on `KASPI_CALLBACK_ALLOW_IPS`"),
+        (status = 422, body = crate::error::Problem, description = "`validation_failed`: a notification without `command`, `txn_id` or `account`")),
+    security(("kaspi_basic" = [])))]
 #[tracing::instrument(skip_all)]
-async fn by_query(
+pub async fn by_query(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
+    let params = params.map(|Query(p)| p).map_err(|e| {
+        ApiError::bad_request("malformed_query", e.body_text())
+    });
     handle(&state, peer, &headers, params).await
 }
 
+/// The same as a form `POST`.
+#[utoipa::path(post, path = "/kaspi/callback/", tag = "webhooks",
+    request_body(content = NotificationFields, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = BillerAnswer, description = "Every well-formed notification, whatever its `result`"),
+        (status = 400, body = crate::error::Problem, description = "`malformed_form`: the body is not a form"),
+        (status = 401, body = crate::error::Problem, description = "`unauthorized`: wrong or missing credentials"),
+        (status = 403, body = crate::error::Problem, description = "`forbidden`: the address is not on `KASPI_CALLBACK_ALLOW_IPS`"),
+        (status = 415, body = crate::error::Problem, description = "`unsupported_media_type`: send `application/x-www-form-urlencoded`"),
+        (status = 422, body = crate::error::Problem, description = "`validation_failed`: a notification without `command`, `txn_id` or `account`")),
+    security(("kaspi_basic" = [])))]
 #[tracing::instrument(skip_all)]
-async fn by_form(
+pub async fn by_form(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Form(params): Form<HashMap<String, String>>,
+    params: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
+    let params = params.map(|Form(p)| p).map_err(|e| match e.status() {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported media type",
+            "send the notification as Content-Type: application/x-www-form-urlencoded",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "Payload too large",
+            e.body_text(),
+        ),
+        _ => ApiError::bad_request("malformed_form", e.body_text()),
+    });
     handle(&state, peer, &headers, params).await
 }
 
@@ -52,11 +121,13 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
+/// The door first (address, credentials), then the notification: a caller who may not call
+/// learns nothing about what it sent.
 async fn handle(
     state: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
-    params: HashMap<String, String>,
+    params: Result<HashMap<String, String>, ApiError>,
 ) -> Response {
     let guard = &state.kaspi.guard;
     let caller =
@@ -83,6 +154,10 @@ async fn handle(
         );
         return res;
     }
+    let params = match params {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
     let notification = match Notification::parse(&params) {
         Ok(n) => n,
         Err(malformed) => return refuse_malformed(&malformed),

@@ -438,7 +438,8 @@ pub async fn create_listing(
 /// A listing. Drafts and archived listings are visible to their host and admins only.
 #[utoipa::path(get, path = "/api/v1/listings/{id}", tag = "listings",
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = ListingView), (status = 404, body = Problem)))]
+    responses((status = 200, body = ListingView), (status = 404, body = Problem, description = "No such listing, or a draft or paused one that is not the caller's")),
+    security((), ("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(listing_id = %id), err(level = "debug"))]
 pub async fn get_listing(
     State(state): State<AppState>,

@@ -11,9 +11,11 @@ pub mod calendar;
 pub mod calendar_feeds;
 pub mod context;
 pub mod dashboard;
+pub mod docs;
 pub mod kaspi;
 pub mod listings;
 pub mod moderation;
+pub mod openapi;
 pub mod ops;
 pub mod payments;
 pub mod reports;
@@ -32,86 +34,10 @@ use axum::{Json, Router};
 use std::time::Instant;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_scalar::{Scalar, Servable};
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "ZhilyeGO API",
-        version = "1",
-        description = "Short-term apartment rentals in Kazakhstan: listings, calendars, bookings. \
-            Errors are RFC 9457 problem+json with a stable `code`. Writes return `position`; \
-            reads accept `min_position`."
-    ),
-    modifiers(&BearerAuth),
-    tags(
-        (name = "listings", description = "Hosts' apartments and their calendars"),
-        (name = "search", description = "Free apartments for a stay, and the catalogue"),
-        (name = "bookings", description = "Guests' stays"),
-        (name = "users", description = "Profiles"),
-        (name = "payments", description = "Kaspi payments, refunds and reconciliation"),
-        (name = "audit", description = "History, state as of any point, signed checkpoints and proofs (auditor, admin)"),
-        (name = "analytics", description = "Occupancy, revenue, the funnel, as known at any instant; the daily report"),
-        (name = "admin", description = "Accounts, roles, blocking, moderation, overrides, API keys"),
-    )
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
-
-/// Error answers are `application/problem+json` (see [`crate::error`]): the document says so
-/// for every 4xx and 5xx a route declares with a body (applied once the routes are merged in).
-struct ProblemJson;
-
-impl utoipa::Modify for ProblemJson {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::RefOr;
-        for item in openapi.paths.paths.values_mut() {
-            let ops = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for op in ops.into_iter().flatten() {
-                for (code, response) in op.responses.responses.iter_mut() {
-                    let RefOr::T(response) = response else {
-                        continue;
-                    };
-                    if !(code.starts_with('4') || code.starts_with('5')) {
-                        continue;
-                    }
-                    if let Some(content) = response.content.shift_remove("application/json") {
-                        response
-                            .content
-                            .insert("application/problem+json".to_string(), content);
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(listings::routes())
         .merge(search::routes())
         .merge(calendar::routes())
@@ -128,15 +54,13 @@ pub fn router(state: AppState) -> Router {
         .merge(admin_status::routes())
         .merge(crate::bots::telegram::login::routes())
         .split_for_parts();
-    let mut doc = doc;
-    utoipa::Modify::modify(&ProblemJson, &mut doc);
-    let doc_json = doc.clone();
+    let doc = openapi::document(doc);
     let api = api
         .route(
             "/api/v1/openapi.json",
-            get(move || async move { Json(doc_json.clone()) }),
+            get(move || async move { Json(doc.clone()) }),
         )
-        .merge(Scalar::with_url("/api/v1/docs", doc))
+        .merge(docs::routes())
         .fallback(|| async { ApiError::not_found("route") });
 
     let api = api.route_layer(middleware::from_fn_with_state(

@@ -13,8 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
 use serde_json::json;
 use std::sync::Arc;
+use utoipa::ToSchema;
 use store::Database;
 
 /// What a process depends on, to say whether it is ready.
@@ -89,10 +91,9 @@ pub struct Ops {
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route(
-        "/readyz",
-        get(|State(state): State<AppState>| async move { readiness(&Probe::of(&state)).await }),
-    )
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 /// The ops listener's routes: `/metrics`, `/healthz`, `/readyz`.
@@ -108,9 +109,48 @@ pub fn ops_routes(ops: Ops) -> Router {
         .with_state(ops)
 }
 
-/// The process is up.
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// `{"status": "ok"}`: the process is up.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    status: String,
+}
+
+/// The readiness report.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    /// `production` or `embedded`.
+    pub mode: String,
+    pub checks: ReadinessChecks,
+}
+
+/// Each dependency: `ok`, `unreachable` or `not_configured` (replicas: `ok` or `down`).
+#[derive(Serialize, ToSchema)]
+pub struct ReadinessChecks {
+    pub store: String,
+    pub read_db: String,
+    pub read_replicas: Vec<String>,
+    pub bus: String,
+}
+
+/// The process is up (on the API listener and the ops listener).
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, body = Health, description = "Always, while the process runs")))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// The event store, the read database and the bus (where configured) answer (on the API
+/// listener and the ops listener). A read replica that is down does not make it unready.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses((status = 200, body = Readiness, description = "Ready"),
+        (status = 503, body = Readiness, description = "Not ready: the checks say what is unreachable")))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    readiness(&Probe::of(&state)).await
 }
 
 async fn readiness(probe: &Probe) -> Response {
@@ -123,7 +163,13 @@ async fn readiness(probe: &Probe) -> Response {
     (code, Json(body)).into_response()
 }
 
-async fn metrics(State(ops): State<Ops>, headers: HeaderMap) -> Response {
+/// Prometheus text exposition, on the ops listener only (`ZHILEGO_METRICS_ADDR`), behind
+/// `ZHILEGO_METRICS_TOKEN` when that is set.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, content_type = "text/plain; version=0.0.4", body = String),
+        (status = 401, body = crate::error::Problem, description = "`unauthorized`: the metrics token is set and was not sent")),
+    security((), ("metrics_token" = [])))]
+pub async fn metrics(State(ops): State<Ops>, headers: HeaderMap) -> Response {
     if let Some(token) = &ops.token {
         let given = headers
             .get(header::AUTHORIZATION)

@@ -2,11 +2,12 @@
 //! not yet stored (not kept: only the scheduler stores reports). A host gets their own
 //! listings' figures, computed now.
 use crate::auth::Principal;
+use crate::extract::IdPath;
 use crate::error::{ApiError, Problem};
 use crate::reports::{self, DailyReport};
 use crate::routes::analytics::audience;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{NaiveDate, Utc};
 use utoipa_axum::router::OpenApiRouter;
@@ -29,7 +30,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub async fn daily_report(
     State(state): State<AppState>,
     principal: Principal,
-    Path(date): Path<String>,
+    IdPath(date): IdPath<String>,
 ) -> Result<Json<DailyReport>, ApiError> {
     let date: NaiveDate = date
         .parse()

@@ -3,6 +3,7 @@
 use super::Telegram;
 use crate::auth::same_secret;
 use crate::error::{ApiError, Problem};
+use crate::extract::ValidJson;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -79,13 +80,14 @@ pub struct TokenView {
 /// guest token. The hash is checked with the bot's token; `auth_date` must be within a day.
 #[utoipa::path(post, path = "/api/v1/auth/telegram", tag = "users",
     request_body(content = Object, description = "The widget's fields as it gave them"),
-    responses((status = 200, body = TokenView), (status = 401, body = Problem),
+    responses((status = 200, body = TokenView),
+        (status = 401, body = Problem, description = "`invalid_telegram_login`: the hash does not match, or `auth_date` is too old"),
         (status = 403, body = Problem, description = "`user_blocked`: an admin blocked the account"),
         (status = 404, body = Problem, description = "`bot_not_configured`: no Telegram bot here")))]
 #[tracing::instrument(skip_all)]
 pub async fn auth_telegram(
     State(state): State<AppState>,
-    Json(fields): Json<BTreeMap<String, serde_json::Value>>,
+    ValidJson(fields, _): ValidJson<BTreeMap<String, serde_json::Value>>,
 ) -> Result<Json<TokenView>, Response> {
     let Some(telegram) = &state.telegram else {
         return Err(super::bot_off("Telegram"));

@@ -163,8 +163,16 @@ impl Telegram {
 }
 
 /// `POST /telegram/webhook/`: an update from Telegram, checked by its secret token.
+#[utoipa::path(post, path = "/telegram/webhook/", tag = "webhooks",
+    request_body(content = Object, description = "A Telegram Bot API `Update`"),
+    responses((status = 200, description = "Handled (empty body)"),
+        (status = 400, body = crate::error::Problem, description = "`invalid_update`: the body is not an update"),
+        (status = 401, body = crate::error::Problem, description = "`unauthorized`: the secret token is missing or wrong"),
+        (status = 404, body = crate::error::Problem, description = "`bot_not_configured`: the Telegram bot is off here"),
+        (status = 503, body = crate::error::Problem, description = "`bot_failed`: not handled now; Telegram sends it again")),
+    security(("telegram_secret" = [])))]
 #[tracing::instrument(skip_all)]
-pub(super) async fn webhook(
+pub(crate) async fn webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,

@@ -21,6 +21,7 @@ mod faults;
 mod guest_privacy;
 mod history;
 mod limits;
+mod openapi;
 mod ops;
 mod ops_listeners;
 mod payments;

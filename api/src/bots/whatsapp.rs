@@ -294,7 +294,7 @@ impl WhatsApp {
 }
 
 /// `POST /whatsapp/webhook/`: a message from Twilio, checked by its signature.
-#[utoipa::path(post, path = "/whatsapp/webhook/", tag = "webhooks",
+#[utoipa::path(post, path = "/whatsapp/webhook/", tag = "webhooks", operation_id = "whatsapp_webhook",
     request_body(content = Object, content_type = "application/x-www-form-urlencoded",
         description = "Twilio's message fields (`From`, `Body`, `MessageSid`, …)"),
     responses((status = 200, content_type = "text/xml", body = String, description = "An empty TwiML `<Response>`"),

@@ -69,9 +69,9 @@ pub async fn by_query(
     headers: HeaderMap,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
-    let params = params.map(|Query(p)| p).map_err(|e| {
-        ApiError::bad_request("malformed_query", e.body_text())
-    });
+    let params = params
+        .map(|Query(p)| p)
+        .map_err(|e| ApiError::bad_request("malformed_query", e.body_text()));
     handle(&state, peer, &headers, params).await
 }
 
@@ -189,4 +189,35 @@ fn refuse_malformed(malformed: &Malformed) -> Response {
         _ => ApiError::validation("txn_id", malformed.to_string()),
     }
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::PartialSchema;
+
+    /// The documented answer is the one `kaspi::biller::Answer` serializes to.
+    #[test]
+    fn the_documented_answer_has_the_answers_members() {
+        let answer = kaspi::biller::Answer::new("1", kaspi::biller::ResultCode::Ok, "ok")
+            .with_payment(domain::Kzt(100), "p".into());
+        let sent: Vec<String> = serde_json::to_value(&answer)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let schema = serde_json::to_value(BillerAnswer::schema()).unwrap();
+        let mut documented: Vec<String> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        documented.sort();
+        let mut sent = sent;
+        sent.sort();
+        assert_eq!(sent, documented);
+    }
 }

@@ -30,7 +30,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, Serialize, ToSchema, Clone, Copy)]
 pub struct LocationBody {
+    #[schema(minimum = -90, maximum = 90)]
     pub lat: f64,
+    #[schema(minimum = -180, maximum = 180)]
     pub lon: f64,
 }
 
@@ -54,24 +56,38 @@ pub struct RangePriceBody {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateListingBody {
+    /// 1 to 200 characters, not all blank.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub title: String,
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub city: String,
+    #[schema(min_length = 1, max_length = 300, pattern = r"\S")]
     pub address: String,
     pub location: LocationBody,
+    #[schema(maximum = 50)]
     pub rooms: u32,
+    #[schema(minimum = 1, maximum = 50)]
     pub max_guests: u32,
+    #[schema(minimum = 1)]
     pub nightly_price_kzt: i64,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub cleaning_fee_kzt: i64,
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 90)]
     pub min_nights: u32,
-    /// Default and upper bound: 90.
+    /// Default and upper bound: 90; at least `min_nights`.
+    #[schema(minimum = 1, maximum = 90)]
     pub max_nights: Option<u32>,
     /// `flexible` (default), `moderate` or `strict`.
     pub cancellation_policy: Option<String>,
+    /// At most 50 http(s) URLs.
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub photos: Vec<String>,
+    /// At most 100 names of 1 to 100 characters.
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub amenities: Vec<String>,
     /// `active` (default) or `draft`.
     pub status: Option<String>,

@@ -19,9 +19,7 @@ use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
 use utoipa::openapi::server::Server;
-use utoipa::openapi::{
-    Content, Object, OpenApi as Document, Ref, RefOr, Required, Schema, Type,
-};
+use utoipa::openapi::{Content, Object, OpenApi as Document, Ref, RefOr, Required, Schema, Type};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -110,15 +108,78 @@ const BOOKING_ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
 
 /// Where a created resource goes next.
 const LINKS: &[LinkSpec] = &[
-    link("create_listing", "201", "GetListing", "get_listing", LISTING_ID, "The listing just created"),
-    link("create_listing", "201", "PatchListing", "patch_listing", LISTING_ID, "Change it"),
-    link("create_listing", "201", "BlockDates", "create_block", LISTING_ID, "Close some nights"),
-    link("create_listing", "201", "Calendar", "calendar", LISTING_ID, "Its nights"),
-    link("create_listing", "201", "CalendarIcs", "calendar_ics", LISTING_ID, "Its iCal feed"),
-    link("create_listing", "201", "SetAccess", "put_access", LISTING_ID, "How guests get in"),
-    link("create_listing", "201", "AddCalendarFeed", "add_feed", LISTING_ID, "Import another site's calendar"),
-    link("create_listing", "201", "CalendarFeeds", "list_feeds", LISTING_ID, "Its imported calendars"),
-    link("create_listing", "201", "Moderate", "moderate_listing", LISTING_ID, "Pause, archive or restore it (admin)"),
+    link(
+        "create_listing",
+        "201",
+        "GetListing",
+        "get_listing",
+        LISTING_ID,
+        "The listing just created",
+    ),
+    link(
+        "create_listing",
+        "201",
+        "PatchListing",
+        "patch_listing",
+        LISTING_ID,
+        "Change it",
+    ),
+    link(
+        "create_listing",
+        "201",
+        "BlockDates",
+        "create_block",
+        LISTING_ID,
+        "Close some nights",
+    ),
+    link(
+        "create_listing",
+        "201",
+        "Calendar",
+        "calendar",
+        LISTING_ID,
+        "Its nights",
+    ),
+    link(
+        "create_listing",
+        "201",
+        "CalendarIcs",
+        "calendar_ics",
+        LISTING_ID,
+        "Its iCal feed",
+    ),
+    link(
+        "create_listing",
+        "201",
+        "SetAccess",
+        "put_access",
+        LISTING_ID,
+        "How guests get in",
+    ),
+    link(
+        "create_listing",
+        "201",
+        "AddCalendarFeed",
+        "add_feed",
+        LISTING_ID,
+        "Import another site's calendar",
+    ),
+    link(
+        "create_listing",
+        "201",
+        "CalendarFeeds",
+        "list_feeds",
+        LISTING_ID,
+        "Its imported calendars",
+    ),
+    link(
+        "create_listing",
+        "201",
+        "Moderate",
+        "moderate_listing",
+        LISTING_ID,
+        "Pause, archive or restore it (admin)",
+    ),
     LinkSpec {
         from: "create_listing",
         status: "201",
@@ -128,21 +189,111 @@ const LINKS: &[LinkSpec] = &[
         body: &[("listing_id", "$response.body#/id")],
         description: "Book a stay in it (guest)",
     },
-    link("create_block", "201", "RemoveBlock", "delete_block",
-        &[("id", "$request.path.id"), ("block_id", "$response.body#/id")], "Reopen the nights"),
-    link("create_booking", "201", "GetBooking", "get_booking", BOOKING_ID, "The booking just made"),
-    link("create_booking", "201", "Cancel", "cancel_booking", BOOKING_ID, "Cancel it"),
-    link("create_booking", "201", "Pay", "create_payment", BOOKING_ID, "Pay for it with Kaspi"),
-    link("create_booking", "201", "Access", "get_access", BOOKING_ID, "The door code, in its window"),
-    link("create_booking", "201", "Review", "review_booking", BOOKING_ID, "Review the stay once completed"),
-    link("create_booking", "201", "ExtendHold", "extend_hold", BOOKING_ID, "Keep the hold longer (admin)"),
-    link("create_payment", "201", "GetPayment", "get_payment", &[("id", "$response.body#/payment_id")], "The payment just started"),
-    link("create_payment", "201", "Refund", "refund_payment", &[("id", "$response.body#/payment_id")], "Refund it (admin)"),
-    link("add_feed", "201", "SyncFeed", "sync_feed",
-        &[("id", "$request.path.id"), ("feed_id", "$response.body#/id")], "Sync it now"),
-    link("add_feed", "201", "RemoveFeed", "remove_feed",
-        &[("id", "$request.path.id"), ("feed_id", "$response.body#/id")], "Stop importing it"),
-    link("create_key", "201", "RevokeKey", "revoke_key", &[("id", "$response.body#/id")], "Revoke the key"),
+    link(
+        "create_block",
+        "201",
+        "RemoveBlock",
+        "delete_block",
+        &[
+            ("id", "$request.path.id"),
+            ("block_id", "$response.body#/id"),
+        ],
+        "Reopen the nights",
+    ),
+    link(
+        "create_booking",
+        "201",
+        "GetBooking",
+        "get_booking",
+        BOOKING_ID,
+        "The booking just made",
+    ),
+    link(
+        "create_booking",
+        "201",
+        "Cancel",
+        "cancel_booking",
+        BOOKING_ID,
+        "Cancel it",
+    ),
+    link(
+        "create_booking",
+        "201",
+        "Pay",
+        "create_payment",
+        BOOKING_ID,
+        "Pay for it with Kaspi",
+    ),
+    link(
+        "create_booking",
+        "201",
+        "Access",
+        "get_access",
+        BOOKING_ID,
+        "The door code, in its window",
+    ),
+    link(
+        "create_booking",
+        "201",
+        "Review",
+        "review_booking",
+        BOOKING_ID,
+        "Review the stay once completed",
+    ),
+    link(
+        "create_booking",
+        "201",
+        "ExtendHold",
+        "extend_hold",
+        BOOKING_ID,
+        "Keep the hold longer (admin)",
+    ),
+    link(
+        "create_payment",
+        "201",
+        "GetPayment",
+        "get_payment",
+        &[("id", "$response.body#/payment_id")],
+        "The payment just started",
+    ),
+    link(
+        "create_payment",
+        "201",
+        "Refund",
+        "refund_payment",
+        &[("id", "$response.body#/payment_id")],
+        "Refund it (admin)",
+    ),
+    link(
+        "add_feed",
+        "201",
+        "SyncFeed",
+        "sync_feed",
+        &[
+            ("id", "$request.path.id"),
+            ("feed_id", "$response.body#/id"),
+        ],
+        "Sync it now",
+    ),
+    link(
+        "add_feed",
+        "201",
+        "RemoveFeed",
+        "remove_feed",
+        &[
+            ("id", "$request.path.id"),
+            ("feed_id", "$response.body#/id"),
+        ],
+        "Stop importing it",
+    ),
+    link(
+        "create_key",
+        "201",
+        "RevokeKey",
+        "revoke_key",
+        &[("id", "$response.body#/id")],
+        "Revoke the key",
+    ),
 ];
 
 /// What an operation is, as far as the shared answers go.
@@ -540,10 +691,7 @@ fn problem_bodies(op: &mut Operation) {
             matches!(c, RefOr::T(Content { schema: Some(RefOr::Ref(r)), .. })
                 if r.ref_location.ends_with("/Problem"))
         };
-        let declared_other = response
-            .content
-            .values()
-            .any(|c| !is_problem(c));
+        let declared_other = response.content.values().any(|c| !is_problem(c));
         if declared_other && !response.content.is_empty() {
             continue;
         }
@@ -576,7 +724,9 @@ fn headers(shape: &Shape, op: &mut Operation) {
             response.headers.insert(name.into(), header_ref(name));
         }
         if shape.idempotent && status.starts_with('2') {
-            response.headers.insert(REPLAYED.into(), header_ref(REPLAYED));
+            response
+                .headers
+                .insert(REPLAYED.into(), header_ref(REPLAYED));
         }
     }
 }
@@ -594,7 +744,11 @@ fn links(doc: &mut Document) {
         })
         .collect();
     for spec in LINKS {
-        debug_assert!(ids.contains(spec.to), "link to unknown operation {}", spec.to);
+        debug_assert!(
+            ids.contains(spec.to),
+            "link to unknown operation {}",
+            spec.to
+        );
         if !ids.contains(spec.to) {
             continue;
         }

@@ -16,8 +16,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use serde_json::json;
 use std::sync::Arc;
-use utoipa::ToSchema;
 use store::Database;
+use utoipa::ToSchema;
 
 /// What a process depends on, to say whether it is ready.
 #[derive(Clone)]

@@ -2,8 +2,8 @@
 //! not yet stored (not kept: only the scheduler stores reports). A host gets their own
 //! listings' figures, computed now.
 use crate::auth::Principal;
-use crate::extract::IdPath;
 use crate::error::{ApiError, Problem};
+use crate::extract::IdPath;
 use crate::reports::{self, DailyReport};
 use crate::routes::analytics::audience;
 use crate::state::AppState;

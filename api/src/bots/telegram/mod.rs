@@ -163,7 +163,7 @@ impl Telegram {
 }
 
 /// `POST /telegram/webhook/`: an update from Telegram, checked by its secret token.
-#[utoipa::path(post, path = "/telegram/webhook/", tag = "webhooks",
+#[utoipa::path(post, path = "/telegram/webhook/", tag = "webhooks", operation_id = "telegram_webhook",
     request_body(content = Object, description = "A Telegram Bot API `Update`"),
     responses((status = 200, description = "Handled (empty body)"),
         (status = 400, body = crate::error::Problem, description = "`invalid_update`: the body is not an update"),

@@ -130,6 +130,26 @@ try {
   await page.screenshot({ path: shot, fullPage: true });
   check(offsite.length === 0, `the page reached off the service: ${offsite.join(', ')}`);
   check(errors.length === 0, `console errors: ${errors.join(' | ')}`);
+
+  // The API reference renders with nothing but the service: every other origin is cut off, and
+  // the page must neither ask for one nor log an error (a CSP violation would).
+  const docs = await browser.newPage();
+  const docsErrors = [];
+  const docsOffsite = [];
+  docs.on('console', (m) => { if (m.type() === 'error') docsErrors.push(m.text()); });
+  docs.on('pageerror', (e) => docsErrors.push(String(e)));
+  docs.on('request', (r) => {
+    if (!r.url().startsWith(BASE) && !r.url().startsWith('data:') && !r.url().startsWith('blob:')) docsOffsite.push(r.url());
+  });
+  await docs.route('**/*', (route) => (route.request().url().startsWith(BASE) ? route.continue() : route.abort()));
+  await docs.goto(BASE + '/api/v1/docs');
+  await docs.waitForFunction(() => document.body.innerText.includes('ZhilyeGO API')
+    && document.body.innerText.includes('/api/v1/listings'), null, { timeout: 30000 });
+  const docsShot = path.join(process.env.ARTIFACTS, 'api-docs.png');
+  await docs.screenshot({ path: docsShot });
+  check(docsOffsite.length === 0, `the docs page reached off the service: ${docsOffsite.join(', ')}`);
+  check(docsErrors.length === 0, `docs console errors: ${docsErrors.join(' | ')}`);
+  console.log(`the API docs render offline: ${docsShot}`);
 } finally {
   await browser.close();
 }

@@ -140,6 +140,9 @@ pub struct BlockView {
 }
 
 #[derive(Serialize, ToSchema)]
+// Named for the resource in the document: stateful clients and tests tell by the name which
+// operations create and use it.
+#[schema(as = Listing)]
 pub struct ListingView {
     pub id: Uuid,
     pub host_id: Uuid,

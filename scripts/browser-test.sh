@@ -3,8 +3,9 @@
 # seeds it through the API, and drives Debian's chromium (headless, through playwright-core)
 # through /admin/ with an admin token: the charts against the analytics API's figures (or
 # "analytics unavailable" where the server has no analytics endpoints), phone search, blocking,
-# moderation, the reconciliation report and health, with no console errors. Writes a
-# screenshot under $CI_ARTIFACTS_DIR (default target/artifacts) and prints its path.
+# moderation, the reconciliation report and health, with no console errors; then the API
+# reference at /api/v1/docs with every other origin cut off. Writes screenshots under
+# $CI_ARTIFACTS_DIR (default target/artifacts) and prints their paths.
 #
 # Installs what it needs when missing: chromium (apt-get) and playwright-core (npm, pinned in
 # scripts/browser-test/package.json, into $CARGO_TARGET_DIR/browser-test).

@@ -30,7 +30,7 @@ use utoipa::OpenApi;
         description = "Short-term apartment rentals in Kazakhstan: listings, calendars, bookings. \
             Errors are RFC 9457 problem+json with a stable `code`. Writes return `position`; \
             reads accept `min_position`. Authenticate with `Authorization: Bearer <JWT>` or an \
-            API key (`X-Api-Key: zgo_…`, or as the bearer token). Every answer carries \
+            API key (`X-Api-Key: zgo_…`, or as the bearer token). Answers carry \
             `X-Correlation-Id`. The contract in prose: docs/api.md."
     ),
     paths(

@@ -112,11 +112,12 @@ async fn the_docs_page_and_every_asset_it_references_come_from_the_binary() {
             );
             if path.ends_with("/init.js") {
                 assert_no_external_url(&path, &body);
-                // The bundle's own network features are off: web fonts, telemetry, the agent.
+                // The bundle's own network features are off: web fonts, telemetry, the agent, MCP.
                 for setting in [
                     "withDefaultFonts: false",
                     "telemetry: false",
                     "agent: { disabled: true }",
+                    "mcp: { disabled: true }",
                 ] {
                     assert!(body.contains(setting), "{setting} missing from {path}");
                 }

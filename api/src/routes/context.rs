@@ -78,7 +78,7 @@ pub async fn correlation(mut req: Request, next: Next) -> Response {
 /// log line of the request carries its correlation ids; `route` is filled from the matched
 /// pattern and `user_id` once the caller is known ([`record_user`]). It is the trace's
 /// server span too, continuing a `traceparent` the client sent.
-pub fn request_span(req: &Request) -> tracing::Span {
+pub fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
     let id = req
         .extensions()
         .get::<CorrelationId>()
@@ -89,10 +89,15 @@ pub fn request_span(req: &Request) -> tracing::Span {
         .get::<ClientCorrelationId>()
         .map(|c| c.0.as_str())
         .unwrap_or("");
+    // The layers run after routing, so the matched pattern is known: the trace's span name.
+    let name = match req.extensions().get::<axum::extract::MatchedPath>() {
+        Some(route) => format!("{} {}", req.method(), route.as_str()),
+        None => req.method().to_string(),
+    };
     let span = tracing::info_span!("request", correlation_id = %id,
         client_correlation_id = client, method = %req.method(), path = %req.uri().path(),
         route = tracing::field::Empty, user_id = tracing::field::Empty,
-        otel.name = tracing::field::Empty, otel.kind = "server");
+        otel.name = name.as_str(), otel.kind = "server");
     if let Some(traceparent) = req
         .headers()
         .get(store::trace::TRACEPARENT)
@@ -106,13 +111,12 @@ pub fn request_span(req: &Request) -> tracing::Span {
 /// The access log's line for an answer, in the request's span: 5xx at `error` with the
 /// correlation id as a field (the error report has no span), the rest at `info`.
 pub fn log_answer<B>(res: &Response<B>, latency: Duration, span: &tracing::Span) {
-    let label = res.extensions().get::<super::RouteLabel>();
-    let route = label.map(|r| r.0.as_str()).unwrap_or("unmatched");
+    let route = res
+        .extensions()
+        .get::<super::RouteLabel>()
+        .map(|r| r.0.as_str())
+        .unwrap_or("unmatched");
     span.record("route", route);
-    if let Some(label) = label {
-        let name = format!("{} {}", label.1, label.0);
-        span.record("otel.name", name.as_str());
-    }
     let status = res.status().as_u16();
     let latency_ms = latency.as_secs_f64() * 1000.0;
     if res.status().is_server_error() && res.extensions().get::<super::Panicked>().is_none() {

@@ -212,20 +212,19 @@ fn answer_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     res
 }
 
-/// The route pattern a request matched (and its method), carried out on its response to
-/// `track_requests` and the access log.
+/// The route pattern a request matched, carried out on its response to `track_requests` and
+/// the access log.
 #[derive(Clone)]
-struct RouteLabel(String, Method);
+struct RouteLabel(String);
 
 async fn mark_route(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
-    let method = req.method().clone();
     let mut res = next.run(req).await;
     if let Some(route) = route {
-        res.extensions_mut().insert(RouteLabel(route, method));
+        res.extensions_mut().insert(RouteLabel(route));
     }
     res
 }

@@ -109,7 +109,8 @@ pub fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
 }
 
 /// The access log's line for an answer, in the request's span: 5xx at `error` with the
-/// correlation id as a field (the error report has no span), the rest at `info`.
+/// correlation id as a field (the error report has no span), a panic's 500 at `warn` (its
+/// report is the panic's own), the rest at `info`.
 pub fn log_answer<B>(res: &Response<B>, latency: Duration, span: &tracing::Span) {
     let route = res
         .extensions()
@@ -119,7 +120,10 @@ pub fn log_answer<B>(res: &Response<B>, latency: Duration, span: &tracing::Span)
     span.record("route", route);
     let status = res.status().as_u16();
     let latency_ms = latency.as_secs_f64() * 1000.0;
-    if res.status().is_server_error() && res.extensions().get::<super::Panicked>().is_none() {
+    if res.extensions().get::<super::Panicked>().is_some() {
+        // The panic hook has logged and reported it already.
+        tracing::warn!(target: "zhilego::access", route, status, latency_ms, "answered a panic");
+    } else if res.status().is_server_error() {
         let correlation_id = current_correlation()
             .map(|c| c.to_string())
             .unwrap_or_default();

@@ -28,6 +28,8 @@ pub struct Application {
     state: AppState,
     /// The daily report scheduler's clock (tests move it).
     report_clock: std::sync::Arc<dyn crate::reports::Clock>,
+    /// Routes served beside the service's (none in the binary; tests add some).
+    extra_routes: axum::Router<AppState>,
 }
 
 /// Opens the configured database (creating the embedded data dir) and applies migrations.
@@ -211,12 +213,20 @@ impl Application {
             metrics_listener,
             state,
             report_clock: std::sync::Arc::new(crate::reports::SystemClock),
+            extra_routes: axum::Router::new(),
         })
     }
 
     /// The clock the daily report scheduler reads (the system's by default).
     pub fn with_report_clock(mut self, clock: std::sync::Arc<dyn crate::reports::Clock>) -> Self {
         self.report_clock = clock;
+        self
+    }
+
+    /// Serves `routes` beside the service's, under all its layers (the test suite's route
+    /// that panics; the binary adds none).
+    pub fn with_routes(mut self, routes: axum::Router<AppState>) -> Self {
+        self.extra_routes = routes;
         self
     }
 
@@ -307,7 +317,10 @@ impl Application {
             ));
         }
         let limits = state.settings.edge.clone();
-        let router = crate::server::with_limits(routes::router(state.clone()), &limits);
+        let router = crate::server::with_limits(
+            routes::router_with(state.clone(), self.extra_routes),
+            &limits,
+        );
         crate::server::serve(self.listener, router, &limits, async move {
             shutdown.await;
             tracing::info!("shutting down: draining requests");

@@ -56,24 +56,31 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(key) = crate::access::presented_key(&parts.headers) {
-            let key = state.access.key(key)?;
-            return Ok(Principal(state.access.used(&key)));
-        }
-        let token = bearer(parts).ok_or_else(|| {
-            ApiError::unauthorized("unauthorized", "send Authorization: Bearer <token>")
-        })?;
-        match state.auth.verify(token) {
-            Ok(actor) => Ok(Principal(state.access.admit(actor)?)),
-            Err(TokenError::Expired) => Err(ApiError::unauthorized(
-                "token_expired",
-                "the token has expired",
-            )),
-            Err(TokenError::Invalid) => Err(ApiError::unauthorized(
-                "invalid_token",
-                "the token is not valid",
-            )),
-        }
+        let principal = authenticate(parts, state)?;
+        crate::routes::context::record_user(principal.user_id());
+        Ok(principal)
+    }
+}
+
+/// The caller the request's credentials name (an API key, else the bearer token).
+fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    if let Some(key) = crate::access::presented_key(&parts.headers) {
+        let key = state.access.key(key)?;
+        return Ok(Principal(state.access.used(&key)));
+    }
+    let token = bearer(parts).ok_or_else(|| {
+        ApiError::unauthorized("unauthorized", "send Authorization: Bearer <token>")
+    })?;
+    match state.auth.verify(token) {
+        Ok(actor) => Ok(Principal(state.access.admit(actor)?)),
+        Err(TokenError::Expired) => Err(ApiError::unauthorized(
+            "token_expired",
+            "the token has expired",
+        )),
+        Err(TokenError::Invalid) => Err(ApiError::unauthorized(
+            "invalid_token",
+            "the token is not valid",
+        )),
     }
 }
 

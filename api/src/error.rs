@@ -145,6 +145,16 @@ impl ApiError {
         e
     }
 
+    /// The request body is larger than the service takes.
+    pub fn too_large(limit: usize) -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "Request body too large",
+            format!("the request body may have at most {limit} bytes"),
+        )
+    }
+
     /// An unexpected failure: the cause goes to the log, the client gets a generic answer.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");

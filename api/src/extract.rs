@@ -37,9 +37,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
                 "send the body as Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::bad_request("body_unreadable", e.body_text()))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                // The limit itself is in the edge settings; `server::body_limit` words it.
+                ApiError::new(
+                    e.status(),
+                    "body_too_large",
+                    "Request body too large",
+                    e.body_text(),
+                )
+            } else {
+                ApiError::bad_request("body_unreadable", e.body_text())
+            }
+        })?;
         let value = parse_json(&bytes)?;
         Ok(ValidJson(value, bytes))
     }

@@ -9,7 +9,9 @@
 //! - [`auth`]: the caller of a request and its role; [`tokens`]: JWTs and secret comparison; [`error`]: problem+json; [`extract`]: extractors
 //!   whose rejections name the bad field; [`idempotency`]: `Idempotency-Key` replay;
 //!   [`rate_limit`]: per-client limits; [`access`]: blocked accounts, admins' roles and API
-//!   keys, in memory.
+//!   keys, in memory; [`cors`]: the origins browsers may call the API from.
+//! - [`telemetry`]: logs, the access log's setup, OpenTelemetry traces, Sentry reports,
+//!   metrics.
 //! - [`bots`]: the Telegram and WhatsApp bots: the runtime around the `bots` conversation, each
 //!   channel's adapter with its webhook, and the channels the notifications worker sends on.
 //! - [`audit`]: the audit settings, the checkpoint signing key, the notary (the `audit` crate
@@ -26,6 +28,7 @@ pub mod auth;
 pub mod bots;
 pub mod cli;
 pub mod client_addr;
+pub mod cors;
 pub mod error;
 pub mod export;
 pub mod extract;

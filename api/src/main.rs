@@ -2,13 +2,19 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() {
-    api::telemetry::init_tracing();
+    // Telemetry as configured; a command whose settings are invalid reports that itself.
+    let telemetry = api::Settings::from_env()
+        .map(|s| s.telemetry)
+        .unwrap_or_default();
+    let telemetry = api::telemetry::init(&telemetry);
     let cli = api::cli::Cli::parse();
-    match api::cli::run(cli).await {
-        Ok(code) => std::process::exit(code),
+    let code = match api::cli::run(cli).await {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::exit(2);
+            2
         }
-    }
+    };
+    telemetry.shutdown();
+    std::process::exit(code);
 }

@@ -86,6 +86,29 @@ async fn deadlines(req: Request, next: Next, body: Duration, request: Duration) 
     }
 }
 
+/// Refuses a body over `limit` bytes with 413 problem+json: at once when `Content-Length`
+/// says so (the body is never read; the connection is closed after the answer), and in
+/// place of any bare 413 an extractor gave for a streamed body that grew past the limit
+/// (`DefaultBodyLimit`).
+pub async fn body_limit(req: Request, next: Next, limit: usize) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return closing(ApiError::too_large(limit));
+    }
+    let res = next.run(req).await;
+    let problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE && !problem {
+        return closing(ApiError::too_large(limit));
+    }
+    res
+}
+
 /// The answer, with the connection closed after it.
 fn closing(error: ApiError) -> Response {
     let mut res = error.into_response();

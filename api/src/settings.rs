@@ -106,6 +106,8 @@ pub struct Settings {
     /// The audit's notary and checkpoints (`ZHILEGO_AUDIT_*`, `ZHILEGO_NOTARY`).
     pub audit: crate::audit::AuditSettings,
     pub reports: crate::reports::ReportSettings,
+    /// Logs, traces and error reports (`ZHILEGO_LOG_FORMAT`, `OTEL_*`, `SENTRY_*`).
+    pub telemetry: crate::telemetry::TelemetrySettings,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -408,6 +410,7 @@ impl Settings {
                 production,
             )?,
             reports: crate::reports::ReportSettings::from_values(&get)?,
+            telemetry: crate::telemetry::TelemetrySettings::from_values(&get)?,
         };
         if settings.telegram.bot_token.is_some()
             && settings.telegram.mode == TelegramMode::Webhook
@@ -496,6 +499,12 @@ pub struct EdgeSettings {
     /// hops) for the client's address: the rate-limit key and the Kaspi allow-list. Empty
     /// (the default): the peer address is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `ZHILEGO_MAX_BODY_BYTES` (default 1048576): the largest request body; a larger one is
+    /// answered 413 problem+json (`body_too_large`) without being read.
+    pub max_body_bytes: usize,
+    /// `ZHILEGO_CORS_ORIGINS`: comma-separated origins browsers may call the API from
+    /// (`https://zhilego.kz`), with credentials; default none (`crate::cors`).
+    pub cors_origins: Vec<String>,
 }
 
 /// A positive whole number setting, `default` when unset.
@@ -537,6 +546,12 @@ impl EdgeSettings {
             metrics_token: get("ZHILEGO_METRICS_TOKEN").map(Secret::new),
             trusted_proxies: networks("ZHILEGO_TRUSTED_PROXIES", get("ZHILEGO_TRUSTED_PROXIES"))?,
             jwt_previous_secret: get("ZHILEGO_JWT_PREVIOUS_SECRET").map(Secret::new),
+            max_body_bytes: usize::try_from(positive("ZHILEGO_MAX_BODY_BYTES", get, 1 << 20)?)
+                .map_err(|_| {
+                    SettingsError::Invalid("ZHILEGO_MAX_BODY_BYTES", "too large".into())
+                })?,
+            cors_origins: crate::cors::parse_origins(get("ZHILEGO_CORS_ORIGINS"))
+                .map_err(|e| SettingsError::Invalid("ZHILEGO_CORS_ORIGINS", e))?,
             jwt_max_ttl: i64::try_from(max_ttl_hours)
                 .ok()
                 .and_then(chrono::Duration::try_hours)
@@ -617,6 +632,44 @@ mod tests {
         assert_eq!(s.edge.max_connections, 1024);
         assert_eq!(s.edge.metrics_addr.as_deref(), Some("127.0.0.1:9464"));
         assert_eq!(s.edge.jwt_max_ttl, chrono::Duration::hours(720));
+        assert_eq!(s.edge.max_body_bytes, 1 << 20);
+        assert!(s.edge.cors_origins.is_empty());
+        assert!(s.telemetry.otlp_endpoint.is_none());
+        assert!(s.telemetry.sentry_dsn.is_none());
+        assert_eq!(s.telemetry.service_name, "zhilego");
+    }
+
+    #[test]
+    fn cors_and_telemetry_are_read() {
+        let s = Settings::from_map(&map(&[
+            (
+                "ZHILEGO_CORS_ORIGINS",
+                "https://zhilego.kz, https://m.zhilego.kz",
+            ),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318/"),
+            ("OTEL_SERVICE_NAME", "zhilego-api"),
+            ("SENTRY_DSN", "https://abc123@o1.ingest.sentry.io/42"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.edge.cors_origins,
+            vec!["https://zhilego.kz", "https://m.zhilego.kz"]
+        );
+        assert_eq!(
+            s.telemetry.otlp_endpoint.as_deref(),
+            Some("http://127.0.0.1:4318")
+        );
+        assert_eq!(s.telemetry.service_name, "zhilego-api");
+        assert!(!format!("{s:?}").contains("abc123"));
+        for (key, bad) in [
+            ("ZHILEGO_CORS_ORIGINS", "*"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+            ("SENTRY_DSN", "not a dsn"),
+            ("ZHILEGO_MAX_BODY_BYTES", "0"),
+        ] {
+            let err = Settings::from_map(&map(&[(key, bad)])).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 
     #[test]

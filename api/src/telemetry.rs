@@ -1,20 +1,251 @@
 //! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), JSON lines when
-//! `ZHILEGO_LOG_FORMAT=json`. Metrics: one Prometheus recorder per process.
+//! `ZHILEGO_LOG_FORMAT=json`. Traces: OpenTelemetry spans over OTLP/HTTP (protobuf) when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, with the W3C trace context carried across processes
+//! (`store::trace`). Error reports: `error` events (5xx answers, panics, failures the code
+//! logs as errors) to Sentry when `SENTRY_DSN` is set, scrubbed of anything personal.
+//! Metrics: one Prometheus recorder per process.
+use crate::settings::{Secret, SettingsError};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
-use tracing_subscriber::EnvFilter;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-pub fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if std::env::var("ZHILEGO_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().try_init()
+/// What logs, traces and error reports go where.
+#[derive(Clone, Debug)]
+pub struct TelemetrySettings {
+    /// `ZHILEGO_LOG_FORMAT=json`: JSON lines instead of text.
+    pub json_logs: bool,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: the OTLP/HTTP collector (spans are posted to
+    /// `<endpoint>/v1/traces` as protobuf). Unset: no traces are exported. The batch exporter
+    /// also reads the standard `OTEL_BSP_*` variables.
+    pub otlp_endpoint: Option<String>,
+    /// `OTEL_SERVICE_NAME` (default `zhilego`): the `service.name` of this process's spans.
+    pub service_name: String,
+    /// `SENTRY_DSN`: where error reports go. Unset: none are sent.
+    pub sentry_dsn: Option<Secret>,
+    /// `SENTRY_ENVIRONMENT` (default `production` with PostgreSQL, else `embedded`).
+    pub sentry_environment: String,
+}
+
+impl TelemetrySettings {
+    pub fn from_values(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let otlp_endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .map(|e| {
+                let ok = url::Url::parse(&e)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+                if ok {
+                    Ok(e.trim_end_matches('/').to_string())
+                } else {
+                    Err(SettingsError::Invalid(
+                        "OTEL_EXPORTER_OTLP_ENDPOINT",
+                        format!("{e:?} is not an http(s) URL"),
+                    ))
+                }
+            })
+            .transpose()?;
+        let sentry_dsn = get("SENTRY_DSN")
+            .map(|dsn| {
+                // The DSN's key is a credential: the error does not repeat it.
+                dsn.parse::<sentry::types::Dsn>()
+                    .map(|_| Secret::new(dsn))
+                    .map_err(|e| SettingsError::Invalid("SENTRY_DSN", e.to_string()))
+            })
+            .transpose()?;
+        let production = get("DATABASE_URL").is_some_and(|u| u.starts_with("postgres"));
+        Ok(TelemetrySettings {
+            json_logs: get("ZHILEGO_LOG_FORMAT").as_deref() == Some("json"),
+            otlp_endpoint,
+            service_name: get("OTEL_SERVICE_NAME").unwrap_or_else(|| "zhilego".into()),
+            sentry_dsn,
+            sentry_environment: get("SENTRY_ENVIRONMENT")
+                .unwrap_or_else(|| if production { "production" } else { "embedded" }.into()),
+        })
+    }
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings::from_values(&|_| None).expect("the defaults are valid")
+    }
+}
+
+/// What the process must flush before it exits.
+#[must_use = "call shutdown before exiting, or spans and reports are lost"]
+pub struct Telemetry {
+    tracer: Option<SdkTracerProvider>,
+    sentry: Option<sentry::ClientInitGuard>,
+}
+
+impl Telemetry {
+    /// Sends what is still queued (spans, error reports), waiting a few seconds at most.
+    pub fn shutdown(self) {
+        if let Some(tracer) = &self.tracer {
+            if let Err(e) = tracer.shutdown() {
+                eprintln!("exporting the last spans failed: {e}");
+            }
+        }
+        drop(self.sentry);
+    }
+}
+
+const LOG_FILTER: &str = "info,sqlx=warn,tower_http=info";
+/// What becomes a span in the export: our spans at `info` and above, never the HTTP
+/// clients' (the exporter's own requests would trace themselves).
+const TRACE_FILTER: &str = "info,sqlx=warn,h2=off,hyper=off,hyper_util=off,reqwest=off";
+
+/// Installs the process's logging, trace export and error reporting.
+pub fn init(settings: &TelemetrySettings) -> Telemetry {
+    let sentry = settings.sentry_dsn.as_ref().map(|dsn| {
+        sentry::init(sentry::ClientOptions {
+            dsn: dsn.expose().parse().ok(),
+            release: sentry::release_name!(),
+            environment: Some(settings.sentry_environment.clone().into()),
+            send_default_pii: false,
+            before_send: Some(Arc::new(scrub)),
+            ..Default::default()
+        })
+    });
+    let tracer = settings.otlp_endpoint.as_deref().and_then(|endpoint| {
+        match tracer_provider(endpoint, &settings.service_name) {
+            Ok(provider) => Some(provider),
+            Err(e) => {
+                eprintln!("traces are off: the OTLP exporter could not be built: {e}");
+                None
+            }
+        }
+    });
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(LOG_FILTER));
+    let logs = if settings.json_logs {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed()
     } else {
-        builder.try_init()
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
     };
+    let traces = tracer.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("zhilego"))
+            .with_filter(EnvFilter::new(TRACE_FILTER))
+    });
+    let reports = sentry.as_ref().map(|_| {
+        sentry::integrations::tracing::layer()
+            .event_filter(|meta| {
+                if *meta.level() == tracing::Level::ERROR {
+                    sentry::integrations::tracing::EventFilter::Event
+                } else {
+                    // Breadcrumbs would carry every log line along: none.
+                    sentry::integrations::tracing::EventFilter::Ignore
+                }
+            })
+            .span_filter(|_| false)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces)
+        .with(reports)
+        .try_init();
+    if tracer.is_some() {
+        store::trace::install(Box::new(W3cTraceContext));
+    }
+    install_panic_hook();
+    Telemetry { tracer, sentry }
+}
+
+fn tracer_provider(
+    endpoint: &str,
+    service: &str,
+) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(format!("{endpoint}/v1/traces"))
+        .build()?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service.to_string())
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
+
+/// The W3C `traceparent` of tracing spans, through the OpenTelemetry layer.
+struct W3cTraceContext;
+
+impl store::trace::Propagation for W3cTraceContext {
+    fn current(&self) -> Option<String> {
+        let cx = tracing::Span::current().context();
+        let mut carrier = HashMap::new();
+        TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+        carrier.remove(store::trace::TRACEPARENT)
+    }
+
+    fn set_parent(&self, span: &tracing::Span, traceparent: &str) {
+        let carrier = HashMap::from([(
+            store::trace::TRACEPARENT.to_string(),
+            traceparent.to_string(),
+        )]);
+        let cx = TraceContextPropagator::new().extract(&carrier);
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// Panics are logged as `error` events (so reported too) with where they happened and the
+/// correlation id of the request they broke, then the default hook runs.
+fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let correlation_id = crate::routes::context::current_correlation()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        tracing::error!(target: "zhilego::panic", panic_location = %location,
+            panic_message = %message, correlation_id = %correlation_id, "panicked");
+        previous(info);
+    }));
+}
+
+/// The tracing fields of an error report (`sentry-tracing` puts them in this context).
+const FIELDS: &str = "Rust Tracing Fields";
+
+/// What an error report keeps: the event's message, level, logger, location and fields,
+/// the release and environment. Never the user, a request, a panic's message (it may quote
+/// data; the log line has it), or the machine's name. The request's correlation id becomes
+/// a tag, so a report leads to the request's log lines.
+fn scrub(mut event: sentry::protocol::Event<'static>) -> Option<sentry::protocol::Event<'static>> {
+    event.user = None;
+    event.request = None;
+    event.server_name = None;
+    event.breadcrumbs = Default::default();
+    if let Some(sentry::protocol::Context::Other(fields)) = event.contexts.get_mut(FIELDS) {
+        fields.remove("panic_message");
+    }
+    // Reports are made on the task that logged the error: inside a request, its id.
+    let correlation = crate::routes::context::current_correlation().map(|id| id.to_string());
+    if let Some(id) = correlation {
+        event.tags.insert("correlation_id".into(), id);
+    }
+    Some(event)
 }
 
 /// The process-wide Prometheus recorder (installed on first use).
@@ -127,6 +358,37 @@ fn describe() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn error_reports_keep_nothing_personal() {
+        use sentry::protocol::{Context, Event, Request, User};
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert("panic_message".to_string(), "phone +77011234567".into());
+        fields.insert("panic_location".to_string(), "api/src/x.rs:1".into());
+        let mut event = Event {
+            message: Some("panicked".into()),
+            user: Some(User {
+                username: Some("Aigerim".into()),
+                ..Default::default()
+            }),
+            request: Some(Request {
+                data: Some("{\"phone\":\"+77011234567\"}".into()),
+                ..Default::default()
+            }),
+            server_name: Some("host-1".into()),
+            ..Default::default()
+        };
+        event
+            .contexts
+            .insert(super::FIELDS.to_string(), Context::Other(fields));
+        let kept = super::scrub(event).expect("the report is sent");
+        let text = serde_json::to_string(&kept).unwrap();
+        for gone in ["+77011234567", "Aigerim", "host-1"] {
+            assert!(!text.contains(gone), "{text}");
+        }
+        assert!(text.contains("api/src/x.rs:1"), "{text}");
+        assert_eq!(kept.message.as_deref(), Some("panicked"));
+    }
+
     #[test]
     fn every_metric_the_code_records_is_described() {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");

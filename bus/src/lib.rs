@@ -25,6 +25,9 @@ use store::StoredEvent;
 pub struct Link {
     pub prev: Checkpoint,
     pub event: Arc<StoredEvent>,
+    /// The trace to continue when applying it (the relay's span, from the `traceparent`
+    /// header; in-process, the writer's, from the event's metadata).
+    pub traceparent: Option<String>,
 }
 
 /// Header with the event's transaction order key (`tx`), not part of the JSON body.
@@ -40,6 +43,7 @@ pub fn chain(from: Checkpoint, events: Vec<StoredEvent>) -> Vec<Link> {
         .map(|event| {
             let link = Link {
                 prev,
+                traceparent: event.traceparent().map(str::to_string),
                 event: Arc::new(event),
             };
             prev = link.event.checkpoint();

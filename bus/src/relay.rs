@@ -64,6 +64,9 @@ pub fn decode(
     Ok(crate::Link {
         prev: Checkpoint { tx, position },
         event: std::sync::Arc::new(event),
+        traceparent: headers
+            .and_then(|h| h.get(store::trace::TRACEPARENT))
+            .map(|v| v.as_str().to_string()),
     })
 }
 
@@ -159,6 +162,8 @@ struct Outgoing {
     aggregate_id: String,
     event_id: Option<String>,
     correlation_id: Option<String>,
+    /// The writer's trace context, when it exported traces.
+    traceparent: Option<String>,
     body: String,
 }
 
@@ -174,6 +179,7 @@ async fn outgoing(
         "SELECT position, xid::text::bigint AS tx, aggregate_type, aggregate_id, \
                 metadata->>'event_id' AS event_id, \
                 metadata->>'correlation_id' AS correlation_id, \
+                metadata->>'traceparent' AS traceparent, \
                 json_build_object('position', position, 'aggregate_type', aggregate_type, \
                     'aggregate_id', aggregate_id, 'sequence', sequence, \
                     'event_type', event_type, 'event_version', event_version, \
@@ -264,6 +270,8 @@ impl Relay {
             return Ok(0);
         };
         let mut acks = Vec::with_capacity(rows.len());
+        // One span per traced event, open until JetStream has acknowledged the batch.
+        let mut spans = Vec::new();
         let mut prev = from;
         for row in &rows {
             let mut message = PublishMessage::build()
@@ -281,6 +289,17 @@ impl Relay {
             };
             if let Some(correlation) = &row.correlation_id {
                 message = message.header("Zhilego-Correlation-Id", correlation.as_str());
+            }
+            if let Some(traceparent) = &row.traceparent {
+                // The relay's step is a span of the writer's trace; the consumers continue
+                // from it (or from the writer's span, when this process exports no traces).
+                let span = tracing::info_span!("relay publish", otel.kind = "producer",
+                    position = row.position, aggregate = %row.aggregate_type);
+                store::trace::continue_from(&span, traceparent);
+                let ours = span.in_scope(store::trace::current);
+                spans.push(span);
+                let forwarded = ours.unwrap_or_else(|| traceparent.clone());
+                message = message.header(store::trace::TRACEPARENT, forwarded.as_str());
             }
             let subject = format!(
                 "{}.{}.{}",
@@ -312,6 +331,7 @@ impl Relay {
             Ok::<_, RelayError>(())
         };
         let (acked, next) = tokio::join!(acked, next);
+        drop(spans);
         acked?;
         if let Ok(next) = next {
             if !next.is_empty() {

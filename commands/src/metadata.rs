@@ -136,6 +136,11 @@ impl CommandMeta {
             m.insert("input_source".into(), input.source.as_str().into());
             m.insert("input_id".into(), input.id.clone());
         }
+        // The span writing the event (the executor's, inside the request's): the relay and
+        // the consumers continue this trace. Absent when traces are off.
+        if let Some(traceparent) = store::trace::current() {
+            m.insert(store::trace::TRACEPARENT.into(), traceparent);
+        }
         m
     }
 }

@@ -28,9 +28,24 @@ use std::sync::Arc;
 use std::time::Duration;
 use store::history::Checkpoint;
 use store::{with_pool, Database, StoreError};
+use tracing::Instrument;
 use uuid::Uuid;
 
 const NAME: &str = "notifications";
+
+/// The span an event's notices are decided and sent in: a child of the trace that wrote the
+/// event, when it carries one (`store::trace`); else none.
+fn notice_span(e: &Decoded) -> tracing::Span {
+    let traceparent = e.metadata.as_ref().and_then(|m| m.traceparent.as_deref());
+    match traceparent {
+        Some(tp) if store::trace::enabled() => {
+            let span = tracing::info_span!("notice", otel.kind = "consumer", position = e.position);
+            store::trace::continue_from(&span, tp);
+            span
+        }
+        _ => tracing::Span::none(),
+    }
+}
 
 /// Why a notice did not go out (logged and counted; the notice stays claimed).
 pub type SendError = Box<dyn std::error::Error + Send + Sync>;
@@ -123,12 +138,8 @@ impl<C: NoticeChannels> Notifier<C> {
             }
             let (decoded, fault) = projections::event::decode_until_fault(&events);
             for e in &decoded {
-                if let Some((key, guest, notice)) = self.notice_for(e).await {
-                    sent += self.deliver(&key, guest, notice).await? as usize;
-                }
-                for (key, host, notice) in self.feed_conflict_notices(e).await {
-                    sent += self.deliver(&key, host, notice).await? as usize;
-                }
+                let span = notice_span(e);
+                sent += self.announce(e).instrument(span).await?;
                 at = e.checkpoint();
             }
             self.save(at).await?;
@@ -141,6 +152,18 @@ impl<C: NoticeChannels> Notifier<C> {
             }
         }
         sent += self.checkout_reminders().await?;
+        Ok(sent)
+    }
+
+    /// The notices one event calls for, delivered.
+    async fn announce(&self, e: &Decoded) -> Result<usize, StoreError> {
+        let mut sent = 0;
+        if let Some((key, guest, notice)) = self.notice_for(e).await {
+            sent += self.deliver(&key, guest, notice).await? as usize;
+        }
+        for (key, host, notice) in self.feed_conflict_notices(e).await {
+            sent += self.deliver(&key, host, notice).await? as usize;
+        }
         Ok(sent)
     }
 

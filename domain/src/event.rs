@@ -184,6 +184,9 @@ pub struct Metadata {
     /// The outside input's own id (the update id, the MessageSid, the txn_id, the request id).
     #[serde(default)]
     pub input_id: Option<String>,
+    /// The W3C trace context of the span that wrote the event, when traces were exported.
+    #[serde(default)]
+    pub traceparent: Option<String>,
 }
 
 impl Metadata {

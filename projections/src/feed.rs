@@ -8,6 +8,7 @@ use futures::StreamExt;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
+use tracing::Instrument;
 
 /// How often a builder looks at the store even when the bus is quiet.
 const STORE_POLL: Duration = Duration::from_secs(5);
@@ -47,7 +48,7 @@ pub async fn follow_local<P: Projection>(
                             Ok(Err(RecvError::Closed)) | Err(_) => break,
                         }
                     }
-                    if let Err(e) = projector.apply_from_bus(&links).await {
+                    if let Err(e) = traced_apply(&projector, &links).await {
                         tracing::warn!(error = %e, projection = P::NAME, "applying from the bus failed");
                     }
                     if lagged {
@@ -63,6 +64,40 @@ pub async fn follow_local<P: Projection>(
             _ = tokio::time::sleep(STORE_POLL) => catch_up_logged(&projector).await,
         }
     }
+}
+
+/// Applies `links`, in a span of each trace they continue (`store::trace`): each traced event
+/// gets its own span, open while its batch is applied; the batch's work runs in the first.
+async fn traced_apply<P: Projection>(
+    projector: &Projector<P>,
+    links: &[Link],
+) -> Result<usize, store::StoreError> {
+    let spans: Vec<tracing::Span> = if store::trace::enabled() {
+        links
+            .iter()
+            .filter_map(|link| {
+                let traceparent = link.traceparent.as_deref()?;
+                let span = tracing::info_span!("project", otel.kind = "consumer",
+                    projection = P::NAME, position = link.event.position,
+                    event_type = %link.event.event_type);
+                store::trace::continue_from(&span, traceparent);
+                Some(span)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let applied = match spans.first() {
+        Some(span) => {
+            projector
+                .apply_from_bus(links)
+                .instrument(span.clone())
+                .await
+        }
+        None => projector.apply_from_bus(links).await,
+    };
+    drop(spans);
+    applied
 }
 
 async fn catch_up_logged<P: Projection>(projector: &Projector<P>) {
@@ -194,7 +229,7 @@ async fn consume<P: Projection>(
                 }
             }
         }
-        projector.apply_from_bus(&links).await?;
+        traced_apply(projector, &links).await?;
         if let Some(last) = messages.last() {
             last.ack().await.map_err(FeedError::JetStream)?;
         }

@@ -112,6 +112,11 @@ impl StoredEvent {
             .unwrap_or_default()
     }
 
+    /// The trace context of the span that wrote the event, when traces were exported.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.metadata.get(crate::trace::TRACEPARENT)?.as_str()
+    }
+
     pub fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
             tx: self.tx,

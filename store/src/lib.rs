@@ -7,12 +7,14 @@
 //!   chained to the previous event of its aggregate.
 //! - [`history`]: reading events back in global order (audit, projections) and verifying chains.
 //! - [`browse`]: the auditors' filtered pages of the store in commit order.
+//! - [`trace`]: the W3C trace context events carry from the API to the consumers.
 #![forbid(unsafe_code)]
 
 mod aggregate_store;
 pub mod browse;
 pub mod chain;
 pub mod history;
+pub mod trace;
 
 pub use aggregate_store::AggregateStore;
 pub use history::{Checkpoint, StoredEvent, VerifyReport};

@@ -25,18 +25,27 @@ pub mod users;
 use crate::error::ApiError;
 use crate::rate_limit;
 use crate::state::AppState;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use std::sync::Arc;
 use std::time::Instant;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The application router with `extra` routes beside the service's, under all its layers
+/// (the test suite adds a route that panics; the binary adds none).
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(listings::routes())
         .merge(search::routes())
@@ -80,13 +89,55 @@ pub fn router(state: AppState) -> Router {
     if let Some(sandbox) = &state.kaspi.sandbox {
         router = router.nest_service(crate::payments::SANDBOX_PREFIX, sandbox.router());
     }
+    let edge = &state.settings.edge;
+    let max_body = edge.max_body_bytes;
+    let origins = Arc::new(edge.cors_origins.clone());
+    // Inside out: a panic is answered first, so the body limit, CORS, the access log, the
+    // correlation ids and the request metrics all see its 500.
     router
+        .merge(extra)
+        .layer(CatchPanicLayer::custom(answer_panic))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            crate::server::body_limit(req, next, max_body)
+        }))
+        .layer(tower::util::option_layer(crate::cors::layer(&origins)))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            crate::cors::refuse_other_origins(origins.clone(), req, next)
+        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(context::request_span)
+                .on_request(())
+                .on_response(context::log_answer)
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
         .layer(middleware::from_fn(context::correlation))
         .layer(middleware::from_fn(track_requests))
         .with_state(state)
 }
 
-/// The route pattern a request matched, carried out on its response to `track_requests`.
+/// An answer given for a handler that panicked (the panic hook has logged and reported it).
+#[derive(Clone, Copy)]
+struct Panicked;
+
+/// A panic is a 500 problem like any internal error; the process keeps serving.
+fn answer_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let mut res = ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "Internal server error",
+        "something went wrong on our side",
+    )
+    .into_response();
+    res.extensions_mut().insert(Panicked);
+    res
+}
+
+/// The route pattern a request matched, carried out on its response to `track_requests` and
+/// the access log.
 #[derive(Clone)]
 struct RouteLabel(String);
 

@@ -318,7 +318,17 @@ pub async fn write_fresh_table<R: Row>(
     for sql in R::TABLE.index_sql(name) {
         tx.execute(&sql, &[]).await?;
     }
+    analyze(&mut tx, name).await?;
     tx.commit().await
+}
+
+/// Gives PostgreSQL's planner the statistics of a freshly loaded table (without them it
+/// guesses a handful of rows and picks plans for that).
+async fn analyze(tx: &mut ReadTx, name: &str) -> Result<(), StoreError> {
+    if tx.is_postgres() {
+        tx.execute(&format!("ANALYZE {name}"), &[]).await?;
+    }
+    Ok(())
 }
 
 /// [`write_fresh_table`] for running totals.
@@ -334,6 +344,7 @@ pub async fn write_fresh_tally<R: TallyRow>(
     for sql in R::TABLE.index_sql(name) {
         tx.execute(&sql, &[]).await?;
     }
+    analyze(&mut tx, name).await?;
     tx.commit().await
 }
 

@@ -288,7 +288,11 @@ fn count_sold(set: &mut AnalyticsSet, n: &NightFact, sign: i64) {
     let mut month = ListingMonthSums::new(n.listing_id, &n.city, n.night);
     for (nights, room, cleaning) in [
         (&mut day.nights, &mut day.room_kzt, &mut day.cleaning_kzt),
-        (&mut month.nights, &mut month.room_kzt, &mut month.cleaning_kzt),
+        (
+            &mut month.nights,
+            &mut month.room_kzt,
+            &mut month.cleaning_kzt,
+        ),
     ] {
         *nights = sign;
         *room = sign * n.price_kzt;

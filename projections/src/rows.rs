@@ -151,38 +151,13 @@ impl<R: Row> Rows<R> {
                 return Ok(());
             }
         }
-        let columns = R::TABLE.columns;
-        let per_chunk = (MAX_BINDS / columns.len()).max(1);
-        let updates = columns[1..]
+        let updates = R::TABLE.columns[1..]
             .iter()
             .map(|c| format!("{0} = excluded.{0}", c.name))
             .collect::<Vec<_>>()
             .join(", ");
-        for chunk in upserts.chunks(per_chunk) {
-            let mut sql = format!("INSERT INTO {table} ({}) VALUES ", R::TABLE.column_list());
-            let mut args = Vec::with_capacity(chunk.len() * columns.len());
-            for (i, row) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                for j in 0..columns.len() {
-                    if j > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&format!("${}", args.len() + j + 1));
-                }
-                sql.push(')');
-                args.extend(row.values());
-            }
-            if !self.complete {
-                sql.push_str(&format!(
-                    " ON CONFLICT ({}) DO UPDATE SET {updates}",
-                    R::TABLE.key()
-                ));
-            }
-            tx.execute(&sql, &args).await?;
-        }
+        let conflict = (!self.complete).then_some(updates.as_str());
+        insert_rows(tx, table, &upserts, conflict).await?;
         for chunk in deletes.chunks(MAX_KEYS) {
             let placeholders = (1..=chunk.len())
                 .map(|i| format!("${i}"))
@@ -196,6 +171,117 @@ impl<R: Row> Rows<R> {
             tx.execute(&sql, &args).await?;
         }
         Ok(())
+    }
+}
+
+/// Inserts `rows` into `table` in multi-row statements; with `on_conflict`, an upsert that
+/// sets those assignments on a key already present.
+async fn insert_rows<R: Row>(
+    tx: &mut ReadTx,
+    table: &str,
+    rows: &[&R],
+    on_conflict: Option<&str>,
+) -> Result<(), StoreError> {
+    let columns = R::TABLE.columns;
+    let per_chunk = (MAX_BINDS / columns.len()).max(1);
+    for chunk in rows.chunks(per_chunk) {
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", R::TABLE.column_list());
+        let mut args = Vec::with_capacity(chunk.len() * columns.len());
+        for (i, row) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for j in 0..columns.len() {
+                if j > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", args.len() + j + 1));
+            }
+            sql.push(')');
+            args.extend(row.values());
+        }
+        if let Some(updates) = on_conflict {
+            sql.push_str(&format!(
+                " ON CONFLICT ({}) DO UPDATE SET {updates}",
+                R::TABLE.key()
+            ));
+        }
+        tx.execute(&sql, &args).await?;
+    }
+    Ok(())
+}
+
+/// A row of running totals: its key names what it totals (derived from the key columns), its
+/// last [`TallyRow::SUMMED`] columns are sums.
+pub trait TallyRow: Row {
+    /// The summed columns, the table's last columns.
+    const SUMMED: &'static [&'static str];
+    /// Adds `other`'s sums (same key) to this row's.
+    fn merge(&mut self, other: &Self);
+}
+
+/// Running totals a batch adds to. Nothing is read: an incremental flush adds the batch's
+/// sums to the stored rows in one upsert per chunk (`s = t.s + excluded.s`), a rebuild's
+/// complete set writes its totals once. A total that comes back to zero keeps its row, on
+/// both paths alike.
+pub struct Tally<R: TallyRow> {
+    complete: bool,
+    rows: HashMap<Uuid, R>,
+}
+
+impl<R: TallyRow> Tally<R> {
+    pub fn new(complete: bool) -> Self {
+        Tally {
+            complete,
+            rows: HashMap::new(),
+        }
+    }
+
+    /// Adds `row`'s sums to the total at its key.
+    pub fn add(&mut self, row: R) {
+        match self.rows.entry(row.key()) {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&row),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(row);
+            }
+        }
+    }
+
+    /// Every total, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = &R> {
+        let mut rows: Vec<&R> = self.rows.values().collect();
+        rows.sort_by_key(|r| r.key());
+        rows.into_iter()
+    }
+
+    /// Totals are only added to: there is nothing to read.
+    pub async fn load(&mut self, _tx: &mut ReadTx, _table: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Adds the batch's sums to `table` (a complete set: writes them).
+    pub async fn flush(&mut self, tx: &mut ReadTx, table: &str) -> Result<(), StoreError> {
+        let taken = std::mem::take(&mut self.rows);
+        let mut rows: Vec<&R> = taken.values().collect();
+        if self.complete {
+            let column_list = R::TABLE.column_list();
+            if tx
+                .copy_in(table, &column_list, rows.iter().map(|r| r.values()))
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        // One order for every builder, so two never wait on each other's rows in turn.
+        rows.sort_by_key(|r| r.key());
+        let adds = R::SUMMED
+            .iter()
+            .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let conflict = (!self.complete).then_some(adds.as_str());
+        insert_rows(tx, table, &rows, conflict).await
     }
 }
 
@@ -232,6 +318,33 @@ pub async fn write_fresh_table<R: Row>(
     for sql in R::TABLE.index_sql(name) {
         tx.execute(&sql, &[]).await?;
     }
+    analyze(&mut tx, name).await?;
+    tx.commit().await
+}
+
+/// Gives PostgreSQL's planner the statistics of a freshly loaded table (without them it
+/// guesses a handful of rows and picks plans for that).
+async fn analyze(tx: &mut ReadTx, name: &str) -> Result<(), StoreError> {
+    if tx.is_postgres() {
+        tx.execute(&format!("ANALYZE {name}"), &[]).await?;
+    }
+    Ok(())
+}
+
+/// [`write_fresh_table`] for running totals.
+pub async fn write_fresh_tally<R: TallyRow>(
+    db: &store::Database,
+    name: &str,
+    rows: &mut Tally<R>,
+) -> Result<(), StoreError> {
+    let _turn = crate::table::write_turn(db).await;
+    let mut tx = ReadTx::begin(db).await?;
+    tx.execute(&R::TABLE.create_sql(db, name), &[]).await?;
+    rows.flush(&mut tx, name).await?;
+    for sql in R::TABLE.index_sql(name) {
+        tx.execute(&sql, &[]).await?;
+    }
+    analyze(&mut tx, name).await?;
     tx.commit().await
 }
 
@@ -245,18 +358,23 @@ pub async fn dump_table<R: Row>(db: &store::Database) -> Result<Vec<String>, Sto
         .collect())
 }
 
-/// Implements [`WorkingSet`] for a struct whose fields are all `Rows<_>`.
+/// Implements [`WorkingSet`] for a struct whose fields are all `Rows<_>`, and after them
+/// optionally `tallies { … }` fields that are `Tally<_>`.
 #[macro_export]
 macro_rules! working_set {
-    ($name:ident { $($field:ident: $row:ty),+ $(,)? }) => {
+    ($name:ident { $($field:ident: $row:ty),+ $(,)? } $(tallies { $($tally:ident: $trow:ty),+ $(,)? })?) => {
         pub struct $name {
             $(pub $field: $crate::rows::Rows<$row>,)+
+            $($(pub $tally: $crate::rows::Tally<$trow>,)+)?
         }
 
         #[async_trait::async_trait]
         impl $crate::rows::WorkingSet for $name {
             fn new(complete: bool) -> Self {
-                $name { $($field: $crate::rows::Rows::new(complete),)+ }
+                $name {
+                    $($field: $crate::rows::Rows::new(complete),)+
+                    $($($tally: $crate::rows::Tally::new(complete),)+)?
+                }
             }
 
             async fn load(&mut self, tx: &mut $crate::table::ReadTx, suffix: &str) -> Result<(), store::StoreError> {
@@ -272,12 +390,17 @@ macro_rules! working_set {
                     let table = format!("{}{suffix}", <$row as $crate::table::Row>::TABLE.name);
                     self.$field.flush(tx, &table).await?;
                 )+
+                $($(
+                    let table = format!("{}{suffix}", <$trow as $crate::table::Row>::TABLE.name);
+                    self.$tally.flush(tx, &table).await?;
+                )+)?
                 Ok(())
             }
 
             async fn dump(db: &store::Database) -> Result<Vec<String>, store::StoreError> {
                 let mut lines = Vec::new();
                 $(lines.extend($crate::rows::dump_table::<$row>(db).await?);)+
+                $($(lines.extend($crate::rows::dump_table::<$trow>(db).await?);)+)?
                 Ok(lines)
             }
 
@@ -293,6 +416,16 @@ macro_rules! working_set {
                         }));
                     }
                 )+
+                $($(
+                    {
+                        let mut rows = self.$tally;
+                        let db = db.clone();
+                        let name = format!("{}{suffix}", <$trow as $crate::table::Row>::TABLE.name);
+                        tasks.push(tokio::spawn(async move {
+                            $crate::rows::write_fresh_tally(&db, &name, &mut rows).await
+                        }));
+                    }
+                )+)?
                 for task in tasks {
                     task.await.map_err(|source| store::StoreError::Task { task: "rebuild writer", source })??;
                 }

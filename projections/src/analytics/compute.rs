@@ -75,20 +75,26 @@ fn supply(totals: &Totals, scope: &Scope, group: GroupBy) -> BTreeMap<String, Su
             nights.extend(first.iter_days().take_while(|d| *d < end));
         }
     }
-    let none = BTreeSet::new();
     if group.is_dated() {
-        // One key per date, looked up once; each listing adds to it night by night.
+        // One key per date, looked up once. A date's nights are those of the listings created
+        // by then (counted from each listing's first date), less the blocked ones.
         let keys: Vec<String> = days.iter().map(|d| group.date_key(*d)).collect();
         let mut cells = vec![Supply::default(); days.len()];
-        for (listing, (_, created)) in &active {
-            let nights = blocked.get(listing).unwrap_or(&none);
-            let start = days.partition_point(|d| d < created);
-            for (i, d) in days.iter().enumerate().skip(start) {
-                if nights.contains(d) {
-                    cells[i].blocked += 1;
-                } else {
-                    cells[i].available += 1;
-                }
+        let mut opened = vec![0i64; days.len() + 1];
+        for (_, created) in active.values() {
+            opened[days.partition_point(|d| d < created)] += 1;
+        }
+        let mut running = 0;
+        for (cell, opened) in cells.iter_mut().zip(&opened) {
+            running += opened;
+            cell.available = running;
+        }
+        // Blocked nights are dates of the range from the listing's creation on.
+        for nights in blocked.values() {
+            for d in nights {
+                let i = (*d - scope.from).num_days() as usize;
+                cells[i].blocked += 1;
+                cells[i].available -= 1;
             }
         }
         for (key, cell) in keys.iter().zip(&cells) {

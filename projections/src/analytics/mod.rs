@@ -20,7 +20,8 @@ use domain::listing::{ListingEvent, ListingStatus};
 use domain::payment::PaymentEvent;
 use domain::Event;
 use tables::{
-    BlockFact, BookingFacts, ListingPeriod, ListingState, NightFact, PaymentLink, RefundFact,
+    BlockFact, BookingFacts, DaySums, ListingMonthSums, ListingPeriod, ListingState, NightFact,
+    PaymentLink, RefundFact,
 };
 use uuid::Uuid;
 
@@ -34,6 +35,9 @@ working_set!(AnalyticsSet {
     blocks: BlockFact,
     payments: PaymentLink,
     refunds: RefundFact,
+} tallies {
+    days: DaySums,
+    months: ListingMonthSums,
 });
 
 pub struct AnalyticsProjection;
@@ -55,7 +59,7 @@ fn is_active(status: ListingStatus) -> bool {
 impl Projection for AnalyticsProjection {
     type Set = AnalyticsSet;
     const NAME: &'static str = "analytics";
-    const VERSION: i64 = 1;
+    const VERSION: i64 = 2;
     const TABLES: &'static [&'static Table] = &[
         &tables::LISTING_STATE,
         &tables::LISTING_PERIODS,
@@ -64,6 +68,8 @@ impl Projection for AnalyticsProjection {
         &tables::BLOCK_FACTS,
         &tables::PAYMENT_LINKS,
         &tables::REFUND_FACTS,
+        &tables::DAY_SUMS,
+        &tables::LISTING_MONTH_SUMS,
     ];
 
     fn want(set: &mut AnalyticsSet, e: &Decoded) {
@@ -80,6 +86,10 @@ impl Projection for AnalyticsProjection {
             Event::Payment(PaymentEvent::PaymentCreated { booking_id, .. }) => {
                 set.bookings.want(*booking_id);
                 set.payments.want(e.aggregate_id);
+            }
+            Event::Payment(PaymentEvent::PaymentRefunded { refund_id, .. }) => {
+                set.payments.want(e.aggregate_id);
+                set.refunds.want(refund_key(e.aggregate_id, *refund_id));
             }
             Event::Payment(_) => set.payments.want(e.aggregate_id),
             Event::User(_) => {}
@@ -239,16 +249,20 @@ fn apply_booking(set: &mut AnalyticsSet, e: &Decoded, event: &BookingEvent) {
     }
     let (t, p) = (Some(at(e)), Some(e.position));
     let mut nights_changed = false;
+    // +1: the stay's nights go on the books now; -1: they come off.
+    let mut sold = 0;
     set.bookings.update(id, |b| match event {
         BookingEvent::BookingConfirmed { .. } if b.confirmed_us.is_none() => {
             b.confirmed_us = t;
             b.confirmed_position = p;
             nights_changed = true;
+            sold = i64::from(b.cancelled_us.is_none());
         }
         BookingEvent::BookingCancelled { .. } if b.cancelled_us.is_none() => {
             b.cancelled_us = t;
             b.cancelled_position = p;
             nights_changed = b.confirmed_us.is_some();
+            sold = -i64::from(b.confirmed_us.is_some());
         }
         BookingEvent::BookingExpired {} if b.expired_us.is_none() => b.expired_us = t,
         BookingEvent::BookingCheckedIn {} if b.checked_in_us.is_none() => b.checked_in_us = t,
@@ -258,10 +272,34 @@ fn apply_booking(set: &mut AnalyticsSet, e: &Decoded, event: &BookingEvent) {
     if nights_changed {
         if let Some(b) = set.bookings.get(id).cloned() {
             for night in nights_of(&b) {
+                if sold != 0 {
+                    count_sold(set, &night, sold);
+                }
                 set.nights.put(night);
             }
         }
     }
+}
+
+/// Adds (`sign` 1) or takes off (-1) a sold night, and the cleaning fee it carries, in the
+/// running totals.
+fn count_sold(set: &mut AnalyticsSet, n: &NightFact, sign: i64) {
+    let mut day = DaySums::new(&n.city, &n.channel, n.night);
+    let mut month = ListingMonthSums::new(n.listing_id, &n.city, n.night);
+    for (nights, room, cleaning) in [
+        (&mut day.nights, &mut day.room_kzt, &mut day.cleaning_kzt),
+        (
+            &mut month.nights,
+            &mut month.room_kzt,
+            &mut month.cleaning_kzt,
+        ),
+    ] {
+        *nights = sign;
+        *room = sign * n.price_kzt;
+        *cleaning = sign * n.cleaning_kzt;
+    }
+    set.days.add(day);
+    set.months.add(month);
 }
 
 /// The sold nights of a confirmed booking, each with the interval it was sold.
@@ -284,11 +322,17 @@ pub fn nights_of(b: &BookingFacts) -> Vec<NightFact> {
             channel: b.channel.clone(),
             night,
             price_kzt,
+            cleaning_kzt: if night == b.check_in {
+                b.cleaning_kzt
+            } else {
+                0
+            },
             held_position: b.held_position,
             sold_from_us: from_us,
             sold_from_position: from_position,
             sold_to_us: b.cancelled_us,
             sold_to_position: b.cancelled_position,
+            changed_us: b.cancelled_us.map_or(from_us, |to| to.max(from_us)),
         })
         .collect()
 }
@@ -314,8 +358,13 @@ fn apply_payment(set: &mut AnalyticsSet, e: &Decoded, event: &PaymentEvent) {
             ..
         } => {
             if let Some(p) = set.payments.get(e.aggregate_id).cloned() {
-                set.refunds.put(RefundFact {
-                    refund_key: derived(p.payment_id, &refund_id.to_string()),
+                let key = refund_key(p.payment_id, *refund_id);
+                // A refund told again replaces the one recorded: so does its total.
+                if let Some(old) = set.refunds.get(key).cloned() {
+                    count_refund(set, &old, -1);
+                }
+                let refund = RefundFact {
+                    refund_key: key,
                     payment_id: p.payment_id,
                     booking_id: p.booking_id,
                     listing_id: p.listing_id,
@@ -326,9 +375,25 @@ fn apply_payment(set: &mut AnalyticsSet, e: &Decoded, event: &PaymentEvent) {
                     amount_kzt: amount_kzt.0,
                     at_us: at(e),
                     position: e.position,
-                });
+                };
+                count_refund(set, &refund, 1);
+                set.refunds.put(refund);
             }
         }
         _ => {}
     }
+}
+
+fn refund_key(payment_id: Uuid, refund_id: Uuid) -> Uuid {
+    derived(payment_id, &refund_id.to_string())
+}
+
+/// Adds (`sign` 1) or takes off (-1) a refund in the running totals.
+fn count_refund(set: &mut AnalyticsSet, r: &RefundFact, sign: i64) {
+    let mut day = DaySums::new(&r.city, &r.channel, r.refund_date);
+    day.refunds_kzt = sign * r.amount_kzt;
+    set.days.add(day);
+    let mut month = ListingMonthSums::new(r.listing_id, &r.city, r.refund_date);
+    month.refunds_kzt = sign * r.amount_kzt;
+    set.months.add(month);
 }

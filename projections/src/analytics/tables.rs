@@ -2,6 +2,12 @@
 //! true — from the instant (and position) of the event that made it true to the instant of the
 //! event that ended it — so a figure "as known at" an instant is a filter on these rows.
 //! Instants are microseconds since the epoch (integers compare alike on both backends).
+//!
+//! Beside the facts, the fold keeps running totals of what is on the books now ([`DaySums`]
+//! per city, channel and date; [`ListingMonthSums`] per listing, city and month), so a figure
+//! over many nights reads a few totals instead of every night; "as known at" an earlier
+//! instant subtracts what changed after it, found through `changed_us`.
+use crate::rows::TallyRow;
 use crate::table::{col, nullable, Arg, Kind, Row, Table};
 use chrono::NaiveDate;
 use uuid::Uuid;
@@ -200,11 +206,15 @@ pub struct NightFact {
     pub channel: String,
     pub night: NaiveDate,
     pub price_kzt: i64,
+    /// The stay's cleaning fee on its check-in night, 0 on the others.
+    pub cleaning_kzt: i64,
     pub held_position: i64,
     pub sold_from_us: i64,
     pub sold_from_position: i64,
     pub sold_to_us: Option<i64>,
     pub sold_to_position: Option<i64>,
+    /// The last instant the night's sold interval changed (the later of its ends).
+    pub changed_us: i64,
 }
 
 pub(crate) static NIGHT_FACTS: Table = Table {
@@ -218,13 +228,15 @@ pub(crate) static NIGHT_FACTS: Table = Table {
         col("channel", Kind::Text),
         col("night", Kind::Date),
         col("price_kzt", Kind::Int),
+        col("cleaning_kzt", Kind::Int),
         col("held_position", Kind::Int),
         col("sold_from_us", Kind::Int),
         col("sold_from_position", Kind::Int),
         nullable("sold_to_us", Kind::Int),
         nullable("sold_to_position", Kind::Int),
+        col("changed_us", Kind::Int),
     ],
-    indexes: &["night", "listing_id, night"],
+    indexes: &["night", "listing_id, night", "changed_us"],
 };
 
 impl Row for NightFact {
@@ -242,11 +254,13 @@ impl Row for NightFact {
             Arg::Text(self.channel.clone()),
             Arg::Date(self.night),
             Arg::Int(self.price_kzt),
+            Arg::Int(self.cleaning_kzt),
             Arg::Int(self.held_position),
             Arg::Int(self.sold_from_us),
             Arg::Int(self.sold_from_position),
             Arg::OptInt(self.sold_to_us),
             Arg::OptInt(self.sold_to_position),
+            Arg::Int(self.changed_us),
         ]
     }
 }
@@ -370,7 +384,7 @@ pub(crate) static REFUND_FACTS: Table = Table {
         col("at_us", Kind::Int),
         col("position", Kind::Int),
     ],
-    indexes: &["refund_date"],
+    indexes: &["refund_date", "at_us"],
 };
 
 impl Row for RefundFact {
@@ -392,5 +406,163 @@ impl Row for RefundFact {
             Arg::Int(self.at_us),
             Arg::Int(self.position),
         ]
+    }
+}
+
+/// What is on the books now for one city, channel and date: nights sold and their room
+/// revenue (the date a night), cleaning fees of sold stays (the date their check-in), refunds
+/// (the date they were returned). The city and channel are the booking's.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct DaySums {
+    pub sum_id: Uuid,
+    pub city: String,
+    pub channel: String,
+    pub day: NaiveDate,
+    pub nights: i64,
+    pub room_kzt: i64,
+    pub cleaning_kzt: i64,
+    pub refunds_kzt: i64,
+}
+
+/// The summed columns of [`DaySums`] and [`ListingMonthSums`].
+const SUMMED: &[&str] = &["nights", "room_kzt", "cleaning_kzt", "refunds_kzt"];
+
+pub(crate) static DAY_SUMS: Table = Table {
+    name: "analytics_day_sums",
+    columns: &[
+        col("sum_id", Kind::Id),
+        col("city", Kind::Text),
+        col("channel", Kind::Text),
+        col("day", Kind::Date),
+        col("nights", Kind::Int),
+        col("room_kzt", Kind::Int),
+        col("cleaning_kzt", Kind::Int),
+        col("refunds_kzt", Kind::Int),
+    ],
+    indexes: &["day"],
+};
+
+impl DaySums {
+    pub fn new(city: &str, channel: &str, day: NaiveDate) -> DaySums {
+        let name = format!("{city}\u{1f}{channel}\u{1f}{day}");
+        DaySums {
+            sum_id: Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes()),
+            city: city.to_string(),
+            channel: channel.to_string(),
+            day,
+            nights: 0,
+            room_kzt: 0,
+            cleaning_kzt: 0,
+            refunds_kzt: 0,
+        }
+    }
+}
+
+impl Row for DaySums {
+    const TABLE: &'static Table = &DAY_SUMS;
+    fn key(&self) -> Uuid {
+        self.sum_id
+    }
+    fn values(&self) -> Vec<Arg> {
+        vec![
+            Arg::Id(self.sum_id),
+            Arg::Text(self.city.clone()),
+            Arg::Text(self.channel.clone()),
+            Arg::Date(self.day),
+            Arg::Int(self.nights),
+            Arg::Int(self.room_kzt),
+            Arg::Int(self.cleaning_kzt),
+            Arg::Int(self.refunds_kzt),
+        ]
+    }
+}
+
+impl TallyRow for DaySums {
+    const SUMMED: &'static [&'static str] = SUMMED;
+    fn merge(&mut self, other: &Self) {
+        self.nights += other.nights;
+        self.room_kzt += other.room_kzt;
+        self.cleaning_kzt += other.cleaning_kzt;
+        self.refunds_kzt += other.refunds_kzt;
+    }
+}
+
+/// The same sums for one listing, city and calendar month (`month` its first day).
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct ListingMonthSums {
+    pub sum_id: Uuid,
+    pub listing_id: Uuid,
+    pub city: String,
+    pub month: NaiveDate,
+    pub nights: i64,
+    pub room_kzt: i64,
+    pub cleaning_kzt: i64,
+    pub refunds_kzt: i64,
+}
+
+pub(crate) static LISTING_MONTH_SUMS: Table = Table {
+    name: "analytics_listing_month_sums",
+    columns: &[
+        col("sum_id", Kind::Id),
+        col("listing_id", Kind::Id),
+        col("city", Kind::Text),
+        col("month", Kind::Date),
+        col("nights", Kind::Int),
+        col("room_kzt", Kind::Int),
+        col("cleaning_kzt", Kind::Int),
+        col("refunds_kzt", Kind::Int),
+    ],
+    indexes: &["month"],
+};
+
+/// The first day of `d`'s month.
+pub fn month_of(d: NaiveDate) -> NaiveDate {
+    use chrono::Datelike;
+    d.with_day(1).unwrap_or(d)
+}
+
+impl ListingMonthSums {
+    pub fn new(listing_id: Uuid, city: &str, day: NaiveDate) -> ListingMonthSums {
+        let month = month_of(day);
+        let name = format!("{city}\u{1f}{month}");
+        ListingMonthSums {
+            sum_id: Uuid::new_v5(&listing_id, name.as_bytes()),
+            listing_id,
+            city: city.to_string(),
+            month,
+            nights: 0,
+            room_kzt: 0,
+            cleaning_kzt: 0,
+            refunds_kzt: 0,
+        }
+    }
+}
+
+impl Row for ListingMonthSums {
+    const TABLE: &'static Table = &LISTING_MONTH_SUMS;
+    fn key(&self) -> Uuid {
+        self.sum_id
+    }
+    fn values(&self) -> Vec<Arg> {
+        vec![
+            Arg::Id(self.sum_id),
+            Arg::Id(self.listing_id),
+            Arg::Text(self.city.clone()),
+            Arg::Date(self.month),
+            Arg::Int(self.nights),
+            Arg::Int(self.room_kzt),
+            Arg::Int(self.cleaning_kzt),
+            Arg::Int(self.refunds_kzt),
+        ]
+    }
+}
+
+impl TallyRow for ListingMonthSums {
+    const SUMMED: &'static [&'static str] = SUMMED;
+    fn merge(&mut self, other: &Self) {
+        self.nights += other.nights;
+        self.room_kzt += other.room_kzt;
+        self.cleaning_kzt += other.cleaning_kzt;
+        self.refunds_kzt += other.refunds_kzt;
     }
 }

@@ -29,6 +29,7 @@ pub struct Cli {
 /// The settings that are also options: each wins over its environment variable, which wins
 /// over the config file.
 #[derive(clap::Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Settings (each also an environment variable)")]
 pub struct SettingsArgs {
     /// A `.env`-style file of settings (KEY=VALUE lines), read before the environment.
     #[arg(long, global = true, env = "ZHILEGO_CONFIG", value_name = "FILE")]
@@ -52,10 +53,10 @@ pub struct SettingsArgs {
         value_name = "URL"
     )]
     pub nats_url: Option<String>,
-    /// Where the API listens [default: 127.0.0.1:8080; port 0 picks a free one].
+    /// Where the API listens (default 127.0.0.1:8080; port 0 picks a free one).
     #[arg(long, global = true, env = "ZHILEGO_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
-    /// The embedded database and generated secrets [default: ./data].
+    /// The embedded database and generated secrets (default ./data).
     #[arg(long, global = true, env = "ZHILEGO_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
@@ -120,7 +121,9 @@ impl ProjectionName {
             ProjectionName::Listings => vec!["listings"],
             ProjectionName::Analytics => vec!["analytics"],
             ProjectionName::Users => vec!["users"],
-            ProjectionName::All => vec!["bookings", "availability", "listings", "analytics", "users"],
+            ProjectionName::All => {
+                vec!["bookings", "availability", "listings", "analytics", "users"]
+            }
         }
     }
 }
@@ -154,6 +157,7 @@ pub enum Command {
     },
     /// Print a signed JWT for a user and role.
     Token {
+        /// The role the token grants.
         #[arg(long, value_enum)]
         role: TokenRole,
         /// The user id (a UUID); a new one if left out.

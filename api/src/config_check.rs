@@ -21,57 +21,126 @@ pub fn effective(s: &Settings) -> Vec<(&'static str, String)> {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let urls = |v: &[String]| v.iter().map(|u| redact_url(u)).collect::<Vec<_>>().join(",");
+    let urls = |v: &[String]| {
+        v.iter()
+            .map(|u| redact_url(u))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let (k, t, w, e, i, a, r) = (
-        &s.kaspi, &s.telegram, &s.twilio, &s.edge, &s.ical, &s.audit, &s.reports,
+        &s.kaspi,
+        &s.telegram,
+        &s.twilio,
+        &s.edge,
+        &s.ical,
+        &s.audit,
+        &s.reports,
     );
     vec![
         ("ZHILEGO_LISTEN", s.listen.clone()),
         ("ZHILEGO_DATA_DIR", s.data_dir.display().to_string()),
         ("ZHILEGO_PUBLIC_URL", opt(&s.public_url)),
-        ("DATABASE_URL", s.database_url.as_deref().map(redact_url).unwrap_or_default()),
-        ("READ_DATABASE_URL", s.read_database_url.as_deref().map(redact_url).unwrap_or_default()),
+        (
+            "DATABASE_URL",
+            s.database_url
+                .as_deref()
+                .map(redact_url)
+                .unwrap_or_default(),
+        ),
+        (
+            "READ_DATABASE_URL",
+            s.read_database_url
+                .as_deref()
+                .map(redact_url)
+                .unwrap_or_default(),
+        ),
         ("READ_REPLICA_URLS", urls(&s.read_replica_urls)),
-        ("ZHILEGO_DB_MAX_CONNECTIONS", s.max_connections().to_string()),
+        (
+            "ZHILEGO_DB_MAX_CONNECTIONS",
+            s.max_connections().to_string(),
+        ),
         ("ZHILEGO_PROJECTIONS", on_off(s.run_projections)),
         ("ZHILEGO_RELAY", on_off(s.run_relay)),
-        ("NATS_URL", s.nats_url.as_deref().map(|u| urls(&u.split(',').map(str::to_string).collect::<Vec<_>>())).unwrap_or_default()),
+        (
+            "NATS_URL",
+            s.nats_url
+                .as_deref()
+                .map(|u| urls(&u.split(',').map(str::to_string).collect::<Vec<_>>()))
+                .unwrap_or_default(),
+        ),
         ("ZHILEGO_NATS_REPLICAS", s.nats_replicas.to_string()),
         ("ZHILEGO_NATS_STREAM", s.nats_stream.clone()),
         ("ZHILEGO_NATS_SUBJECT_PREFIX", s.nats_subject_prefix.clone()),
         ("ZHILEGO_JWT_SECRET", secret(&s.jwt_secret)),
-        ("ZHILEGO_JWT_PREVIOUS_SECRET", secret(&e.jwt_previous_secret)),
-        ("ZHILEGO_JWT_MAX_TTL_HOURS", e.jwt_max_ttl.num_hours().to_string()),
+        (
+            "ZHILEGO_JWT_PREVIOUS_SECRET",
+            secret(&e.jwt_previous_secret),
+        ),
+        (
+            "ZHILEGO_JWT_MAX_TTL_HOURS",
+            e.jwt_max_ttl.num_hours().to_string(),
+        ),
         ("ZHILEGO_ENCRYPTION_KEY", secret(&s.encryption_key)),
         ("ZHILEGO_RATE_LIMIT", s.rate_limit_per_minute.to_string()),
-        ("ZHILEGO_WEBHOOK_RATE_LIMIT", s.webhook_rate_limit_per_second.to_string()),
+        (
+            "ZHILEGO_WEBHOOK_RATE_LIMIT",
+            s.webhook_rate_limit_per_second.to_string(),
+        ),
         ("ZHILEGO_HOLD_SECONDS", secs(s.hold)),
-        ("ZHILEGO_MAX_HOLDS_PER_GUEST", s.max_holds_per_guest.to_string()),
+        (
+            "ZHILEGO_MAX_HOLDS_PER_GUEST",
+            s.max_holds_per_guest.to_string(),
+        ),
         ("ZHILEGO_SWEEP_INTERVAL_MS", ms(s.sweep_interval)),
         ("ZHILEGO_ORPHAN_AFTER_SECONDS", secs(s.orphan_after)),
         ("ZHILEGO_READ_WAIT_MS", ms(s.read_wait)),
-        ("ZHILEGO_ACCESS_OPENS_BEFORE_HOURS", s.access_opens_before.num_hours().to_string()),
+        (
+            "ZHILEGO_ACCESS_OPENS_BEFORE_HOURS",
+            s.access_opens_before.num_hours().to_string(),
+        ),
         ("ZHILEGO_HEADER_TIMEOUT_MS", ms(e.header_timeout)),
         ("ZHILEGO_BODY_TIMEOUT_MS", ms(e.body_timeout)),
         ("ZHILEGO_IDLE_TIMEOUT_MS", ms(e.idle_timeout)),
         ("ZHILEGO_REQUEST_TIMEOUT_MS", ms(e.request_timeout)),
         ("ZHILEGO_MAX_CONNECTIONS", e.max_connections.to_string()),
         ("ZHILEGO_TRUSTED_PROXIES", list(&e.trusted_proxies)),
-        ("ZHILEGO_METRICS_ADDR", e.metrics_addr.clone().unwrap_or_else(|| "off".into())),
+        (
+            "ZHILEGO_METRICS_ADDR",
+            e.metrics_addr.clone().unwrap_or_else(|| "off".into()),
+        ),
         ("ZHILEGO_METRICS_TOKEN", secret(&e.metrics_token)),
-        ("KASPI_MODE", match k.mode {
-            crate::settings::KaspiMode::Sandbox => "sandbox",
-            crate::settings::KaspiMode::Live => "live",
-        }.to_string()),
-        ("ZHILEGO_ALLOW_SANDBOX_PAYMENTS", one_zero(s.allow_sandbox_payments)),
-        ("KASPI_API_URL", k.api_url.as_deref().map(redact_url).unwrap_or_default()),
+        (
+            "KASPI_MODE",
+            match k.mode {
+                crate::settings::KaspiMode::Sandbox => "sandbox",
+                crate::settings::KaspiMode::Live => "live",
+            }
+            .to_string(),
+        ),
+        (
+            "ZHILEGO_ALLOW_SANDBOX_PAYMENTS",
+            one_zero(s.allow_sandbox_payments),
+        ),
+        (
+            "KASPI_API_URL",
+            k.api_url.as_deref().map(redact_url).unwrap_or_default(),
+        ),
         ("KASPI_API_KEY", secret(&k.api_key)),
         // The trade point's token is Kaspi's to keep: shown like a secret.
-        ("KASPI_DEVICE_TOKEN", k.device_token.as_ref().map(|_| REDACTED.to_string()).unwrap_or_default()),
+        (
+            "KASPI_DEVICE_TOKEN",
+            k.device_token
+                .as_ref()
+                .map(|_| REDACTED.to_string())
+                .unwrap_or_default(),
+        ),
         ("KASPI_ORGANIZATION_BIN", opt(&k.organization_bin)),
         ("KASPI_TIMEOUT_MS", ms(k.timeout)),
         ("KASPI_ATTEMPTS", k.attempts.to_string()),
-        ("KASPI_REQUESTS_PER_SECOND", k.requests_per_second.to_string()),
+        (
+            "KASPI_REQUESTS_PER_SECOND",
+            k.requests_per_second.to_string(),
+        ),
         ("KASPI_CALLBACK_USER", opt(&k.callback_user)),
         ("KASPI_CALLBACK_PASSWORD", secret(&k.callback_password)),
         ("KASPI_CALLBACK_ALLOW_IPS", list(&k.callback_allow_ips)),
@@ -80,28 +149,59 @@ pub fn effective(s: &Settings) -> Vec<(&'static str, String)> {
         ("TELEGRAM_BOT_TOKEN", secret(&t.bot_token)),
         ("TELEGRAM_API_URL", redact_url(&t.api_url)),
         ("TELEGRAM_WEBHOOK_SECRET", secret(&t.webhook_secret)),
-        ("TELEGRAM_MODE", match t.mode {
-            crate::settings::TelegramMode::Webhook => "webhook",
-            crate::settings::TelegramMode::Polling => "polling",
-        }.to_string()),
+        (
+            "TELEGRAM_MODE",
+            match t.mode {
+                crate::settings::TelegramMode::Webhook => "webhook",
+                crate::settings::TelegramMode::Polling => "polling",
+            }
+            .to_string(),
+        ),
         ("TWILIO_ACCOUNT_SID", opt(&w.account_sid)),
         ("TWILIO_AUTH_TOKEN", secret(&w.auth_token)),
         ("TWILIO_API_URL", redact_url(&w.api_url)),
         ("TWILIO_WHATSAPP_FROM", opt(&w.whatsapp_from)),
         ("TWILIO_TEMPLATE_SID", opt(&w.template_sid)),
-        ("ZHILEGO_ICAL_SYNC_INTERVAL", format!("{}s", i.interval.as_secs())),
+        (
+            "ZHILEGO_ICAL_SYNC_INTERVAL",
+            format!("{}s", i.interval.as_secs()),
+        ),
         ("ZHILEGO_ICAL_CONCURRENCY", i.concurrency.to_string()),
         ("ZHILEGO_ICAL_TIMEOUT_MS", ms(i.fetch.timeout)),
         ("ZHILEGO_ICAL_MAX_BYTES", i.fetch.max_bytes.to_string()),
-        ("ZHILEGO_ICAL_MAX_REDIRECTS", i.fetch.max_redirects.to_string()),
-        ("ZHILEGO_ICAL_ALLOW_PRIVATE", one_zero(i.fetch.allow_private)),
+        (
+            "ZHILEGO_ICAL_MAX_REDIRECTS",
+            i.fetch.max_redirects.to_string(),
+        ),
+        (
+            "ZHILEGO_ICAL_ALLOW_PRIVATE",
+            one_zero(i.fetch.allow_private),
+        ),
         ("ZHILEGO_NOTARY", on_off(a.run_notary)),
         ("ZHILEGO_AUDIT_SIGNING_KEY", secret(&a.signing_key)),
         ("ZHILEGO_AUDIT_ORIGIN", a.origin.clone()),
-        ("ZHILEGO_AUDIT_CHECKPOINT_EVERY", a.checkpoint_every.to_string()),
-        ("ZHILEGO_AUDIT_CHECKPOINT_INTERVAL_MS", ms(a.checkpoint_interval)),
-        ("ZHILEGO_AUDIT_CHECKPOINT_FILE", a.checkpoint_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "off".into())),
-        ("ZHILEGO_AUDIT_WITNESS_URL", a.witness_url.as_ref().map(|u| redact_url(u.as_str())).unwrap_or_default()),
+        (
+            "ZHILEGO_AUDIT_CHECKPOINT_EVERY",
+            a.checkpoint_every.to_string(),
+        ),
+        (
+            "ZHILEGO_AUDIT_CHECKPOINT_INTERVAL_MS",
+            ms(a.checkpoint_interval),
+        ),
+        (
+            "ZHILEGO_AUDIT_CHECKPOINT_FILE",
+            a.checkpoint_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "off".into()),
+        ),
+        (
+            "ZHILEGO_AUDIT_WITNESS_URL",
+            a.witness_url
+                .as_ref()
+                .map(|u| redact_url(u.as_str()))
+                .unwrap_or_default(),
+        ),
         ("ZHILEGO_REPORT_TELEGRAM_CHAT", opt(&r.telegram_chat)),
         ("ZHILEGO_REPORT_AT", r.at.format("%H:%M").to_string()),
         ("ZHILEGO_REPORT_CHECK_MS", ms(r.check_interval)),
@@ -125,8 +225,9 @@ pub fn redact_url(raw: &str) -> String {
             let _ = url.set_username(REDACTED);
             url.to_string()
         }
-        Ok(_) => raw.to_string(),
-        Err(_) => match (raw.find("://"), raw.rfind('@')) {
+        // `user:password@host` parses as a URL of scheme `user`, with no host.
+        Ok(url) if !url.cannot_be_a_base() => raw.to_string(),
+        _ => match (raw.find("://"), raw.rfind('@')) {
             (Some(scheme), Some(at)) if at > scheme => {
                 format!("{}{REDACTED}{}", &raw[..scheme + 3], &raw[at..])
             }
@@ -191,7 +292,10 @@ pub fn render(layers: &Layers, settings: &Settings) -> String {
 /// A value as a `.env` file takes it back: bare when it can be, else in single quotes (taken
 /// as they are), else in double quotes with `\\`, `"` and `$` escaped.
 fn quoted(value: &str) -> String {
-    if value.chars().all(|c| !c.is_whitespace() && !"#'\"$\\`".contains(c)) {
+    if value
+        .chars()
+        .all(|c| !c.is_whitespace() && !"#'\"$\\`".contains(c))
+    {
         value.to_string()
     } else if !value.contains('\'') {
         format!("'{value}'")
@@ -257,7 +361,10 @@ mod tests {
         // same settings.
         let mut values = production();
         values.insert("ZHILEGO_ICAL_SYNC_INTERVAL".into(), "5m".into());
-        values.insert("ZHILEGO_TRUSTED_PROXIES".into(), "10.0.0.0/8, 192.0.2.7".into());
+        values.insert(
+            "ZHILEGO_TRUSTED_PROXIES".into(),
+            "10.0.0.0/8, 192.0.2.7".into(),
+        );
         values.insert("ZHILEGO_METRICS_ADDR".into(), "off".into());
         let first = effective(&Settings::from_map(&values).unwrap());
         let mut again: HashMap<String, String> = first
@@ -265,7 +372,11 @@ mod tests {
             .filter(|(_, v)| !v.contains(REDACTED))
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
-        for key in ["DATABASE_URL", "ZHILEGO_JWT_SECRET", "ZHILEGO_ENCRYPTION_KEY"] {
+        for key in [
+            "DATABASE_URL",
+            "ZHILEGO_JWT_SECRET",
+            "ZHILEGO_ENCRYPTION_KEY",
+        ] {
             again.insert(key.into(), values[key].clone());
         }
         assert_eq!(effective(&Settings::from_map(&again).unwrap()), first);
@@ -282,7 +393,10 @@ mod tests {
             ("KASPI_API_KEY", "kaspi-key"),
             ("KASPI_DEVICE_TOKEN", "device-token"),
             ("ZHILEGO_METRICS_TOKEN", "metrics-token"),
-            ("ZHILEGO_AUDIT_WITNESS_URL", "https://w:witness-pass@witness.example/add"),
+            (
+                "ZHILEGO_AUDIT_WITNESS_URL",
+                "https://w:witness-pass@witness.example/add",
+            ),
         ] {
             values.insert(k.into(), v.into());
         }
@@ -305,8 +419,14 @@ mod tests {
         ] {
             assert!(!out.contains(secret), "{secret} shown:\n{out}");
         }
-        assert!(out.contains("DATABASE_URL=postgres://zhilego:***@db:5432/zhilego"), "{out}");
-        assert!(out.contains("NATS_URL=nats://bus:***@n1:4222,nats://n2:4222"), "{out}");
+        assert!(
+            out.contains("DATABASE_URL=postgres://zhilego:***@db:5432/zhilego"),
+            "{out}"
+        );
+        assert!(
+            out.contains("NATS_URL=nats://bus:***@n1:4222,nats://n2:4222"),
+            "{out}"
+        );
         assert!(out.contains("ZHILEGO_JWT_SECRET=***"), "{out}");
         assert!(out.contains("production mode"), "{out}");
     }
@@ -319,6 +439,7 @@ mod tests {
         assert_eq!(redact_url("nats://u:p@[bad"), "nats://***@[bad");
         assert_eq!(redact_url("u:p@host"), "***@host");
         assert_eq!(redact_url("sqlite://./data/z.db"), "sqlite://./data/z.db");
+        assert_eq!(redact_url("sqlite:data/z.db"), "sqlite:data/z.db");
     }
 
     #[test]

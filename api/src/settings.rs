@@ -244,7 +244,11 @@ impl Layers {
     /// The values the settings are read from: the file's, overridden by the environment's,
     /// overridden by the command line's.
     pub fn merged(&self) -> HashMap<String, String> {
-        let mut values = self.file.as_ref().map(|(_, v)| v.clone()).unwrap_or_default();
+        let mut values = self
+            .file
+            .as_ref()
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         values.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         values.extend(self.args.iter().map(|(k, v)| (k.clone(), v.clone())));
         values
@@ -817,9 +821,8 @@ mod tests {
 
     #[test]
     fn a_bad_config_line_is_named_without_its_value() {
-        let err =
-            parse_config_file("ZHILEGO_LISTEN=127.0.0.1:1\nZHILEGO_JWT_SECRET=\"hunter2\n")
-                .unwrap_err();
+        let err = parse_config_file("ZHILEGO_LISTEN=127.0.0.1:1\nZHILEGO_JWT_SECRET=\"hunter2\n")
+            .unwrap_err();
         assert!(err.contains("line 2 (ZHILEGO_JWT_SECRET)"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
         let err = parse_config_file("# ok\njust words\n").unwrap_err();
@@ -855,11 +858,19 @@ mod tests {
         );
         let s = Settings::from_map(&l.merged()).unwrap();
         assert_eq!(s.rate_limit_per_minute, 50, "the file over the default");
-        assert_eq!(s.hold, Duration::from_secs(300), "the environment over the file");
+        assert_eq!(
+            s.hold,
+            Duration::from_secs(300),
+            "the environment over the file"
+        );
         assert_eq!(s.listen, "127.0.0.1:8080", "empty is unset");
         assert_eq!(s.data_dir, PathBuf::from("/option"), "the option over all");
         assert_eq!(l.origin("ZHILEGO_DATA_DIR"), Origin::CommandLine);
-        assert_eq!(l.origin("NATS_URL"), Origin::Env, "filled from the variable");
+        assert_eq!(
+            l.origin("NATS_URL"),
+            Origin::Env,
+            "filled from the variable"
+        );
         assert_eq!(
             l.origin("ZHILEGO_RATE_LIMIT"),
             Origin::File("/etc/zhilego.env".into())
@@ -884,8 +895,11 @@ mod tests {
         assert_eq!(s.rate_limit_per_minute, 7);
         assert_eq!(s.listen, "127.0.0.1:2");
         std::fs::write(&path, "ZHILEGO_RATE_LIMIT\n").unwrap();
-        let err = Layers::load(map(&[("ZHILEGO_CONFIG", path.to_str().unwrap())]), HashMap::new())
-            .unwrap_err();
+        let err = Layers::load(
+            map(&[("ZHILEGO_CONFIG", path.to_str().unwrap())]),
+            HashMap::new(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
         let missing = dir.join("missing.env");
         let err = Layers::load(

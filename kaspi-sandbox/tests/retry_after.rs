@@ -168,6 +168,12 @@ async fn the_sandbox_calls_back_after_our_retry_after() {
     }
     let gaps = gaps(&arrivals);
     assert_eq!(gaps.len(), 2, "{gaps:?}");
-    assert!(gaps[0] >= Duration::from_secs(2), "waited Retry-After: {gaps:?}");
-    assert!(gaps[1] < Duration::from_secs(1), "pay follows the check: {gaps:?}");
+    assert!(
+        gaps[0] >= Duration::from_secs(2),
+        "waited Retry-After: {gaps:?}"
+    );
+    assert!(
+        gaps[1] < Duration::from_secs(1),
+        "pay follows the check: {gaps:?}"
+    );
 }

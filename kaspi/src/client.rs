@@ -251,12 +251,12 @@ impl KaspiClient {
             }));
         }
         match res.json::<Envelope<T>>().await {
-            Ok(envelope) if envelope.status_code == 0 => envelope.data.ok_or(Attempt::Final(
-                KaspiError::Unavailable {
+            Ok(envelope) if envelope.status_code == 0 => {
+                envelope.data.ok_or(Attempt::Final(KaspiError::Unavailable {
                     attempts: 0,
                     last: Failure::NoData,
-                },
-            )),
+                }))
+            }
             Ok(envelope) => Err(Attempt::Final(KaspiError::Refused {
                 code: envelope.status_code,
                 message: envelope.message,

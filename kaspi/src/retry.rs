@@ -51,7 +51,9 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
     }
-    let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
@@ -96,7 +98,10 @@ mod tests {
         assert_eq!(pause(asked, b), asked);
         assert_eq!(pause(None, b), b);
         assert_eq!(pause(Some(MAX_RETRY_AFTER), b), Some(MAX_RETRY_AFTER));
-        assert_eq!(pause(Some(MAX_RETRY_AFTER + Duration::from_secs(1)), b), None);
+        assert_eq!(
+            pause(Some(MAX_RETRY_AFTER + Duration::from_secs(1)), b),
+            None
+        );
         assert_eq!(pause(asked, None), None, "no attempts left");
     }
 

@@ -69,7 +69,10 @@ async fn help_lists_roles_projections_and_the_variables() {
         "{}",
         token.stdout
     );
-    assert!(token.stdout.contains("[env: DATABASE_URL]"), "options are global");
+    assert!(
+        token.stdout.contains("[env: DATABASE_URL]"),
+        "options are global"
+    );
     let rebuild = zhilego(&["projections", "rebuild", "--help"], &[]).await;
     assert!(
         rebuild.stdout.contains("bookings")
@@ -129,8 +132,7 @@ fn token_roles_are_every_role_but_the_services_own() {
 
 #[tokio::test]
 async fn projection_names_are_the_read_models() {
-    let Some(app) = spawn_app(Backend::Sqlite, "projection_names_are_the_read_models").await
-    else {
+    let Some(app) = spawn_app(Backend::Sqlite, "projection_names_are_the_read_models").await else {
         return;
     };
     let statuses = app.state.reads.statuses().await.unwrap();
@@ -250,7 +252,12 @@ async fn config_check_names_a_bad_setting_and_fails() {
     assert!(!bad.stderr.contains("s3cret-value"));
 
     let production = zhilego(
-        &["config", "check", "--database-url", "postgres://u:pw-123@db/z"],
+        &[
+            "config",
+            "check",
+            "--database-url",
+            "postgres://u:pw-123@db/z",
+        ],
         &[("ZHILEGO_DATA_DIR", &data)],
     )
     .await;
@@ -263,7 +270,11 @@ async fn config_check_names_a_bad_setting_and_fails() {
     assert!(!production.stderr.contains("pw-123"));
 
     let file = dir.join("broken.env");
-    std::fs::write(&file, "ZHILEGO_LISTEN=127.0.0.1:1\nZHILEGO_JWT_SECRET=\"unclosed\n").unwrap();
+    std::fs::write(
+        &file,
+        "ZHILEGO_LISTEN=127.0.0.1:1\nZHILEGO_JWT_SECRET=\"unclosed\n",
+    )
+    .unwrap();
     let broken = zhilego(
         &["config", "check", "--config", &file.display().to_string()],
         &[("ZHILEGO_DATA_DIR", &data)],
@@ -290,7 +301,8 @@ async fn audit_verify_draws_its_bar_on_a_terminal_only() {
         return;
     };
     for _ in 0..3 {
-        app.create_listing(Uuid::now_v7(), serde_json::json!({})).await;
+        app.create_listing(Uuid::now_v7(), serde_json::json!({}))
+            .await;
     }
     let storage = app.stop().await;
     let env: Vec<(String, String)> = storage.env().into_iter().collect();
@@ -303,7 +315,11 @@ async fn audit_verify_draws_its_bar_on_a_terminal_only() {
     assert_eq!(report["ok"], true);
     assert!(report["checked_events"].as_u64().unwrap() >= 3);
     for drawn in ["\r", "\u{1b}[", "events ("] {
-        assert!(!piped.stderr.contains(drawn), "{drawn:?} in {:?}", piped.stderr);
+        assert!(
+            !piped.stderr.contains(drawn),
+            "{drawn:?} in {:?}",
+            piped.stderr
+        );
     }
 
     // On a terminal (util-linux `script` gives it one): the bar is drawn, then cleared.

@@ -267,7 +267,10 @@ impl WhatsApp {
                 return Ok(());
             }
             if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                return Err(Undelivered::Later(status, retry::retry_after(res.headers())));
+                return Err(Undelivered::Later(
+                    status,
+                    retry::retry_after(res.headers()),
+                ));
             }
             let text = res.text().await.unwrap_or_default();
             Err(Undelivered::Refused(status, text))

@@ -94,10 +94,9 @@ impl Telegram {
                 _ => next,
             })
             .notify(|e, pause| match e {
-                RequestError::RetryAfter(wait) => tracing::warn!(
-                    seconds = wait.seconds(),
-                    "Telegram asks to retry later"
-                ),
+                RequestError::RetryAfter(wait) => {
+                    tracing::warn!(seconds = wait.seconds(), "Telegram asks to retry later")
+                }
                 e => tracing::warn!(
                     error = %e,
                     retry_in_ms = pause.as_millis() as u64,

@@ -541,7 +541,7 @@ pub async fn verify_with_progress(
     let step = |walk: &mut ChainWalk, e: &StoredEvent| {
         walk.step(e);
         let done = walk.report.checked_events;
-        if done % 1000 == 0 {
+        if done.is_multiple_of(1000) {
             // Events committed during the walk may take it past the count made before it.
             progress(done, total.max(done));
         }

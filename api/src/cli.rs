@@ -1,20 +1,131 @@
-//! The `zhilego` command line.
+//! The `zhilego` command line. The main settings are options too, each shown in `--help`
+//! with the environment variable it stands for; every other setting is a variable only
+//! (`zhilego config check` lists them all with their effective values).
 use crate::app::{jwt_secret, open_database, shutdown_signal, Application};
-use crate::settings::Settings;
+use crate::settings::{Layers, Settings};
 use crate::tokens::JwtKeys;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use domain::Role;
+use std::collections::HashMap;
+use std::path::PathBuf;
 use uuid::Uuid;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "zhilego",
     version,
-    about = "ZhilyeGO: short-term apartment rentals backend"
+    about = "ZhilyeGO: short-term apartment rentals backend",
+    after_help = "Every setting is an environment variable (the options above stand for the \
+                  main ones) or a line of the ZHILEGO_CONFIG file; `zhilego config check` \
+                  lists them all with their effective values, docs/runbook.md explains them."
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// The settings that are also options: each wins over its environment variable, which wins
+/// over the config file.
+#[derive(clap::Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Settings (each also an environment variable)")]
+pub struct SettingsArgs {
+    /// A `.env`-style file of settings (KEY=VALUE lines), read before the environment.
+    #[arg(long, global = true, env = "ZHILEGO_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The PostgreSQL event store (production mode); without it, the embedded SQLite store
+    /// in the data directory.
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+    /// The NATS servers of the event bus (production mode), comma-separated.
+    #[arg(
+        long,
+        global = true,
+        env = "NATS_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub nats_url: Option<String>,
+    /// Where the API listens (default 127.0.0.1:8080; port 0 picks a free one).
+    #[arg(long, global = true, env = "ZHILEGO_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The embedded database and generated secrets (default ./data).
+    #[arg(long, global = true, env = "ZHILEGO_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl SettingsArgs {
+    /// The options given, by the names of the variables they stand for.
+    pub fn values(&self) -> HashMap<String, String> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        [
+            ("ZHILEGO_CONFIG", path(&self.config)),
+            ("DATABASE_URL", self.database_url.clone()),
+            ("NATS_URL", self.nats_url.clone()),
+            ("ZHILEGO_LISTEN", self.listen.clone()),
+            ("ZHILEGO_DATA_DIR", path(&self.data_dir)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v?)))
+        .collect()
+    }
+}
+
+/// The roles a token can be minted for (`System` is the service's own, never a token's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TokenRole {
+    Guest,
+    Host,
+    Admin,
+    Analyst,
+    Auditor,
+}
+
+impl From<TokenRole> for Role {
+    fn from(r: TokenRole) -> Role {
+        match r {
+            TokenRole::Guest => Role::Guest,
+            TokenRole::Host => Role::Host,
+            TokenRole::Admin => Role::Admin,
+            TokenRole::Analyst => Role::Analyst,
+            TokenRole::Auditor => Role::Auditor,
+        }
+    }
+}
+
+/// The read models `projections rebuild` rebuilds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProjectionName {
+    Bookings,
+    Availability,
+    Listings,
+    Analytics,
+    Users,
+    /// Every one of them, in this order.
+    All,
+}
+
+impl ProjectionName {
+    /// The read models' names (as `projections status` shows them) this stands for.
+    pub fn read_models(self) -> Vec<&'static str> {
+        match self {
+            ProjectionName::Bookings => vec!["bookings"],
+            ProjectionName::Availability => vec!["availability"],
+            ProjectionName::Listings => vec!["listings"],
+            ProjectionName::Analytics => vec!["analytics"],
+            ProjectionName::Users => vec!["users"],
+            ProjectionName::All => {
+                vec!["bookings", "availability", "listings", "analytics", "users"]
+            }
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -46,13 +157,13 @@ pub enum Command {
     },
     /// Print a signed JWT for a user and role.
     Token {
-        /// guest, host, admin, analyst or auditor.
-        #[arg(long)]
-        role: String,
+        /// The role the token grants.
+        #[arg(long, value_enum)]
+        role: TokenRole,
         /// The user id (a UUID); a new one if left out.
         #[arg(long)]
         sub: Option<Uuid>,
-        /// Lifetime in hours, at most `ZHILEGO_JWT_MAX_TTL_HOURS` (default 720).
+        /// Lifetime in hours, at most the setting ZHILEGO_JWT_MAX_TTL_HOURS (default 720).
         #[arg(long, default_value_t = 24)]
         ttl_hours: i64,
     },
@@ -79,6 +190,18 @@ pub enum Command {
         #[command(subcommand)]
         command: AnalyticsCommand,
     },
+    /// Check the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print every setting's effective value and where it came from (default, config file,
+    /// environment, option), secrets as ***; exit 1 naming the setting that is not valid.
+    Check,
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,8 +248,8 @@ pub enum UserAction {
 pub enum ProjectionsCommand {
     /// Replay the event store into fresh tables and swap them in atomically.
     Rebuild {
-        /// bookings, availability, listings, analytics, users, or all.
-        name: String,
+        #[arg(value_enum)]
+        name: ProjectionName,
     },
     /// Each projection's position, events applied, and lag behind the store.
     Status {
@@ -173,8 +296,13 @@ pub enum AuditCommand {
     },
 }
 
-/// A progress bar on stderr.
+/// A progress bar on stderr when stderr is a terminal; otherwise one that draws nothing, so
+/// that logs and pipes get only the results.
 fn progress_bar(what: &str) -> anyhow::Result<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return Ok(indicatif::ProgressBar::hidden());
+    }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -204,8 +332,30 @@ fn trusted_key(
 
 /// Runs the command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let settings = Settings::from_env()?;
-    match cli.command.unwrap_or(Command::Serve) {
+    let layers = Layers::load(std::env::vars().collect(), cli.settings.values());
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Config {
+        command: ConfigCommand::Check,
+    } = command
+    {
+        let checked = layers.and_then(|layers| {
+            Settings::from_map(&layers.merged()).map(|settings| (layers, settings))
+        });
+        return Ok(match checked {
+            Ok((layers, settings)) => {
+                print!("{}", crate::config_check::render(&layers, &settings));
+                0
+            }
+            Err(e) => {
+                eprintln!("configuration not valid: {e}");
+                1
+            }
+        });
+    }
+    let layers = layers?;
+    let settings = Settings::from_map(&layers.merged())?;
+    match command {
+        Command::Config { .. } => unreachable!("answered above"),
         Command::Serve => {
             let app = Application::build(settings).await?;
             let addr = app.local_addr();
@@ -366,14 +516,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         } => {
             let db = open_database(&settings).await?;
             let reads = crate::reads::ReadModels::open(&settings, &db).await?;
-            let names: Vec<&str> = match name.as_str() {
-                "all" => vec!["bookings", "availability", "listings", "analytics", "users"],
-                one @ ("bookings" | "availability" | "listings" | "analytics" | "users") => vec![one],
-                other => anyhow::bail!(
-                    "unknown projection {other:?}: bookings, availability, listings, analytics, users or all"
-                ),
-            };
-            for name in names {
+            for name in name.read_models() {
                 let bar = progress_bar(name)?;
                 let report = {
                     let bar = bar.clone();
@@ -441,11 +584,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             sub,
             ttl_hours,
         } => {
-            let role = Role::parse(&role)
-                .filter(|r| *r != Role::System)
-                .ok_or_else(|| {
-                    anyhow::anyhow!("--role must be guest, host, admin, analyst or auditor")
-                })?;
+            let role = Role::from(role);
             anyhow::ensure!(ttl_hours > 0, "--ttl-hours must be positive");
             let max_hours = settings.edge.jwt_max_ttl.num_hours();
             anyhow::ensure!(
@@ -535,7 +674,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             },
         } => {
             let db = open_database(&settings).await?;
-            let report = store::history::verify(&db).await?;
+            let bar = progress_bar("verify")?;
+            let report = {
+                let bar = bar.clone();
+                let progress = move |done: u64, total: u64| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                };
+                store::history::verify_with_progress(&db, &progress).await
+            };
+            bar.finish_and_clear();
+            let report = report?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(if report.ok { 0 } else { 1 })
         }

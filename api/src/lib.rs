@@ -1,6 +1,7 @@
 //! ZhilyeGO's edge: the `zhilego` binary's library.
 //!
-//! - [`settings`]: typed configuration from the environment (and an optional file).
+//! - [`settings`]: typed configuration from the environment (and an optional file);
+//!   [`config_check`]: `zhilego config check`, the effective settings with secrets redacted.
 //! - [`app`]: `Application::build` / `run_until_stopped`, the embedded/production switch.
 //! - [`files`]: the data dir and its files, private (0700/0600) from creation.
 //! - [`server`]: the HTTP/1.1 accept loop with its timeouts and connection cap.
@@ -18,7 +19,7 @@
 //!   does the work).
 //! - [`reports`]: the daily analytics report, made once across instances, and its schedule.
 //! - [`cli`]: `serve`, `migrate`, `token`, `notary`, `audit verify / export / verify-export`,
-//!   `report daily`, `analytics export`.
+//!   `report daily`, `analytics export`, `config check`.
 #![forbid(unsafe_code)]
 
 pub mod access;
@@ -29,6 +30,7 @@ pub mod bots;
 pub mod cli;
 pub mod client_addr;
 pub mod cors;
+pub mod config_check;
 pub mod error;
 pub mod export;
 pub mod extract;

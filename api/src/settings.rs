@@ -1,5 +1,6 @@
-//! One typed configuration, from defaults, then an optional `KEY=VALUE` file named by
-//! `ZHILEGO_CONFIG`, then the environment (which wins). Secrets never print.
+//! One typed configuration, from defaults, then an optional `.env`-style file named by
+//! `ZHILEGO_CONFIG` (read by `dotenvy`), then the environment (which wins). Secrets never
+//! print; `zhilego config check` (`crate::config_check`) shows the effective values.
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -184,28 +185,120 @@ pub enum SettingsError {
     Invalid(&'static str, String),
     #[error("cannot read the config file {0}: {1}")]
     File(String, std::io::Error),
+    #[error("the config file {0} is not valid: {1}")]
+    FileLine(String, String),
     #[error("ZHILEGO_JWT_SECRET is required with a PostgreSQL DATABASE_URL (production mode)")]
     MissingJwtSecret,
     #[error("ZHILEGO_ENCRYPTION_KEY is required with a PostgreSQL DATABASE_URL (production mode)")]
     MissingEncryptionKey,
 }
 
+/// Where the raw settings come from, before they are typed: the config file named by
+/// `ZHILEGO_CONFIG` (if any), then the process environment, then the command line's options
+/// (`zhilego --database-url …`), each winning over the one before.
+#[derive(Clone, Debug, Default)]
+pub struct Layers {
+    /// The config file's path and its `KEY=VALUE` pairs.
+    pub file: Option<(PathBuf, HashMap<String, String>)>,
+    pub env: HashMap<String, String>,
+    /// Settings given as command-line options, by their variable's name.
+    pub args: HashMap<String, String>,
+}
+
+/// Which layer a setting's value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    Env,
+    CommandLine,
+}
+
+impl Layers {
+    /// The process environment, and the file `ZHILEGO_CONFIG` names.
+    pub fn from_env() -> Result<Layers, SettingsError> {
+        Layers::load(std::env::vars().collect(), HashMap::new())
+    }
+
+    /// `env` as the environment, `args` as the command line's settings, and the file that
+    /// `ZHILEGO_CONFIG` names in either.
+    pub fn load(
+        env: HashMap<String, String>,
+        args: HashMap<String, String>,
+    ) -> Result<Layers, SettingsError> {
+        let path = args
+            .get("ZHILEGO_CONFIG")
+            .or_else(|| env.get("ZHILEGO_CONFIG"))
+            .filter(|p| !p.trim().is_empty());
+        let file = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| SettingsError::File(path.clone(), e))?;
+                let values = parse_config_file(&text)
+                    .map_err(|why| SettingsError::FileLine(path.clone(), why))?;
+                Some((PathBuf::from(path), values))
+            }
+            None => None,
+        };
+        Ok(Layers { file, env, args })
+    }
+
+    /// The values the settings are read from: the file's, overridden by the environment's,
+    /// overridden by the command line's.
+    pub fn merged(&self) -> HashMap<String, String> {
+        let mut values = self
+            .file
+            .as_ref()
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        values.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        values.extend(self.args.iter().map(|(k, v)| (k.clone(), v.clone())));
+        values
+    }
+
+    /// Where `key`'s effective value came from (an empty value counts as unset, as it does
+    /// for the settings). An option equal to the variable it stands for (clap fills options
+    /// from their variables) counts as the environment's.
+    pub fn origin(&self, key: &str) -> Origin {
+        let set = |v: Option<&String>| v.is_some_and(|v| !v.trim().is_empty());
+        if set(self.args.get(key)) && self.args.get(key) != self.env.get(key) {
+            Origin::CommandLine
+        } else if set(self.env.get(key)) {
+            Origin::Env
+        } else if let Some((path, _)) = self.file.as_ref().filter(|(_, f)| set(f.get(key))) {
+            Origin::File(path.clone())
+        } else {
+            Origin::Default
+        }
+    }
+}
+
 impl Settings {
     /// Reads the process environment (and `ZHILEGO_CONFIG`, if set).
     pub fn from_env() -> Result<Settings, SettingsError> {
-        let env: HashMap<String, String> = std::env::vars().collect();
-        let mut values = HashMap::new();
-        if let Some(path) = env.get("ZHILEGO_CONFIG") {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| SettingsError::File(path.clone(), e))?;
-            values.extend(parse_config_file(&text));
-        }
-        values.extend(env);
-        Settings::from_map(&values)
+        Settings::from_map(&Layers::from_env()?.merged())
+    }
+
+    /// Every key [`Settings::from_map`] looks up while reading `values`.
+    pub fn keys_read(values: &HashMap<String, String>) -> std::collections::BTreeSet<String> {
+        let seen = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let _ = Settings::read(values, &|k| {
+            seen.borrow_mut().insert(k.to_string());
+        });
+        seen.into_inner()
     }
 
     pub fn from_map(values: &HashMap<String, String>) -> Result<Settings, SettingsError> {
+        Settings::read(values, &|_| {})
+    }
+
+    /// Reads the settings from `values`, telling `looked_up` each key it looks at.
+    fn read(
+        values: &HashMap<String, String>,
+        looked_up: &dyn Fn(&str),
+    ) -> Result<Settings, SettingsError> {
         let get = |k: &str| {
+            looked_up(k);
             values
                 .get(k)
                 .map(|v| v.trim().to_string())
@@ -592,14 +685,40 @@ fn networks(key: &'static str, value: Option<String>) -> Result<Vec<ipnet::IpNet
         .collect()
 }
 
-/// `KEY=VALUE` lines; blank lines and `#` comments are skipped.
-fn parse_config_file(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
-        .collect()
+/// A `.env`-style file, as `dotenvy` reads it: `KEY=VALUE` lines (an `export ` in front is
+/// allowed), blank lines and `#` comments skipped, values in single quotes taken as they are,
+/// in double quotes with `\n`-style escapes and `${OTHER}` substitution (from lines above, or
+/// the environment), unquoted ones with `$OTHER` substitution. A line it cannot read is named
+/// by its number and key: its value may be a secret, so it is not shown.
+fn parse_config_file(text: &str) -> Result<HashMap<String, String>, String> {
+    let mut values = HashMap::new();
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        match item {
+            Ok((key, value)) => {
+                values.insert(key, value);
+            }
+            Err(dotenvy::Error::LineParse(line, at)) => {
+                let first = line.lines().next().unwrap_or_default();
+                let number = text
+                    .lines()
+                    .position(|l| l == first)
+                    .map_or_else(|| "a line".to_string(), |n| format!("line {}", n + 1));
+                let key: String = first
+                    .trim_start()
+                    .trim_start_matches("export ")
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+                    .collect();
+                return Err(if key.is_empty() {
+                    format!("{number} is not KEY=VALUE")
+                } else {
+                    format!("{number} ({key}) cannot be read at character {}", at + 1)
+                });
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(values)
 }
 
 #[cfg(test)]
@@ -730,8 +849,118 @@ mod tests {
 
     #[test]
     fn config_file_lines() {
-        let m = parse_config_file("# c\nZHILEGO_LISTEN = \"0.0.0.0:9000\"\n\nX=1\n");
+        let m = parse_config_file("# c\nZHILEGO_LISTEN = \"0.0.0.0:9000\"\n\nX=1\n").unwrap();
         assert_eq!(m["ZHILEGO_LISTEN"], "0.0.0.0:9000");
         assert_eq!(m["X"], "1");
+    }
+
+    #[test]
+    fn config_files_are_dotenv() {
+        let m = parse_config_file(concat!(
+            "export ZHILEGO_RATE_LIMIT=50\n",
+            "KASPI_API_KEY='a$b#c'\n",
+            "ZHILEGO_PUBLIC_URL=https://zhilego.kz # the site\n",
+            "ZHILEGO_NATS_STREAM=EVENTS\n",
+            "ZHILEGO_NATS_SUBJECT_PREFIX=\"${ZHILEGO_NATS_STREAM}.all\"\n",
+            "TWILIO_TEMPLATE_SID=\"two\nlines\"\n",
+        ))
+        .unwrap();
+        assert_eq!(m["ZHILEGO_RATE_LIMIT"], "50");
+        assert_eq!(m["KASPI_API_KEY"], "a$b#c", "single quotes keep everything");
+        assert_eq!(m["ZHILEGO_PUBLIC_URL"], "https://zhilego.kz");
+        assert_eq!(m["ZHILEGO_NATS_SUBJECT_PREFIX"], "EVENTS.all");
+        assert_eq!(m["TWILIO_TEMPLATE_SID"], "two\nlines");
+    }
+
+    #[test]
+    fn a_bad_config_line_is_named_without_its_value() {
+        let err = parse_config_file("ZHILEGO_LISTEN=127.0.0.1:1\nZHILEGO_JWT_SECRET=\"hunter2\n")
+            .unwrap_err();
+        assert!(err.contains("line 2 (ZHILEGO_JWT_SECRET)"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = parse_config_file("# ok\njust words\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    fn layers(file: &[(&str, &str)], env: &[(&str, &str)], args: &[(&str, &str)]) -> Layers {
+        Layers {
+            file: Some((PathBuf::from("/etc/zhilego.env"), map(file))),
+            env: map(env),
+            args: map(args),
+        }
+    }
+
+    #[test]
+    fn defaults_then_file_then_environment_then_options() {
+        let l = layers(
+            &[
+                ("ZHILEGO_RATE_LIMIT", "50"),
+                ("ZHILEGO_HOLD_SECONDS", "600"),
+                ("ZHILEGO_DATA_DIR", "/file"),
+            ],
+            &[
+                ("ZHILEGO_HOLD_SECONDS", "300"),
+                ("ZHILEGO_LISTEN", ""),
+                ("ZHILEGO_DATA_DIR", "/env"),
+                ("NATS_URL", "nats://env:4222"),
+            ],
+            &[
+                ("ZHILEGO_DATA_DIR", "/option"),
+                ("NATS_URL", "nats://env:4222"),
+            ],
+        );
+        let s = Settings::from_map(&l.merged()).unwrap();
+        assert_eq!(s.rate_limit_per_minute, 50, "the file over the default");
+        assert_eq!(
+            s.hold,
+            Duration::from_secs(300),
+            "the environment over the file"
+        );
+        assert_eq!(s.listen, "127.0.0.1:8080", "empty is unset");
+        assert_eq!(s.data_dir, PathBuf::from("/option"), "the option over all");
+        assert_eq!(l.origin("ZHILEGO_DATA_DIR"), Origin::CommandLine);
+        assert_eq!(
+            l.origin("NATS_URL"),
+            Origin::Env,
+            "filled from the variable"
+        );
+        assert_eq!(
+            l.origin("ZHILEGO_RATE_LIMIT"),
+            Origin::File("/etc/zhilego.env".into())
+        );
+        assert_eq!(l.origin("ZHILEGO_HOLD_SECONDS"), Origin::Env);
+        assert_eq!(l.origin("ZHILEGO_LISTEN"), Origin::Default);
+        assert_eq!(l.origin("ZHILEGO_MAX_CONNECTIONS"), Origin::Default);
+    }
+
+    #[test]
+    fn the_config_file_is_read_from_zhilego_config() {
+        let dir = std::env::temp_dir().join(format!("zhilego-settings-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("zhilego.env");
+        std::fs::write(&path, "ZHILEGO_RATE_LIMIT=7\nZHILEGO_LISTEN=0.0.0.0:1\n").unwrap();
+        let env = map(&[
+            ("ZHILEGO_CONFIG", path.to_str().unwrap()),
+            ("ZHILEGO_LISTEN", "127.0.0.1:2"),
+        ]);
+        let l = Layers::load(env, HashMap::new()).unwrap();
+        let s = Settings::from_map(&l.merged()).unwrap();
+        assert_eq!(s.rate_limit_per_minute, 7);
+        assert_eq!(s.listen, "127.0.0.1:2");
+        std::fs::write(&path, "ZHILEGO_RATE_LIMIT\n").unwrap();
+        let err = Layers::load(
+            map(&[("ZHILEGO_CONFIG", path.to_str().unwrap())]),
+            HashMap::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+        let missing = dir.join("missing.env");
+        let err = Layers::load(
+            HashMap::new(),
+            map(&[("ZHILEGO_CONFIG", missing.to_str().unwrap())]),
+        )
+        .unwrap_err();
+        assert!(matches!(err, SettingsError::File(..)), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -21,6 +21,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
 use kaspi::biller::{Command, ResultCode};
+use kaspi::retry::{self, Retryable};
 use kaspi::API_PREFIX;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -234,46 +235,35 @@ impl Sandbox {
     }
 }
 
-/// The biller protocol: `check`, then `pay` if the check says 0; each retried a few times
-/// (also while we answer 4 or 5). Gives `pay`'s final result, if one came.
+/// The biller protocol: `check`, then `pay` if the check says 0; each tried up to 5 times
+/// (`kaspi::retry`: backoff with jitter, or the `Retry-After` our endpoint asks for) while it
+/// fails or we answer 4 or 5. Gives `pay`'s final result, if one came.
 async fn notify(http: &reqwest::Client, callback: &Callback, p: &Payment) -> Option<ResultCode> {
-    /// The part of our answer Kaspi acts on.
-    #[derive(Deserialize)]
-    struct Reply {
-        result: ResultCode,
-    }
     // Distinct from the payment id, as Kaspi's are; a string, since ids use all 63 bits.
     let txn_id = format!("{}7", p.id);
     let txn_date = Utc::now().format("%Y%m%d%H%M%S").to_string();
     for command in [Command::Check, Command::Pay] {
-        let mut answered = None;
-        for attempt in 0..5u32 {
-            let mut request = http.get(&callback.url).query(&[
-                ("command", command.as_str()),
-                ("txn_id", txn_id.as_str()),
-                ("account", p.external_id.as_str()),
-                ("sum", &p.amount.to_string()),
-                ("txn_date", txn_date.as_str()),
-            ]);
-            if let Some((user, password)) = &callback.credentials {
-                request = request.basic_auth(user, Some(password));
-            }
-            match request.send().await {
-                Ok(res) if res.status().is_success() => {
-                    answered = res.json::<Reply>().await.ok().map(|r| r.result);
-                    if !answered.is_some_and(ResultCode::is_retried_by_kaspi) {
-                        break;
-                    }
-                }
-                Ok(res) => {
-                    tracing::warn!(status = %res.status(), command = command.as_str(), "sandbox callback refused")
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, command = command.as_str(), "sandbox callback failed")
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
-        }
+        let call = || notify_once(http, callback, command, &txn_id, &txn_date, p);
+        let answered = match call
+            .retry(retry::backoff(std::time::Duration::from_millis(200), 5))
+            .when(|missed| !matches!(missed, Missed::Unreadable))
+            .adjust(|missed, next| match missed {
+                Missed::Refused(_, asked) => retry::pause(*asked, next),
+                _ => next,
+            })
+            .notify(|missed, pause| {
+                tracing::warn!(
+                    command = command.as_str(),
+                    problem = %missed,
+                    retry_in_ms = pause.as_millis() as u64,
+                    "sandbox callback not done"
+                )
+            })
+            .await
+        {
+            Ok(result) | Err(Missed::Answered(result)) => Some(result),
+            Err(Missed::Unreadable | Missed::Refused(..) | Missed::Failed(_)) => None,
+        };
         match command {
             Command::Check if answered != Some(ResultCode::Ok) => {
                 tracing::warn!(
@@ -288,6 +278,68 @@ async fn notify(http: &reqwest::Client, callback: &Callback, p: &Payment) -> Opt
         }
     }
     None
+}
+
+/// Why one callback gave no final result.
+#[derive(Debug)]
+enum Missed {
+    /// We answered 4 or 5: Kaspi asks again.
+    Answered(ResultCode),
+    /// An answer that is not the biller's (not retried: it may have been acted on).
+    Unreadable,
+    /// An HTTP error status, with the wait our endpoint asked for.
+    Refused(StatusCode, Option<std::time::Duration>),
+    /// No answer at all.
+    Failed(reqwest::Error),
+}
+
+impl std::fmt::Display for Missed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Missed::Answered(r) => write!(f, "answered {}", r.code()),
+            Missed::Unreadable => f.write_str("an unreadable answer"),
+            Missed::Refused(status, _) => write!(f, "HTTP {status}"),
+            Missed::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// One `check` or `pay` callback.
+async fn notify_once(
+    http: &reqwest::Client,
+    callback: &Callback,
+    command: Command,
+    txn_id: &str,
+    txn_date: &str,
+    p: &Payment,
+) -> Result<ResultCode, Missed> {
+    /// The part of our answer Kaspi acts on.
+    #[derive(Deserialize)]
+    struct Reply {
+        result: ResultCode,
+    }
+    let mut request = http.get(&callback.url).query(&[
+        ("command", command.as_str()),
+        ("txn_id", txn_id),
+        ("account", p.external_id.as_str()),
+        ("sum", &p.amount.to_string()),
+        ("txn_date", txn_date),
+    ]);
+    if let Some((user, password)) = &callback.credentials {
+        request = request.basic_auth(user, Some(password));
+    }
+    let res = request.send().await.map_err(Missed::Failed)?;
+    if !res.status().is_success() {
+        return Err(Missed::Refused(
+            res.status(),
+            retry::retry_after(res.headers()),
+        ));
+    }
+    match res.json::<Reply>().await {
+        Ok(Reply { result }) if result.is_retried_by_kaspi() => Err(Missed::Answered(result)),
+        Ok(Reply { result }) => Ok(result),
+        Err(_) => Err(Missed::Unreadable),
+    }
 }
 
 #[derive(Deserialize)]

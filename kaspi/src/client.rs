@@ -2,6 +2,7 @@
 //! `{"StatusCode": 0, "Message": "…", "Data": {…}}`; a non-zero `StatusCode` is Kaspi refusing.
 //! The calls themselves are the [`PaymentProvider`] methods.
 use crate::provider::PaymentProvider;
+use crate::retry::{self, Retryable};
 use crate::API_PREFIX;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +25,7 @@ pub struct KaspiConfig {
     pub organization_bin: String,
     /// Per request.
     pub timeout: Duration,
-    /// Attempts for a request that failed in transit or with a 5xx.
+    /// Attempts for a request that failed in transit, with a 5xx or a 429.
     pub attempts: u32,
     /// Kaspi's limit on our requests.
     pub requests_per_second: u32,
@@ -48,7 +50,8 @@ pub enum KaspiError {
     /// Kaspi answered and said no (`StatusCode` ≠ 0, or a 4xx).
     #[error("Kaspi refused: {code} {message}")]
     Refused { code: i64, message: String },
-    /// Kaspi did not answer usefully after every attempt (timeouts, 5xx, broken answers).
+    /// Kaspi did not answer usefully after every attempt (timeouts, 5xx, 429, broken
+    /// answers), or asked for a longer wait than `retry::MAX_RETRY_AFTER`.
     #[error("Kaspi is unavailable after {attempts} attempt(s): {last}")]
     Unavailable {
         attempts: u32,
@@ -67,9 +70,12 @@ pub enum Failure {
     /// Nothing came back: no connection, a timeout, a reset.
     #[error("request failed: {0}")]
     Transport(#[source] reqwest::Error),
-    /// Kaspi answered with a server error.
-    #[error("HTTP {0}")]
-    Status(reqwest::StatusCode),
+    /// Kaspi answered with a server error or 429, perhaps naming a wait (`Retry-After`).
+    #[error("HTTP {status}")]
+    Status {
+        status: reqwest::StatusCode,
+        retry_after: Option<Duration>,
+    },
     /// The body was not the envelope Kaspi sends.
     #[error("unreadable answer: {0}")]
     Unreadable(#[source] reqwest::Error),
@@ -162,8 +168,9 @@ impl KaspiClient {
         })
     }
 
-    /// One API call: waits its turn under the rate limit, retries what failed in transit or
-    /// with a 5xx (200 ms, 400 ms, 800 ms … between attempts), and unwraps the envelope.
+    /// One API call: waits its turn under the rate limit, retries what failed in transit,
+    /// with a 5xx or a 429 (`crate::retry`: 200 ms, 400 ms, 800 ms … with jitter between
+    /// attempts, or the `Retry-After` Kaspi asks for), and unwraps the envelope.
     async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
@@ -172,54 +179,107 @@ impl KaspiClient {
     ) -> Result<T, KaspiError> {
         let url = format!("{}{API_PREFIX}{path}", self.config.api_url);
         let attempts = self.config.attempts.max(1);
-        let mut pause = Duration::from_millis(200);
-        let mut attempt = 1;
-        loop {
-            self.limiter.until_ready().await;
-            let mut request = self
-                .http
-                .request(method.clone(), &url)
-                .header("Api-Key", &self.config.api_key);
-            if let Some(body) = &body {
-                request = request.json(body);
-            }
-            let failure = match request.send().await {
-                Ok(res) if res.status().is_server_error() => Failure::Status(res.status()),
-                Ok(res) if res.status().is_client_error() => {
-                    let status = res.status();
-                    let text = res.text().await.unwrap_or_default();
-                    return Err(KaspiError::Refused {
-                        code: i64::from(status.as_u16()),
-                        message: text,
-                    });
+        let made = AtomicU32::new(0);
+        let attempt = || {
+            made.fetch_add(1, Ordering::Relaxed);
+            self.attempt::<T>(&method, &url, body.as_ref())
+        };
+        let answer = attempt
+            .retry(retry::backoff(Duration::from_millis(200), attempts))
+            .when(|outcome| matches!(outcome, Attempt::Failed(_)))
+            .adjust(|outcome, next| match outcome {
+                Attempt::Failed(failure) => retry::pause(failure.retry_after(), next),
+                Attempt::Final(_) => None,
+            })
+            .notify(|outcome, pause| {
+                if let Attempt::Failed(failure) = outcome {
+                    tracing::warn!(
+                        attempt = made.load(Ordering::Relaxed),
+                        error = %failure,
+                        path,
+                        retry_in_ms = pause.as_millis() as u64,
+                        "Kaspi request failed"
+                    );
                 }
-                Ok(res) => match res.json::<Envelope<T>>().await {
-                    Ok(envelope) if envelope.status_code == 0 => {
-                        return envelope.data.ok_or(KaspiError::Unavailable {
-                            attempts: attempt,
-                            last: Failure::NoData,
-                        });
-                    }
-                    Ok(envelope) => {
-                        return Err(KaspiError::Refused {
-                            code: envelope.status_code,
-                            message: envelope.message,
-                        })
-                    }
-                    Err(e) => Failure::Unreadable(e),
-                },
-                Err(e) => Failure::Transport(e),
-            };
-            tracing::warn!(attempt, error = %failure, path, "Kaspi request failed");
-            if attempt >= attempts {
-                return Err(KaspiError::Unavailable {
-                    attempts,
-                    last: failure,
-                });
+            })
+            .await;
+        let attempts = made.load(Ordering::Relaxed);
+        match answer {
+            Ok(data) => Ok(data),
+            Err(Attempt::Final(KaspiError::Unavailable { last, .. })) => {
+                Err(KaspiError::Unavailable { attempts, last })
             }
-            tokio::time::sleep(pause).await;
-            pause *= 2;
-            attempt += 1;
+            Err(Attempt::Final(e)) => Err(e),
+            Err(Attempt::Failed(last)) => {
+                tracing::warn!(attempt = attempts, error = %last, path, "Kaspi request failed; giving up");
+                Err(KaspiError::Unavailable { attempts, last })
+            }
+        }
+    }
+
+    /// One request, once.
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        method: &reqwest::Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, Attempt> {
+        self.limiter.until_ready().await;
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .header("Api-Key", &self.config.api_key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let res = request
+            .send()
+            .await
+            .map_err(|e| Attempt::Failed(Failure::Transport(e)))?;
+        let status = res.status();
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(Attempt::Failed(Failure::Status {
+                status,
+                retry_after: retry::retry_after(res.headers()),
+            }));
+        }
+        if status.is_client_error() {
+            let text = res.text().await.unwrap_or_default();
+            return Err(Attempt::Final(KaspiError::Refused {
+                code: i64::from(status.as_u16()),
+                message: text,
+            }));
+        }
+        match res.json::<Envelope<T>>().await {
+            Ok(envelope) if envelope.status_code == 0 => {
+                envelope.data.ok_or(Attempt::Final(KaspiError::Unavailable {
+                    attempts: 0,
+                    last: Failure::NoData,
+                }))
+            }
+            Ok(envelope) => Err(Attempt::Final(KaspiError::Refused {
+                code: envelope.status_code,
+                message: envelope.message,
+            })),
+            Err(e) => Err(Attempt::Failed(Failure::Unreadable(e))),
+        }
+    }
+}
+
+/// How one attempt ended when it brought no data.
+enum Attempt {
+    /// Worth another attempt.
+    Failed(Failure),
+    /// The answer, for good: Kaspi refused, or answered without data.
+    Final(KaspiError),
+}
+
+impl Failure {
+    /// The wait Kaspi asked for with this failure, if any.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Failure::Status { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }

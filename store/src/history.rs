@@ -532,7 +532,25 @@ impl ChainWalk {
 
 /// Walks every aggregate's chain and reports each break.
 pub async fn verify(db: &Database) -> Result<VerifyReport, StoreError> {
+    verify_with_progress(db, &|_, _| {}).await
+}
+
+/// [`verify`], telling `progress(events checked, events in the store)` as it goes (every
+/// 1,000 events and at the end).
+pub async fn verify_with_progress(
+    db: &Database,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<VerifyReport, StoreError> {
+    let total = event_count(db).await?.max(0) as u64;
     let mut walk = ChainWalk::new();
+    let step = |walk: &mut ChainWalk, e: &StoredEvent| {
+        walk.step(e);
+        let done = walk.report.checked_events;
+        if done.is_multiple_of(1000) {
+            // Events committed during the walk may take it past the count made before it.
+            progress(done, total.max(done));
+        }
+    };
     match db {
         Database::Postgres(pool) => {
             let sql = format!(
@@ -540,7 +558,7 @@ pub async fn verify(db: &Database) -> Result<VerifyReport, StoreError> {
             );
             let mut rows = sqlx::query(&sql).fetch(pool);
             while let Some(row) = rows.try_next().await? {
-                walk.step(&from_pg(&row)?);
+                step(&mut walk, &from_pg(&row)?);
             }
         }
         Database::Sqlite(pool) => {
@@ -549,10 +567,12 @@ pub async fn verify(db: &Database) -> Result<VerifyReport, StoreError> {
             );
             let mut rows = sqlx::query(&sql).fetch(pool);
             while let Some(row) = rows.try_next().await? {
-                walk.step(&from_lite(&row)?);
+                step(&mut walk, &from_lite(&row)?);
             }
         }
     }
+    let done = walk.report.checked_events;
+    progress(done, total.max(done));
     Ok(walk.finish())
 }
 

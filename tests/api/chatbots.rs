@@ -497,7 +497,12 @@ async fn a_throttled_message_is_delivered_later_once() {
     // The same over WhatsApp: Twilio answers 429 with Retry-After.
     let mut wa = WaGuest::new(&app, &twilio, "+77015550001");
     twilio.throttle(1);
+    let started = Instant::now();
     let replies = wa.say("help").await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited Retry-After: 1"
+    );
     assert_eq!(twilio.throttled(), 1);
     assert_eq!(replies.len(), 1);
     app.finish().await;

@@ -11,6 +11,7 @@ mod analytics_oracle;
 mod audit;
 mod calendar_feeds;
 mod chatbots;
+mod cli;
 mod concurrency;
 mod contract;
 mod crash;

@@ -20,6 +20,7 @@ use domain::user::Language;
 use domain::Channel;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hmac::{Hmac, Mac};
+use kaspi::retry::{self, Retryable};
 use sha1::Sha1;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -219,7 +220,8 @@ impl WhatsApp {
         }
     }
 
-    /// One message through the Messages API, retried after 429 (`Retry-After`) and 5xx.
+    /// One message through the Messages API, retried (`kaspi::retry`) after 429 and 5xx, as
+    /// long as Twilio's `Retry-After` says, and after network errors; at most 6 attempts.
     async fn send(
         &self,
         to: &str,
@@ -247,8 +249,7 @@ impl WhatsApp {
                 }
             }
         }
-        let mut pause = Duration::from_millis(200);
-        for attempt in 1..=6 {
+        let attempt = || async {
             {
                 let _in_line = self.queue.lock().await;
                 self.limiter.until_ready().await;
@@ -259,38 +260,58 @@ impl WhatsApp {
                 .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
                 .form(&form)
                 .send()
-                .await;
-            let wait = match res {
-                Ok(r) if r.status().is_success() => {
-                    metrics::counter!("zhilego_bot_messages_sent_total", "channel" => "whatsapp")
-                        .increment(1);
-                    return Ok(());
-                }
-                Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
-                    let after = r
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    tracing::warn!(attempt, status = %r.status(), "Twilio asks to retry");
-                    after.unwrap_or(pause)
-                }
-                Ok(r) => {
-                    let status = r.status();
-                    let text = r.text().await.unwrap_or_default();
-                    anyhow::bail!("Twilio refused the message: {status} {text}");
-                }
-                Err(e) => {
-                    tracing::warn!(attempt, error = %e, "sending to Twilio failed; retrying");
-                    pause
-                }
-            };
-            tokio::time::sleep(wait).await;
-            pause *= 2;
+                .await
+                .map_err(Undelivered::Failed)?;
+            let status = res.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                return Err(Undelivered::Later(
+                    status,
+                    retry::retry_after(res.headers()),
+                ));
+            }
+            let text = res.text().await.unwrap_or_default();
+            Err(Undelivered::Refused(status, text))
+        };
+        let sent = attempt
+            .retry(retry::backoff(Duration::from_millis(200), 6))
+            .when(|e| !matches!(e, Undelivered::Refused(..)))
+            .adjust(|e, next| match e {
+                Undelivered::Later(_, asked) => retry::pause(*asked, next),
+                _ => next,
+            })
+            .notify(|e, pause| {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "sending to Twilio failed; retrying")
+            })
+            .await;
+        match sent {
+            Ok(()) => {
+                metrics::counter!("zhilego_bot_messages_sent_total", "channel" => "whatsapp")
+                    .increment(1);
+                Ok(())
+            }
+            Err(Undelivered::Refused(status, text)) => {
+                anyhow::bail!("Twilio refused the message: {status} {text}")
+            }
+            Err(e) => anyhow::bail!("Twilio kept refusing the message: {e}"),
         }
-        anyhow::bail!("Twilio kept refusing the message")
     }
+}
+
+/// Why Twilio did not take a message.
+#[derive(Debug, thiserror::Error)]
+enum Undelivered {
+    /// 429 or 5xx, perhaps with the wait Twilio asks for (`Retry-After`): try again.
+    #[error("HTTP {0}")]
+    Later(reqwest::StatusCode, Option<Duration>),
+    /// Nothing came back: try again.
+    #[error("{0}")]
+    Failed(reqwest::Error),
+    /// Twilio said no (4xx): final.
+    #[error("HTTP {0}: {1}")]
+    Refused(reqwest::StatusCode, String),
 }
 
 /// `POST /whatsapp/webhook/`: a message from Twilio, checked by its signature.

@@ -1,8 +1,9 @@
 //! Sending to Telegram: replies as messages, photo cards and albums with inline keyboards, at
 //! most 30 messages/s (senders queue first come, first served), retried after Telegram's
-//! `retry_after` and on network errors.
+//! `retry_after` and on network errors (`kaspi::retry`).
 use super::Telegram;
 use bots::{Button, Reply};
+use kaspi::retry::{self, Retryable};
 use std::time::Duration;
 use teloxide::payloads::{SendMessageSetters, SendPhotoSetters};
 use teloxide::requests::{Request, Requester};
@@ -72,40 +73,48 @@ impl Telegram {
     }
 
     /// Makes one send request, waiting its turn at the rate limit, and again after Telegram's
-    /// `retry_after` (or a network error, with backoff); at most 6 attempts.
+    /// `retry_after` (or a network error, with backoff and jitter: `kaspi::retry`); at most 6
+    /// attempts.
     async fn deliver_once<F, Fut>(&self, request: F) -> anyhow::Result<()>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<(), RequestError>>,
     {
-        let mut pause = Duration::from_millis(200);
-        for attempt in 1..=6 {
+        let attempt = || async {
             self.turn().await;
-            match request().await {
-                Ok(()) => {
-                    metrics::counter!("zhilego_bot_messages_sent_total", "channel" => "telegram")
-                        .increment(1);
-                    return Ok(());
+            request().await
+        };
+        let sent = attempt
+            .retry(retry::backoff(Duration::from_millis(200), 6))
+            // Only a request that never got an answer is sent again: an unreadable answer
+            // means Telegram may well have delivered it, and the guest must not get it twice.
+            .when(|e| matches!(e, RequestError::RetryAfter(_) | RequestError::Network(_)))
+            .adjust(|e, next| match e {
+                RequestError::RetryAfter(wait) => retry::pause(Some(wait.duration()), next),
+                _ => next,
+            })
+            .notify(|e, pause| match e {
+                RequestError::RetryAfter(wait) => {
+                    tracing::warn!(seconds = wait.seconds(), "Telegram asks to retry later")
                 }
-                Err(RequestError::RetryAfter(wait)) => {
-                    tracing::warn!(
-                        attempt,
-                        seconds = wait.seconds(),
-                        "Telegram asks to retry later"
-                    );
-                    tokio::time::sleep(wait.duration()).await;
-                }
-                // Only a request that never got an answer is sent again: an unreadable answer
-                // means Telegram may well have delivered it, and the guest must not get it twice.
-                Err(e @ RequestError::Network(_)) if attempt < 6 => {
-                    tracing::warn!(attempt, error = %e, "sending to Telegram failed; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                Err(e) => return Err(e.into()),
+                e => tracing::warn!(
+                    error = %e,
+                    retry_in_ms = pause.as_millis() as u64,
+                    "sending to Telegram failed; retrying"
+                ),
+            })
+            .await;
+        match sent {
+            Ok(()) => {
+                metrics::counter!("zhilego_bot_messages_sent_total", "channel" => "telegram")
+                    .increment(1);
+                Ok(())
             }
+            Err(RequestError::RetryAfter(_)) => {
+                anyhow::bail!("Telegram kept refusing the message")
+            }
+            Err(e) => Err(e.into()),
         }
-        anyhow::bail!("Telegram kept refusing the message")
     }
 
     /// Waits for a sending slot, in arrival order.

@@ -104,6 +104,28 @@ pub fn effective(s: &Settings) -> Vec<(&'static str, String)> {
         ("ZHILEGO_REQUEST_TIMEOUT_MS", ms(e.request_timeout)),
         ("ZHILEGO_MAX_CONNECTIONS", e.max_connections.to_string()),
         ("ZHILEGO_TRUSTED_PROXIES", list(&e.trusted_proxies)),
+        ("ZHILEGO_MAX_BODY_BYTES", e.max_body_bytes.to_string()),
+        ("ZHILEGO_CORS_ORIGINS", e.cors_origins.join(",")),
+        (
+            "ZHILEGO_LOG_FORMAT",
+            if s.telemetry.json_logs {
+                "json"
+            } else {
+                "text"
+            }
+            .to_string(),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            s.telemetry
+                .otlp_endpoint
+                .as_deref()
+                .map(redact_url)
+                .unwrap_or_default(),
+        ),
+        ("OTEL_SERVICE_NAME", s.telemetry.service_name.clone()),
+        ("SENTRY_DSN", secret(&s.telemetry.sentry_dsn)),
+        ("SENTRY_ENVIRONMENT", s.telemetry.sentry_environment.clone()),
         (
             "ZHILEGO_METRICS_ADDR",
             e.metrics_addr.clone().unwrap_or_else(|| "off".into()),

@@ -19,6 +19,7 @@ pub mod leaf;
 pub mod merkle;
 pub mod notary;
 pub mod note;
+pub mod scan;
 pub mod queries;
 pub mod tree;
 pub mod verify;

@@ -176,19 +176,92 @@ pub async fn state(
         Some(t) => AsOf::parse(t)
             .ok_or_else(|| invalid("as_of", "must be an RFC 3339 instant or a sequence number"))?,
     };
-    let rows = store::history::aggregate_events(db, aggregate_type, aggregate_id).await?;
-    if rows.is_empty() {
+    let rows = fold_rows(db, aggregate_type, aggregate_id, as_of).await?;
+    if rows.is_empty() && !exists(db, aggregate_type, aggregate_id).await? {
         return Err(QueryError::NotFound("aggregate"));
     }
-    let redactor = views::Redactor::for_events(db, &rows).await?;
+    let redactor = views::Redactor::for_aggregate(db, aggregate_type, aggregate_id).await?;
     Ok(views::state_of(
         &redactor,
         aggregate_type,
         aggregate_id,
         &rows,
-        as_of,
         q.diff.unwrap_or(false),
     )?)
+}
+
+async fn exists(db: &Database, aggregate_type: &str, aggregate_id: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> = store::with_pool!(db, pool => {
+        sqlx::query_scalar(
+            "SELECT sequence FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 LIMIT 1",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_optional(pool)
+        .await?
+    });
+    Ok(found.is_some())
+}
+
+/// The aggregate's events up to `as_of`, by sequence, as a fold needs them: read by the
+/// primary key `(aggregate_type, aggregate_id, sequence)`, without metadata, the payload as
+/// text. An instant takes the events before the first one recorded after it.
+async fn fold_rows(
+    db: &Database,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    as_of: AsOf,
+) -> Result<Vec<views::FoldRow>, StoreError> {
+    let (pg_payload, until) = (
+        matches!(db, Database::Postgres(_)),
+        match as_of {
+            AsOf::Latest => "",
+            AsOf::Sequence(_) => "AND sequence <= $3",
+            AsOf::Instant(_) => {
+                "AND sequence < coalesce((SELECT min(sequence) FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND recorded_at > $3), \
+                 9223372036854775807)"
+            }
+        },
+    );
+    let sql = format!(
+        "SELECT position, sequence, event_type, event_version, {} FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 {until} ORDER BY sequence",
+        if pg_payload { "payload::text" } else { "payload" }
+    );
+    let rows: Vec<(i64, i64, String, String, String)> = match db {
+        Database::Postgres(pool) => {
+            let q = sqlx::query_as(&sql).bind(aggregate_type).bind(aggregate_id);
+            let q = match as_of {
+                AsOf::Latest => q,
+                AsOf::Sequence(n) => q.bind(n),
+                AsOf::Instant(t) => q.bind(t),
+            };
+            q.fetch_all(pool).await?
+        }
+        Database::Sqlite(pool) => {
+            let q = sqlx::query_as(&sql).bind(aggregate_type).bind(aggregate_id);
+            let q = match as_of {
+                AsOf::Latest => q,
+                AsOf::Sequence(n) => q.bind(n),
+                // SQLite keeps `recorded_at` as millisecond text, which sorts as time.
+                AsOf::Instant(t) => q.bind(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+            };
+            q.fetch_all(pool).await?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(
+            |(position, sequence, event_type, event_version, payload)| views::FoldRow {
+                position,
+                sequence,
+                event_type,
+                event_version,
+                payload,
+            },
+        )
+        .collect())
 }
 
 /// The tree of one correlation.

@@ -68,21 +68,55 @@ impl Redactor {
             .filter(|e| e.aggregate_type == User::TYPE)
             .map(|e| e.aggregate_id.as_str())
             .collect();
+        let by_id: HashMap<uuid::Uuid, &str> = users
+            .iter()
+            .filter_map(|u| Some((u.parse().ok()?, *u)))
+            .collect();
+        let ids: Vec<uuid::Uuid> = by_id.keys().copied().collect();
         let mut erased = HashSet::new();
-        for user in users {
-            let Ok(id) = user.parse::<uuid::Uuid>() else {
-                continue;
-            };
-            let n: i64 = store::with_pool!(db, pool => {
-                sqlx::query_scalar(
-                    "SELECT count(*) FROM user_keys WHERE user_id = $1 AND erased_at IS NOT NULL",
-                )
-                .bind(id)
-                .fetch_one(pool)
-                .await?
+        // One query per few hundred users (a page's users in one).
+        for chunk in ids.chunks(500) {
+            let found: Vec<uuid::Uuid> = store::with_pool!(db, pool => {
+                let mut q = sqlx::QueryBuilder::new(
+                    "SELECT DISTINCT user_id FROM user_keys WHERE erased_at IS NOT NULL AND user_id IN (",
+                );
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build_query_scalar().fetch_all(pool).await?
             });
-            if n > 0 {
-                erased.insert(user.to_string());
+            erased.extend(
+                found
+                    .iter()
+                    .filter_map(|id| by_id.get(id))
+                    .map(|u| u.to_string()),
+            );
+        }
+        Ok(Redactor { erased })
+    }
+
+    /// Knows whether the user `aggregate_id` (when the aggregate is a user) was erased.
+    pub async fn for_aggregate(
+        db: &Database,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Redactor, StoreError> {
+        let mut erased = HashSet::new();
+        if aggregate_type == User::TYPE {
+            if let Ok(id) = aggregate_id.parse::<uuid::Uuid>() {
+                let n: i64 = store::with_pool!(db, pool => {
+                    sqlx::query_scalar(
+                        "SELECT count(*) FROM user_keys WHERE user_id = $1 AND erased_at IS NOT NULL",
+                    )
+                    .bind(id)
+                    .fetch_one(pool)
+                    .await?
+                });
+                if n > 0 {
+                    erased.insert(aggregate_id.to_string());
+                }
             }
         }
         Ok(Redactor { erased })
@@ -186,30 +220,38 @@ pub struct StateView {
     pub diff: Option<StateDiff>,
 }
 
-/// Folds the first `n` events with aggregate `A`'s own `apply`, after the upcasters
-/// (`Event::decode`); gives the state after `n - 1` and after `n` events.
+/// One event as a fold needs it: no metadata, the payload still JSON text (decoded once,
+/// through the upcasters, by `Event::decode_text`).
+#[derive(Clone, Debug)]
+pub struct FoldRow {
+    pub position: i64,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: String,
+}
+
+/// Folds `events` with aggregate `A`'s own `apply`, after the upcasters; gives the state
+/// before the last event and after it.
 fn fold<A: Aggregate>(
-    events: &[StoredEvent],
-    n: usize,
+    aggregate_type: &str,
+    events: &[FoldRow],
     take: fn(Event) -> Option<A::Event>,
 ) -> Result<(Value, Value), ViewError> {
     let mut aggregate = A::default();
     let mut before = None;
-    for (i, e) in events.iter().take(n).enumerate() {
-        let decoded = Event::decode(
-            &e.aggregate_type,
-            &e.event_type,
-            &e.event_version,
-            &e.payload,
-        )
-        .map_err(|source| ViewError::Decode {
-            position: e.position,
-            source,
-        })?;
+    let n = events.len();
+    for (i, e) in events.iter().enumerate() {
+        let decoded =
+            Event::decode_text(aggregate_type, &e.event_type, &e.event_version, &e.payload)
+                .map_err(|source| ViewError::Decode {
+                    position: e.position,
+                    source,
+                })?;
         let event = take(decoded).ok_or_else(|| ViewError::Decode {
             position: e.position,
             source: domain::DecodeError::TypeMismatch {
-                stored: e.aggregate_type.clone(),
+                stored: aggregate_type.to_string(),
                 found: "an event of another aggregate".into(),
             },
         })?;
@@ -226,35 +268,30 @@ fn to_value<T: Serialize>(t: &T) -> Value {
     serde_json::to_value(t).unwrap_or(Value::Null)
 }
 
-/// The state of one aggregate at a point of its history, folded from `events` (its events by
-/// sequence); `None` when the aggregate has no events.
+/// The state of one aggregate after `events` (its events by sequence up to the point asked
+/// for, the store having cut them: `store::history::fold_rows`).
 pub fn state_of(
     redactor: &Redactor,
     aggregate_type: &str,
     aggregate_id: &str,
-    events: &[StoredEvent],
-    as_of: AsOf,
+    events: &[FoldRow],
     diff: bool,
 ) -> Result<StateView, ViewError> {
-    let n = match as_of {
-        AsOf::Latest => events.len(),
-        AsOf::Sequence(s) => events.iter().take_while(|e| e.sequence <= s).count(),
-        AsOf::Instant(t) => events.iter().take_while(|e| e.recorded_at <= t).count(),
-    };
+    let n = events.len();
     let (mut before, mut after) = match aggregate_type {
-        t if t == Listing::TYPE => fold::<Listing>(events, n, |e| match e {
+        t if t == Listing::TYPE => fold::<Listing>(t, events, |e| match e {
             Event::Listing(e) => Some(e),
             _ => None,
         })?,
-        t if t == Booking::TYPE => fold::<Booking>(events, n, |e| match e {
+        t if t == Booking::TYPE => fold::<Booking>(t, events, |e| match e {
             Event::Booking(e) => Some(e),
             _ => None,
         })?,
-        t if t == Payment::TYPE => fold::<Payment>(events, n, |e| match e {
+        t if t == Payment::TYPE => fold::<Payment>(t, events, |e| match e {
             Event::Payment(e) => Some(e),
             _ => None,
         })?,
-        t if t == User::TYPE => fold::<User>(events, n, |e| match e {
+        t if t == User::TYPE => fold::<User>(t, events, |e| match e {
             Event::User(e) => Some(e),
             _ => None,
         })?,

@@ -14,8 +14,8 @@ use crate::tree::{Tree, STORED_FROM};
 use chrono::Utc;
 use std::path::PathBuf;
 use std::time::Duration;
-use store::history::{self, Checkpoint};
 use std::time::Instant;
+use store::history::{self, Checkpoint};
 use store::{Database, StoreError};
 
 const NAME: &str = "notary";

@@ -301,8 +301,8 @@ mod tests {
 
     fn random_string(rng: &mut rand::rngs::StdRng) -> String {
         const PIECES: &[&str] = &[
-            "a", "hash", "Z", "é", "\"", "\\", "\n", "\t", "\u{1}", "\u{1f}", "ж", "日本", "/", "~",
-            "x1:", " ", "\u{7f}", "\u{2028}", "😀",
+            "a", "hash", "Z", "é", "\"", "\\", "\n", "\t", "\u{1}", "\u{1f}", "ж", "日本", "/",
+            "~", "x1:", " ", "\u{7f}", "\u{2028}", "😀",
         ];
         (0..rng.random_range(0..6))
             .map(|_| PIECES[rng.random_range(0..PIECES.len())])

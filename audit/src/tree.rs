@@ -99,8 +99,9 @@ impl Tree {
                 leaves.insert(i as u64, hash(h)?);
             }
             for &(l, i) in wanted.iter().filter(|(l, _)| *l < STORED_FROM) {
-                let span: Option<Vec<Hash>> =
-                    ((i << l)..((i + 1) << l)).map(|j| leaves.get(&j).copied()).collect();
+                let span: Option<Vec<Hash>> = ((i << l)..((i + 1) << l))
+                    .map(|j| leaves.get(&j).copied())
+                    .collect();
                 if let Some(span) = span {
                     found.insert((l, i), merkle::Leaves(&span).node(l, 0));
                 }

@@ -105,7 +105,11 @@ struct RangeWork {
 fn key_of(out: &mut String, aggregate_type: &str, aggregate_id: &str) {
     use std::fmt::Write as _;
     out.clear();
-    let _ = write!(out, "{}:{aggregate_type}{aggregate_id}", aggregate_type.len());
+    let _ = write!(
+        out,
+        "{}:{aggregate_type}{aggregate_id}",
+        aggregate_type.len()
+    );
 }
 
 /// The break, if any, of an event with `sequence` and chain hash `computed` (or stored hash
@@ -140,8 +144,9 @@ impl RangeWork {
             key_of(key, &row.aggregate_type, &row.aggregate_id);
             match self.heads.get_mut(key.as_str()) {
                 Some(head) => {
-                    let problem =
-                        link_problem(head.0, row.sequence, &d.stored_hash, || d.chain_hash(&head.1));
+                    let problem = link_problem(head.0, row.sequence, &d.stored_hash, || {
+                        d.chain_hash(&head.1)
+                    });
                     if let Some(problem) = problem {
                         self.broken.push((index, broken(row, problem)));
                     }
@@ -195,10 +200,7 @@ fn broken(row: &RawRow, problem: String) -> BrokenLink {
 /// Splits the store into about `n` ranges of commit order at the events found at evenly
 /// spaced positions (positions follow commit order closely, so the ranges come out about
 /// equal; the split is exact whatever they hold, as ranges are intervals of commit order).
-async fn split(
-    conn: &mut sqlx::PgConnection,
-    n: usize,
-) -> Result<Vec<Range>, StoreError> {
+async fn split(conn: &mut sqlx::PgConnection, n: usize) -> Result<Vec<Range>, StoreError> {
     let (lo, hi): (Option<i64>, Option<i64>) =
         sqlx::query_as("SELECT min(position), max(position) FROM events")
             .fetch_one(&mut *conn)
@@ -451,9 +453,11 @@ pub async fn against_checkpoint(
                 .unwrap_or((0, GENESIS_HASH));
             let problem = match (&d.genesis, &d.chain_suffix) {
                 (Some(as_first), _) if !heads.contains_key(&d.key) => as_first.clone(),
-                (_, Some(suffix)) => link_problem(prev_sequence, d.sequence, &d.stored_hash, || {
-                    scan::chain_hash(prev_hash, suffix)
-                }),
+                (_, Some(suffix)) => {
+                    link_problem(prev_sequence, d.sequence, &d.stored_hash, || {
+                        scan::chain_hash(prev_hash, suffix)
+                    })
+                }
                 _ => {
                     let suffix = reread_suffix(db, d.position).await?;
                     link_problem(prev_sequence, d.sequence, &d.stored_hash, || {
@@ -522,11 +526,17 @@ pub async fn against_checkpoint(
 async fn reread_suffix(db: &Database, position: i64) -> Result<Vec<u8>, StoreError> {
     let row = match db {
         Database::Postgres(pool) => {
-            let sql = format!("SELECT {} FROM events WHERE position = $1", scan::PG_RAW_COLUMNS);
+            let sql = format!(
+                "SELECT {} FROM events WHERE position = $1",
+                scan::PG_RAW_COLUMNS
+            );
             scan::from_pg(&sqlx::query(&sql).bind(position).fetch_one(pool).await?)?
         }
         Database::Sqlite(pool) => {
-            let sql = format!("SELECT {} FROM events WHERE position = $1", scan::LITE_RAW_COLUMNS);
+            let sql = format!(
+                "SELECT {} FROM events WHERE position = $1",
+                scan::LITE_RAW_COLUMNS
+            );
             scan::from_lite(&sqlx::query(&sql).bind(position).fetch_one(pool).await?)?
         }
     };

@@ -231,15 +231,34 @@ pub struct FoldRow {
     pub payload: String,
 }
 
+/// Where a fold starts: the default state, or a snapshot (the aggregate serialized after
+/// some event), and where it notes snapshots along the way.
+#[derive(Default)]
+pub struct FoldFrom<'a> {
+    /// The state to continue from (`None`: the aggregate's default).
+    pub start: Option<&'a Value>,
+    /// Note the state after each event whose sequence is a multiple of this (0: none).
+    pub snapshot_every: i64,
+}
+
 /// Folds `events` with aggregate `A`'s own `apply`, after the upcasters; gives the state
-/// before the last event and after it.
+/// before the last event and after it, and the snapshots asked for.
 fn fold<A: Aggregate>(
     aggregate_type: &str,
     events: &[FoldRow],
+    from: &FoldFrom<'_>,
     take: fn(Event) -> Option<A::Event>,
-) -> Result<(Value, Value), ViewError> {
-    let mut aggregate = A::default();
+) -> Result<Folded, ViewError> {
+    let mut aggregate = match from.start {
+        None => A::default(),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+            ViewError::Store(StoreError::Integrity(format!(
+                "a snapshot of a {aggregate_type} does not read back: {e}"
+            )))
+        })?,
+    };
     let mut before = None;
+    let mut snapshots = Vec::new();
     let n = events.len();
     for (i, e) in events.iter().enumerate() {
         let decoded =
@@ -259,9 +278,22 @@ fn fold<A: Aggregate>(
             before = Some(to_value(&aggregate));
         }
         aggregate.apply(event);
+        if from.snapshot_every > 0 && e.sequence % from.snapshot_every == 0 {
+            snapshots.push((e.sequence, to_value(&aggregate)));
+        }
     }
     let after = to_value(&aggregate);
-    Ok((before.unwrap_or_else(|| after.clone()), after))
+    Ok(Folded {
+        before: before.unwrap_or_else(|| after.clone()),
+        after,
+        snapshots,
+    })
+}
+
+struct Folded {
+    before: Value,
+    after: Value,
+    snapshots: Vec<(i64, Value)>,
 }
 
 fn to_value<T: Serialize>(t: &T) -> Value {
@@ -269,36 +301,43 @@ fn to_value<T: Serialize>(t: &T) -> Value {
 }
 
 /// The state of one aggregate after `events` (its events by sequence up to the point asked
-/// for, the store having cut them: `store::history::fold_rows`).
+/// for, after `from`'s start), with the snapshots `from` asks for (sequence, state as
+/// stored, before any redaction).
 pub fn state_of(
     redactor: &Redactor,
     aggregate_type: &str,
     aggregate_id: &str,
+    from: &FoldFrom<'_>,
     events: &[FoldRow],
     diff: bool,
-) -> Result<StateView, ViewError> {
-    let n = events.len();
-    let (mut before, mut after) = match aggregate_type {
-        t if t == Listing::TYPE => fold::<Listing>(t, events, |e| match e {
+) -> Result<(StateView, Vec<(i64, Value)>), ViewError> {
+    let folded = match aggregate_type {
+        t if t == Listing::TYPE => fold::<Listing>(t, events, from, |e| match e {
             Event::Listing(e) => Some(e),
             _ => None,
         })?,
-        t if t == Booking::TYPE => fold::<Booking>(t, events, |e| match e {
+        t if t == Booking::TYPE => fold::<Booking>(t, events, from, |e| match e {
             Event::Booking(e) => Some(e),
             _ => None,
         })?,
-        t if t == Payment::TYPE => fold::<Payment>(t, events, |e| match e {
+        t if t == Payment::TYPE => fold::<Payment>(t, events, from, |e| match e {
             Event::Payment(e) => Some(e),
             _ => None,
         })?,
-        t if t == User::TYPE => fold::<User>(t, events, |e| match e {
+        t if t == User::TYPE => fold::<User>(t, events, from, |e| match e {
             Event::User(e) => Some(e),
             _ => None,
         })?,
         other => return Err(ViewError::UnknownAggregate(other.to_string())),
     };
+    let Folded {
+        mut before,
+        mut after,
+        snapshots,
+    } = folded;
     redactor.redact(aggregate_type, aggregate_id, &mut before);
     redactor.redact(aggregate_type, aggregate_id, &mut after);
+    let n = events.len();
     let sequence = if n == 0 { 0 } else { events[n - 1].sequence };
     let diff = (diff && n > 0).then(|| StateDiff {
         sequence,
@@ -306,13 +345,16 @@ pub fn state_of(
         before,
         after: after.clone(),
     });
-    Ok(StateView {
-        aggregate_type: aggregate_type.to_string(),
-        aggregate_id: aggregate_id.to_string(),
-        sequence,
-        state: after,
-        diff,
-    })
+    Ok((
+        StateView {
+            aggregate_type: aggregate_type.to_string(),
+            aggregate_id: aggregate_id.to_string(),
+            sequence,
+            state: after,
+            diff,
+        },
+        snapshots,
+    ))
 }
 
 fn pointer_token(key: &str) -> String {

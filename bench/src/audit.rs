@@ -13,9 +13,12 @@
 //!   API (PATCH), then `…/state?as_of=<random sequence>`: p99, goal < 50 ms; anchor:
 //!   `GET /api/v1/listings/{id}` (the aggregate loaded from its snapshot) p99.
 //! - **notary lag**: PATCHes open-loop at `--rate` (1,000/s) for `--seconds` over 100
-//!   listings while a task polls `max(position)` of `audit_leaves` every 2 ms; an event's lag
-//!   is the first poll that has its position minus the instant its answer arrived: p99, goal
-//!   < 1 s; anchor: the PATCH answers' own p99.
+//!   listings from `--clients` (8) HTTP clients, each with its own connections and its own
+//!   share of the schedule (write k is due at k / rate and goes out then, answered or not),
+//!   while a task polls `max(position)` of `audit_leaves` every 2 ms; an event's lag is the
+//!   first poll that has its position minus the instant its answer arrived: p99, goal < 1 s;
+//!   the report says the rate the writes went out and were answered at; anchor: the PATCH
+//!   answers' own p99.
 use crate::report::{pct, verdict, Report};
 use crate::server::Server;
 use crate::{harness, pg, seed, server, zhilego_binary, Common};

@@ -20,6 +20,8 @@ pub mod merkle;
 pub mod notary;
 pub mod note;
 pub mod queries;
+pub mod scan;
+pub mod snapshots;
 pub mod tree;
 pub mod verify;
 pub mod views;

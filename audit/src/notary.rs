@@ -6,17 +6,22 @@
 //! A step is one transaction holding the notary's row (`FOR UPDATE` on PostgreSQL; on SQLite
 //! the process's write gate), so several notaries (one per `serve`, or `zhilego notary`) take
 //! turns and each event gets exactly one leaf.
-use crate::leaf::{leaf_hash, Hash};
+use crate::leaf::Hash;
 use crate::merkle::Frontier;
 use crate::note::{Notary, SignedCheckpoint};
-use crate::tree::Tree;
+use crate::scan;
+use crate::tree::{Tree, STORED_FROM};
 use chrono::Utc;
 use std::path::PathBuf;
 use std::time::Duration;
+use std::time::Instant;
 use store::history::{self, Checkpoint};
 use store::{Database, StoreError};
 
 const NAME: &str = "notary";
+
+/// How often the backlog is counted while the notary is behind by whole batches.
+const LAG_EVERY_WHILE_BEHIND: Duration = Duration::from_secs(5);
 
 /// Where checkpoints go besides the database.
 #[derive(Clone, Debug, Default)]
@@ -43,7 +48,7 @@ impl Default for NotaryConfig {
         NotaryConfig {
             every: 1000,
             interval: Duration::from_secs(10),
-            batch: 2000,
+            batch: 10_000,
             sinks: Sinks::default(),
         }
     }
@@ -57,6 +62,9 @@ pub struct NotaryWorker {
     http: reqwest::Client,
     /// The newest checkpoint not yet accepted by every sink.
     unpublished: tokio::sync::Mutex<Option<SignedCheckpoint>>,
+    /// The tree's right edge after this notary's last step (another notary may have moved on
+    /// since: it is used only when its size is the stored tree's).
+    frontier: tokio::sync::Mutex<Option<Frontier>>,
 }
 
 /// What one step did.
@@ -84,6 +92,7 @@ impl NotaryWorker {
                 .build()
                 .unwrap_or_default(),
             unpublished: tokio::sync::Mutex::new(None),
+            frontier: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -93,27 +102,33 @@ impl NotaryWorker {
         macro_rules! locked_step {
             ($pool:expr, $lock:literal, $run:ident) => {{
                 let mut tx = $pool.begin().await?;
-                sqlx::query(
-                    "INSERT INTO audit_notary (name, tx, position, tree_size) VALUES ($1, 0, 0, 0) \
-                     ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(NAME)
-                .execute(&mut *tx)
-                .await?;
-                let (t, p, s): (i64, i64, i64) = sqlx::query_as(concat!(
+                let select = concat!(
                     "SELECT tx, position, tree_size FROM audit_notary WHERE name = $1",
                     $lock
-                ))
-                .bind(NAME)
-                .fetch_one(&mut *tx)
-                .await?;
+                );
+                let mut row: Option<(i64, i64, i64)> =
+                    sqlx::query_as(select).bind(NAME).fetch_optional(&mut *tx).await?;
+                if row.is_none() {
+                    sqlx::query(
+                        "INSERT INTO audit_notary (name, tx, position, tree_size) VALUES ($1, 0, 0, 0) \
+                         ON CONFLICT (name) DO NOTHING",
+                    )
+                    .bind(NAME)
+                    .execute(&mut *tx)
+                    .await?;
+                    row = sqlx::query_as(select).bind(NAME).fetch_optional(&mut *tx).await?;
+                }
+                let (t, p, s) = row.ok_or_else(|| {
+                    StoreError::Integrity("the notary's row vanished".into())
+                })?;
                 let place = Place {
                     at: Checkpoint { tx: t, position: p },
                     size: s as u64,
                 };
-                let (step, writes) = self.advance(place).await?;
+                let (step, writes, frontier) = self.advance(place).await?;
                 writes.$run(&mut tx).await?;
                 tx.commit().await?;
+                *self.frontier.lock().await = Some(frontier);
                 step
             }};
         }
@@ -133,24 +148,49 @@ impl NotaryWorker {
         Ok(step)
     }
 
-    /// Reads the next events and works out the rows to write.
-    async fn advance(&self, place: Place) -> Result<(Step, Writes), StoreError> {
-        let events = history::events_after(&self.db, place.at, self.config.batch).await?;
-        let mut frontier = {
-            let needed = Frontier::needed(place.size).into_iter().collect();
-            Frontier::at(&self.tree.fetch(&needed).await?, place.size)
+    /// Reads the next events and works out the rows to write (and the tree's new edge).
+    async fn advance(&self, place: Place) -> Result<(Step, Writes, Frontier), StoreError> {
+        let events = scan::raw_after(&self.db, place.at, self.config.batch).await?;
+        let cached = self.frontier.lock().await.clone();
+        let mut frontier = match cached {
+            // The edge this notary left, if no other notary moved on since.
+            Some(f) if f.size() == place.size => f,
+            _ => {
+                let needed = Frontier::needed(place.size).into_iter().collect();
+                Frontier::at(&self.tree.fetch(&needed).await?, place.size)
+            }
+        };
+        let at = events.last().map(|e| e.checkpoint()).unwrap_or(place.at);
+        let appended = events.len();
+        // Hashing (JSON decoding, canonical form, SHA-256) off the async threads when there is
+        // much of it.
+        let hash_all = move |events: Vec<scan::RawRow>| {
+            events
+                .iter()
+                .map(|e| Ok((e.position, scan::leaf_hash(e)?)))
+                .collect::<Result<Vec<_>, StoreError>>()
+        };
+        let hashed = if events.len() > 64 {
+            tokio::task::spawn_blocking(move || hash_all(events))
+                .await
+                .map_err(|source| StoreError::Task {
+                    task: "hashing",
+                    source,
+                })??
+        } else {
+            hash_all(events)?
         };
         let mut writes = Writes::default();
         let mut completed = Vec::new();
-        for e in &events {
-            let leaf = leaf_hash(e);
-            writes
-                .leaves
-                .push((frontier.size() as i64, e.position, leaf));
+        for (position, leaf) in hashed {
+            writes.leaves.push((frontier.size() as i64, position, leaf));
             frontier.push(leaf, &mut completed);
+            // Only the levels the tree keeps (tree::STORED_FROM); lower ones are hashed from
+            // the leaves when asked for.
+            writes
+                .nodes
+                .extend(completed.drain(..).filter(|(l, _, _)| *l >= STORED_FROM));
         }
-        writes.nodes.append(&mut completed);
-        let at = events.last().map(|e| e.checkpoint()).unwrap_or(place.at);
         writes.place = Some((at, frontier.size()));
         let latest = self.tree.latest_checkpoint().await?;
         let (last_size, last_at) = latest
@@ -170,11 +210,12 @@ impl NotaryWorker {
         }
         Ok((
             Step {
-                appended: events.len(),
+                appended,
                 tree_size: size,
                 signed,
             },
             writes,
+            frontier,
         ))
     }
 
@@ -216,6 +257,9 @@ impl NotaryWorker {
     pub async fn run(&self, poll: Duration, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut pause = Duration::ZERO;
+        // Counting the backlog reads all of it: while catching up (full batches) it is
+        // counted at most every few seconds.
+        let mut measured: Option<Instant> = None;
         loop {
             let mut full = false;
             match self.step().await {
@@ -228,9 +272,12 @@ impl NotaryWorker {
                     tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "notary step failed");
                 }
             }
-            if let Ok(lag) = self.lag().await {
-                metrics::gauge!("zhilego_audit_notary_lag_events").set(lag.events as f64);
-                metrics::gauge!("zhilego_audit_notary_lag_seconds").set(lag.lag_seconds());
+            if !full || measured.is_none_or(|t| t.elapsed() >= LAG_EVERY_WHILE_BEHIND) {
+                measured = Some(Instant::now());
+                if let Ok(lag) = self.lag().await {
+                    metrics::gauge!("zhilego_audit_notary_lag_events").set(lag.events as f64);
+                    metrics::gauge!("zhilego_audit_notary_lag_seconds").set(lag.lag_seconds());
+                }
             }
             if full {
                 continue;
@@ -277,25 +324,11 @@ struct Writes {
     checkpoint: Option<SignedCheckpoint>,
 }
 
-/// Rows per multi-row insert (4 binds each stays far below either backend's limit).
-const CHUNK: usize = 1000;
+/// Rows per multi-row insert on SQLite (4 binds each stays far below its limit).
+const LITE_CHUNK: usize = 1000;
 
 macro_rules! run_writes {
     ($self:ident, $tx:ident, $now:expr) => {{
-        for chunk in $self.leaves.chunks(CHUNK) {
-            let mut q = sqlx::QueryBuilder::new("INSERT INTO audit_leaves (leaf_index, position, leaf_hash) ");
-            q.push_values(chunk, |mut b, (i, p, h)| {
-                b.push_bind(*i).push_bind(*p).push_bind(h.to_vec());
-            });
-            q.build().execute(&mut **$tx).await?;
-        }
-        for chunk in $self.nodes.chunks(CHUNK) {
-            let mut q = sqlx::QueryBuilder::new("INSERT INTO audit_nodes (level, idx, hash) ");
-            q.push_values(chunk, |mut b, (l, i, h)| {
-                b.push_bind(*l as i32).push_bind(*i as i64).push_bind(h.to_vec());
-            });
-            q.build().execute(&mut **$tx).await?;
-        }
         if let Some((at, size)) = $self.place {
             sqlx::query("UPDATE audit_notary SET tx = $2, position = $3, tree_size = $4 WHERE name = $1")
                 .bind(NAME)
@@ -323,6 +356,41 @@ impl Writes {
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     ) -> Result<(), StoreError> {
+        // One statement per table and step, the rows as arrays.
+        if !self.leaves.is_empty() {
+            let (mut index, mut position, mut hash) = (Vec::new(), Vec::new(), Vec::new());
+            for (i, p, h) in &self.leaves {
+                index.push(*i);
+                position.push(*p);
+                hash.push(h.to_vec());
+            }
+            sqlx::query(
+                "INSERT INTO audit_leaves (leaf_index, position, leaf_hash) \
+                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bytea[])",
+            )
+            .bind(index)
+            .bind(position)
+            .bind(hash)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !self.nodes.is_empty() {
+            let (mut level, mut idx, mut hash) = (Vec::new(), Vec::new(), Vec::new());
+            for (l, i, h) in &self.nodes {
+                level.push(*l as i32);
+                idx.push(*i as i64);
+                hash.push(h.to_vec());
+            }
+            sqlx::query(
+                "INSERT INTO audit_nodes (level, idx, hash) \
+                 SELECT * FROM UNNEST($1::integer[], $2::bigint[], $3::bytea[])",
+            )
+            .bind(level)
+            .bind(idx)
+            .bind(hash)
+            .execute(&mut **tx)
+            .await?;
+        }
         run_writes!(self, tx, Utc::now())
     }
 
@@ -330,6 +398,24 @@ impl Writes {
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     ) -> Result<(), StoreError> {
+        for chunk in self.leaves.chunks(LITE_CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_leaves (leaf_index, position, leaf_hash) ",
+            );
+            q.push_values(chunk, |mut b, (i, p, h)| {
+                b.push_bind(*i).push_bind(*p).push_bind(h.to_vec());
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        for chunk in self.nodes.chunks(LITE_CHUNK) {
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO audit_nodes (level, idx, hash) ");
+            q.push_values(chunk, |mut b, (l, i, h)| {
+                b.push_bind(*l as i32)
+                    .push_bind(*i as i64)
+                    .push_bind(h.to_vec());
+            });
+            q.build().execute(&mut **tx).await?;
+        }
         run_writes!(
             self,
             tx,

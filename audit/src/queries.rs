@@ -1,6 +1,7 @@
 //! The audit API's questions, answered from the store and the tree (the HTTP layer in
 //! `api/src/routes/audit.rs` only checks the caller and maps errors).
 use crate::note::NoteVerifier;
+use crate::snapshots;
 use crate::tree::Tree;
 use crate::views::{self, AsOf, AuditEvent, CorrelationView, StateView, ViewError};
 use crate::{b64, Hash};
@@ -176,19 +177,196 @@ pub async fn state(
         Some(t) => AsOf::parse(t)
             .ok_or_else(|| invalid("as_of", "must be an RFC 3339 instant or a sequence number"))?,
     };
-    let rows = store::history::aggregate_events(db, aggregate_type, aggregate_id).await?;
-    if rows.is_empty() {
-        return Err(QueryError::NotFound("aggregate"));
+    let Some(until) = last_sequence(db, aggregate_type, aggregate_id, as_of).await? else {
+        if !exists(db, aggregate_type, aggregate_id).await? {
+            return Err(QueryError::NotFound("aggregate"));
+        }
+        // Before the first event: the default state.
+        let redactor = views::Redactor::default();
+        let (view, _) = views::state_of(
+            &redactor,
+            aggregate_type,
+            aggregate_id,
+            &views::FoldFrom::default(),
+            &[],
+            q.diff.unwrap_or(false),
+        )?;
+        return Ok(view);
+    };
+    let pg = matches!(db, Database::Postgres(_));
+    // The newest snapshot before the last event (a diff needs the state before it), if the
+    // events under it are still the stored ones.
+    let mut start = None;
+    if let (true, Some(snap)) = (pg, snapshots::best(aggregate_type, aggregate_id, until)) {
+        if stored_digest(db, aggregate_type, aggregate_id, snap.sequence).await?
+            == Some(snap.finished())
+        {
+            start = Some(snap);
+        } else {
+            snapshots::forget(aggregate_type, aggregate_id);
+        }
     }
-    let redactor = views::Redactor::for_events(db, &rows).await?;
-    Ok(views::state_of(
+    let after = start.as_ref().map(|s| s.sequence).unwrap_or(0);
+    let rows = fold_rows(db, aggregate_type, aggregate_id, after, until).await?;
+    let redactor = views::Redactor::for_aggregate(db, aggregate_type, aggregate_id).await?;
+    let from = views::FoldFrom {
+        start: start.as_ref().map(|s| &s.state),
+        snapshot_every: if pg { snapshots::SNAPSHOT_EVERY } else { 0 },
+    };
+    let (view, states) = views::state_of(
         &redactor,
         aggregate_type,
         aggregate_id,
+        &from,
         &rows,
-        as_of,
         q.diff.unwrap_or(false),
-    )?)
+    )?;
+    if !states.is_empty() {
+        // Each new snapshot with the digest of every event up to it.
+        let mut digest = start.map(|s| s.digest).unwrap_or_default();
+        let mut states = states.into_iter().peekable();
+        let mut new = Vec::new();
+        for row in &rows {
+            snapshots::digest_row(&mut digest, row);
+            if states.peek().is_some_and(|(seq, _)| *seq == row.sequence) {
+                if let Some((sequence, state)) = states.next() {
+                    new.push(snapshots::Snapshot {
+                        sequence,
+                        state,
+                        digest: digest.clone(),
+                    });
+                }
+            }
+        }
+        snapshots::keep(aggregate_type, aggregate_id, new);
+    }
+    Ok(view)
+}
+
+/// The digest of the aggregate's stored events up to `sequence` (PostgreSQL).
+async fn stored_digest(
+    db: &Database,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: i64,
+) -> Result<Option<[u8; 32]>, StoreError> {
+    let Database::Postgres(pool) = db else {
+        return Ok(None);
+    };
+    let digest: Option<Vec<u8>> = sqlx::query_scalar(snapshots::DIGEST_SQL)
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(sequence)
+        .fetch_one(pool)
+        .await?;
+    Ok(digest.and_then(|d| d.try_into().ok()))
+}
+
+/// The sequence of the aggregate's last event at `as_of` (`None`: none yet). An instant
+/// takes the events before the first one recorded after it.
+async fn last_sequence(
+    db: &Database,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    as_of: AsOf,
+) -> Result<Option<i64>, StoreError> {
+    let until = match as_of {
+        AsOf::Latest => "",
+        AsOf::Sequence(_) => "AND sequence <= $3",
+        AsOf::Instant(_) => {
+            "AND sequence < coalesce((SELECT min(sequence) FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND recorded_at > $3), \
+             9223372036854775807)"
+        }
+    };
+    let sql = format!(
+        "SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 {until}"
+    );
+    Ok(match db {
+        Database::Postgres(pool) => {
+            let q = sqlx::query_scalar(&sql)
+                .bind(aggregate_type)
+                .bind(aggregate_id);
+            let q = match as_of {
+                AsOf::Latest => q,
+                AsOf::Sequence(n) => q.bind(n),
+                AsOf::Instant(t) => q.bind(t),
+            };
+            q.fetch_one(pool).await?
+        }
+        Database::Sqlite(pool) => {
+            let q = sqlx::query_scalar(&sql)
+                .bind(aggregate_type)
+                .bind(aggregate_id);
+            let q = match as_of {
+                AsOf::Latest => q,
+                AsOf::Sequence(n) => q.bind(n),
+                // SQLite keeps `recorded_at` as millisecond text, which sorts as time.
+                AsOf::Instant(t) => q.bind(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+            };
+            q.fetch_one(pool).await?
+        }
+    })
+}
+
+async fn exists(
+    db: &Database,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<bool, StoreError> {
+    let found: Option<i64> = store::with_pool!(db, pool => {
+        sqlx::query_scalar(
+            "SELECT sequence FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 LIMIT 1",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_optional(pool)
+        .await?
+    });
+    Ok(found.is_some())
+}
+
+/// The aggregate's events with `after < sequence <= until`, by sequence, as a fold needs
+/// them: read by the primary key `(aggregate_type, aggregate_id, sequence)`, without
+/// metadata, the payload as text.
+async fn fold_rows(
+    db: &Database,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    after: i64,
+    until: i64,
+) -> Result<Vec<views::FoldRow>, StoreError> {
+    let payload = if matches!(db, Database::Postgres(_)) {
+        "payload::text"
+    } else {
+        "payload"
+    };
+    let sql = format!(
+        "SELECT position, sequence, event_type, event_version, {payload} FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence <= $4 \
+         ORDER BY sequence"
+    );
+    let rows: Vec<(i64, i64, String, String, String)> = store::with_pool!(db, pool => {
+        sqlx::query_as(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(after)
+            .bind(until)
+            .fetch_all(pool)
+            .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(
+            |(position, sequence, event_type, event_version, payload)| views::FoldRow {
+                position,
+                sequence,
+                event_type,
+                event_version,
+                payload,
+            },
+        )
+        .collect())
 }
 
 /// The tree of one correlation.

@@ -7,6 +7,11 @@ use sqlx::Row;
 use std::collections::{BTreeSet, HashMap};
 use store::{with_pool, Database, StoreError};
 
+/// The lowest level of the tree kept in `audit_nodes`: a subtree below it spans fewer than
+/// `2^STORED_FROM` leaves and is hashed from them when a proof needs it (one read of at most
+/// 64 leaves), which spares the notary writing a node row for almost every leaf.
+pub const STORED_FROM: u32 = 6;
+
 /// A leaf as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredLeaf {
@@ -53,30 +58,53 @@ impl Tree {
         Ok(n.unwrap_or(0) as u64)
     }
 
-    /// The stored hashes of the given aligned subtrees.
+    /// The hashes of the given aligned subtrees: levels from [`STORED_FROM`] up as stored,
+    /// lower ones (and leaves) computed from the leaves they span, read in one query.
     pub async fn fetch(&self, wanted: &BTreeSet<(u32, u64)>) -> Result<Fetched, StoreError> {
         let mut found = HashMap::with_capacity(wanted.len());
-        let leaves: Vec<String> = wanted
+        // Leaf ranges [start, end) that the low nodes span, merged.
+        let mut spans: Vec<(u64, u64)> = wanted
             .iter()
-            .filter(|(l, _)| *l == 0)
-            .map(|(_, i)| i.to_string())
+            .filter(|(l, _)| *l < STORED_FROM)
+            .map(|&(l, i)| (i << l, (i + 1) << l))
             .collect();
+        spans.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
+        for (a, b) in spans {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
         let nodes: Vec<String> = wanted
             .iter()
-            .filter(|(l, _)| *l > 0)
+            .filter(|(l, _)| *l >= STORED_FROM)
             .map(|(l, i)| format!("({l}, {i})"))
             .collect();
         // The lists are numbers this code made, not input: safe to inline.
-        if !leaves.is_empty() {
+        if !merged.is_empty() {
+            let ranges: Vec<String> = merged
+                .iter()
+                .map(|(a, b)| format!("(leaf_index >= {a} AND leaf_index < {b})"))
+                .collect();
             let sql = format!(
-                "SELECT leaf_index, leaf_hash FROM audit_leaves WHERE leaf_index IN ({})",
-                leaves.join(",")
+                "SELECT leaf_index, leaf_hash FROM audit_leaves WHERE {} ORDER BY leaf_index",
+                ranges.join(" OR ")
             );
             let rows: Vec<(i64, Vec<u8>)> = with_pool!(&self.db, pool => {
                 sqlx::query_as(&sql).fetch_all(pool).await?
             });
+            let mut leaves: HashMap<u64, Hash> = HashMap::with_capacity(rows.len());
             for (i, h) in rows {
-                found.insert((0, i as u64), hash(h)?);
+                leaves.insert(i as u64, hash(h)?);
+            }
+            for &(l, i) in wanted.iter().filter(|(l, _)| *l < STORED_FROM) {
+                let span: Option<Vec<Hash>> = ((i << l)..((i + 1) << l))
+                    .map(|j| leaves.get(&j).copied())
+                    .collect();
+                if let Some(span) = span {
+                    found.insert((l, i), merkle::Leaves(&span).node(l, 0));
+                }
             }
         }
         if !nodes.is_empty() {

@@ -8,12 +8,16 @@
 //! the earliest position where the store and the leaf table differ is named, or the first
 //! event when they agree with each other but not with the checkpoint: from there on nothing can
 //! be told apart from a forgery.
-use crate::leaf::{leaf_hash, Hash};
+use crate::leaf::Hash;
 use crate::merkle::{self, Frontier};
 use crate::note::{NoteError, NoteVerifier};
+use crate::scan::{self, RawRow};
 use crate::tree::Tree;
+use futures::TryStreamExt;
 use serde::Serialize;
-use store::history::{self, Checkpoint};
+use std::collections::HashMap;
+use store::chain::GENESIS_HASH;
+use store::history::{self, BrokenLink, Checkpoint};
 use store::{Database, StoreError, VerifyReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,31 +53,355 @@ pub struct CheckpointReport {
     pub first_bad_position: Option<i64>,
 }
 
-/// Reading batch.
-const BATCH: i64 = 5000;
+/// Events a reader hands its hashing thread at a time.
+const CHUNK: usize = 1024;
 
-/// What one pass has computed so far.
-#[derive(Default)]
-struct Work {
-    /// (position, leaf hash) of the events the checkpoint covers, in commit order.
-    leaves: Vec<(i64, Hash)>,
-    frontier: Frontier,
-    chains: store::history::ChainCheck,
-    seen: u64,
+/// Most ranges read at once (each one database connection and one hashing thread).
+const MAX_RANGES: usize = 8;
+
+/// A stretch of the store in commit order: after `from` (exclusive), up to `to` (inclusive;
+/// `None`: to the end).
+#[derive(Clone, Copy, Debug)]
+struct Range {
+    from: Checkpoint,
+    to: Option<Checkpoint>,
 }
 
-impl Work {
-    fn take(&mut self, events: &[store::StoredEvent], size: u64) {
-        let mut completed = Vec::new();
-        for e in events {
-            if (self.leaves.len() as u64) < size {
-                let h = leaf_hash(e);
-                self.frontier.push(h, &mut completed);
-                completed.clear();
-                self.leaves.push((e.position, h));
+/// An aggregate's first event in a range: its chain link needs its predecessor, which an
+/// earlier range holds (or nobody: then it follows genesis).
+struct Deferred {
+    /// Its place among the range's events.
+    index: usize,
+    key: String,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    position: i64,
+    stored_hash: String,
+    /// The chain hash's input after the predecessor's hash; not kept for a first event
+    /// (sequence 1), whose link to genesis is worked out at once (`genesis`): should an
+    /// earlier range have its aggregate after all, the event is read again.
+    chain_suffix: Option<Vec<u8>>,
+    /// The problem, if any, with the event as the first of its aggregate.
+    genesis: Option<Option<String>>,
+}
+
+/// What one range gives: its leaves, the chain breaks found inside it, the links left to the
+/// ranges before it, and each aggregate's newest event in it.
+#[derive(Default)]
+struct RangeWork {
+    /// (position, leaf hash) in commit order.
+    leaves: Vec<(i64, Hash)>,
+    /// (index in the range, break) of links whose predecessor is in the range.
+    broken: Vec<(usize, BrokenLink)>,
+    deferred: Vec<Deferred>,
+    /// Aggregate key → (sequence, stored hash) of its newest event in the range.
+    heads: HashMap<String, (i64, String)>,
+    /// Whether this is the first range (nothing before it).
+    first: bool,
+}
+
+/// An aggregate's key, unambiguous whatever the strings hold.
+fn key_of(out: &mut String, aggregate_type: &str, aggregate_id: &str) {
+    use std::fmt::Write as _;
+    out.clear();
+    let _ = write!(
+        out,
+        "{}:{aggregate_type}{aggregate_id}",
+        aggregate_type.len()
+    );
+}
+
+/// The break, if any, of an event with `sequence` and chain hash `computed` (or stored hash
+/// `stored`) after a predecessor at `prev_sequence`: `store::history`'s rule.
+fn link_problem(
+    prev_sequence: i64,
+    sequence: i64,
+    stored: &str,
+    computed: impl FnOnce() -> String,
+) -> Option<String> {
+    if sequence != prev_sequence + 1 {
+        return Some(format!(
+            "sequence {sequence} follows {prev_sequence}: events are missing"
+        ));
+    }
+    if computed() != stored {
+        return Some(if stored.is_empty() {
+            "event carries no hash".to_string()
+        } else {
+            "hash does not match the event and its predecessor".to_string()
+        });
+    }
+    None
+}
+
+impl RangeWork {
+    fn take(&mut self, rows: &[RawRow], key: &mut String) -> Result<(), StoreError> {
+        for row in rows {
+            let d = scan::digest(row)?;
+            let index = self.leaves.len();
+            self.leaves.push((row.position, d.leaf));
+            key_of(key, &row.aggregate_type, &row.aggregate_id);
+            match self.heads.get_mut(key.as_str()) {
+                Some(head) => {
+                    let problem = link_problem(head.0, row.sequence, &d.stored_hash, || {
+                        d.chain_hash(&head.1)
+                    });
+                    if let Some(problem) = problem {
+                        self.broken.push((index, broken(row, problem)));
+                    }
+                    // Continue from the stored hash so that one bad event is reported once.
+                    *head = (row.sequence, d.stored_hash);
+                }
+                None => {
+                    self.heads
+                        .insert(key.clone(), (row.sequence, d.stored_hash.clone()));
+                    let as_first = || {
+                        link_problem(0, row.sequence, &d.stored_hash, || {
+                            d.chain_hash(GENESIS_HASH)
+                        })
+                    };
+                    if self.first {
+                        // Nothing comes before the first range: the aggregate starts here.
+                        if let Some(problem) = as_first() {
+                            self.broken.push((index, broken(row, problem)));
+                        }
+                        continue;
+                    }
+                    let genesis = (row.sequence == 1).then(as_first);
+                    self.deferred.push(Deferred {
+                        index,
+                        key: key.clone(),
+                        aggregate_type: row.aggregate_type.clone(),
+                        aggregate_id: row.aggregate_id.clone(),
+                        sequence: row.sequence,
+                        position: row.position,
+                        stored_hash: d.stored_hash,
+                        chain_suffix: genesis.is_none().then_some(d.chain_suffix),
+                        genesis,
+                    });
+                }
             }
-            self.chains.step(e);
-            self.seen += 1;
+        }
+        Ok(())
+    }
+}
+
+fn broken(row: &RawRow, problem: String) -> BrokenLink {
+    BrokenLink {
+        aggregate_type: row.aggregate_type.clone(),
+        aggregate_id: row.aggregate_id.clone(),
+        sequence: row.sequence,
+        position: row.position,
+        problem,
+    }
+}
+
+/// Splits the store into about `n` ranges of commit order at the events found at evenly
+/// spaced positions (positions follow commit order closely, so the ranges come out about
+/// equal; the split is exact whatever they hold, as ranges are intervals of commit order).
+async fn split(conn: &mut sqlx::PgConnection, n: usize) -> Result<Vec<Range>, StoreError> {
+    let (lo, hi): (Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT min(position), max(position) FROM events")
+            .fetch_one(&mut *conn)
+            .await?;
+    let mut cuts: Vec<Checkpoint> = Vec::new();
+    if let (Some(lo), Some(hi)) = (lo, hi) {
+        for k in 1..n as i64 {
+            let p = lo + (hi - lo) * k / n as i64;
+            let cut: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT xid::text::bigint, position FROM events WHERE position >= $1 \
+                 ORDER BY position LIMIT 1",
+            )
+            .bind(p)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some((tx, position)) = cut {
+                cuts.push(Checkpoint { tx, position });
+            }
+        }
+    }
+    cuts.sort();
+    cuts.dedup();
+    let mut ranges = Vec::with_capacity(cuts.len() + 1);
+    let mut from = Checkpoint::default();
+    for cut in cuts {
+        ranges.push(Range {
+            from,
+            to: Some(cut),
+        });
+        from = cut;
+    }
+    ranges.push(Range { from, to: None });
+    Ok(ranges)
+}
+
+/// Hashes what `rows` delivers on a thread of its own, while the caller reads on.
+fn hasher(
+    mut rows: tokio::sync::mpsc::Receiver<Vec<RawRow>>,
+    first: bool,
+    done: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> tokio::task::JoinHandle<Result<RangeWork, StoreError>> {
+    tokio::task::spawn_blocking(move || {
+        let mut work = RangeWork {
+            first,
+            ..RangeWork::default()
+        };
+        let mut key = String::new();
+        while let Some(chunk) = rows.blocking_recv() {
+            work.take(&chunk, &mut key)?;
+            done.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(work)
+    })
+}
+
+fn task_error(source: tokio::task::JoinError) -> StoreError {
+    StoreError::Task {
+        task: "hashing",
+        source,
+    }
+}
+
+/// Reads one range on its own connection, inside the snapshot `snapshot`, and hashes it.
+async fn read_pg_range(
+    pool: sqlx::PgPool,
+    snapshot: String,
+    range: Range,
+    imported: tokio::sync::oneshot::Sender<()>,
+    done: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Result<RangeWork, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    // The id is PostgreSQL's own (hex digits and dashes), checked before it is used.
+    sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
+        .execute(&mut *tx)
+        .await?;
+    let _ = imported.send(());
+    let upper = if range.to.is_some() {
+        "AND (xid::text::bigint, position) <= ($3, $4)"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {} FROM events WHERE (xid::text::bigint, position) > ($1, $2) {upper} \
+         AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY xid::text::bigint, position",
+        scan::PG_RAW_COLUMNS
+    );
+    let to = range.to.unwrap_or_default();
+    let (send, recv) = tokio::sync::mpsc::channel(4);
+    let hashing = hasher(recv, range.from == Checkpoint::default(), done);
+    let read = async {
+        let mut stream = sqlx::query(&sql)
+            .bind(range.from.tx)
+            .bind(range.from.position)
+            .bind(to.tx)
+            .bind(to.position)
+            .fetch(&mut *tx);
+        let mut chunk = Vec::with_capacity(CHUNK);
+        while let Some(row) = stream.try_next().await? {
+            chunk.push(scan::from_pg(&row)?);
+            if chunk.len() == CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                if send.send(full).await.is_err() {
+                    break;
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = send.send(chunk).await;
+        }
+        drop(send);
+        Ok::<_, StoreError>(())
+    };
+    let read = read.await;
+    let work = hashing.await.map_err(task_error)?;
+    read?;
+    work
+}
+
+/// Every event in commit order, read in ranges at once (PostgreSQL: one connection each,
+/// all in one exported snapshot, so they see one store) and hashed on as many threads.
+async fn read_all(
+    db: &Database,
+    done: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Result<Vec<tokio::task::JoinHandle<Result<RangeWork, StoreError>>>, StoreError> {
+    match db {
+        Database::Postgres(pool) => {
+            let threads = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2);
+            let room = (pool.options().get_max_connections() as usize).saturating_sub(1);
+            let n = threads.clamp(2, MAX_RANGES).min(room.max(1));
+            let mut lead = pool.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *lead)
+                .await?;
+            let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+                .fetch_one(&mut *lead)
+                .await?;
+            if !snapshot.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                return Err(StoreError::Integrity(format!(
+                    "unexpected snapshot id {snapshot:?}"
+                )));
+            }
+            let ranges = split(&mut lead, n).await?;
+            let mut handles = Vec::with_capacity(ranges.len());
+            let mut imported = Vec::with_capacity(ranges.len());
+            for range in ranges {
+                let (tell, told) = tokio::sync::oneshot::channel();
+                imported.push(told);
+                handles.push(tokio::spawn(read_pg_range(
+                    pool.clone(),
+                    snapshot.clone(),
+                    range,
+                    tell,
+                    done.clone(),
+                )));
+            }
+            // A snapshot can be imported only while its exporter's transaction is open: it
+            // ends once every reader has its own.
+            for r in imported {
+                let _ = r.await;
+            }
+            lead.rollback().await?;
+            Ok(handles)
+        }
+        Database::Sqlite(pool) => {
+            let pool = pool.clone();
+            Ok(vec![tokio::spawn(async move {
+                let (send, recv) = tokio::sync::mpsc::channel(4);
+                let hashing = hasher(recv, true, done);
+                let read = async {
+                    let sql = format!(
+                        "SELECT {} FROM events ORDER BY position",
+                        scan::LITE_RAW_COLUMNS
+                    );
+                    let mut stream = sqlx::query(&sql).fetch(&pool);
+                    let mut chunk = Vec::with_capacity(CHUNK);
+                    while let Some(row) = stream.try_next().await? {
+                        chunk.push(scan::from_lite(&row)?);
+                        if chunk.len() == CHUNK {
+                            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                            if send.send(full).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    if !chunk.is_empty() {
+                        let _ = send.send(chunk).await;
+                    }
+                    drop(send);
+                    Ok::<_, StoreError>(())
+                };
+                let read = read.await;
+                let work = hashing.await.map_err(task_error)?;
+                read?;
+                work
+            })])
         }
     }
 }
@@ -88,58 +416,91 @@ pub async fn against_checkpoint(
 ) -> Result<CheckpointReport, VerifyError> {
     let signed = verifier.open(note)?;
     let size = signed.checkpoint.tree_size;
-    let total = history::event_count(db).await?.max(0) as u64;
     // One pass in commit order: the leaves of the first `size` events, and every chain. The
-    // next batch is read while the last one is hashed on another thread.
-    let mut work = Work::default();
-    let mut at = Checkpoint::default();
-    let mut pending: Option<tokio::task::JoinHandle<Work>> = None;
-    loop {
-        let next = history::events_after(db, at, BATCH);
-        let (events, done) = match pending.take() {
-            Some(hashing) => {
-                let (events, done) = tokio::join!(next, hashing);
-                (
-                    events?,
-                    Some(done.map_err(|source| StoreError::Task {
-                        task: "hashing",
-                        source,
-                    })?),
-                )
+    // store is read in ranges of commit order at once, each hashed on its own thread; the
+    // ranges are then joined in order (the tree takes their leaves one after another, and a
+    // chain that crosses into a range is checked with the newest link before it).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (total, handles) = tokio::join!(history::event_count(db), read_all(db, done.clone()));
+    let total = (total?.max(0) as u64).max(size);
+    let mut leaves: Vec<(i64, Hash)> = Vec::with_capacity(size as usize);
+    let mut frontier = Frontier::default();
+    let mut completed = Vec::new();
+    let mut heads: HashMap<String, (i64, String)> = HashMap::new();
+    let mut broken_links: Vec<BrokenLink> = Vec::new();
+    let mut checked = 0u64;
+    for mut handle in handles? {
+        let work = loop {
+            tokio::select! {
+                w = &mut handle => break w.map_err(task_error)??,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                    progress(done.load(std::sync::atomic::Ordering::Relaxed), total);
+                }
             }
-            None => (next.await?, None),
         };
-        if let Some(done) = done {
-            work = done;
-            progress(work.seen, total.max(size));
+        let RangeWork {
+            leaves: range_leaves,
+            broken: mut range_broken,
+            deferred,
+            heads: range_heads,
+            ..
+        } = work;
+        checked += range_leaves.len() as u64;
+        for d in deferred {
+            let (prev_sequence, prev_hash) = heads
+                .get(&d.key)
+                .map(|(s, h)| (*s, h.as_str()))
+                .unwrap_or((0, GENESIS_HASH));
+            let problem = match (&d.genesis, &d.chain_suffix) {
+                (Some(as_first), _) if !heads.contains_key(&d.key) => as_first.clone(),
+                (_, Some(suffix)) => {
+                    link_problem(prev_sequence, d.sequence, &d.stored_hash, || {
+                        scan::chain_hash(prev_hash, suffix)
+                    })
+                }
+                _ => {
+                    let suffix = reread_suffix(db, d.position).await?;
+                    link_problem(prev_sequence, d.sequence, &d.stored_hash, || {
+                        scan::chain_hash(prev_hash, &suffix)
+                    })
+                }
+            };
+            if let Some(problem) = problem {
+                range_broken.push((
+                    d.index,
+                    BrokenLink {
+                        aggregate_type: d.aggregate_type,
+                        aggregate_id: d.aggregate_id,
+                        sequence: d.sequence,
+                        position: d.position,
+                        problem,
+                    },
+                ));
+            }
         }
-        let Some(last) = events.last() else { break };
-        at = last.checkpoint();
-        let mut batch = std::mem::take(&mut work);
-        pending = Some(tokio::task::spawn_blocking(move || {
-            batch.take(&events, size);
-            batch
-        }));
+        range_broken.sort_by_key(|(i, _)| *i);
+        broken_links.extend(range_broken.into_iter().map(|(_, b)| b));
+        heads.extend(range_heads);
+        for (position, leaf) in range_leaves {
+            if (leaves.len() as u64) < size {
+                frontier.push(leaf, &mut completed);
+                completed.clear();
+                leaves.push((position, leaf));
+            }
+        }
+        progress(done.load(std::sync::atomic::Ordering::Relaxed), total);
     }
-    if let Some(hashing) = pending {
-        work = hashing.await.map_err(|source| StoreError::Task {
-            task: "hashing",
-            source,
-        })?;
-    }
-    let Work {
-        leaves,
-        frontier,
-        chains,
-        ..
-    } = work;
+    let chains = VerifyReport {
+        ok: broken_links.is_empty(),
+        checked_events: checked,
+        broken: broken_links,
+    };
     let tree = if leaves.len() as u64 == size && frontier.root() == signed.checkpoint.root_hash {
         None
     } else {
         Some(locate(db, &leaves, size, &signed.checkpoint.root_hash).await?)
     };
     metrics::counter!("zhilego_audit_verifications_total").increment(1);
-    let chains = chains.finish();
     let first_bad_position = tree
         .as_ref()
         .map(|t| t.position)
@@ -159,6 +520,27 @@ pub async fn against_checkpoint(
         chains,
         first_bad_position,
     })
+}
+
+/// The chain suffix of the event at `position`, read again.
+async fn reread_suffix(db: &Database, position: i64) -> Result<Vec<u8>, StoreError> {
+    let row = match db {
+        Database::Postgres(pool) => {
+            let sql = format!(
+                "SELECT {} FROM events WHERE position = $1",
+                scan::PG_RAW_COLUMNS
+            );
+            scan::from_pg(&sqlx::query(&sql).bind(position).fetch_one(pool).await?)?
+        }
+        Database::Sqlite(pool) => {
+            let sql = format!(
+                "SELECT {} FROM events WHERE position = $1",
+                scan::LITE_RAW_COLUMNS
+            );
+            scan::from_lite(&sqlx::query(&sql).bind(position).fetch_one(pool).await?)?
+        }
+    };
+    Ok(scan::digest(&row)?.chain_suffix)
 }
 
 /// Names the first leaf where the store departs from the checkpoint.

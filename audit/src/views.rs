@@ -68,21 +68,55 @@ impl Redactor {
             .filter(|e| e.aggregate_type == User::TYPE)
             .map(|e| e.aggregate_id.as_str())
             .collect();
+        let by_id: HashMap<uuid::Uuid, &str> = users
+            .iter()
+            .filter_map(|u| Some((u.parse().ok()?, *u)))
+            .collect();
+        let ids: Vec<uuid::Uuid> = by_id.keys().copied().collect();
         let mut erased = HashSet::new();
-        for user in users {
-            let Ok(id) = user.parse::<uuid::Uuid>() else {
-                continue;
-            };
-            let n: i64 = store::with_pool!(db, pool => {
-                sqlx::query_scalar(
-                    "SELECT count(*) FROM user_keys WHERE user_id = $1 AND erased_at IS NOT NULL",
-                )
-                .bind(id)
-                .fetch_one(pool)
-                .await?
+        // One query per few hundred users (a page's users in one).
+        for chunk in ids.chunks(500) {
+            let found: Vec<uuid::Uuid> = store::with_pool!(db, pool => {
+                let mut q = sqlx::QueryBuilder::new(
+                    "SELECT DISTINCT user_id FROM user_keys WHERE erased_at IS NOT NULL AND user_id IN (",
+                );
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build_query_scalar().fetch_all(pool).await?
             });
-            if n > 0 {
-                erased.insert(user.to_string());
+            erased.extend(
+                found
+                    .iter()
+                    .filter_map(|id| by_id.get(id))
+                    .map(|u| u.to_string()),
+            );
+        }
+        Ok(Redactor { erased })
+    }
+
+    /// Knows whether the user `aggregate_id` (when the aggregate is a user) was erased.
+    pub async fn for_aggregate(
+        db: &Database,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Redactor, StoreError> {
+        let mut erased = HashSet::new();
+        if aggregate_type == User::TYPE {
+            if let Ok(id) = aggregate_id.parse::<uuid::Uuid>() {
+                let n: i64 = store::with_pool!(db, pool => {
+                    sqlx::query_scalar(
+                        "SELECT count(*) FROM user_keys WHERE user_id = $1 AND erased_at IS NOT NULL",
+                    )
+                    .bind(id)
+                    .fetch_one(pool)
+                    .await?
+                });
+                if n > 0 {
+                    erased.insert(aggregate_id.to_string());
+                }
             }
         }
         Ok(Redactor { erased })
@@ -186,30 +220,57 @@ pub struct StateView {
     pub diff: Option<StateDiff>,
 }
 
-/// Folds the first `n` events with aggregate `A`'s own `apply`, after the upcasters
-/// (`Event::decode`); gives the state after `n - 1` and after `n` events.
+/// One event as a fold needs it: no metadata, the payload still JSON text (decoded once,
+/// through the upcasters, by `Event::decode_text`).
+#[derive(Clone, Debug)]
+pub struct FoldRow {
+    pub position: i64,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: String,
+}
+
+/// Where a fold starts: the default state, or a snapshot (the aggregate serialized after
+/// some event), and where it notes snapshots along the way.
+#[derive(Default)]
+pub struct FoldFrom<'a> {
+    /// The state to continue from (`None`: the aggregate's default).
+    pub start: Option<&'a Value>,
+    /// Note the state after each event whose sequence is a multiple of this (0: none).
+    pub snapshot_every: i64,
+}
+
+/// Folds `events` with aggregate `A`'s own `apply`, after the upcasters; gives the state
+/// before the last event and after it, and the snapshots asked for.
 fn fold<A: Aggregate>(
-    events: &[StoredEvent],
-    n: usize,
+    aggregate_type: &str,
+    events: &[FoldRow],
+    from: &FoldFrom<'_>,
     take: fn(Event) -> Option<A::Event>,
-) -> Result<(Value, Value), ViewError> {
-    let mut aggregate = A::default();
+) -> Result<Folded, ViewError> {
+    let mut aggregate = match from.start {
+        None => A::default(),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+            ViewError::Store(StoreError::Integrity(format!(
+                "a snapshot of a {aggregate_type} does not read back: {e}"
+            )))
+        })?,
+    };
     let mut before = None;
-    for (i, e) in events.iter().take(n).enumerate() {
-        let decoded = Event::decode(
-            &e.aggregate_type,
-            &e.event_type,
-            &e.event_version,
-            &e.payload,
-        )
-        .map_err(|source| ViewError::Decode {
-            position: e.position,
-            source,
-        })?;
+    let mut snapshots = Vec::new();
+    let n = events.len();
+    for (i, e) in events.iter().enumerate() {
+        let decoded =
+            Event::decode_text(aggregate_type, &e.event_type, &e.event_version, &e.payload)
+                .map_err(|source| ViewError::Decode {
+                    position: e.position,
+                    source,
+                })?;
         let event = take(decoded).ok_or_else(|| ViewError::Decode {
             position: e.position,
             source: domain::DecodeError::TypeMismatch {
-                stored: e.aggregate_type.clone(),
+                stored: aggregate_type.to_string(),
                 found: "an event of another aggregate".into(),
             },
         })?;
@@ -217,51 +278,66 @@ fn fold<A: Aggregate>(
             before = Some(to_value(&aggregate));
         }
         aggregate.apply(event);
+        if from.snapshot_every > 0 && e.sequence % from.snapshot_every == 0 {
+            snapshots.push((e.sequence, to_value(&aggregate)));
+        }
     }
     let after = to_value(&aggregate);
-    Ok((before.unwrap_or_else(|| after.clone()), after))
+    Ok(Folded {
+        before: before.unwrap_or_else(|| after.clone()),
+        after,
+        snapshots,
+    })
+}
+
+struct Folded {
+    before: Value,
+    after: Value,
+    snapshots: Vec<(i64, Value)>,
 }
 
 fn to_value<T: Serialize>(t: &T) -> Value {
     serde_json::to_value(t).unwrap_or(Value::Null)
 }
 
-/// The state of one aggregate at a point of its history, folded from `events` (its events by
-/// sequence); `None` when the aggregate has no events.
+/// The state of one aggregate after `events` (its events by sequence up to the point asked
+/// for, after `from`'s start), with the snapshots `from` asks for (sequence, state as
+/// stored, before any redaction).
 pub fn state_of(
     redactor: &Redactor,
     aggregate_type: &str,
     aggregate_id: &str,
-    events: &[StoredEvent],
-    as_of: AsOf,
+    from: &FoldFrom<'_>,
+    events: &[FoldRow],
     diff: bool,
-) -> Result<StateView, ViewError> {
-    let n = match as_of {
-        AsOf::Latest => events.len(),
-        AsOf::Sequence(s) => events.iter().take_while(|e| e.sequence <= s).count(),
-        AsOf::Instant(t) => events.iter().take_while(|e| e.recorded_at <= t).count(),
-    };
-    let (mut before, mut after) = match aggregate_type {
-        t if t == Listing::TYPE => fold::<Listing>(events, n, |e| match e {
+) -> Result<(StateView, Vec<(i64, Value)>), ViewError> {
+    let folded = match aggregate_type {
+        t if t == Listing::TYPE => fold::<Listing>(t, events, from, |e| match e {
             Event::Listing(e) => Some(e),
             _ => None,
         })?,
-        t if t == Booking::TYPE => fold::<Booking>(events, n, |e| match e {
+        t if t == Booking::TYPE => fold::<Booking>(t, events, from, |e| match e {
             Event::Booking(e) => Some(e),
             _ => None,
         })?,
-        t if t == Payment::TYPE => fold::<Payment>(events, n, |e| match e {
+        t if t == Payment::TYPE => fold::<Payment>(t, events, from, |e| match e {
             Event::Payment(e) => Some(e),
             _ => None,
         })?,
-        t if t == User::TYPE => fold::<User>(events, n, |e| match e {
+        t if t == User::TYPE => fold::<User>(t, events, from, |e| match e {
             Event::User(e) => Some(e),
             _ => None,
         })?,
         other => return Err(ViewError::UnknownAggregate(other.to_string())),
     };
+    let Folded {
+        mut before,
+        mut after,
+        snapshots,
+    } = folded;
     redactor.redact(aggregate_type, aggregate_id, &mut before);
     redactor.redact(aggregate_type, aggregate_id, &mut after);
+    let n = events.len();
     let sequence = if n == 0 { 0 } else { events[n - 1].sequence };
     let diff = (diff && n > 0).then(|| StateDiff {
         sequence,
@@ -269,13 +345,16 @@ pub fn state_of(
         before,
         after: after.clone(),
     });
-    Ok(StateView {
-        aggregate_type: aggregate_type.to_string(),
-        aggregate_id: aggregate_id.to_string(),
-        sequence,
-        state: after,
-        diff,
-    })
+    Ok((
+        StateView {
+            aggregate_type: aggregate_type.to_string(),
+            aggregate_id: aggregate_id.to_string(),
+            sequence,
+            state: after,
+            diff,
+        },
+        snapshots,
+    ))
 }
 
 fn pointer_token(key: &str) -> String {

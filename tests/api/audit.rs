@@ -674,6 +674,99 @@ on_both_backends!(
     state_as_of_equals_folding_the_events
 );
 
+/// A listing with a few hundred events: states as of any point equal the oracle's fold while
+/// the service answers from its snapshots (PostgreSQL keeps them after every 128 events), and
+/// still do after an event under the snapshots is changed in the database.
+async fn state_as_of_from_snapshots_follows_the_stored_events(backend: Backend, test: &str) {
+    let Some(app) = spawn_app_with(backend, test, FAST).await else {
+        return;
+    };
+    let host = Uuid::now_v7();
+    let host_token = app.token(Role::Host, host);
+    let listing = app
+        .create_listing(host, json!({"nightly_price_kzt": 15_000}))
+        .await;
+    for i in 0..299 {
+        let (status, body) = app
+            .patch(
+                &format!("/api/v1/listings/{listing}"),
+                &host_token,
+                &json!({"nightly_price_kzt": 16_000 + i}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let token = auditor(&app);
+    let id = listing.to_string();
+    let seed: u64 = rand::random();
+    println!("{test}: seed {seed}");
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    use rand::Rng;
+    let check = |events: Vec<StoredEvent>, s: i64| {
+        let app = &app;
+        let (token, id) = (&token, &id);
+        async move {
+            let (status, view) = app
+                .get(
+                    &format!("/api/v1/audit/aggregates/Listing/{id}/state?as_of={s}&diff=true"),
+                    Some(token),
+                )
+                .await;
+            assert_eq!(status, 200, "{view}");
+            let upto: Vec<StoredEvent> =
+                events.iter().filter(|e| e.sequence <= s).cloned().collect();
+            let (mut want, mut before) = (
+                folded("Listing", &upto),
+                folded("Listing", &upto[..upto.len() - 1]),
+            );
+            redact_sealed(&mut want);
+            redact_sealed(&mut before);
+            assert_eq!(view["sequence"].as_i64(), Some(s));
+            assert_eq!(view["state"], want, "as of {s}");
+            assert_eq!(view["diff"]["before"], before, "before {s}");
+        }
+    };
+    let events = store::history::aggregate_events(&app.db, "Listing", &id)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 300);
+    // The first request folds everything (and keeps snapshots), later ones start from them:
+    // around the snapshot points and at random.
+    let mut points: Vec<i64> = vec![300, 128, 129, 256, 257, 255, 1, 2, 300];
+    points.extend((0..12).map(|_| rng.random_range(1..=300)));
+    for s in points {
+        check(events.clone(), s).await;
+    }
+    // An event under every snapshot changed in the database (the listing's host, which no
+    // later event sets again): the state shows it.
+    let mut edited = events[0].clone();
+    edited.payload = serde_json::from_str(
+        &edited
+            .payload
+            .to_string()
+            .replace(&host.to_string(), &Uuid::now_v7().to_string()),
+    )
+    .unwrap();
+    assert_ne!(
+        edited.payload, events[0].payload,
+        "the edit changes something"
+    );
+    tamper(&app.db, &[]).await;
+    rewrite(&app.db, &edited).await;
+    let events = store::history::aggregate_events(&app.db, "Listing", &id)
+        .await
+        .unwrap();
+    assert_eq!(events[0].payload, edited.payload);
+    for s in [300, 200, 129, 1, rng.random_range(130..=300)] {
+        check(events.clone(), s).await;
+    }
+    app.finish().await;
+}
+on_both_backends!(
+    state_as_of_from_snapshots_follows_the_stored_events,
+    state_as_of_from_snapshots_follows_the_stored_events
+);
+
 /// What the test expects the API to show of sealed values (an `x1:` string).
 fn redact_sealed(v: &mut Value) {
     match v {

@@ -1,0 +1,412 @@
+//! Reading the store for hashing, fast: events with their payload and metadata still JSON
+//! text (decoded on the hashing threads, not while reading), and the leaf hash and the chain
+//! check of one event from a single canonical encoding of each JSON value.
+//!
+//! The bytes are exactly those of [`crate::leaf::leaf_data`] and `store::chain::event_hash`
+//! (the tests below compare them); only the work is shared: the metadata is written once, and
+//! the chain's form of it (without `hash`) is cut from that.
+use crate::leaf::{Hash, LEAF_TAG};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use store::history::Checkpoint;
+use store::{Database, StoreError};
+
+/// One stored event, its JSON as text.
+#[derive(Clone, Debug)]
+pub struct RawRow {
+    pub position: i64,
+    pub tx: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: String,
+    pub metadata: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RawRow {
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            tx: self.tx,
+            position: self.position,
+        }
+    }
+}
+
+/// The columns of a [`RawRow`] on PostgreSQL (the JSON as text: the server writes it once,
+/// and the client parses it where it likes).
+pub const PG_RAW_COLUMNS: &str =
+    "position, xid::text::bigint AS tx, aggregate_type, aggregate_id, sequence, event_type, \
+     event_version, payload::text AS payload, metadata::text AS metadata, recorded_at";
+/// The same on SQLite, where JSON is stored as text.
+pub const LITE_RAW_COLUMNS: &str = "position, position AS tx, aggregate_type, aggregate_id, \
+     sequence, event_type, event_version, payload, metadata, recorded_at";
+
+pub fn from_pg(row: &sqlx::postgres::PgRow) -> Result<RawRow, sqlx::Error> {
+    Ok(RawRow {
+        position: row.try_get(0)?,
+        tx: row.try_get(1)?,
+        aggregate_type: row.try_get(2)?,
+        aggregate_id: row.try_get(3)?,
+        sequence: row.try_get(4)?,
+        event_type: row.try_get(5)?,
+        event_version: row.try_get(6)?,
+        payload: row.try_get(7)?,
+        metadata: row.try_get(8)?,
+        recorded_at: row.try_get(9)?,
+    })
+}
+
+pub fn from_lite(row: &sqlx::sqlite::SqliteRow) -> Result<RawRow, sqlx::Error> {
+    let recorded: String = row.try_get(9)?;
+    Ok(RawRow {
+        position: row.try_get(0)?,
+        tx: row.try_get(1)?,
+        aggregate_type: row.try_get(2)?,
+        aggregate_id: row.try_get(3)?,
+        sequence: row.try_get(4)?,
+        event_type: row.try_get(5)?,
+        event_version: row.try_get(6)?,
+        payload: row.try_get(7)?,
+        metadata: row.try_get(8)?,
+        recorded_at: DateTime::parse_from_rfc3339(&recorded)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+    })
+}
+
+/// Committed events after `after` in commit-safe order (`store::history::events_after`'s
+/// reading), at most `limit`, as text.
+pub async fn raw_after(
+    db: &Database,
+    after: Checkpoint,
+    limit: i64,
+) -> Result<Vec<RawRow>, StoreError> {
+    Ok(match db {
+        Database::Postgres(pool) => {
+            let sql = format!(
+                "SELECT {PG_RAW_COLUMNS} FROM events {}",
+                store::history::PG_AFTER
+            );
+            let rows = sqlx::query(&sql)
+                .bind(after.tx)
+                .bind(after.position)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(from_pg).collect::<Result<_, _>>()?
+        }
+        Database::Sqlite(pool) => {
+            let sql = format!(
+                "SELECT {LITE_RAW_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(after.position)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(from_lite).collect::<Result<_, _>>()?
+        }
+    })
+}
+
+/// Writes `value` as canonical JSON (keys sorted by their bytes, no whitespace): the bytes of
+/// `store::chain::write_canonical`.
+pub fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            out.push(b'{');
+            let sorted = map.keys().zip(map.keys().skip(1)).all(|(a, b)| a <= b);
+            if sorted {
+                for (i, (k, v)) in map.iter().enumerate() {
+                    member(i, k, v, out);
+                }
+            } else {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                for (i, k) in keys.into_iter().enumerate() {
+                    member(i, k, &map[k], out);
+                }
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        // serde_json's compact form of a scalar is its `Display`.
+        other => serde_json::to_writer(&mut *out, other).expect("writing to a Vec"),
+    }
+}
+
+fn member(i: usize, k: &str, v: &Value, out: &mut Vec<u8>) {
+    if i > 0 {
+        out.push(b',');
+    }
+    serde_json::to_writer(&mut *out, k).expect("writing to a Vec");
+    out.push(b':');
+    write_canonical(v, out);
+}
+
+/// One event, hashed: its leaf, its chain link as stored, and what its chain hash needs
+/// besides the predecessor's hash.
+pub struct Digest1 {
+    pub leaf: Hash,
+    /// `metadata.hash` as stored ("" when absent).
+    pub stored_hash: String,
+    /// The chain hash's input after the predecessor's hash.
+    pub chain_suffix: Vec<u8>,
+}
+
+impl Digest1 {
+    /// The chain hash of the event after a predecessor whose hash is `prev`
+    /// (`store::chain::event_hash`).
+    pub fn chain_hash(&self, prev: &str) -> String {
+        chain_hash(prev, &self.chain_suffix)
+    }
+}
+
+pub fn chain_hash(prev: &str, suffix: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update(suffix);
+    hex::encode(h.finalize())
+}
+
+fn put_str(h: &mut Sha256, s: &[u8]) {
+    h.update((s.len() as u32).to_be_bytes());
+    h.update(s);
+}
+
+/// Parses one row's JSON (the error names the position).
+fn parse(position: i64, text: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Payload { position, source })
+}
+
+/// The leaf hash of a row ([`crate::leaf::leaf_hash`] of the same event).
+pub fn leaf_hash(row: &RawRow) -> Result<Hash, StoreError> {
+    let payload = parse(row.position, &row.payload)?;
+    let metadata = parse(row.position, &row.metadata)?;
+    let mut p = Vec::with_capacity(row.payload.len());
+    write_canonical(&payload, &mut p);
+    let mut m = Vec::with_capacity(row.metadata.len());
+    write_canonical(&metadata, &mut m);
+    Ok(leaf_of(row, &p, &m))
+}
+
+fn leaf_of(row: &RawRow, payload: &[u8], metadata: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(LEAF_TAG);
+    h.update((row.position as u64).to_be_bytes());
+    put_str(&mut h, row.aggregate_type.as_bytes());
+    put_str(&mut h, row.aggregate_id.as_bytes());
+    h.update((row.sequence as u64).to_be_bytes());
+    put_str(&mut h, row.event_type.as_bytes());
+    put_str(&mut h, row.event_version.as_bytes());
+    put_str(&mut h, payload);
+    put_str(&mut h, metadata);
+    h.update(row.recorded_at.timestamp_micros().to_be_bytes());
+    h.finalize().into()
+}
+
+/// The leaf hash, the stored chain link and the chain suffix of a row, encoding each JSON
+/// value once.
+pub fn digest(row: &RawRow) -> Result<Digest1, StoreError> {
+    let payload = parse(row.position, &row.payload)?;
+    let metadata = parse(row.position, &row.metadata)?;
+    let mut p = Vec::with_capacity(row.payload.len());
+    write_canonical(&payload, &mut p);
+    // The metadata canonically, noting where its top-level `hash` member is, so that the
+    // chain's form (the metadata without `hash`) is the same bytes without that member.
+    let mut m = Vec::with_capacity(row.metadata.len());
+    let mut hash_member: Option<(usize, usize)> = None;
+    let mut stored_hash = String::new();
+    match &metadata {
+        Value::Object(map) => {
+            m.push(b'{');
+            let mut keys: Vec<&String> = map.keys().collect();
+            if !keys.windows(2).all(|w| w[0] <= w[1]) {
+                keys.sort();
+            }
+            for (i, k) in keys.into_iter().enumerate() {
+                let start = m.len();
+                member(i, k, &map[k], &mut m);
+                if k == "hash" {
+                    hash_member = Some((start, m.len()));
+                    if let Some(s) = map[k].as_str() {
+                        stored_hash = s.to_string();
+                    }
+                }
+            }
+            m.push(b'}');
+        }
+        other => write_canonical(other, &mut m),
+    }
+    let leaf = leaf_of(row, &p, &m);
+    let mut suffix = Vec::with_capacity(p.len() + m.len() + 128);
+    for part in [
+        &row.aggregate_type,
+        &row.aggregate_id,
+        &row.event_type,
+        &row.event_version,
+    ] {
+        suffix.push(b'\n');
+        suffix.extend_from_slice(part.as_bytes());
+    }
+    suffix.push(b'\n');
+    suffix.extend_from_slice(row.sequence.to_string().as_bytes());
+    suffix.push(b'\n');
+    suffix.extend_from_slice(&p);
+    suffix.push(b'\n');
+    match hash_member {
+        None => suffix.extend_from_slice(&m),
+        Some((start, end)) => {
+            // `{…,"hash":…,…}`: drop the member and one comma beside it.
+            let (start, end) = if m[start] == b',' {
+                (start, end)
+            } else if m.get(end) == Some(&b',') {
+                (start, end + 1)
+            } else {
+                (start, end)
+            };
+            suffix.extend_from_slice(&m[..start]);
+            suffix.extend_from_slice(&m[end..]);
+        }
+    }
+    Ok(Digest1 {
+        leaf,
+        stored_hash,
+        chain_suffix: suffix,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use rand::{Rng, SeedableRng};
+    use serde_json::json;
+    use store::StoredEvent;
+
+    fn random_string(rng: &mut rand::rngs::StdRng) -> String {
+        const PIECES: &[&str] = &[
+            "a", "hash", "Z", "é", "\"", "\\", "\n", "\t", "\u{1}", "\u{1f}", "ж", "日本", "/",
+            "~", "x1:", " ", "\u{7f}", "\u{2028}", "😀",
+        ];
+        (0..rng.random_range(0..6))
+            .map(|_| PIECES[rng.random_range(0..PIECES.len())])
+            .collect()
+    }
+
+    fn random_value(rng: &mut rand::rngs::StdRng, depth: u32) -> Value {
+        match rng.random_range(0..if depth > 3 { 5 } else { 7 }) {
+            0 => Value::Null,
+            1 => Value::Bool(rng.random()),
+            2 => json!(rng.random_range(-1_000_000_000_000i64..1_000_000_000_000)),
+            3 => json!(rng.random_range(-1e6..1e6f64)),
+            4 => Value::String(random_string(rng)),
+            5 => Value::Array(
+                (0..rng.random_range(0..4))
+                    .map(|_| random_value(rng, depth + 1))
+                    .collect(),
+            ),
+            _ => Value::Object(
+                (0..rng.random_range(0..5))
+                    .map(|_| (random_string(rng), random_value(rng, depth + 1)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Random events through text (as the store gives them), against the straightforward
+    /// implementations: the leaf of `leaf.rs` and the chain hash of `store::chain`.
+    #[test]
+    fn the_fast_encoding_equals_the_reference_one() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        for i in 0..3000 {
+            let payload = random_value(&mut rng, 0);
+            let mut metadata = match random_value(&mut rng, 1) {
+                Value::Object(m) => Value::Object(m),
+                other if i % 7 == 0 => other,
+                other => json!({"actor": other}),
+            };
+            if let Value::Object(m) = &mut metadata {
+                match i % 3 {
+                    0 => {
+                        m.insert("hash".into(), json!(hex::encode([i as u8; 32])));
+                    }
+                    1 => {
+                        m.insert("hash".into(), random_value(&mut rng, 2));
+                    }
+                    _ => {}
+                }
+            }
+            let e = StoredEvent {
+                position: rng.random_range(1..i64::MAX),
+                tx: 0,
+                aggregate_type: random_string(&mut rng),
+                aggregate_id: random_string(&mut rng),
+                sequence: rng.random_range(0..1_000_000),
+                event_type: random_string(&mut rng),
+                event_version: random_string(&mut rng),
+                hash: metadata
+                    .get("hash")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                payload,
+                metadata,
+                recorded_at: Utc
+                    .timestamp_micros(rng.random_range(0..4_000_000_000_000_000))
+                    .unwrap(),
+            };
+            // PostgreSQL's text form has other spacing and key order; any JSON text of the
+            // same value must give the same bytes.
+            let pretty = |v: &Value| {
+                if i % 2 == 0 {
+                    serde_json::to_string_pretty(v).unwrap()
+                } else {
+                    serde_json::to_string(v).unwrap()
+                }
+            };
+            let row = RawRow {
+                position: e.position,
+                tx: 0,
+                aggregate_type: e.aggregate_type.clone(),
+                aggregate_id: e.aggregate_id.clone(),
+                sequence: e.sequence,
+                event_type: e.event_type.clone(),
+                event_version: e.event_version.clone(),
+                payload: pretty(&e.payload),
+                metadata: pretty(&e.metadata),
+                recorded_at: e.recorded_at,
+            };
+            let d = digest(&row).unwrap();
+            assert_eq!(d.leaf, crate::leaf::leaf_hash(&e), "{e:?}");
+            assert_eq!(leaf_hash(&row).unwrap(), d.leaf);
+            assert_eq!(d.stored_hash, e.hash);
+            let prev = hex::encode([7u8; 32]);
+            assert_eq!(
+                d.chain_hash(&prev),
+                store::chain::event_hash(&prev, &e.chain_input()),
+                "{e:?}"
+            );
+            let mut mine = Vec::new();
+            write_canonical(&e.payload, &mut mine);
+            let mut theirs = String::new();
+            store::chain::write_canonical(&e.payload, &mut theirs);
+            assert_eq!(String::from_utf8(mine).unwrap(), theirs);
+        }
+    }
+}

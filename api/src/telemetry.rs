@@ -210,11 +210,12 @@ fn install_panic_hook() {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let payload = info.payload();
-        let message = payload
+        // What the panic was given: a `&str` or a `String` (panic!'s two forms).
+        let given: &(dyn std::any::Any + Send) = std::panic::PanicHookInfo::payload(info);
+        let message = given
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .or_else(|| given.downcast_ref::<String>().cloned())
             .unwrap_or_default();
         let correlation_id = crate::routes::context::current_correlation()
             .map(|id| id.to_string())

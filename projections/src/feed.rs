@@ -77,9 +77,12 @@ async fn traced_apply<P: Projection>(
             .iter()
             .filter_map(|link| {
                 let traceparent = link.traceparent.as_deref()?;
-                let span = tracing::info_span!("project", otel.kind = "consumer",
-                    projection = P::NAME, position = link.event.position,
-                    event_type = %link.event.event_type);
+                let span = tracing::info_span!(
+                    "project",
+                    otel.kind = "consumer",
+                    projection = P::NAME,
+                    position = link.event.position
+                );
                 store::trace::continue_from(&span, traceparent);
                 Some(span)
             })

@@ -34,12 +34,26 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut res = compiled_asset(body, content_type, POLICY, "no-cache");
+    res.headers_mut()
+        .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    res
+}
+
+/// A file compiled into the binary, served with its type, its page's Content-Security-Policy,
+/// no sniffing, no referrer and the given caching (the dashboard's and the docs UI's files).
+pub(crate) fn compiled_asset(
+    body: &'static str,
+    content_type: &'static str,
+    policy: &'static str,
+    cache_control: &'static str,
+) -> Response {
     let mut res = body.into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(POLICY),
+        HeaderValue::from_static(policy),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -49,7 +63,9 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
     res
 }

@@ -4,8 +4,7 @@
 //! the Content-Security-Policy lets the page load only this server's files and call only this
 //! origin, so it works with no network and leaks nothing to third parties.
 use crate::state::AppState;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
@@ -40,27 +39,11 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
-    let mut res = body.into_response();
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(POLICY),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
     // The bundle changes only with the binary; a day's caching spares a 4 MB download.
     let cache = if content_type.starts_with("text/html") {
         "no-cache"
     } else {
         "public, max-age=86400"
     };
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    res
+    super::dashboard::compiled_asset(body, content_type, POLICY, cache)
 }

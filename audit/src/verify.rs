@@ -256,6 +256,29 @@ fn hasher(
     })
 }
 
+/// Decodes the rows of `stream` and sends them to the hashing task `CHUNK` at a time; stops
+/// early when the hashing task has stopped (its own error is the one reported).
+async fn send_in_chunks<R>(
+    mut stream: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    decode: fn(&R) -> Result<RawRow, sqlx::Error>,
+    send: tokio::sync::mpsc::Sender<Vec<RawRow>>,
+) -> Result<(), StoreError> {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    while let Some(row) = stream.try_next().await? {
+        chunk.push(decode(&row)?);
+        if chunk.len() == CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            if send.send(full).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = send.send(chunk).await;
+    }
+    Ok(())
+}
+
 fn task_error(source: tokio::task::JoinError) -> StoreError {
     StoreError::Task {
         task: "hashing",
@@ -295,27 +318,13 @@ async fn read_pg_range(
     let (send, recv) = tokio::sync::mpsc::channel(4);
     let hashing = hasher(recv, range.from == Checkpoint::default(), done);
     let read = async {
-        let mut stream = sqlx::query(&sql)
+        let stream = sqlx::query(&sql)
             .bind(range.from.tx)
             .bind(range.from.position)
             .bind(to.tx)
             .bind(to.position)
             .fetch(&mut *tx);
-        let mut chunk = Vec::with_capacity(CHUNK);
-        while let Some(row) = stream.try_next().await? {
-            chunk.push(scan::from_pg(&row)?);
-            if chunk.len() == CHUNK {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                if send.send(full).await.is_err() {
-                    break;
-                }
-            }
-        }
-        if !chunk.is_empty() {
-            let _ = send.send(chunk).await;
-        }
-        drop(send);
-        Ok::<_, StoreError>(())
+        send_in_chunks(stream, scan::from_pg, send).await
     };
     let read = read.await;
     let work = hashing.await.map_err(task_error)?;
@@ -380,22 +389,8 @@ async fn read_all(
                         "SELECT {} FROM events ORDER BY position",
                         scan::LITE_RAW_COLUMNS
                     );
-                    let mut stream = sqlx::query(&sql).fetch(&pool);
-                    let mut chunk = Vec::with_capacity(CHUNK);
-                    while let Some(row) = stream.try_next().await? {
-                        chunk.push(scan::from_lite(&row)?);
-                        if chunk.len() == CHUNK {
-                            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                            if send.send(full).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                    if !chunk.is_empty() {
-                        let _ = send.send(chunk).await;
-                    }
-                    drop(send);
-                    Ok::<_, StoreError>(())
+                    let stream = sqlx::query(&sql).fetch(&pool);
+                    send_in_chunks(stream, scan::from_lite, send).await
                 };
                 let read = read.await;
                 let work = hashing.await.map_err(task_error)?;

@@ -279,12 +279,16 @@ pub async fn raw_events_after(
     })
 }
 
+/// At most this many events of a backlog are counted: a reader further behind is shown this
+/// many (the lag metrics say "at least"), so counting never reads more than this many rows.
+pub const BACKLOG_CAP: i64 = 100_000;
+
 /// How far a reader is behind the store.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Backlog {
-    /// Committed events after the reader's checkpoint.
+    /// Committed events after the reader's checkpoint, counted up to [`BACKLOG_CAP`].
     pub events: i64,
-    /// When the oldest of them was recorded.
+    /// When the oldest of them (of the first [`BACKLOG_CAP`] in commit order) was recorded.
     pub oldest: Option<DateTime<Utc>>,
 }
 
@@ -297,25 +301,36 @@ impl Backlog {
     }
 }
 
-/// How far a reader at `after` is behind.
+/// How far a reader at `after` is behind: the first [`BACKLOG_CAP`] events after it in
+/// commit-safe order, counted.
+///
+/// On PostgreSQL the count reads the commit-order index from `after` on, up to the cap. Without
+/// the `ORDER BY … LIMIT` the planner estimates `(tx, position) > ($1, $2)` by its first column
+/// alone (or, in a generic plan, as a third of the table) and counts with a full scan of the
+/// store: 0.8–1.8 s at 1,000,000 events, after every notary step.
 pub async fn backlog(db: &Database, after: Checkpoint) -> Result<Backlog, StoreError> {
     let (events, oldest) = match db {
         Database::Postgres(pool) => {
             sqlx::query_as(
-                "SELECT count(*), min(recorded_at) FROM events \
-                 WHERE (xid::text::bigint, position) > ($1, $2)",
+                "SELECT count(*), min(recorded_at) FROM (SELECT recorded_at FROM events \
+                 WHERE (xid::text::bigint, position) > ($1, $2) \
+                 ORDER BY xid::text::bigint, position LIMIT $3) s",
             )
             .bind(after.tx)
             .bind(after.position)
+            .bind(BACKLOG_CAP)
             .fetch_one(pool)
             .await?
         }
         Database::Sqlite(pool) => {
-            let (count, oldest): (i64, Option<String>) =
-                sqlx::query_as("SELECT count(*), min(recorded_at) FROM events WHERE position > $1")
-                    .bind(after.position)
-                    .fetch_one(pool)
-                    .await?;
+            let (count, oldest): (i64, Option<String>) = sqlx::query_as(
+                "SELECT count(*), min(recorded_at) FROM (SELECT recorded_at FROM events \
+                 WHERE position > $1 ORDER BY position LIMIT $2)",
+            )
+            .bind(after.position)
+            .bind(BACKLOG_CAP)
+            .fetch_one(pool)
+            .await?;
             let oldest = oldest
                 .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
                 .map(|t| t.with_timezone(&Utc));

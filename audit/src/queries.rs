@@ -243,7 +243,7 @@ pub async fn state(
     Ok(view)
 }
 
-/// The digest of the aggregate's stored events up to `sequence` (PostgreSQL).
+/// The digest of the versions of the aggregate's stored rows up to `sequence` (PostgreSQL).
 async fn stored_digest(
     db: &Database,
     aggregate_type: &str,
@@ -328,7 +328,7 @@ async fn exists(
 
 /// The aggregate's events with `after < sequence <= until`, by sequence, as a fold needs
 /// them: read by the primary key `(aggregate_type, aggregate_id, sequence)`, without
-/// metadata, the payload as text.
+/// metadata, the payload as text, with each row's version (PostgreSQL).
 async fn fold_rows(
     db: &Database,
     aggregate_type: &str,
@@ -336,17 +336,18 @@ async fn fold_rows(
     after: i64,
     until: i64,
 ) -> Result<Vec<views::FoldRow>, StoreError> {
-    let payload = if matches!(db, Database::Postgres(_)) {
-        "payload::text"
+    let (payload, row_version) = if matches!(db, Database::Postgres(_)) {
+        ("payload::text", snapshots::ROW_VERSION_SQL)
     } else {
-        "payload"
+        ("payload", "''")
     };
     let sql = format!(
-        "SELECT position, sequence, event_type, event_version, {payload} FROM events \
+        "SELECT position, sequence, event_type, event_version, {payload}, {row_version} \
+         FROM events \
          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence <= $4 \
          ORDER BY sequence"
     );
-    let rows: Vec<(i64, i64, String, String, String)> = store::with_pool!(db, pool => {
+    let rows: Vec<(i64, i64, String, String, String, String)> = store::with_pool!(db, pool => {
         sqlx::query_as(&sql)
             .bind(aggregate_type)
             .bind(aggregate_id)
@@ -358,12 +359,15 @@ async fn fold_rows(
     Ok(rows
         .into_iter()
         .map(
-            |(position, sequence, event_type, event_version, payload)| views::FoldRow {
-                position,
-                sequence,
-                event_type,
-                event_version,
-                payload,
+            |(position, sequence, event_type, event_version, payload, row_version)| {
+                views::FoldRow {
+                    position,
+                    sequence,
+                    event_type,
+                    event_version,
+                    payload,
+                    row_version,
+                }
             },
         )
         .collect())

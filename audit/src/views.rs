@@ -229,6 +229,11 @@ pub struct FoldRow {
     pub event_type: String,
     pub event_version: String,
     pub payload: String,
+    /// The stored row's version on PostgreSQL, `xmin,ctid` (the transaction that wrote the
+    /// row and its place in the table): any UPDATE, DELETE or INSERT gives a row another one,
+    /// even with triggers off. Empty on SQLite. What snapshots are checked by
+    /// (`crate::snapshots`).
+    pub row_version: String,
 }
 
 /// Where a fold starts: the default state, or a snapshot (the aggregate serialized after

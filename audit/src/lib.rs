@@ -2,6 +2,8 @@
 //!
 //! - [`leaf`]: the canonical, length-prefixed encoding of one stored event and its RFC 9162
 //!   leaf hash.
+//! - [`canonical`]: canonical JSON straight from stored JSON text (verify's and the notary's
+//!   fast path).
 //! - [`merkle`]: the RFC 9162 tree: roots, inclusion and consistency proofs, their checks.
 //! - [`note`]: checkpoints as C2SP signed notes (Ed25519).
 //! - [`tree`]: the tree as the database keeps it (leaves, full subtrees, checkpoints).
@@ -14,6 +16,7 @@
 //! docs/audit.md describes the bytes, the tree and the notes for verifiers written elsewhere.
 #![forbid(unsafe_code)]
 
+pub mod canonical;
 pub mod export;
 pub mod leaf;
 pub mod merkle;

@@ -195,13 +195,81 @@ fn parse(position: i64, text: &str) -> Result<Value, StoreError> {
 
 /// The leaf hash of a row ([`crate::leaf::leaf_hash`] of the same event).
 pub fn leaf_hash(row: &RawRow) -> Result<Hash, StoreError> {
+    let forms = canonical_forms(row)?;
+    Ok(leaf_of(row, &forms.payload, &forms.metadata))
+}
+
+/// A row's payload and metadata in canonical form, with the metadata's top-level `hash`
+/// member (its place in `metadata`) and value.
+struct Forms {
+    payload: Vec<u8>,
+    metadata: Vec<u8>,
+    hash_member: Option<(usize, usize)>,
+    stored_hash: String,
+}
+
+/// Straight from the text ([`crate::canonical`]) when it can, else through `Value`s.
+fn canonical_forms(row: &RawRow) -> Result<Forms, StoreError> {
+    let mut payload = Vec::with_capacity(row.payload.len());
+    let mut metadata = Vec::with_capacity(row.metadata.len());
+    if crate::canonical::write(&row.payload, &mut payload).is_some() {
+        if let Some(c) = crate::canonical::write(&row.metadata, &mut metadata) {
+            // `"hash":` and the value; a string's value is the stored link.
+            let stored_hash = c
+                .hash_member
+                .and_then(|(start, end)| {
+                    serde_json::from_slice::<String>(&metadata[start + 7..end]).ok()
+                })
+                .unwrap_or_default();
+            return Ok(Forms {
+                payload,
+                metadata,
+                hash_member: c.hash_member,
+                stored_hash,
+            });
+        }
+    }
+    forms_by_value(row)
+}
+
+fn forms_by_value(row: &RawRow) -> Result<Forms, StoreError> {
     let payload = parse(row.position, &row.payload)?;
     let metadata = parse(row.position, &row.metadata)?;
     let mut p = Vec::with_capacity(row.payload.len());
     write_canonical(&payload, &mut p);
+    // The metadata canonically, noting where its top-level `hash` member is, so that the
+    // chain's form (the metadata without `hash`) is the same bytes without that member.
     let mut m = Vec::with_capacity(row.metadata.len());
-    write_canonical(&metadata, &mut m);
-    Ok(leaf_of(row, &p, &m))
+    let mut hash_member: Option<(usize, usize)> = None;
+    let mut stored_hash = String::new();
+    match &metadata {
+        Value::Object(map) => {
+            m.push(b'{');
+            let mut keys: Vec<&String> = map.keys().collect();
+            if !keys.windows(2).all(|w| w[0] <= w[1]) {
+                keys.sort();
+            }
+            for (i, k) in keys.into_iter().enumerate() {
+                let start = m.len();
+                member(i, k, &map[k], &mut m);
+                if k == "hash" {
+                    // The member without the comma `member` puts before all but the first.
+                    hash_member = Some((if i > 0 { start + 1 } else { start }, m.len()));
+                    if let Some(s) = map[k].as_str() {
+                        stored_hash = s.to_string();
+                    }
+                }
+            }
+            m.push(b'}');
+        }
+        other => write_canonical(other, &mut m),
+    }
+    Ok(Forms {
+        payload: p,
+        metadata: m,
+        hash_member,
+        stored_hash,
+    })
 }
 
 fn leaf_of(row: &RawRow, payload: &[u8], metadata: &[u8]) -> Hash {
@@ -223,36 +291,12 @@ fn leaf_of(row: &RawRow, payload: &[u8], metadata: &[u8]) -> Hash {
 /// The leaf hash, the stored chain link and the chain suffix of a row, encoding each JSON
 /// value once.
 pub fn digest(row: &RawRow) -> Result<Digest1, StoreError> {
-    let payload = parse(row.position, &row.payload)?;
-    let metadata = parse(row.position, &row.metadata)?;
-    let mut p = Vec::with_capacity(row.payload.len());
-    write_canonical(&payload, &mut p);
-    // The metadata canonically, noting where its top-level `hash` member is, so that the
-    // chain's form (the metadata without `hash`) is the same bytes without that member.
-    let mut m = Vec::with_capacity(row.metadata.len());
-    let mut hash_member: Option<(usize, usize)> = None;
-    let mut stored_hash = String::new();
-    match &metadata {
-        Value::Object(map) => {
-            m.push(b'{');
-            let mut keys: Vec<&String> = map.keys().collect();
-            if !keys.windows(2).all(|w| w[0] <= w[1]) {
-                keys.sort();
-            }
-            for (i, k) in keys.into_iter().enumerate() {
-                let start = m.len();
-                member(i, k, &map[k], &mut m);
-                if k == "hash" {
-                    hash_member = Some((start, m.len()));
-                    if let Some(s) = map[k].as_str() {
-                        stored_hash = s.to_string();
-                    }
-                }
-            }
-            m.push(b'}');
-        }
-        other => write_canonical(other, &mut m),
-    }
+    let Forms {
+        payload: p,
+        metadata: m,
+        hash_member,
+        stored_hash,
+    } = canonical_forms(row)?;
     let leaf = leaf_of(row, &p, &m);
     let mut suffix = Vec::with_capacity(p.len() + m.len() + 128);
     for part in [
@@ -273,10 +317,10 @@ pub fn digest(row: &RawRow) -> Result<Digest1, StoreError> {
         None => suffix.extend_from_slice(&m),
         Some((start, end)) => {
             // `{…,"hash":…,…}`: drop the member and one comma beside it.
-            let (start, end) = if m[start] == b',' {
-                (start, end)
-            } else if m.get(end) == Some(&b',') {
+            let (start, end) = if m.get(end) == Some(&b',') {
                 (start, end + 1)
+            } else if start > 0 && m[start - 1] == b',' {
+                (start - 1, end)
             } else {
                 (start, end)
             };
@@ -407,6 +451,95 @@ mod tests {
             let mut theirs = String::new();
             store::chain::write_canonical(&e.payload, &mut theirs);
             assert_eq!(String::from_utf8(mine).unwrap(), theirs);
+        }
+    }
+
+    /// JSON text with every object's keys in reverse order.
+    fn reversed(v: &Value) -> String {
+        match v {
+            Value::Object(map) => {
+                let members: Vec<String> = map
+                    .iter()
+                    .rev()
+                    .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), reversed(v)))
+                    .collect();
+                format!("{{{}}}", members.join(","))
+            }
+            Value::Array(items) => {
+                let items: Vec<String> = items.iter().map(reversed).collect();
+                format!("[{}]", items.join(","))
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// The text path of `crate::canonical` gives the `Value` path's bytes, for serde_json's
+    /// texts (compact and pretty) and PostgreSQL's (`", "` and `": "`, keys by length), and
+    /// keeps the last of repeated keys as serde_json does.
+    #[test]
+    fn canonical_from_text_equals_the_value_path() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        for i in 0..3000 {
+            let v = random_value(&mut rng, 0);
+            let texts = [
+                serde_json::to_string(&v).unwrap(),
+                serde_json::to_string_pretty(&v).unwrap(),
+                serde_json::to_string(&v)
+                    .unwrap()
+                    .replace(',', ", ")
+                    .replace(':', ": "),
+                reversed(&v),
+            ];
+            for (k, text) in texts.iter().enumerate() {
+                let Ok(parsed) = serde_json::from_str::<Value>(text) else {
+                    continue;
+                };
+                let mut want = Vec::new();
+                write_canonical(&parsed, &mut want);
+                let mut got = b"x".to_vec();
+                let done = crate::canonical::write(text, &mut got);
+                if k != 2 {
+                    assert!(done.is_some(), "{i}: {text}");
+                }
+                if done.is_some() {
+                    assert_eq!(
+                        String::from_utf8_lossy(&got[1..]),
+                        String::from_utf8_lossy(&want),
+                        "{i}: {text}"
+                    );
+                } else {
+                    assert_eq!(got, b"x");
+                }
+            }
+        }
+        for (text, want) in [
+            (r#"{"b":1,"a":2,"b":3}"#, r#"{"a":2,"b":3}"#),
+            (r#"{"a\u0062":1,"ab":2}"#, r#"{"ab":2}"#),
+        ] {
+            let mut got = Vec::new();
+            crate::canonical::write(text, &mut got).unwrap();
+            let mut by_value = Vec::new();
+            write_canonical(&serde_json::from_str(text).unwrap(), &mut by_value);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&by_value)
+            );
+            assert_eq!(String::from_utf8_lossy(&got), want);
+        }
+        // Numbers other than short integers, and escapes, as serde_json writes them.
+        let text = r#"{"x":[1.0,-0,1e3,12345678901234567890,-12,0,"\/","\u00e9"]}"#;
+        let mut got = Vec::new();
+        crate::canonical::write(text, &mut got).unwrap();
+        let mut by_value = Vec::new();
+        write_canonical(&serde_json::from_str(text).unwrap(), &mut by_value);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&by_value)
+        );
+        for bad in ["", "{", r#"{"a":}"#, "[1,]", "01", r#""a"x"#, "{\"a\":1}}"] {
+            let mut got = Vec::new();
+            assert!(crate::canonical::write(bad, &mut got).is_none(), "{bad}");
+            assert!(got.is_empty());
         }
     }
 }

@@ -303,6 +303,16 @@ async fn read_pg_range(
         .execute(&mut *tx)
         .await?;
     let _ = imported.send(());
+    // The range in commit order straight from the commit-order index. The planner estimates
+    // `(tx, position) > ($1, $2)` by its first column alone, and for a range of half the store
+    // it picked a parallel sequential scan and a sort of every row's text, spilled to disk
+    // (about 30 s for 1,000,000 events instead of 2 s).
+    sqlx::query("SET LOCAL enable_sort = off")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SET LOCAL max_parallel_workers_per_gather = 0")
+        .execute(&mut *tx)
+        .await?;
     let upper = if range.to.is_some() {
         "AND (xid::text::bigint, position) <= ($3, $4)"
     } else {

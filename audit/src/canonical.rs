@@ -35,13 +35,27 @@ enum Key {
     Decoded(usize),
 }
 
-struct Parser<'a> {
-    input: &'a [u8],
-    at: usize,
+/// Buffers kept from one text to the next (per thread), so that a row costs no allocations.
+#[derive(Default)]
+struct Scratch {
     /// The members of the objects being written, innermost last.
     members: Vec<Member>,
     decoded: Vec<String>,
+    /// An unsorted object's members as written, while they are written again in order.
+    written: Vec<u8>,
+    order: Vec<usize>,
+    kept: Vec<usize>,
+}
+
+struct Parser<'a> {
+    input: &'a [u8],
+    at: usize,
+    scratch: Scratch,
     hash_member: Option<(usize, usize)>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
 }
 
 /// Appends the canonical form of `text` to `out` (`None`: use the `Value` path; `out` is
@@ -51,14 +65,16 @@ pub fn write(text: &str, out: &mut Vec<u8>) -> Option<Canonical> {
     let mut p = Parser {
         input: text.as_bytes(),
         at: 0,
-        members: Vec::new(),
-        decoded: Vec::new(),
+        scratch: SCRATCH.take(),
         hash_member: None,
     };
+    p.scratch.members.clear();
+    p.scratch.decoded.clear();
     let done = p.whitespace().and_then(|_| p.value(out, 0)).and_then(|_| {
         p.whitespace();
         (p.at == p.input.len()).then_some(())
     });
+    SCRATCH.set(std::mem::take(&mut p.scratch));
     match done {
         Some(()) => Some(Canonical {
             hash_member: p.hash_member,
@@ -205,7 +221,7 @@ impl Parser<'_> {
     fn key_bytes<'k>(&'k self, key: &Key) -> &'k [u8] {
         match *key {
             Key::Raw(start, end) => &self.input[start..end],
-            Key::Decoded(i) => self.decoded[i].as_bytes(),
+            Key::Decoded(i) => self.scratch.decoded[i].as_bytes(),
         }
     }
 
@@ -213,7 +229,7 @@ impl Parser<'_> {
         self.at += 1;
         let start = out.len();
         out.push(b'{');
-        let base = self.members.len();
+        let base = self.scratch.members.len();
         self.whitespace();
         if self.peek()? == b'}' {
             self.at += 1;
@@ -228,21 +244,21 @@ impl Parser<'_> {
             let (ks, ke, escaped) = self.string()?;
             let key = if escaped {
                 let s: String = serde_json::from_slice(&self.input[ks..ke]).ok()?;
-                self.decoded.push(s);
-                Key::Decoded(self.decoded.len() - 1)
+                self.scratch.decoded.push(s);
+                Key::Decoded(self.scratch.decoded.len() - 1)
             } else {
                 Key::Raw(ks + 1, ke - 1)
             };
             self.expect(b':')?;
             self.whitespace();
-            if self.members.len() > base {
+            if self.scratch.members.len() > base {
                 out.push(b',');
             }
             let begin = out.len();
             self.write_string(ks, ke, escaped, out)?;
             out.push(b':');
             self.value(out, depth + 1)?;
-            self.members.push(Member {
+            self.scratch.members.push(Member {
                 key,
                 begin,
                 end: out.len(),
@@ -257,13 +273,13 @@ impl Parser<'_> {
                 _ => return None,
             }
         }
-        let sorted = self.members[base..]
+        let sorted = self.scratch.members[base..]
             .windows(2)
             .all(|w| self.key_bytes(&w[0].key) < self.key_bytes(&w[1].key));
         if sorted {
             out.push(b'}');
             if depth == 0 {
-                self.hash_member = self.members[base..]
+                self.hash_member = self.scratch.members[base..]
                     .iter()
                     .rev()
                     .find(|m| self.key_bytes(&m.key) == b"hash")
@@ -271,19 +287,24 @@ impl Parser<'_> {
             }
         } else {
             // Written in the text's order: again, sorted by key, the last of equal keys kept.
-            let written = out[start..].to_vec();
+            let mut written = std::mem::take(&mut self.scratch.written);
+            written.clear();
+            written.extend_from_slice(&out[start..]);
             out.truncate(start + 1);
-            let mut order: Vec<usize> = (base..self.members.len()).collect();
+            let mut order = std::mem::take(&mut self.scratch.order);
+            order.clear();
+            order.extend(base..self.scratch.members.len());
             order.sort_by(|a, b| {
-                self.key_bytes(&self.members[*a].key)
-                    .cmp(self.key_bytes(&self.members[*b].key))
+                self.key_bytes(&self.scratch.members[*a].key)
+                    .cmp(self.key_bytes(&self.scratch.members[*b].key))
             });
-            let mut kept: Vec<usize> = Vec::with_capacity(order.len());
-            for i in order {
+            let mut kept = std::mem::take(&mut self.scratch.kept);
+            kept.clear();
+            for &i in &order {
                 match kept.last() {
                     Some(&last)
-                        if self.key_bytes(&self.members[last].key)
-                            == self.key_bytes(&self.members[i].key) =>
+                        if self.key_bytes(&self.scratch.members[last].key)
+                            == self.key_bytes(&self.scratch.members[i].key) =>
                     {
                         // The sort is stable: `i` came later in the text.
                         *kept.last_mut().expect("just seen") = i;
@@ -291,11 +312,11 @@ impl Parser<'_> {
                     _ => kept.push(i),
                 }
             }
-            for (n, i) in kept.into_iter().enumerate() {
+            for (n, &i) in kept.iter().enumerate() {
                 if n > 0 {
                     out.push(b',');
                 }
-                let m = self.members[i];
+                let m = self.scratch.members[i];
                 let begin = out.len();
                 out.extend_from_slice(&written[m.begin - start..m.end - start]);
                 if depth == 0 && self.key_bytes(&m.key) == b"hash" {
@@ -303,8 +324,11 @@ impl Parser<'_> {
                 }
             }
             out.push(b'}');
+            self.scratch.written = written;
+            self.scratch.order = order;
+            self.scratch.kept = kept;
         }
-        self.members.truncate(base);
+        self.scratch.members.truncate(base);
         Some(())
     }
 }

@@ -37,6 +37,57 @@ impl RawRow {
     }
 }
 
+/// One stored event, borrowed (from a [`RawRow`] or straight from a PostgreSQL row): what
+/// hashing reads.
+#[derive(Clone, Copy, Debug)]
+pub struct RowView<'a> {
+    pub position: i64,
+    pub tx: i64,
+    pub aggregate_type: &'a str,
+    pub aggregate_id: &'a str,
+    pub sequence: i64,
+    pub event_type: &'a str,
+    pub event_version: &'a str,
+    pub payload: &'a str,
+    pub metadata: &'a str,
+    /// `recorded_at` in microseconds since the Unix epoch.
+    pub recorded_micros: i64,
+}
+
+impl RawRow {
+    pub fn view(&self) -> RowView<'_> {
+        RowView {
+            position: self.position,
+            tx: self.tx,
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            payload: &self.payload,
+            metadata: &self.metadata,
+            recorded_micros: self.recorded_at.timestamp_micros(),
+        }
+    }
+}
+
+/// A PostgreSQL row of [`PG_RAW_COLUMNS`], borrowed (no copies of its text).
+pub fn view_pg(row: &sqlx::postgres::PgRow) -> Result<RowView<'_>, sqlx::Error> {
+    let recorded: DateTime<Utc> = row.try_get(9)?;
+    Ok(RowView {
+        position: row.try_get(0)?,
+        tx: row.try_get(1)?,
+        aggregate_type: row.try_get(2)?,
+        aggregate_id: row.try_get(3)?,
+        sequence: row.try_get(4)?,
+        event_type: row.try_get(5)?,
+        event_version: row.try_get(6)?,
+        payload: row.try_get(7)?,
+        metadata: row.try_get(8)?,
+        recorded_micros: recorded.timestamp_micros(),
+    })
+}
+
 /// The columns of a [`RawRow`] on PostgreSQL (the JSON as text: the server writes it once,
 /// and the client parses it where it likes).
 pub const PG_RAW_COLUMNS: &str =
@@ -176,6 +227,23 @@ impl Digest1 {
     }
 }
 
+impl Digest1 {
+    /// [`Digest1::chain_hash`] as hex digits, without an allocation.
+    pub fn chain_hex(&self, prev: &str) -> [u8; 64] {
+        chain_hex(prev, &self.chain_suffix)
+    }
+}
+
+/// [`chain_hash`] as hex digits, without an allocation.
+pub fn chain_hex(prev: &str, suffix: &[u8]) -> [u8; 64] {
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update(suffix);
+    let mut out = [0u8; 64];
+    hex::encode_to_slice(h.finalize(), &mut out).expect("64 hex digits for 32 bytes");
+    out
+}
+
 pub fn chain_hash(prev: &str, suffix: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
@@ -195,8 +263,9 @@ fn parse(position: i64, text: &str) -> Result<Value, StoreError> {
 
 /// The leaf hash of a row ([`crate::leaf::leaf_hash`] of the same event).
 pub fn leaf_hash(row: &RawRow) -> Result<Hash, StoreError> {
-    let forms = canonical_forms(row)?;
-    Ok(leaf_of(row, &forms.payload, &forms.metadata))
+    let row = row.view();
+    let forms = canonical_forms(&row)?;
+    Ok(leaf_of(&row, &forms.payload, &forms.metadata))
 }
 
 /// A row's payload and metadata in canonical form, with the metadata's top-level `hash`
@@ -209,11 +278,11 @@ struct Forms {
 }
 
 /// Straight from the text ([`crate::canonical`]) when it can, else through `Value`s.
-fn canonical_forms(row: &RawRow) -> Result<Forms, StoreError> {
+fn canonical_forms(row: &RowView<'_>) -> Result<Forms, StoreError> {
     let mut payload = Vec::with_capacity(row.payload.len());
     let mut metadata = Vec::with_capacity(row.metadata.len());
-    if crate::canonical::write(&row.payload, &mut payload).is_some() {
-        if let Some(c) = crate::canonical::write(&row.metadata, &mut metadata) {
+    if crate::canonical::write(row.payload, &mut payload).is_some() {
+        if let Some(c) = crate::canonical::write(row.metadata, &mut metadata) {
             // `"hash":` and the value; a string's value is the stored link.
             let stored_hash = c
                 .hash_member
@@ -232,9 +301,9 @@ fn canonical_forms(row: &RawRow) -> Result<Forms, StoreError> {
     forms_by_value(row)
 }
 
-fn forms_by_value(row: &RawRow) -> Result<Forms, StoreError> {
-    let payload = parse(row.position, &row.payload)?;
-    let metadata = parse(row.position, &row.metadata)?;
+fn forms_by_value(row: &RowView<'_>) -> Result<Forms, StoreError> {
+    let payload = parse(row.position, row.payload)?;
+    let metadata = parse(row.position, row.metadata)?;
     let mut p = Vec::with_capacity(row.payload.len());
     write_canonical(&payload, &mut p);
     // The metadata canonically, noting where its top-level `hash` member is, so that the
@@ -272,7 +341,7 @@ fn forms_by_value(row: &RawRow) -> Result<Forms, StoreError> {
     })
 }
 
-fn leaf_of(row: &RawRow, payload: &[u8], metadata: &[u8]) -> Hash {
+fn leaf_of(row: &RowView<'_>, payload: &[u8], metadata: &[u8]) -> Hash {
     let mut h = Sha256::new();
     h.update([0u8]);
     h.update(LEAF_TAG);
@@ -284,13 +353,13 @@ fn leaf_of(row: &RawRow, payload: &[u8], metadata: &[u8]) -> Hash {
     put_str(&mut h, row.event_version.as_bytes());
     put_str(&mut h, payload);
     put_str(&mut h, metadata);
-    h.update(row.recorded_at.timestamp_micros().to_be_bytes());
+    h.update(row.recorded_micros.to_be_bytes());
     h.finalize().into()
 }
 
 /// The leaf hash, the stored chain link and the chain suffix of a row, encoding each JSON
 /// value once.
-pub fn digest(row: &RawRow) -> Result<Digest1, StoreError> {
+pub fn digest(row: &RowView<'_>) -> Result<Digest1, StoreError> {
     let Forms {
         payload: p,
         metadata: m,
@@ -300,10 +369,10 @@ pub fn digest(row: &RawRow) -> Result<Digest1, StoreError> {
     let leaf = leaf_of(row, &p, &m);
     let mut suffix = Vec::with_capacity(p.len() + m.len() + 128);
     for part in [
-        &row.aggregate_type,
-        &row.aggregate_id,
-        &row.event_type,
-        &row.event_version,
+        row.aggregate_type,
+        row.aggregate_id,
+        row.event_type,
+        row.event_version,
     ] {
         suffix.push(b'\n');
         suffix.extend_from_slice(part.as_bytes());
@@ -436,7 +505,7 @@ mod tests {
                 metadata: pretty(&e.metadata),
                 recorded_at: e.recorded_at,
             };
-            let d = digest(&row).unwrap();
+            let d = digest(&row.view()).unwrap();
             assert_eq!(d.leaf, crate::leaf::leaf_hash(&e), "{e:?}");
             assert_eq!(leaf_hash(&row).unwrap(), d.leaf);
             assert_eq!(d.stored_hash, e.hash);

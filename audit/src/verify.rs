@@ -11,7 +11,7 @@
 use crate::leaf::Hash;
 use crate::merkle::{self, Frontier};
 use crate::note::{NoteError, NoteVerifier};
-use crate::scan::{self, RawRow};
+use crate::scan::{self, RowView};
 use crate::tree::Tree;
 use futures::TryStreamExt;
 use serde::Serialize;
@@ -118,14 +118,14 @@ fn link_problem(
     prev_sequence: i64,
     sequence: i64,
     stored: &str,
-    computed: impl FnOnce() -> String,
+    computed: impl FnOnce() -> [u8; 64],
 ) -> Option<String> {
     if sequence != prev_sequence + 1 {
         return Some(format!(
             "sequence {sequence} follows {prev_sequence}: events are missing"
         ));
     }
-    if computed() != stored {
+    if computed()[..] != *stored.as_bytes() {
         return Some(if stored.is_empty() {
             "event carries no hash".to_string()
         } else {
@@ -136,16 +136,22 @@ fn link_problem(
 }
 
 impl RangeWork {
-    fn take(&mut self, rows: &[RawRow], key: &mut String) -> Result<(), StoreError> {
+    fn take<R>(
+        &mut self,
+        rows: &[R],
+        view: fn(&R) -> Result<RowView<'_>, sqlx::Error>,
+        key: &mut String,
+    ) -> Result<(), StoreError> {
         for row in rows {
+            let row = &view(row)?;
             let d = scan::digest(row)?;
             let index = self.leaves.len();
             self.leaves.push((row.position, d.leaf));
-            key_of(key, &row.aggregate_type, &row.aggregate_id);
+            key_of(key, row.aggregate_type, row.aggregate_id);
             match self.heads.get_mut(key.as_str()) {
                 Some(head) => {
                     let problem = link_problem(head.0, row.sequence, &d.stored_hash, || {
-                        d.chain_hash(&head.1)
+                        d.chain_hex(&head.1)
                     });
                     if let Some(problem) = problem {
                         self.broken.push((index, broken(row, problem)));
@@ -158,7 +164,7 @@ impl RangeWork {
                         .insert(key.clone(), (row.sequence, d.stored_hash.clone()));
                     let as_first = || {
                         link_problem(0, row.sequence, &d.stored_hash, || {
-                            d.chain_hash(GENESIS_HASH)
+                            d.chain_hex(GENESIS_HASH)
                         })
                     };
                     if self.first {
@@ -172,8 +178,8 @@ impl RangeWork {
                     self.deferred.push(Deferred {
                         index,
                         key: key.clone(),
-                        aggregate_type: row.aggregate_type.clone(),
-                        aggregate_id: row.aggregate_id.clone(),
+                        aggregate_type: row.aggregate_type.to_string(),
+                        aggregate_id: row.aggregate_id.to_string(),
                         sequence: row.sequence,
                         position: row.position,
                         stored_hash: d.stored_hash,
@@ -187,10 +193,10 @@ impl RangeWork {
     }
 }
 
-fn broken(row: &RawRow, problem: String) -> BrokenLink {
+fn broken(row: &RowView<'_>, problem: String) -> BrokenLink {
     BrokenLink {
-        aggregate_type: row.aggregate_type.clone(),
-        aggregate_id: row.aggregate_id.clone(),
+        aggregate_type: row.aggregate_type.to_string(),
+        aggregate_id: row.aggregate_id.to_string(),
         sequence: row.sequence,
         position: row.position,
         problem,
@@ -237,8 +243,9 @@ async fn split(conn: &mut sqlx::PgConnection, n: usize) -> Result<Vec<Range>, St
 }
 
 /// Hashes what `rows` delivers on a thread of its own, while the caller reads on.
-fn hasher(
-    mut rows: tokio::sync::mpsc::Receiver<Vec<RawRow>>,
+fn hasher<R: Send + 'static>(
+    mut rows: tokio::sync::mpsc::Receiver<Vec<R>>,
+    view: fn(&R) -> Result<RowView<'_>, sqlx::Error>,
     first: bool,
     done: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> tokio::task::JoinHandle<Result<RangeWork, StoreError>> {
@@ -249,23 +256,23 @@ fn hasher(
         };
         let mut key = String::new();
         while let Some(chunk) = rows.blocking_recv() {
-            work.take(&chunk, &mut key)?;
+            work.take(&chunk, view, &mut key)?;
             done.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(work)
     })
 }
 
-/// Decodes the rows of `stream` and sends them to the hashing task `CHUNK` at a time; stops
+/// Sends the rows of `stream` to the hashing task `CHUNK` at a time (decoded there); stops
 /// early when the hashing task has stopped (its own error is the one reported).
-async fn send_in_chunks<R>(
+async fn send_in_chunks<R, T>(
     mut stream: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
-    decode: fn(&R) -> Result<RawRow, sqlx::Error>,
-    send: tokio::sync::mpsc::Sender<Vec<RawRow>>,
+    decode: fn(R) -> Result<T, sqlx::Error>,
+    send: tokio::sync::mpsc::Sender<Vec<T>>,
 ) -> Result<(), StoreError> {
     let mut chunk = Vec::with_capacity(CHUNK);
     while let Some(row) = stream.try_next().await? {
-        chunk.push(decode(&row)?);
+        chunk.push(decode(row)?);
         if chunk.len() == CHUNK {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
             if send.send(full).await.is_err() {
@@ -326,7 +333,12 @@ async fn read_pg_range(
     );
     let to = range.to.unwrap_or_default();
     let (send, recv) = tokio::sync::mpsc::channel(4);
-    let hashing = hasher(recv, range.from == Checkpoint::default(), done);
+    let hashing = hasher(
+        recv,
+        scan::view_pg,
+        range.from == Checkpoint::default(),
+        done,
+    );
     let read = async {
         let stream = sqlx::query(&sql)
             .bind(range.from.tx)
@@ -334,7 +346,7 @@ async fn read_pg_range(
             .bind(to.tx)
             .bind(to.position)
             .fetch(&mut *tx);
-        send_in_chunks(stream, scan::from_pg, send).await
+        send_in_chunks(stream, Ok, send).await
     };
     let read = read.await;
     let work = hashing.await.map_err(task_error)?;
@@ -393,14 +405,14 @@ async fn read_all(
             let pool = pool.clone();
             Ok(vec![tokio::spawn(async move {
                 let (send, recv) = tokio::sync::mpsc::channel(4);
-                let hashing = hasher(recv, true, done);
+                let hashing = hasher(recv, |r: &scan::RawRow| Ok(r.view()), true, done);
                 let read = async {
                     let sql = format!(
                         "SELECT {} FROM events ORDER BY position",
                         scan::LITE_RAW_COLUMNS
                     );
                     let stream = sqlx::query(&sql).fetch(&pool);
-                    send_in_chunks(stream, scan::from_lite, send).await
+                    send_in_chunks(stream, |r| scan::from_lite(&r), send).await
                 };
                 let read = read.await;
                 let work = hashing.await.map_err(task_error)?;
@@ -460,13 +472,13 @@ pub async fn against_checkpoint(
                 (Some(as_first), _) if !heads.contains_key(&d.key) => as_first.clone(),
                 (_, Some(suffix)) => {
                     link_problem(prev_sequence, d.sequence, &d.stored_hash, || {
-                        scan::chain_hash(prev_hash, suffix)
+                        scan::chain_hex(prev_hash, suffix)
                     })
                 }
                 _ => {
                     let suffix = reread_suffix(db, d.position).await?;
                     link_problem(prev_sequence, d.sequence, &d.stored_hash, || {
-                        scan::chain_hash(prev_hash, &suffix)
+                        scan::chain_hex(prev_hash, &suffix)
                     })
                 }
             };
@@ -545,7 +557,7 @@ async fn reread_suffix(db: &Database, position: i64) -> Result<Vec<u8>, StoreErr
             scan::from_lite(&sqlx::query(&sql).bind(position).fetch_one(pool).await?)?
         }
     };
-    Ok(scan::digest(&row)?.chain_suffix)
+    Ok(scan::digest(&row.view())?.chain_suffix)
 }
 
 /// Names the first leaf where the store departs from the checkpoint.

@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 use serde::Serialize;
 use std::collections::HashMap;
 use store::chain::GENESIS_HASH;
-use store::history::{self, BrokenLink, Checkpoint};
+use store::history::{BrokenLink, Checkpoint};
 use store::{Database, StoreError, VerifyReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -438,8 +438,10 @@ pub async fn against_checkpoint(
     // ranges are then joined in order (the tree takes their leaves one after another, and a
     // chain that crosses into a range is checked with the newest link before it).
     let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (total, handles) = tokio::join!(history::event_count(db), read_all(db, done.clone()));
-    let total = (total?.max(0) as u64).max(size);
+    // Progress is told against the checkpoint's size (counting the store first would be one
+    // more scan of it).
+    let handles = read_all(db, done.clone()).await;
+    let total = size;
     let mut leaves: Vec<(i64, Hash)> = Vec::with_capacity(size as usize);
     let mut frontier = Frontier::default();
     let mut completed = Vec::new();
@@ -451,7 +453,8 @@ pub async fn against_checkpoint(
             tokio::select! {
                 w = &mut handle => break w.map_err(task_error)??,
                 _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
-                    progress(done.load(std::sync::atomic::Ordering::Relaxed), total);
+                    let done = done.load(std::sync::atomic::Ordering::Relaxed);
+                    progress(done, total.max(done));
                 }
             }
         };
@@ -505,7 +508,8 @@ pub async fn against_checkpoint(
                 leaves.push((position, leaf));
             }
         }
-        progress(done.load(std::sync::atomic::Ordering::Relaxed), total);
+        let done = done.load(std::sync::atomic::Ordering::Relaxed);
+        progress(done, total.max(done));
     }
     let chains = VerifyReport {
         ok: broken_links.is_empty(),

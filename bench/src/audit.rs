@@ -3,8 +3,9 @@
 //! A scratch store is bulk-seeded to `--events` (1,000,000) well-formed, hash-chained events
 //! (the `seed` bulk mode). A release `zhilego serve` starts on it; its notary builds the tree
 //! (timed: leaves/s) and signs a checkpoint over everything; once its projections have
-//! folded the history too (they would share the machine with the measurements), each figure
-//! with its anchor measured in the same run:
+//! folded the history too (they would share the machine with the measurements) and `events`
+//! and `audit_leaves` are vacuumed (else autovacuum passes over them during the
+//! measurements), each figure with its anchor measured in the same run:
 //! - **verify**: `zhilego audit verify --checkpoint` (chains and tree, a separate process):
 //!   events/s, goal ≥ 200,000; anchor: one PostgreSQL scan reading every payload and metadata
 //!   as text (`SELECT sum(length(…))`), events/s.
@@ -128,6 +129,15 @@ async fn measure(args: &AuditArgs, bin: &std::path::Path, url: &str) -> Result<R
     // The service's projections fold the bulk-written history too; the measurements start once
     // they have (else verify and its anchor share the machine with them).
     let (_, projections) = server::wait_caught_up(bin, &env, Duration::from_secs(1800)).await?;
+    // A store in service is vacuumed as it grows; the bulk-written one would be vacuumed by
+    // autovacuum in the middle of the measurements (a full pass over each table) otherwise.
+    let vacuum_started = Instant::now();
+    for table in ["events", "audit_leaves"] {
+        sqlx::query(&format!("VACUUM (ANALYZE) {table}"))
+            .execute(&mut conn)
+            .await?;
+    }
+    let vacuum = vacuum_started.elapsed();
     let note: String =
         sqlx::query_scalar("SELECT note FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1")
             .fetch_one(&mut conn)
@@ -143,8 +153,9 @@ async fn measure(args: &AuditArgs, bin: &std::path::Path, url: &str) -> Result<R
     let _ = writeln!(report, "notary: tree over {total} events built and signed in {:.1} s ({:.0} events/s, inside serve)", build.as_secs_f64(), total as f64 / build.as_secs_f64());
     let _ = writeln!(
         report,
-        "projections caught up {:.1} s after that (the measurements start then)",
-        projections.as_secs_f64()
+        "projections caught up {:.1} s after that; VACUUM (ANALYZE) of events and audit_leaves {:.1} s (the measurements start then)",
+        projections.as_secs_f64(),
+        vacuum.as_secs_f64()
     );
 
     // Verify, and its anchor: one scan of everything it reads.

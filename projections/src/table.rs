@@ -70,6 +70,12 @@ impl Table {
 
     /// `CREATE TABLE` for this table under `name` (the live name or a rebuild's fresh one).
     pub fn create_sql(&self, db: &Database, name: &str) -> String {
+        self.create_sql_keyed(db, name, true)
+    }
+
+    /// `CREATE TABLE`, with the key's `PRIMARY KEY` constraint or, without `keyed`, only
+    /// `NOT NULL` on it (the key is added later).
+    fn create_sql_keyed(&self, db: &Database, name: &str, keyed: bool) -> String {
         let columns: Vec<String> = self
             .columns
             .iter()
@@ -87,7 +93,7 @@ impl Table {
                     (Database::Sqlite(_), Kind::Int) => "INTEGER",
                     (Database::Sqlite(_), Kind::Float) => "REAL",
                 };
-                let constraint = if i == 0 {
+                let constraint = if i == 0 && keyed {
                     " PRIMARY KEY"
                 } else if c.nullable {
                     ""
@@ -98,6 +104,26 @@ impl Table {
             })
             .collect();
         format!("CREATE TABLE {name} ({})", columns.join(", "))
+    }
+
+    /// A rebuild's fresh table `name`: the `CREATE TABLE`, and what to run once its rows are
+    /// loaded. On PostgreSQL the key is added after the load like the other indexes (an index
+    /// built from the loaded rows in one sort costs far less than one kept up row by row
+    /// through the `COPY`); SQLite cannot add a primary key later, so it comes with the table.
+    pub fn fresh_sql(&self, db: &Database, name: &str) -> (String, Vec<String>) {
+        let mut after = Vec::new();
+        let create = match db {
+            Database::Postgres(_) => {
+                after.push(format!(
+                    "ALTER TABLE {name} ADD PRIMARY KEY ({})",
+                    self.key()
+                ));
+                self.create_sql_keyed(db, name, false)
+            }
+            Database::Sqlite(_) => self.create_sql(db, name),
+        };
+        after.extend(self.index_sql(name));
+        (create, after)
     }
 
     /// `CREATE INDEX` statements for table `name`; index names start with `name` so a rebuilt

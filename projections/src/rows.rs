@@ -143,9 +143,8 @@ impl<R: Row> Rows<R> {
         }
         if self.complete {
             // A rebuild's fresh, empty table: PostgreSQL takes it all in one COPY.
-            let column_list = R::TABLE.column_list();
             if tx
-                .copy_in(table, &column_list, upserts.iter().map(|r| r.values()))
+                .copy_in(table, R::TABLE.columns, upserts.iter().map(|r| r.values()))
                 .await?
             {
                 return Ok(());
@@ -265,9 +264,8 @@ impl<R: TallyRow> Tally<R> {
         let taken = std::mem::take(&mut self.rows);
         let mut rows: Vec<&R> = taken.values().collect();
         if self.complete {
-            let column_list = R::TABLE.column_list();
             if tx
-                .copy_in(table, &column_list, rows.iter().map(|r| r.values()))
+                .copy_in(table, R::TABLE.columns, rows.iter().map(|r| r.values()))
                 .await?
             {
                 return Ok(());

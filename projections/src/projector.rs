@@ -402,11 +402,11 @@ impl<P: Projection> Projector<P> {
             for e in &events {
                 P::want(&mut tail, e);
             }
-            tail.load(&mut tx, &suffix).await?;
+            tail.load(&mut tx, suffix).await?;
             for e in &events {
                 P::apply(&mut tail, e);
             }
-            tail.flush(&mut tx, &suffix).await?;
+            tail.flush(&mut tx, suffix).await?;
             folded += events.len() as u64;
             at = last;
         }

@@ -263,13 +263,12 @@ impl<R: TallyRow> Tally<R> {
     pub async fn flush(&mut self, tx: &mut ReadTx, table: &str) -> Result<(), StoreError> {
         let taken = std::mem::take(&mut self.rows);
         let mut rows: Vec<&R> = taken.values().collect();
-        if self.complete {
-            if tx
+        if self.complete
+            && tx
                 .copy_in(table, R::TABLE.columns, rows.iter().map(|r| r.values()))
                 .await?
-            {
-                return Ok(());
-            }
+        {
+            return Ok(());
         }
         // One order for every builder, so two never wait on each other's rows in turn.
         rows.sort_by_key(|r| r.key());

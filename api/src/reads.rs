@@ -254,6 +254,29 @@ impl ReadModels {
         Ok(index)
     }
 
+    /// Rebuilds the named projections (names as `projections status` shows them) from one scan
+    /// of the store, each event decoded once and folded by every one of them
+    /// (`projections::rebuild`).
+    pub async fn rebuild(
+        &self,
+        names: &[&str],
+        progress: Option<&projections::projector::Progress>,
+    ) -> anyhow::Result<projections::rebuild::Summary> {
+        use projections::rebuild::{Fresh, Part};
+        let mut parts: Vec<Box<dyn Part>> = Vec::with_capacity(names.len());
+        for name in names {
+            parts.push(match *name {
+                "bookings" => Box::new(Fresh::new(self.bookings.clone())),
+                "availability" => Box::new(Fresh::new(self.availability.clone())),
+                "listings" => Box::new(Fresh::new(self.listings.clone())),
+                "analytics" => Box::new(Fresh::new(self.analytics.clone())),
+                "users" => Box::new(Fresh::new(self.users.clone())),
+                other => anyhow::bail!("no projection named {other}"),
+            });
+        }
+        Ok(projections::rebuild::rebuild(self.bookings.store(), parts, progress).await?)
+    }
+
     pub async fn statuses(&self) -> anyhow::Result<Vec<Status>> {
         Ok(vec![
             self.bookings.status().await?,

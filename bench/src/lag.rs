@@ -5,8 +5,11 @@
 //! (`ZHILEGO_NATS_STREAM=ZHILEGO_LAG_<id>`, `ZHILEGO_NATS_SUBJECT_PREFIX=lag_<id>`), rate limit
 //! off. It creates `--listings` listings over HTTP, waits until the projections are caught up,
 //! then sends `POST /api/v1/bookings` open-loop at a fixed `--rate` (default 1,000/s) for
-//! `--seconds`: request k is sent at `k / rate` whatever the earlier ones are doing (at most
-//! `--max-in-flight` outstanding; a request that has to wait for a slot is counted as late).
+//! `--seconds` from `--clients` (8) HTTP clients, each with its own connections and its own
+//! share of the schedule: request k goes out from client `k mod C` at `k / rate` whatever the
+//! earlier ones are doing (at most `--max-in-flight` outstanding over all clients; a request
+//! that has to wait for a slot is counted as late). The report gives the rate the requests
+//! went out at and the rate they were answered at.
 //! Request k books listing `k mod L` for 1–3 nights starting `3 × (k div L)` days after
 //! tomorrow, so no two requests conflict.
 //!
@@ -52,7 +55,10 @@ pub struct LagArgs {
     /// Listings the bookings are spread over.
     #[arg(long, default_value_t = 1000)]
     listings: usize,
-    /// At most this many requests outstanding.
+    /// HTTP clients sharing the load, each with its own connections and share of the schedule.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// At most this many requests outstanding (all clients together).
     #[arg(long, default_value_t = 512)]
     max_in_flight: usize,
     /// How often the checkpoints are read.
@@ -193,70 +199,106 @@ async fn exercise(
     let first_day = crate::kz_today() + Days::days(1);
     let slots = Arc::new(Semaphore::new(args.max_in_flight));
     let booking_url = format!("{}/api/v1/bookings", server.base_url);
+    let listings = Arc::new(listings);
     let before = cpu::Sample::take();
     let started = tokio::time::Instant::now();
-    let mut late = 0u64;
-    let mut tasks = tokio::task::JoinSet::new();
-    for k in 0..total {
-        let due = started + period.mul_f64(k as f64);
-        tokio::time::sleep_until(due).await;
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                late += 1;
-                slots.clone().acquire_owned().await?
-            }
-        };
-        let l = (k % listings.len() as u64) as usize;
-        let round = (k / listings.len() as u64) as i64;
-        let check_in = first_day + Days::days(3 * round);
-        let check_out = check_in + Days::days(1 + (k % 3) as i64);
-        let body = json!({
-            "listing_id": listings[l],
-            "check_in": check_in,
-            "check_out": check_out,
-            "guests": 2,
-        });
-        let (client, url) = (client.clone(), booking_url.clone());
-        let token = guests.fresh();
-        tasks.spawn(async move {
-            let _permit = permit;
-            let sent = Instant::now();
-            let answer = client
-                .post(&url)
-                .bearer_auth(&token)
-                .json(&body)
-                .send()
-                .await;
-            let (status, value, error) = match answer {
-                Ok(res) => {
-                    let status = res.status();
-                    match res.bytes().await {
-                        Ok(b) => (
-                            Some(status),
-                            serde_json::from_slice::<serde_json::Value>(&b).ok(),
-                            None,
-                        ),
-                        Err(e) => (Some(status), None, Some(e.to_string())),
+    // Open loop from several clients, each with its own connections and its own share of the
+    // schedule (client c sends requests c, c + C, c + 2C, … each at its due instant, answered
+    // or not), so one client's slow answers or busy connections do not hold the others back.
+    let clients = args.clients.max(1) as u64;
+    let mut senders = Vec::with_capacity(clients as usize);
+    for c in 0..clients {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(args.max_in_flight)
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let (slots, listings, guests, booking_url) = (
+            slots.clone(),
+            listings.clone(),
+            guests.clone(),
+            booking_url.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            let mut tasks = Vec::with_capacity((total / clients + 1) as usize);
+            let mut late = 0u64;
+            for k in (c..total).step_by(clients as usize) {
+                let due = started + period.mul_f64(k as f64);
+                tokio::time::sleep_until(due).await;
+                let permit = match slots.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        late += 1;
+                        slots.clone().acquire_owned().await?
                     }
-                }
-                Err(e) => (None, None, Some(e.to_string())),
-            };
-            let answered = Instant::now();
-            Sent {
-                status,
-                position: value.as_ref().and_then(|v| v["position"].as_i64()),
-                answered,
-                latency: answered - sent,
-                error,
+                };
+                let l = (k % listings.len() as u64) as usize;
+                let round = (k / listings.len() as u64) as i64;
+                let check_in = first_day + Days::days(3 * round);
+                let check_out = check_in + Days::days(1 + (k % 3) as i64);
+                let body = json!({
+                    "listing_id": listings[l],
+                    "check_in": check_in,
+                    "check_out": check_out,
+                    "guests": 2,
+                });
+                let (client, url) = (client.clone(), booking_url.clone());
+                let token = guests.fresh();
+                tasks.push(tokio::spawn(async move {
+                    let _permit = permit;
+                    let sent = Instant::now();
+                    let answer = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&body)
+                        .send()
+                        .await;
+                    let (status, value, error) = match answer {
+                        Ok(res) => {
+                            let status = res.status();
+                            match res.bytes().await {
+                                Ok(b) => (
+                                    Some(status),
+                                    serde_json::from_slice::<serde_json::Value>(&b).ok(),
+                                    None,
+                                ),
+                                Err(e) => (Some(status), None, Some(e.to_string())),
+                            }
+                        }
+                        Err(e) => (None, None, Some(e.to_string())),
+                    };
+                    let answered = Instant::now();
+                    Sent {
+                        status,
+                        position: value.as_ref().and_then(|v| v["position"].as_i64()),
+                        answered,
+                        latency: answered - sent,
+                        error,
+                    }
+                }));
             }
-        });
+            anyhow::Ok((tasks, late, started.elapsed()))
+        }));
+    }
+    let mut tasks = Vec::with_capacity(total as usize);
+    let mut late = 0u64;
+    let mut sending = Duration::ZERO;
+    for sender in senders {
+        let (t, l, d) = sender.await.context("a booking client panicked")??;
+        tasks.extend(t);
+        late += l;
+        sending = sending.max(d);
     }
     let mut sent = Vec::with_capacity(total as usize);
-    while let Some(done) = tasks.join_next().await {
-        sent.push(done.context("a booking request panicked")?);
+    for task in tasks {
+        sent.push(task.await.context("a booking request panicked")?);
     }
-    let elapsed = started.elapsed();
+    let started = Instant::now() - started.elapsed();
+    let answering = sent
+        .iter()
+        .map(|s| s.answered.saturating_duration_since(started))
+        .max()
+        .unwrap_or_default();
+    let elapsed = answering;
     let cpu = cpu::Sample::take().since(&before);
 
     // Let the read models catch up on the tail, then stop the poller.
@@ -303,8 +345,8 @@ async fn exercise(
     }
     let _ = writeln!(
         s,
-        "load: POST /api/v1/bookings open loop at {}/s for {} s over {} listings, a guest per booking, checkpoints polled every {} ms ({} polls)",
-        args.rate, args.seconds, args.listings, args.poll_ms, polls
+        "load: POST /api/v1/bookings open loop at {}/s for {} s from {} clients over {} listings, a guest per booking, checkpoints polled every {} ms ({} polls)",
+        args.rate, args.seconds, clients, args.listings, args.poll_ms, polls
     );
     let _ = writeln!(
         s,
@@ -322,7 +364,11 @@ async fn exercise(
     }
     let _ = writeln!(
         s,
-        "  rate:       {:.0} bookings/s achieved (201s per second of the paced phase)",
+        "  rate:       {:.0} requests/s sent ({} clients, the last sent at {:.1} s), {:.0}/s answered, {:.0} bookings/s achieved (201s per second until the last answer)",
+        sent.len() as f64 / sending.as_secs_f64().max(1e-9),
+        clients,
+        sending.as_secs_f64(),
+        sent.len() as f64 / elapsed.as_secs_f64().max(1e-9),
         created as f64 / elapsed.as_secs_f64().max(1e-9)
     );
     let _ = writeln!(

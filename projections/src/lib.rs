@@ -5,8 +5,10 @@
 //! - [`event`]: the read side's one decoding step (stored event → the domain's `Event`,
 //!   upcast on load) and what happens to an event that does not decode.
 //! - [`projector`]: the [`Projection`] trait and [`Projector`], which applies linked events in
-//!   commit-safe order (filling gaps from the store), rebuilds into fresh tables and swaps them
-//!   in atomically, waits for a position (read-your-writes) and reports lag.
+//!   commit-safe order (filling gaps from the store), swaps rebuilt tables in atomically,
+//!   waits for a position (read-your-writes) and reports lag.
+//! - [`rebuild`]: replays the store into fresh tables for one projection or several at once
+//!   (one scan, each event decoded once, a fold thread per projection).
 //! - [`rows`] and [`table`]: the in-memory working set a batch folds into, and tables described
 //!   once for both backends.
 //! - [`feed`]: what drives a builder — a durable JetStream consumer or the in-process bus.
@@ -26,6 +28,7 @@ pub mod feed;
 pub mod ical;
 pub mod listings;
 pub mod projector;
+pub mod rebuild;
 pub mod rows;
 pub mod table;
 pub mod users;

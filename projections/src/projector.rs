@@ -1,6 +1,7 @@
 //! Applies events to one projection: exactly once in effect, in commit-safe order, with the
 //! checkpoint in the same transaction as the rows; rebuilds it from the store into fresh
-//! tables and swaps them in atomically.
+//! tables and swaps them in atomically (the scan and fold of a rebuild are in
+//! [`crate::rebuild`]).
 use crate::event::{self, Decoded, Undecodable};
 use crate::rows::WorkingSet;
 use crate::table::{write_turn, ReadTx, Table};
@@ -50,7 +51,6 @@ pub struct CheckpointRow {
 pub type Progress = dyn Fn(u64, u64) + Send + Sync;
 
 const STORE_BATCH: i64 = 2_000;
-const REBUILD_BATCH: i64 = 10_000;
 
 pub struct Projector<P: Projection> {
     store: Database,
@@ -370,89 +370,24 @@ impl<P: Projection> Projector<P> {
 
     /// Replays the whole store into fresh tables, folds in whatever arrived meanwhile, and swaps
     /// the fresh tables in atomically. Returns how many events the projection now holds.
+    /// ([`crate::rebuild::rebuild`] does several projections from one scan.)
     pub async fn rebuild(&self, progress: Option<&Progress>) -> Result<u64, StoreError> {
-        let suffix = format!(
-            "__r{}",
-            uuid::Uuid::now_v7()
-                .simple()
-                .to_string()
-                .get(..16)
-                .unwrap_or("0")
-        );
-        let total = history::event_count(&self.store).await? as u64;
-        // Fold everything in memory (one pass over the store), then write each table once.
-        // A reader task fetches batches with their payloads as text; each batch is decoded on
-        // a blocking thread while the next is read, and the fold takes them in order.
-        let (batches, mut incoming) = tokio::sync::mpsc::channel::<
-            tokio::task::JoinHandle<(Vec<Decoded>, Option<Box<Undecodable>>)>,
-        >(3);
-        let store = self.store.clone();
-        let reader = tokio::spawn(async move {
-            let mut at = Checkpoint::default();
-            loop {
-                let raw = history::raw_events_after(&store, at, REBUILD_BATCH).await?;
-                let Some(last) = raw.last().map(|e| Checkpoint {
-                    tx: e.tx,
-                    position: e.position,
-                }) else {
-                    return Ok::<_, StoreError>(());
-                };
-                at = last;
-                let decoding = tokio::task::spawn_blocking(move || {
-                    let mut decoded = Vec::with_capacity(raw.len());
-                    for e in &raw {
-                        match Decoded::decode_raw(e) {
-                            Ok(d) => decoded.push(d),
-                            Err(fault) => return (decoded, Some(fault)),
-                        }
-                    }
-                    (decoded, None)
-                });
-                if batches.send(decoding).await.is_err() {
-                    return Ok(());
-                }
-            }
-        });
-        let started = std::time::Instant::now();
-        let mut set = P::Set::new(true);
-        let mut at = Checkpoint::default();
-        let mut folded = 0u64;
-        let mut fault = None;
-        while let Some(decoding) = incoming.recv().await {
-            let (events, stopped) = decoding.await.map_err(|source| StoreError::Task {
-                task: "rebuild decoder",
-                source,
-            })?;
-            for e in &events {
-                P::apply(&mut set, e);
-            }
-            folded += events.len() as u64;
-            at = events.last().map(Decoded::checkpoint).unwrap_or(at);
-            if let Some(report) = progress {
-                report(folded, total.max(folded));
-            }
-            if stopped.is_some() {
-                // The tables are built up to the event before it, and the projection stops there.
-                fault = stopped;
-                break;
-            }
-        }
-        drop(incoming);
-        reader.await.map_err(|source| StoreError::Task {
-            task: "rebuild reader",
-            source,
-        })??;
-        let fold_done = std::time::Instant::now();
-        set.write_fresh(&self.read, &suffix).await?;
-        tracing::info!(
-            projection = P::NAME,
-            events = folded,
-            fold_ms = (fold_done - started).as_millis() as u64,
-            write_ms = fold_done.elapsed().as_millis() as u64,
-            "rebuild: folded and written"
-        );
-        // The swap: under the checkpoint lock (builders wait), fold the tail into the fresh
-        // tables, then replace the live ones.
+        let part = Box::new(crate::rebuild::Fresh::new(self.clone()));
+        let summary = crate::rebuild::rebuild(&self.store, vec![part], progress).await?;
+        Ok(summary.projections.first().map_or(0, |p| p.events))
+    }
+
+    /// The end of a rebuild: the fresh tables `<table><suffix>` hold the events up to `at`
+    /// (`folded` of them). Under the checkpoint lock (builders wait), folds the events after
+    /// `at` into them, then replaces the live tables. With `fault` (the event the rebuild
+    /// stopped before), the projection stops there.
+    pub(crate) async fn swap_in(
+        &self,
+        suffix: &str,
+        mut at: Checkpoint,
+        mut folded: u64,
+        mut fault: Option<Box<Undecodable>>,
+    ) -> Result<u64, StoreError> {
         let _turn = write_turn(&self.read).await;
         let mut tx = ReadTx::begin(&self.read).await?;
         lock_checkpoint(&mut tx, P::NAME).await?;
@@ -467,11 +402,11 @@ impl<P: Projection> Projector<P> {
             for e in &events {
                 P::want(&mut tail, e);
             }
-            tail.load(&mut tx, &suffix).await?;
+            tail.load(&mut tx, suffix).await?;
             for e in &events {
                 P::apply(&mut tail, e);
             }
-            tail.flush(&mut tx, &suffix).await?;
+            tail.flush(&mut tx, suffix).await?;
             folded += events.len() as u64;
             at = last;
         }
@@ -500,9 +435,6 @@ impl<P: Projection> Projector<P> {
         tx.commit().await?;
         drop(_turn);
         self.applied.send_replace(at);
-        if let Some(report) = progress {
-            report(folded, folded);
-        }
         if let Some(fault) = fault {
             return Err(self.stall(fault).await);
         }

@@ -143,9 +143,8 @@ impl<R: Row> Rows<R> {
         }
         if self.complete {
             // A rebuild's fresh, empty table: PostgreSQL takes it all in one COPY.
-            let column_list = R::TABLE.column_list();
             if tx
-                .copy_in(table, &column_list, upserts.iter().map(|r| r.values()))
+                .copy_in(table, R::TABLE.columns, upserts.iter().map(|r| r.values()))
                 .await?
             {
                 return Ok(());
@@ -264,14 +263,12 @@ impl<R: TallyRow> Tally<R> {
     pub async fn flush(&mut self, tx: &mut ReadTx, table: &str) -> Result<(), StoreError> {
         let taken = std::mem::take(&mut self.rows);
         let mut rows: Vec<&R> = taken.values().collect();
-        if self.complete {
-            let column_list = R::TABLE.column_list();
-            if tx
-                .copy_in(table, &column_list, rows.iter().map(|r| r.values()))
+        if self.complete
+            && tx
+                .copy_in(table, R::TABLE.columns, rows.iter().map(|r| r.values()))
                 .await?
-            {
-                return Ok(());
-            }
+        {
+            return Ok(());
         }
         // One order for every builder, so two never wait on each other's rows in turn.
         rows.sort_by_key(|r| r.key());
@@ -304,8 +301,8 @@ pub trait WorkingSet: Send {
         Self: Sized;
 }
 
-/// Creates `name` like `R`'s table, loads `rows` into it and builds its indexes, in one
-/// transaction.
+/// Creates `name` like `R`'s table, loads `rows` into it and builds its key and indexes
+/// ([`crate::table::Table::fresh_sql`]), in one transaction.
 pub async fn write_fresh_table<R: Row>(
     db: &store::Database,
     name: &str,
@@ -313,13 +310,26 @@ pub async fn write_fresh_table<R: Row>(
 ) -> Result<(), StoreError> {
     let _turn = crate::table::write_turn(db).await;
     let mut tx = ReadTx::begin(db).await?;
-    tx.execute(&R::TABLE.create_sql(db, name), &[]).await?;
+    let (create, after_load) = R::TABLE.fresh_sql(db, name);
+    tx.execute(&create, &[]).await?;
     rows.flush(&mut tx, name).await?;
-    for sql in R::TABLE.index_sql(name) {
-        tx.execute(&sql, &[]).await?;
-    }
+    build_indexes(&mut tx, &after_load).await?;
     analyze(&mut tx, name).await?;
     tx.commit().await
+}
+
+/// Builds a freshly loaded table's key and indexes, with room to sort in memory on
+/// PostgreSQL (the default `maintenance_work_mem` makes a large table's index builds spill to
+/// disk).
+async fn build_indexes(tx: &mut ReadTx, statements: &[String]) -> Result<(), StoreError> {
+    if tx.is_postgres() && !statements.is_empty() {
+        tx.execute("SET LOCAL maintenance_work_mem = '256MB'", &[])
+            .await?;
+    }
+    for sql in statements {
+        tx.execute(sql, &[]).await?;
+    }
+    Ok(())
 }
 
 /// Gives PostgreSQL's planner the statistics of a freshly loaded table (without them it
@@ -339,11 +349,10 @@ pub async fn write_fresh_tally<R: TallyRow>(
 ) -> Result<(), StoreError> {
     let _turn = crate::table::write_turn(db).await;
     let mut tx = ReadTx::begin(db).await?;
-    tx.execute(&R::TABLE.create_sql(db, name), &[]).await?;
+    let (create, after_load) = R::TABLE.fresh_sql(db, name);
+    tx.execute(&create, &[]).await?;
     rows.flush(&mut tx, name).await?;
-    for sql in R::TABLE.index_sql(name) {
-        tx.execute(&sql, &[]).await?;
-    }
+    build_indexes(&mut tx, &after_load).await?;
     analyze(&mut tx, name).await?;
     tx.commit().await
 }

@@ -20,8 +20,8 @@ use domain::listing::{ListingEvent, ListingStatus};
 use domain::payment::PaymentEvent;
 use domain::Event;
 use tables::{
-    BlockFact, BookingFacts, DaySums, ListingMonthSums, ListingPeriod, ListingState, NightFact,
-    PaymentLink, RefundFact,
+    month_of, BlockFact, BookingFacts, DaySums, ListingMonthSums, ListingPeriod, ListingState,
+    NightFact, PaymentLink, RefundFact,
 };
 use uuid::Uuid;
 
@@ -270,36 +270,42 @@ fn apply_booking(set: &mut AnalyticsSet, e: &Decoded, event: &BookingEvent) {
         _ => {}
     });
     if nights_changed {
-        if let Some(b) = set.bookings.get(id).cloned() {
-            for night in nights_of(&b) {
-                if sold != 0 {
-                    count_sold(set, &night, sold);
-                }
-                set.nights.put(night);
-            }
+        let nights = set.bookings.get(id).map(nights_of).unwrap_or_default();
+        if sold != 0 {
+            count_sold(set, &nights, sold);
+        }
+        for night in nights {
+            set.nights.put(night);
         }
     }
 }
 
-/// Adds (`sign` 1) or takes off (-1) a sold night, and the cleaning fee it carries, in the
-/// running totals.
-fn count_sold(set: &mut AnalyticsSet, n: &NightFact, sign: i64) {
-    let mut day = DaySums::new(&n.city, &n.channel, n.night);
-    let mut month = ListingMonthSums::new(n.listing_id, &n.city, n.night);
-    for (nights, room, cleaning) in [
-        (&mut day.nights, &mut day.room_kzt, &mut day.cleaning_kzt),
-        (
-            &mut month.nights,
-            &mut month.room_kzt,
-            &mut month.cleaning_kzt,
-        ),
-    ] {
-        *nights = sign;
-        *room = sign * n.price_kzt;
-        *cleaning = sign * n.cleaning_kzt;
+/// Adds (`sign` 1) or takes off (-1) a stay's sold nights, and the cleaning fee they carry, in
+/// the running totals: a total per night and date, one per calendar month of the stay.
+fn count_sold(set: &mut AnalyticsSet, nights: &[NightFact], sign: i64) {
+    let mut month: Option<ListingMonthSums> = None;
+    for n in nights {
+        let mut day = DaySums::new(&n.city, &n.channel, n.night);
+        day.nights = sign;
+        day.room_kzt = sign * n.price_kzt;
+        day.cleaning_kzt = sign * n.cleaning_kzt;
+        set.days.add(day);
+        let same = |m: &ListingMonthSums| {
+            m.month == month_of(n.night) && m.listing_id == n.listing_id && m.city == n.city
+        };
+        if !month.as_ref().is_some_and(same) {
+            if let Some(done) = month.take() {
+                set.months.add(done);
+            }
+        }
+        let m = month.get_or_insert_with(|| ListingMonthSums::new(n.listing_id, &n.city, n.night));
+        m.nights += sign;
+        m.room_kzt += sign * n.price_kzt;
+        m.cleaning_kzt += sign * n.cleaning_kzt;
     }
-    set.days.add(day);
-    set.months.add(month);
+    if let Some(done) = month {
+        set.months.add(done);
+    }
 }
 
 /// The sold nights of a confirmed booking, each with the interval it was sold.

@@ -297,6 +297,7 @@ fn task_error(source: tokio::task::JoinError) -> StoreError {
 async fn read_pg_range(
     pool: sqlx::PgPool,
     snapshot: String,
+    horizon: String,
     range: Range,
     imported: tokio::sync::oneshot::Sender<()>,
     done: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -327,7 +328,7 @@ async fn read_pg_range(
     };
     let sql = format!(
         "SELECT {} FROM events WHERE (xid::text::bigint, position) > ($1, $2) {upper} \
-         AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
+         AND xid < $5::xid8 \
          ORDER BY xid::text::bigint, position",
         scan::PG_RAW_COLUMNS
     );
@@ -345,6 +346,7 @@ async fn read_pg_range(
             .bind(range.from.position)
             .bind(to.tx)
             .bind(to.position)
+            .bind(&horizon)
             .fetch(&mut *tx);
         send_in_chunks(stream, Ok, send).await
     };
@@ -379,6 +381,13 @@ async fn read_all(
                     "unexpected snapshot id {snapshot:?}"
                 )));
             }
+            // The commit-safe horizon of the shared snapshot, read once and bound as a value:
+            // `pg_snapshot_xmin(pg_current_snapshot())` in the range queries was evaluated
+            // for every row.
+            let horizon: String =
+                sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+                    .fetch_one(&mut *lead)
+                    .await?;
             let ranges = split(&mut lead, n).await?;
             let mut handles = Vec::with_capacity(ranges.len());
             let mut imported = Vec::with_capacity(ranges.len());
@@ -388,6 +397,7 @@ async fn read_all(
                 handles.push(tokio::spawn(read_pg_range(
                     pool.clone(),
                     snapshot.clone(),
+                    horizon.clone(),
                     range,
                     tell,
                     done.clone(),

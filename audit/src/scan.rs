@@ -50,8 +50,25 @@ pub struct RowView<'a> {
     pub event_version: &'a str,
     pub payload: &'a str,
     pub metadata: &'a str,
-    /// `recorded_at` in microseconds since the Unix epoch.
-    pub recorded_micros: i64,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RowView<'_> {
+    /// The event with its own copies of the text.
+    pub fn to_raw(&self) -> RawRow {
+        RawRow {
+            position: self.position,
+            tx: self.tx,
+            aggregate_type: self.aggregate_type.to_owned(),
+            aggregate_id: self.aggregate_id.to_owned(),
+            sequence: self.sequence,
+            event_type: self.event_type.to_owned(),
+            event_version: self.event_version.to_owned(),
+            payload: self.payload.to_owned(),
+            metadata: self.metadata.to_owned(),
+            recorded_at: self.recorded_at,
+        }
+    }
 }
 
 impl RawRow {
@@ -66,14 +83,13 @@ impl RawRow {
             event_version: &self.event_version,
             payload: &self.payload,
             metadata: &self.metadata,
-            recorded_micros: self.recorded_at.timestamp_micros(),
+            recorded_at: self.recorded_at,
         }
     }
 }
 
 /// A PostgreSQL row of [`PG_RAW_COLUMNS`], borrowed (no copies of its text).
 pub fn view_pg(row: &sqlx::postgres::PgRow) -> Result<RowView<'_>, sqlx::Error> {
-    let recorded: DateTime<Utc> = row.try_get(9)?;
     Ok(RowView {
         position: row.try_get(0)?,
         tx: row.try_get(1)?,
@@ -84,7 +100,7 @@ pub fn view_pg(row: &sqlx::postgres::PgRow) -> Result<RowView<'_>, sqlx::Error> 
         event_version: row.try_get(6)?,
         payload: row.try_get(7)?,
         metadata: row.try_get(8)?,
-        recorded_micros: recorded.timestamp_micros(),
+        recorded_at: row.try_get(9)?,
     })
 }
 
@@ -98,18 +114,7 @@ pub const LITE_RAW_COLUMNS: &str = "position, position AS tx, aggregate_type, ag
      sequence, event_type, event_version, payload, metadata, recorded_at";
 
 pub fn from_pg(row: &sqlx::postgres::PgRow) -> Result<RawRow, sqlx::Error> {
-    Ok(RawRow {
-        position: row.try_get(0)?,
-        tx: row.try_get(1)?,
-        aggregate_type: row.try_get(2)?,
-        aggregate_id: row.try_get(3)?,
-        sequence: row.try_get(4)?,
-        event_type: row.try_get(5)?,
-        event_version: row.try_get(6)?,
-        payload: row.try_get(7)?,
-        metadata: row.try_get(8)?,
-        recorded_at: row.try_get(9)?,
-    })
+    view_pg(row).map(|v| v.to_raw())
 }
 
 pub fn from_lite(row: &sqlx::sqlite::SqliteRow) -> Result<RawRow, sqlx::Error> {
@@ -353,7 +358,7 @@ fn leaf_of(row: &RowView<'_>, payload: &[u8], metadata: &[u8]) -> Hash {
     put_str(&mut h, row.event_version.as_bytes());
     put_str(&mut h, payload);
     put_str(&mut h, metadata);
-    h.update(row.recorded_micros.to_be_bytes());
+    h.update(row.recorded_at.timestamp_micros().to_be_bytes());
     h.finalize().into()
 }
 

@@ -144,7 +144,7 @@ impl<R: Row> Rows<R> {
         if self.complete {
             // A rebuild's fresh, empty table: PostgreSQL takes it all in one COPY.
             if tx
-                .copy_in(table, R::TABLE.columns, upserts.iter().map(|r| r.values()))
+                .copy_in(table, R::TABLE, upserts.iter().map(|r| r.values()))
                 .await?
             {
                 return Ok(());
@@ -265,7 +265,7 @@ impl<R: TallyRow> Tally<R> {
         let mut rows: Vec<&R> = taken.values().collect();
         if self.complete
             && tx
-                .copy_in(table, R::TABLE.columns, rows.iter().map(|r| r.values()))
+                .copy_in(table, R::TABLE, rows.iter().map(|r| r.values()))
                 .await?
         {
             return Ok(());

@@ -206,14 +206,6 @@ fn binary_row(row: &[Arg], columns: &[Column]) -> bool {
             .all(|(arg, c)| arg.binary_as(c.kind))
 }
 
-fn column_names(columns: &[Column]) -> String {
-    columns
-        .iter()
-        .map(|c| c.name)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// PostgreSQL's epoch (2000-01-01): days from 0001-01-01 (chrono's `num_days_from_ce` of it)
 /// and microseconds since the Unix epoch.
 const PG_EPOCH_DAYS_FROM_CE: i32 = 730_120;
@@ -380,23 +372,26 @@ impl ReadTx {
     /// Loads rows with PostgreSQL's `COPY … FROM STDIN`: a rebuild's bulk write. The binary
     /// format when the first row's values have exactly their columns' types (the server then
     /// parses no text: no UUIDs, numbers or timestamps to read back), else the text format,
-    /// which lets the server convert. Returns false on SQLite, where the caller inserts instead.
+    /// which lets the server convert. `table` is the name loaded into (the live one or a
+    /// rebuild's fresh one), `shape` the table's description. Returns false on SQLite, where
+    /// the caller inserts instead.
     pub async fn copy_in(
         &mut self,
         table: &str,
-        columns: &[Column],
+        shape: &Table,
         rows: impl Iterator<Item = Vec<Arg>>,
     ) -> Result<bool, StoreError> {
         let ReadTx::Postgres(tx) = self else {
             return Ok(false);
         };
+        let columns = shape.columns;
         let mut rows = rows;
         let first = rows.next();
         let binary = match &first {
             Some(first) => binary_row(first, columns),
             None => true,
         };
-        let names = column_names(columns);
+        let names = shape.column_list();
         let options = if binary { " WITH (FORMAT binary)" } else { "" };
         let mut copy = tx
             .copy_in_raw(&format!("COPY {table} ({names}) FROM STDIN{options}"))
@@ -409,6 +404,7 @@ impl ReadTx {
             buf.extend_from_slice(&0i32.to_be_bytes());
             buf.extend_from_slice(&0i32.to_be_bytes());
         }
+        let mut line = String::new();
         for row in first.into_iter().chain(rows) {
             if binary {
                 buf.extend_from_slice(&(row.len() as i16).to_be_bytes());
@@ -424,7 +420,7 @@ impl ReadTx {
                     arg.write_copy_binary(&mut buf);
                 }
             } else {
-                let mut line = String::new();
+                line.clear();
                 for (i, arg) in row.iter().enumerate() {
                     if i > 0 {
                         line.push('\t');

@@ -103,6 +103,9 @@ try {
   await page.fill('#phone', '8 701 555 01 01');
   await page.click('#user-search button[type=submit]');
   const row = `tr[data-user-id="${process.env.GUEST_ID}"]`;
+  // The page's first list (every user) may still be drawn: wait for the phone search's answer.
+  const searched = new URLSearchParams({ limit: '50', phone: '8 701 555 01 01' }).toString();
+  await page.waitForSelector(`#users-table[data-query="${searched}"]`, { timeout: 10000 });
   await page.waitForSelector(row, { timeout: 10000 });
   check((await page.$$('#users-table tbody tr')).length === 1, 'phone search finds exactly the guest');
   await page.fill('#user-reason', 'chargeback from the bank');

@@ -180,13 +180,22 @@ async function loadCharts() {
 
 // ----- users ------------------------------------------------------------------------------
 
+// Only the newest search draws: an answer to an older one (the page's first list, say) that
+// arrives late must not replace it.
+let usersSearch = 0;
+
 async function loadUsers() {
   const q = new URLSearchParams({ limit: '50' });
   if ($('phone').value.trim()) q.set('phone', $('phone').value.trim());
   if ($('blocked-filter').value) q.set('blocked', $('blocked-filter').value);
+  const search = ++usersSearch;
   const r = await api('GET', '/api/v1/users?' + q);
-  const body = $('users-table').tBodies[0];
+  if (search !== usersSearch) return;
+  const table = $('users-table');
+  const body = table.tBodies[0];
   body.replaceChildren();
+  // What the rows answer, for whoever reads the table (the browser test waits on it).
+  table.dataset.query = q.toString();
   if (r.status !== 200) { $('users-state').textContent = problem(r); return; }
   $('users-state').textContent = `${t('found')}: ${r.json.items.length}`;
   r.json.items.forEach((u) => {

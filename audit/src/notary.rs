@@ -165,9 +165,10 @@ impl NotaryWorker {
         // Hashing (JSON decoding, canonical form, SHA-256) off the async threads when there is
         // much of it.
         let hash_all = move |events: Vec<scan::RawRow>| {
+            let mut forms = scan::Forms::default();
             events
                 .iter()
-                .map(|e| Ok((e.position, scan::leaf_hash(e)?)))
+                .map(|e| Ok((e.position, forms.digest(&e.view())?.0)))
                 .collect::<Result<Vec<_>, StoreError>>()
         };
         let hashed = if events.len() > 64 {

@@ -232,18 +232,15 @@ impl Digest1 {
     }
 }
 
-impl Digest1 {
-    /// [`Digest1::chain_hash`] as hex digits, without an allocation.
-    pub fn chain_hex(&self, prev: &str) -> [u8; 64] {
-        chain_hex(prev, &self.chain_suffix)
-    }
+/// [`chain_hash`] as hex digits, without an allocation.
+pub fn chain_hex(prev: &[u8], suffix: &[u8]) -> [u8; 64] {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(suffix);
+    hex_of(h)
 }
 
-/// [`chain_hash`] as hex digits, without an allocation.
-pub fn chain_hex(prev: &str, suffix: &[u8]) -> [u8; 64] {
-    let mut h = Sha256::new();
-    h.update(prev.as_bytes());
-    h.update(suffix);
+fn hex_of(h: Sha256) -> [u8; 64] {
     let mut out = [0u8; 64];
     hex::encode_to_slice(h.finalize(), &mut out).expect("64 hex digits for 32 bytes");
     out
@@ -254,6 +251,37 @@ pub fn chain_hash(prev: &str, suffix: &[u8]) -> String {
     h.update(prev.as_bytes());
     h.update(suffix);
     hex::encode(h.finalize())
+}
+
+/// An event's chain link as stored (`metadata.hash`): the 64 hex digits a link has, kept
+/// inline, or any other text (missing, or not a link: tampered) as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Link {
+    Digits([u8; 64]),
+    Text(String),
+}
+
+impl Link {
+    fn of(text: &str) -> Link {
+        match <[u8; 64]>::try_from(text.as_bytes()) {
+            Ok(digits) if digits.is_ascii() => Link::Digits(digits),
+            _ => Link::Text(text.to_string()),
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Link::Digits(d) => d,
+            Link::Text(t) => t.as_bytes(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Link::Digits(d) => std::str::from_utf8(d).expect("ASCII"),
+            Link::Text(t) => t,
+        }
+    }
 }
 
 fn put_str(h: &mut Sha256, s: &[u8]) {
@@ -268,144 +296,199 @@ fn parse(position: i64, text: &str) -> Result<Value, StoreError> {
 
 /// The leaf hash of a row ([`crate::leaf::leaf_hash`] of the same event).
 pub fn leaf_hash(row: &RawRow) -> Result<Hash, StoreError> {
-    let row = row.view();
-    let forms = canonical_forms(&row)?;
-    Ok(leaf_of(&row, &forms.payload, &forms.metadata))
+    Ok(Forms::default().digest(&row.view())?.0)
 }
 
 /// A row's payload and metadata in canonical form, with the metadata's top-level `hash`
-/// member (its place in `metadata`) and value.
-struct Forms {
+/// member (its place in `metadata`): the buffers a hashing thread fills for one row after
+/// another, so that a row costs no allocation.
+#[derive(Default)]
+pub struct Forms {
     payload: Vec<u8>,
     metadata: Vec<u8>,
     hash_member: Option<(usize, usize)>,
-    stored_hash: String,
 }
 
-/// Straight from the text ([`crate::canonical`]) when it can, else through `Value`s.
-fn canonical_forms(row: &RowView<'_>) -> Result<Forms, StoreError> {
-    let mut payload = Vec::with_capacity(row.payload.len());
-    let mut metadata = Vec::with_capacity(row.metadata.len());
-    if crate::canonical::write(row.payload, &mut payload).is_some() {
-        if let Some(c) = crate::canonical::write(row.metadata, &mut metadata) {
-            // `"hash":` and the value; a string's value is the stored link.
-            let stored_hash = c
-                .hash_member
-                .and_then(|(start, end)| {
-                    serde_json::from_slice::<String>(&metadata[start + 7..end]).ok()
-                })
-                .unwrap_or_default();
-            return Ok(Forms {
-                payload,
-                metadata,
-                hash_member: c.hash_member,
-                stored_hash,
-            });
-        }
+impl Forms {
+    /// Encodes `row` (each JSON value once) into the buffers: its leaf hash and its stored
+    /// chain link. [`Forms::chain_hex`] and [`Forms::suffix`] then read the same encoding.
+    pub fn digest(&mut self, row: &RowView<'_>) -> Result<(Hash, Link), StoreError> {
+        let stored = self.encode(row)?;
+        Ok((self.leaf(row), stored))
     }
-    forms_by_value(row)
-}
 
-fn forms_by_value(row: &RowView<'_>) -> Result<Forms, StoreError> {
-    let payload = parse(row.position, row.payload)?;
-    let metadata = parse(row.position, row.metadata)?;
-    let mut p = Vec::with_capacity(row.payload.len());
-    write_canonical(&payload, &mut p);
-    // The metadata canonically, noting where its top-level `hash` member is, so that the
-    // chain's form (the metadata without `hash`) is the same bytes without that member.
-    let mut m = Vec::with_capacity(row.metadata.len());
-    let mut hash_member: Option<(usize, usize)> = None;
-    let mut stored_hash = String::new();
-    match &metadata {
-        Value::Object(map) => {
-            m.push(b'{');
-            let mut keys: Vec<&String> = map.keys().collect();
-            if !keys.windows(2).all(|w| w[0] <= w[1]) {
-                keys.sort();
+    /// Straight from the text ([`crate::canonical`]) when it can, else through `Value`s.
+    fn encode(&mut self, row: &RowView<'_>) -> Result<Link, StoreError> {
+        self.payload.clear();
+        self.metadata.clear();
+        if crate::canonical::write(row.payload, &mut self.payload).is_some() {
+            if let Some(c) = crate::canonical::write(row.metadata, &mut self.metadata) {
+                self.hash_member = c.hash_member;
+                // `"hash":` and the value; a string's value is the stored link.
+                return Ok(match c.hash_member {
+                    Some((start, end)) => string_value(&self.metadata[start + 7..end]),
+                    None => Link::Text(String::new()),
+                });
             }
-            for (i, k) in keys.into_iter().enumerate() {
-                let start = m.len();
-                member(i, k, &map[k], &mut m);
-                if k == "hash" {
-                    // The member without the comma `member` puts before all but the first.
-                    hash_member = Some((if i > 0 { start + 1 } else { start }, m.len()));
-                    if let Some(s) = map[k].as_str() {
-                        stored_hash = s.to_string();
+            self.payload.clear();
+        }
+        self.encode_by_value(row)
+    }
+
+    fn encode_by_value(&mut self, row: &RowView<'_>) -> Result<Link, StoreError> {
+        let payload = parse(row.position, row.payload)?;
+        let metadata = parse(row.position, row.metadata)?;
+        write_canonical(&payload, &mut self.payload);
+        // The metadata canonically, noting where its top-level `hash` member is, so that the
+        // chain's form (the metadata without `hash`) is the same bytes without that member.
+        let m = &mut self.metadata;
+        self.hash_member = None;
+        let mut stored = Link::Text(String::new());
+        match &metadata {
+            Value::Object(map) => {
+                m.push(b'{');
+                let mut keys: Vec<&String> = map.keys().collect();
+                if !keys.windows(2).all(|w| w[0] <= w[1]) {
+                    keys.sort();
+                }
+                for (i, k) in keys.into_iter().enumerate() {
+                    let start = m.len();
+                    member(i, k, &map[k], m);
+                    if k == "hash" {
+                        // The member without the comma `member` puts before all but the first.
+                        self.hash_member = Some((if i > 0 { start + 1 } else { start }, m.len()));
+                        if let Some(s) = map[k].as_str() {
+                            stored = Link::of(s);
+                        }
                     }
                 }
+                m.push(b'}');
             }
-            m.push(b'}');
+            other => write_canonical(other, m),
         }
-        other => write_canonical(other, &mut m),
+        Ok(stored)
     }
-    Ok(Forms {
-        payload: p,
-        metadata: m,
-        hash_member,
-        stored_hash,
-    })
+
+    fn leaf(&self, row: &RowView<'_>) -> Hash {
+        let mut h = Sha256::new();
+        h.update([0u8]);
+        h.update(LEAF_TAG);
+        h.update((row.position as u64).to_be_bytes());
+        put_str(&mut h, row.aggregate_type.as_bytes());
+        put_str(&mut h, row.aggregate_id.as_bytes());
+        h.update((row.sequence as u64).to_be_bytes());
+        put_str(&mut h, row.event_type.as_bytes());
+        put_str(&mut h, row.event_version.as_bytes());
+        put_str(&mut h, &self.payload);
+        put_str(&mut h, &self.metadata);
+        h.update(row.recorded_at.timestamp_micros().to_be_bytes());
+        h.finalize().into()
+    }
+
+    /// The chain hash's input after the predecessor's hash, in pieces (`store::chain`'s
+    /// `event_hash` of `StoredEvent::chain_input`): the row's names and sequence, the
+    /// payload, and the metadata without its `hash` member.
+    fn suffix_parts<'a>(&'a self, row: &RowView<'a>, sequence: &'a mut [u8; 20]) -> [&'a [u8]; 15] {
+        let m = &self.metadata;
+        let (before, after) = match self.hash_member {
+            None => (&m[..], &m[m.len()..]),
+            Some((start, end)) => {
+                // `{…,"hash":…,…}`: drop the member and one comma beside it.
+                let (start, end) = if m.get(end) == Some(&b',') {
+                    (start, end + 1)
+                } else if start > 0 && m[start - 1] == b',' {
+                    (start - 1, end)
+                } else {
+                    (start, end)
+                };
+                (&m[..start], &m[end..])
+            }
+        };
+        [
+            b"\n",
+            row.aggregate_type.as_bytes(),
+            b"\n",
+            row.aggregate_id.as_bytes(),
+            b"\n",
+            row.event_type.as_bytes(),
+            b"\n",
+            row.event_version.as_bytes(),
+            b"\n",
+            decimal(row.sequence, sequence),
+            b"\n",
+            &self.payload,
+            b"\n",
+            before,
+            after,
+        ]
+    }
+
+    /// The chain hash, as hex digits, of the row last [`Forms::digest`]ed after a predecessor
+    /// whose hash is `prev`.
+    pub fn chain_hex(&self, row: &RowView<'_>, prev: &[u8]) -> [u8; 64] {
+        let mut sequence = [0u8; 20];
+        let mut h = Sha256::new();
+        h.update(prev);
+        for part in self.suffix_parts(row, &mut sequence) {
+            h.update(part);
+        }
+        hex_of(h)
+    }
+
+    /// The chain hash's input after the predecessor's hash, of the row last digested, kept
+    /// for when the predecessor is known.
+    pub fn suffix(&self, row: &RowView<'_>) -> Vec<u8> {
+        let mut sequence = [0u8; 20];
+        let parts = self.suffix_parts(row, &mut sequence);
+        let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for part in parts {
+            out.extend_from_slice(part);
+        }
+        out
+    }
 }
 
-fn leaf_of(row: &RowView<'_>, payload: &[u8], metadata: &[u8]) -> Hash {
-    let mut h = Sha256::new();
-    h.update([0u8]);
-    h.update(LEAF_TAG);
-    h.update((row.position as u64).to_be_bytes());
-    put_str(&mut h, row.aggregate_type.as_bytes());
-    put_str(&mut h, row.aggregate_id.as_bytes());
-    h.update((row.sequence as u64).to_be_bytes());
-    put_str(&mut h, row.event_type.as_bytes());
-    put_str(&mut h, row.event_version.as_bytes());
-    put_str(&mut h, payload);
-    put_str(&mut h, metadata);
-    h.update(row.recorded_at.timestamp_micros().to_be_bytes());
-    h.finalize().into()
+/// `n` in decimal, written into `buf` (an `i64` has at most 20 characters).
+fn decimal(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    &buf[at..]
+}
+
+/// The link a JSON string value's text holds (`"…"`): copied when it has no escapes, else
+/// decoded by serde_json; not a string, none (`store::chain` reads only string links).
+fn string_value(text: &[u8]) -> Link {
+    match text {
+        [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') && !inner.contains(&b'"') => {
+            Link::of(std::str::from_utf8(inner).unwrap_or_default())
+        }
+        _ => serde_json::from_slice::<String>(text)
+            .map(|s| Link::of(&s))
+            .unwrap_or(Link::Text(String::new())),
+    }
 }
 
 /// The leaf hash, the stored chain link and the chain suffix of a row, encoding each JSON
 /// value once.
 pub fn digest(row: &RowView<'_>) -> Result<Digest1, StoreError> {
-    let Forms {
-        payload: p,
-        metadata: m,
-        hash_member,
-        stored_hash,
-    } = canonical_forms(row)?;
-    let leaf = leaf_of(row, &p, &m);
-    let mut suffix = Vec::with_capacity(p.len() + m.len() + 128);
-    for part in [
-        row.aggregate_type,
-        row.aggregate_id,
-        row.event_type,
-        row.event_version,
-    ] {
-        suffix.push(b'\n');
-        suffix.extend_from_slice(part.as_bytes());
-    }
-    suffix.push(b'\n');
-    suffix.extend_from_slice(row.sequence.to_string().as_bytes());
-    suffix.push(b'\n');
-    suffix.extend_from_slice(&p);
-    suffix.push(b'\n');
-    match hash_member {
-        None => suffix.extend_from_slice(&m),
-        Some((start, end)) => {
-            // `{…,"hash":…,…}`: drop the member and one comma beside it.
-            let (start, end) = if m.get(end) == Some(&b',') {
-                (start, end + 1)
-            } else if start > 0 && m[start - 1] == b',' {
-                (start - 1, end)
-            } else {
-                (start, end)
-            };
-            suffix.extend_from_slice(&m[..start]);
-            suffix.extend_from_slice(&m[end..]);
-        }
-    }
+    let mut forms = Forms::default();
+    let (leaf, stored) = forms.digest(row)?;
     Ok(Digest1 {
         leaf,
-        stored_hash,
-        chain_suffix: suffix,
+        stored_hash: stored.as_str().to_string(),
+        chain_suffix: forms.suffix(row),
     })
 }
 

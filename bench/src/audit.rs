@@ -181,6 +181,14 @@ async fn measure(args: &AuditArgs, bin: &std::path::Path, url: &str) -> Result<R
     let rate = total as f64 / verify.as_secs_f64();
     let _ = writeln!(report, "verify --checkpoint (chains and tree, separate process): {total} events in {:.1} s = {rate:.0} events/s (goal >= 200000): {}", verify.as_secs_f64(), verdict(rate >= 200_000.0));
     let _ = writeln!(report, "  anchor: one PostgreSQL scan of every payload and metadata as text: {:.1} s = {:.0} events/s", scan.as_secs_f64(), total as f64 / scan.as_secs_f64());
+    let scan_rate = total as f64 / scan.as_secs_f64();
+    report.goal(
+        "audit verify --checkpoint",
+        format!("{rate:.0} events/s"),
+        ">= 200000 events/s",
+        format!("text scan {scan_rate:.0} rows/s"),
+        rate >= 200_000.0,
+    );
 
     let client = reqwest::Client::new();
     let token = server.token("auditor", Uuid::now_v7()).await?;
@@ -212,6 +220,13 @@ async fn measure(args: &AuditArgs, bin: &std::path::Path, url: &str) -> Result<R
         report,
         "  anchor: GET /healthz p99 {:.2} ms",
         ms(pct(&health, 99.0))
+    );
+    report.goal(
+        "audit page of 100 p99",
+        format!("{p99:.2} ms"),
+        "< 20 ms",
+        format!("/healthz p99 {:.2} ms", ms(pct(&health, 99.0))),
+        p99 < 20.0,
     );
 
     // State as of, on a listing with many events.
@@ -282,6 +297,13 @@ async fn measure(args: &AuditArgs, bin: &std::path::Path, url: &str) -> Result<R
         "  anchor: GET /api/v1/listings/{{id}} (snapshot + tail) p99 {:.1} ms",
         ms(pct(&loads, 99.0))
     );
+    report.goal(
+        &format!("audit state as of, {listing_events} events, p99"),
+        format!("{p99:.1} ms"),
+        "< 50 ms",
+        format!("GET /listings/{{id}} p99 {:.1} ms", ms(pct(&loads, 99.0))),
+        p99 < 50.0,
+    );
 
     // Notary lag at a fixed write rate.
     let run = notary_lag(args, &server, &client, &host_token, url).await?;
@@ -297,6 +319,13 @@ async fn measure(args: &AuditArgs, bin: &std::path::Path, url: &str) -> Result<R
         report,
         "  anchor: the writes' own answer p99 {:.1} ms",
         ms(pct(answers, 99.0))
+    );
+    report.goal(
+        &format!("notary lag at {} events/s p99", args.rate),
+        format!("{p99:.0} ms"),
+        "< 1000 ms",
+        format!("the writes' answers p99 {:.1} ms", ms(pct(answers, 99.0))),
+        p99 < 1000.0,
     );
     let stopped = harness::stop(server).await;
     let _ = writeln!(

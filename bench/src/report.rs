@@ -34,6 +34,23 @@ impl Report {
         }
     }
 
+    /// `goal: <what>: <figure> | goal <goal> | anchor <anchor> | met` (or `NOT met`): one
+    /// line per goal, the lines `bench/run.sh` gathers into its summary. The anchor is the
+    /// reference figure measured in the same run.
+    pub fn goal(
+        &mut self,
+        what: &str,
+        figure: impl std::fmt::Display,
+        goal: impl std::fmt::Display,
+        anchor: impl std::fmt::Display,
+        met: bool,
+    ) {
+        self.line(format!(
+            "goal: {what}: {figure} | goal {goal} | anchor {anchor} | {}",
+            verdict(met)
+        ));
+    }
+
     /// A section after an empty line.
     pub fn section(&mut self, section: &Section) {
         self.text.push('\n');
@@ -183,6 +200,26 @@ mod tests {
         assert_eq!(pct(&v, 99.0), 99);
         assert_eq!(pct(&v, 100.0), 100);
         assert_eq!(pct(&[], 50.0), 0);
+    }
+
+    #[test]
+    fn a_goal_is_one_line_with_its_anchor() {
+        let mut r = Report {
+            text: String::new(),
+        };
+        r.goal(
+            "verify",
+            "250,000 events/s",
+            ">= 200,000",
+            "scan 540,000 rows/s",
+            true,
+        );
+        r.goal("lag p99", "120 ms", "< 100 ms", "answers p99 9 ms", false);
+        assert_eq!(
+            r.text,
+            "goal: verify: 250,000 events/s | goal >= 200,000 | anchor scan 540,000 rows/s | met\n\
+             goal: lag p99: 120 ms | goal < 100 ms | anchor answers p99 9 ms | NOT met\n"
+        );
     }
 
     #[test]

@@ -34,8 +34,13 @@ needs_seed=0
 for m in "${modes[@]}"; do
     case "$m" in search|relay|rebuild) needs_seed=1 ;; esac
 done
-cleanup() { [ "$needs_seed" = 1 ] && "$B" drop --database-url "$url" --pg-admin-url "$PG_ADMIN_URL" || true; }
+cleanup() {
+    rm -f "${stamp:-}"
+    [ "$needs_seed" = 1 ] && "$B" drop --database-url "$url" --pg-admin-url "$PG_ADMIN_URL" || true
+}
 trap cleanup EXIT
+# The reports this run writes are the ones newer than this file.
+stamp=$(mktemp)
 if [ "$needs_seed" = 1 ]; then
     "$B" seed --database-url "$url" --pg-admin-url "$PG_ADMIN_URL"
 fi
@@ -55,3 +60,9 @@ for m in "${modes[@]}"; do
         *) echo "unknown mode $m (search, relay, lag, rebuild, booking, payments, bots, audit, admin, ical, analytics)" >&2; exit 2 ;;
     esac
 done
+
+# Every goal of this run on one line each: the figure, the goal, the anchor measured in the same
+# run, and the verdict (the reports' `goal:` lines).
+echo
+echo "== goals of this run (figure | goal | anchor, same run | verdict)"
+find bench/results -name '*.txt' -newer "$stamp" -exec grep -h '^goal: ' {} + | sed 's/^goal: //' || true

@@ -602,10 +602,7 @@ pub async fn report_relay_lag(db: Database, name: String, stop: impl Future<Outp
 
 /// Keeps `zhilego_inventory_free_listings{city}` current (listings with a free night among
 /// the next 7, from the in-memory index), every 10 s until `stop`.
-async fn report_inventory(
-    index: Arc<projections::SearchIndex>,
-    stop: impl Future<Output = ()>,
-) {
+async fn report_inventory(index: Arc<projections::SearchIndex>, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     loop {
         let today = domain::local_date(chrono::Utc::now());

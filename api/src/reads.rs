@@ -6,8 +6,8 @@ use anyhow::Context;
 use bus::{LocalBus, RelayConfig};
 use projections::feed;
 use projections::{
-    AnalyticsProjection, SearchIndex, AvailabilityProjection, BookingsProjection,
-    ListingsProjection, Projection, Projector, Status, UsersProjection,
+    AnalyticsProjection, AvailabilityProjection, BookingsProjection, ListingsProjection,
+    Projection, Projector, SearchIndex, Status, UsersProjection,
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -117,14 +117,20 @@ pub async fn run(args: SearchArgs) -> Result<()> {
     ));
     report.settings(&args.server_env);
     let out = args.common.out.clone();
-    harness::each_backend(report, "search.txt", out.as_deref(), args.backend, |backend| {
-        let (args, bin, wrk, anchor) = (&args, &bin, &wrk, &anchor);
-        async move {
-            Ok(harness::Outcome::Measured(
-                mode(args, bin, wrk, anchor, backend).await?,
-            ))
-        }
-    })
+    harness::each_backend(
+        report,
+        "search.txt",
+        out.as_deref(),
+        args.backend,
+        |backend| {
+            let (args, bin, wrk, anchor) = (&args, &bin, &wrk, &anchor);
+            async move {
+                Ok(harness::Outcome::Measured(
+                    mode(args, bin, wrk, anchor, backend).await?,
+                ))
+            }
+        },
+    )
     .await
 }
 
@@ -301,8 +307,7 @@ async fn exercise(
     rebuilt: Duration,
 ) -> Result<Runs> {
     let bin = zhilego_binary(args.common.zhilego_bin.as_deref())?;
-    let (statuses, caught_up) =
-        server::wait_caught_up(&bin, env, Duration::from_secs(900)).await?;
+    let (statuses, caught_up) = server::wait_caught_up(&bin, env, Duration::from_secs(900)).await?;
     let applied = statuses
         .iter()
         .map(|s| format!("{} at {} ({} applied)", s.name, s.position, s.applied))
@@ -402,11 +407,7 @@ fn render(
         Backend::Sqlite => "embedded",
         Backend::Postgres => "production",
     };
-    let mut s = Section::new(
-        &format!("{mode}: {}", backend.name()),
-        &store.store,
-        14,
-    );
+    let mut s = Section::new(&format!("{mode}: {}", backend.name()), &store.store, 14);
     s.row(
         "read models:",
         format!(
@@ -425,7 +426,10 @@ fn render(
     );
     wrk_rows(
         &mut s,
-        &format!("GET /healthz (the service's stack), {} s", args.anchor_seconds),
+        &format!(
+            "GET /healthz (the service's stack), {} s",
+            args.anchor_seconds
+        ),
         &runs.healthz,
     );
     wrk_rows(

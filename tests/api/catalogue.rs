@@ -110,7 +110,9 @@ async fn sql_pages(app: &TestApp, query: &CatalogueQuery) -> Pages {
             .await
             .unwrap();
         pages.push((
-            rows.into_iter().map(|(r, d)| (r.listing_id, mm(d))).collect(),
+            rows.into_iter()
+                .map(|(r, d)| (r.listing_id, mm(d)))
+                .collect(),
             next,
         ));
         match next {

@@ -4,7 +4,9 @@
 use super::SearchIndex;
 use crate::availability::{bounding_box, city_key, reviewed_listing};
 use crate::event::Decoded;
-use crate::listings::{amenity_key, CatalogueQuery, CatalogueRow, CatalogueSet, ListingsProjection};
+use crate::listings::{
+    amenity_key, CatalogueQuery, CatalogueRow, CatalogueSet, ListingsProjection,
+};
 use crate::projector::Projection;
 use crate::rows::WorkingSet;
 use crate::table::Row;
@@ -100,10 +102,10 @@ fn passes(
     amenities: &[String],
 ) -> bool {
     row.status == "active"
+        && query.guests.is_none_or(|g| row.max_guests >= i64::from(g))
         && query
-            .guests
-            .is_none_or(|g| row.max_guests >= i64::from(g))
-        && query.max_price_kzt.is_none_or(|p| row.nightly_price_kzt <= p)
+            .max_price_kzt
+            .is_none_or(|p| row.nightly_price_kzt <= p)
         && bbox.is_none_or(|(lat0, lat1, lon0, lon1)| match (row.lat, row.lon) {
             (Some(lat), Some(lon)) => lat0 <= lat && lat <= lat1 && lon0 <= lon && lon <= lon1,
             _ => false,
@@ -116,7 +118,10 @@ impl SearchIndex {
     /// its distance when `near` is given; the page and the next cursor, which is the page's
     /// last listing when another listing passes the filters short of the distance (as the
     /// table's search pages).
-    pub fn catalogue(&self, query: &CatalogueQuery) -> (Vec<(CatalogueRow, Option<f64>)>, Option<Uuid>) {
+    pub fn catalogue(
+        &self,
+        query: &CatalogueQuery,
+    ) -> (Vec<(CatalogueRow, Option<f64>)>, Option<Uuid>) {
         let page = query.limit.max(1);
         let bbox = query.near.map(|(c, r)| bounding_box(&c, r));
         let amenities: Vec<String> = query

@@ -299,7 +299,7 @@ impl Application {
             async move { reads.watch_replicas(Duration::from_secs(1), stop).await }
         }));
         tasks.push(tokio::spawn(report_inventory(
-            state.reads.availability_index.clone(),
+            state.reads.search_index.clone(),
             stopped(stop_rx.clone()),
         )));
         let calendar = state.calendar.clone();
@@ -476,7 +476,7 @@ pub async fn start_pipeline(
     };
     // The in-memory availability index follows the in-process bus when there is one, else
     // the store (nudged after each local write).
-    let index = state.reads.availability_index.clone();
+    let index = state.reads.search_index.clone();
     let stop = stopped(stop_rx.clone());
     match &feed {
         Feed::Local(bus) => {
@@ -602,10 +602,7 @@ pub async fn report_relay_lag(db: Database, name: String, stop: impl Future<Outp
 
 /// Keeps `zhilego_inventory_free_listings{city}` current (listings with a free night among
 /// the next 7, from the in-memory index), every 10 s until `stop`.
-async fn report_inventory(
-    index: Arc<projections::AvailabilityIndex>,
-    stop: impl Future<Output = ()>,
-) {
+async fn report_inventory(index: Arc<projections::SearchIndex>, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     loop {
         let today = domain::local_date(chrono::Utc::now());

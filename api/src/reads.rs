@@ -6,8 +6,8 @@ use anyhow::Context;
 use bus::{LocalBus, RelayConfig};
 use projections::feed;
 use projections::{
-    AnalyticsProjection, AvailabilityIndex, AvailabilityProjection, BookingsProjection,
-    ListingsProjection, Projection, Projector, Status, UsersProjection,
+    AnalyticsProjection, AvailabilityProjection, BookingsProjection, ListingsProjection,
+    Projection, Projector, SearchIndex, Status, UsersProjection,
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,8 +27,8 @@ pub struct ReadModels {
     pub listings: Projector<ListingsProjection>,
     pub analytics: Projector<AnalyticsProjection>,
     pub users: Projector<UsersProjection>,
-    /// The availability projection in memory, for searches.
-    pub availability_index: Arc<AvailabilityIndex>,
+    /// The availability and catalogue read models in memory, for searches.
+    pub search_index: Arc<SearchIndex>,
     /// Wakes the index after a local write.
     pub index_nudge: Arc<tokio::sync::Notify>,
 }
@@ -132,7 +132,7 @@ impl ReadModels {
             listings: Projector::new(store.clone(), primary.clone()),
             analytics: Projector::new(store.clone(), primary.clone()),
             users: Projector::new(store.clone(), primary.clone()),
-            availability_index: Arc::new(AvailabilityIndex::new(store.clone(), primary.clone())),
+            search_index: Arc::new(SearchIndex::new(store.clone(), primary.clone())),
             index_nudge: Arc::new(tokio::sync::Notify::new()),
             primary,
             replicas,
@@ -150,14 +150,14 @@ impl ReadModels {
         Ok(())
     }
 
-    /// Loads the in-memory availability index from the (prepared) projection.
+    /// Loads the in-memory search index from the (prepared) projections.
     pub async fn load_index(&self) -> anyhow::Result<()> {
-        self.availability_index
+        self.search_index
             .load()
             .await
-            .context("loading the availability index")?;
-        let (listings, spans) = self.availability_index.size();
-        tracing::info!(listings, spans, "availability index loaded");
+            .context("loading the search index")?;
+        let (listings, spans) = self.search_index.size();
+        tracing::info!(listings, spans, "search index loaded");
         Ok(())
     }
 
@@ -238,17 +238,18 @@ impl ReadModels {
         Ok(db)
     }
 
-    /// The in-memory availability index once it has `min_position` (waiting at most `wait`),
-    /// or 503 `read_model_behind`.
+    /// The in-memory search index once it has `min_position` (waiting at most `wait`), or 503
+    /// `read_model_behind` naming `read_model` (the projection the caller reads).
     pub async fn consistent_index(
         &self,
+        read_model: &str,
         min_position: Option<i64>,
         wait: Duration,
-    ) -> Result<&AvailabilityIndex, ApiError> {
-        let index = &*self.availability_index;
+    ) -> Result<&SearchIndex, ApiError> {
+        let index = &*self.search_index;
         if let Some(position) = checked(min_position)? {
             if !index.wait_for(position, wait).await? {
-                return Err(behind(AvailabilityProjection::NAME, position));
+                return Err(behind(read_model, position));
             }
         }
         Ok(index)

@@ -126,28 +126,9 @@ impl Scratch {
         }
         let work_dir = work_dir(mode)?;
         let data = work_dir.join("data");
-        let data_dir = ("ZHILEGO_DATA_DIR".to_string(), data.display().to_string());
         let (env, store, database) = match backend {
             Backend::Sqlite => (
-                vec![
-                    ("ZHILEGO_LISTEN".to_string(), "127.0.0.1:0".to_string()),
-                    ("ZHILEGO_RATE_LIMIT".to_string(), "0".to_string()),
-                    // One source posting as fast as it can; the metrics listener on a free
-                    // port so runs side by side do not collide.
-                    ("ZHILEGO_WEBHOOK_RATE_LIMIT".to_string(), "0".to_string()),
-                    (
-                        "ZHILEGO_METRICS_ADDR".to_string(),
-                        "127.0.0.1:0".to_string(),
-                    ),
-                    data_dir,
-                    ("KASPI_MODE".into(), "sandbox".into()),
-                    // Given (not generated into the data dir), so the bench can mint a token
-                    // per guest in its own process (`Server::guests`).
-                    (
-                        "ZHILEGO_JWT_SECRET".into(),
-                        uuid::Uuid::new_v4().simple().to_string(),
-                    ),
-                ],
+                embedded_env(&data),
                 format!("embedded SQLite in {}", data.display()),
                 None,
             ),
@@ -159,7 +140,7 @@ impl Scratch {
                 }
                 let url = pg::database_url(admin_url, &db)?;
                 let mut env = server::production_env(&url);
-                env.push(data_dir);
+                env.push(("ZHILEGO_DATA_DIR".to_string(), data.display().to_string()));
                 (env, format!("PostgreSQL {url}"), Some(db))
             }
         };
@@ -204,6 +185,31 @@ impl Scratch {
             .err()
             .map(|e| format!("could not remove {}: {e}", self.work_dir.display()))
     }
+}
+
+/// Embedded-mode settings for the data directory `data` (its store `zhilego.db`): a free port,
+/// rate limits off, the metrics listener on a free port, the Kaspi sandbox, a random JWT
+/// secret.
+pub fn embedded_env(data: &Path) -> Vec<(String, String)> {
+    vec![
+        ("ZHILEGO_LISTEN".to_string(), "127.0.0.1:0".to_string()),
+        ("ZHILEGO_RATE_LIMIT".to_string(), "0".to_string()),
+        // One source posting as fast as it can; the metrics listener on a free port so runs
+        // side by side do not collide.
+        ("ZHILEGO_WEBHOOK_RATE_LIMIT".to_string(), "0".to_string()),
+        (
+            "ZHILEGO_METRICS_ADDR".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
+        ("ZHILEGO_DATA_DIR".to_string(), data.display().to_string()),
+        ("KASPI_MODE".into(), "sandbox".into()),
+        // Given (not generated into the data dir), so the bench can mint a token per guest in
+        // its own process (`Server::guests`).
+        (
+            "ZHILEGO_JWT_SECRET".into(),
+            uuid::Uuid::new_v4().simple().to_string(),
+        ),
+    ]
 }
 
 /// `given`, else a scratch store seeded with the `seed` defaults (returned as `Some(name)` so

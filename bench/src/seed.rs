@@ -221,9 +221,9 @@ impl Default for SeedOptions {
 
 #[derive(clap::Args, Debug)]
 pub struct SeedArgs {
-    /// The store to seed (created on the --pg-admin-url server if missing, then migrated).
-    /// Default: a fresh `zhilego_bench_*` database, which is kept (drop it with
-    /// `zhilego-bench drop`).
+    /// The store to seed (created on the --pg-admin-url server if missing, then migrated), or
+    /// an embedded one, `sqlite://DIR/zhilego.db` (for `search --data-dir DIR`). Default: a
+    /// fresh `zhilego_bench_*` database, which is kept (drop it with `zhilego-bench drop`).
     #[arg(long)]
     database_url: Option<String>,
     #[command(flatten)]
@@ -288,6 +288,8 @@ impl SeedReport {
 
 pub async fn run(args: SeedArgs) -> Result<()> {
     let url = match &args.database_url {
+        // An embedded store: the file is created by connecting.
+        Some(url) if url.starts_with("sqlite:") => url.clone(),
         Some(url) => {
             pg::ensure_database(&args.common.pg_admin_url, &pg::database_name(url)?).await?;
             url.clone()

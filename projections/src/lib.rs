@@ -13,15 +13,15 @@
 //!   once for both backends.
 //! - [`feed`]: what drives a builder — a durable JetStream consumer or the in-process bus.
 //! - The projections: [`bookings`] (per guest and host, live reservations), [`availability`]
-//!   (offers and taken spans: calendars, [`ical`]; searched in memory through
-//!   [`availability_index`]), [`listings`] (the catalogue), [`analytics`] (figures as known
-//!   at any instant, from fact rows with the interval each was true) and [`users`] (the
-//!   directory admins search, with roles, blocks and API keys).
+//!   (offers and taken spans: calendars, [`ical`]), [`listings`] (the catalogue),
+//!   [`analytics`] (figures as known at any instant, from fact rows with the interval each was
+//!   true) and [`users`] (the directory admins search, with roles, blocks and API keys).
+//! - [`search_index`]: the availability and catalogue read models held in memory, which the
+//!   searches run on.
 #![forbid(unsafe_code)]
 
 pub mod analytics;
 pub mod availability;
-pub mod availability_index;
 pub mod bookings;
 pub mod event;
 pub mod feed;
@@ -30,12 +30,12 @@ pub mod listings;
 pub mod projector;
 pub mod rebuild;
 pub mod rows;
+pub mod search_index;
 pub mod table;
 pub mod users;
 
 pub use analytics::AnalyticsProjection;
 pub use availability::{AvailabilityProjection, CalendarDay, Offer, OfferRow, SpanRow, StayQuery};
-pub use availability_index::AvailabilityIndex;
 pub use bookings::{
     BookingFilter, BookingRow, BookingsProjection, DuePayment, DueReservation, DueStay,
     PaymentNeed, PaymentRow,
@@ -43,4 +43,5 @@ pub use bookings::{
 pub use event::{Decoded, Undecodable};
 pub use listings::{CatalogueQuery, CatalogueRow, ListingsProjection};
 pub use projector::{Applied, CheckpointRow, Projection, Projector, Status};
+pub use search_index::SearchIndex;
 pub use users::{UserQuery, UserRow, UsersProjection};

@@ -160,7 +160,7 @@ impl CatalogueRow {
     }
 }
 
-fn amenity_key(a: &str) -> String {
+pub(crate) fn amenity_key(a: &str) -> String {
     a.trim().to_lowercase().replace([',', '%', '_'], " ")
 }
 

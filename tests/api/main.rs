@@ -10,6 +10,7 @@ mod analytics_access;
 mod analytics_oracle;
 mod audit;
 mod calendar_feeds;
+mod catalogue;
 mod chatbots;
 mod cli;
 mod concurrency;

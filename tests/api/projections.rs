@@ -16,7 +16,7 @@ pub async fn settle(app: &TestApp) {
     loop {
         let statuses = app.state.reads.statuses().await.expect("statuses");
         if statuses.iter().all(|s| s.behind_events == 0) {
-            app.state.reads.availability_index.catch_up().await.unwrap();
+            app.state.reads.search_index.catch_up().await.unwrap();
             return;
         }
         assert!(
@@ -98,10 +98,7 @@ async fn rebuild_equals_incremental(backend: Backend, test: &str) {
     let events = app.event_count().await as i64;
     let incremental = dump_all(&app).await;
     assert!(incremental.iter().all(|rows| !rows.is_empty()));
-    assert_same_rows(
-        &incremental[1..2],
-        &[app.state.reads.availability_index.dump()],
-    );
+    assert_same_rows(&incremental[1..2], &[app.state.reads.search_index.dump()]);
     for status in app.state.reads.statuses().await.unwrap() {
         assert_eq!(
             status.applied, events,

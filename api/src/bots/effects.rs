@@ -185,10 +185,10 @@ impl Chats {
         };
         // A guest may search right after a host's change: the index first takes what the
         // store has (usually nothing new: one indexed read).
-        if let Err(e) = self.reads.availability_index.catch_up().await {
+        if let Err(e) = self.reads.search_index.catch_up().await {
             tracing::warn!(error = %e, "bot search: the availability index did not catch up");
         }
-        let (mut found, _) = self.reads.availability_index.search(&query);
+        let (mut found, _) = self.reads.search_index.search(&query);
         found.sort_by_key(|o| (o.total_kzt, o.listing.listing_id));
         found.truncate(20);
         let mut offers = Vec::with_capacity(found.len());

@@ -1,5 +1,6 @@
 //! Finding apartments: free listings for a stay (`GET /availability`) and the catalogue
-//! (`GET /listings`). Both read projections and accept `min_position`.
+//! (`GET /listings`). Both read the in-memory search index (`projections::SearchIndex`) and
+//! accept `min_position`.
 use crate::error::{ApiError, Problem};
 use crate::extract::ValidQuery;
 use crate::routes::listings::LocationBody;
@@ -9,7 +10,9 @@ use axum::Json;
 use chrono::NaiveDate;
 use domain::listing::MAX_STAY_NIGHTS;
 use domain::{local_date, DateRange, Location};
-use projections::{CatalogueQuery, ListingsProjection, StayQuery};
+use projections::{
+    AvailabilityProjection, CatalogueQuery, ListingsProjection, Projection, StayQuery,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -177,7 +180,11 @@ pub async fn availability(
     };
     let index = state
         .reads
-        .consistent_index(q.min_position, state.settings.read_wait)
+        .consistent_index(
+            AvailabilityProjection::NAME,
+            q.min_position,
+            state.settings.read_wait,
+        )
         .await?;
     let (offers, next) = index.search(&query);
     Ok(Json(AvailabilityPage {
@@ -299,15 +306,17 @@ pub async fn search_listings(
         after: cursor(q.cursor.as_deref())?,
         limit: page_limit(q.limit)?,
     };
-    let db = state
+    // The in-memory catalogue answers what the table's search (`ListingsProjection::search`)
+    // answers, without a database round trip; the API tests hold one against the other.
+    let index = state
         .reads
-        .consistent(
-            &state.reads.listings,
+        .consistent_index(
+            ListingsProjection::NAME,
             q.min_position,
             state.settings.read_wait,
         )
         .await?;
-    let (rows, next) = ListingsProjection::search(db, &query).await?;
+    let (rows, next) = index.catalogue(&query);
     Ok(Json(ListingsPage {
         items: rows
             .into_iter()

@@ -328,8 +328,8 @@ where
             };
             // Whatever happens from here on, the first aggregate's decision is either written
             // below or dropped; its cache entry was taken, so the next command loads it.
-            let second_command =
-                then(&first.after, &first.events).map_err(|e| Joint::Second(CommandError::Store(e)))?;
+            let second_command = then(&first.after, &first.events)
+                .map_err(|e| Joint::Second(CommandError::Store(e)))?;
             let second = match next
                 .decide(then_id, second_command, then_meta, attempt == 0)
                 .await
@@ -344,8 +344,14 @@ where
             };
             let (Some(p1), Some(p2)) = (&first.prepared, &second.prepared) else {
                 // One of them changed nothing (a repeated command): nothing to join.
-                let first = self.write(first).await.map_err(|e| Joint::First(store_error(e)))?;
-                let second = next.write(second).await.map_err(|e| Joint::Second(store_error(e)))?;
+                let first = self
+                    .write(first)
+                    .await
+                    .map_err(|e| Joint::First(store_error(e)))?;
+                let second = next
+                    .write(second)
+                    .await
+                    .map_err(|e| Joint::Second(store_error(e)))?;
                 return Ok((first, second));
             };
             match store::append::write(&self.db, &[p1, p2]).await {

@@ -371,7 +371,12 @@ impl Commands {
         match outcome {
             Ok((_, booked)) => {
                 let written = self
-                    .written(&self.bookings, booking_id, &booked, (*booked.aggregate).clone())
+                    .written(
+                        &self.bookings,
+                        booking_id,
+                        &booked,
+                        (*booked.aggregate).clone(),
+                    )
                     .await?;
                 if let Some(cap) = &self.hold_cap {
                     cap.held(guest_id, booking_id, hold_expires_at);

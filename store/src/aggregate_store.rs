@@ -97,7 +97,6 @@ impl<A: Aggregate> AggregateStore<A> {
     }
 }
 
-
 impl<A: Aggregate> EventStore<A> for AggregateStore<A> {
     type AC = EventStoreAggregateContext<A>;
 

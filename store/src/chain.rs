@@ -243,7 +243,10 @@ impl Chain {
 
     /// Remembers the newest hash of an aggregate whose events were just written.
     pub(crate) fn advanced(&self, prepared: &Prepared) {
-        let last = prepared.events.last().expect("a prepared commit has events");
+        let last = prepared
+            .events
+            .last()
+            .expect("a prepared commit has events");
         self.heads.put(
             &last.aggregate_type,
             &last.aggregate_id,

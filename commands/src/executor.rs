@@ -12,6 +12,11 @@
 //! and so proves nothing: before a rejection decided on cached state is returned, one index
 //! lookup confirms nobody appended since (else the command is decided again on a fresh load).
 //! Plain reads (`load`) make the same check. The store's unique key decides every race.
+//!
+//! A command is decided, then written by `store::append` in one statement that also returns
+//! the new events' positions. [`Executor::execute_then`] writes a second aggregate's command,
+//! decided from the first's outcome, in the same statement (a listing's reservation and the
+//! booking it is for): both or neither.
 use crate::metadata::CommandMeta;
 use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{Aggregate, AggregateError, EventStore};
@@ -32,6 +37,9 @@ pub struct Executed<A: Aggregate> {
     pub events: Vec<A::Event>,
     /// Sequence number of the aggregate's newest event (0: it has none).
     pub sequence: usize,
+    /// Global position of the newest event, when this command appended it (the write returns
+    /// it, so nobody has to look it up).
+    pub position: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +74,30 @@ pub enum StoreFailure {
     /// A query of our own on the store's tables (an event's position, say).
     #[error(transparent)]
     Query(#[from] store::StoreError),
+}
+
+/// Why a pair of commands written together ([`Executor::execute_then`]) did not go through:
+/// the first's failure or the second's.
+#[derive(Debug, thiserror::Error)]
+pub enum Joint<E: std::error::Error, F: std::error::Error> {
+    #[error("{0}")]
+    First(CommandError<E>),
+    #[error("{0}")]
+    Second(CommandError<F>),
+}
+
+/// A command decided on an aggregate, not yet written.
+struct Decided<A: Aggregate> {
+    id: Uuid,
+    /// The aggregate after the command's events.
+    after: Arc<A>,
+    events: Vec<A::Event>,
+    /// Sequence number after the events.
+    sequence: usize,
+    /// The snapshot counter after the events.
+    snapshot: Option<usize>,
+    /// The events ready for the store (none when the command changed nothing).
+    prepared: Option<store::Prepared>,
 }
 
 /// Whether the caller copies a cached aggregate (a read) or takes it (a command, which puts
@@ -138,6 +170,7 @@ where
             aggregate: Arc::new(ctx.aggregate),
             events: vec![],
             sequence: ctx.current_sequence,
+            position: None,
         })
     }
 
@@ -201,33 +234,145 @@ where
         fresh: bool,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         for attempt in 0..self.max_attempts {
-            match self
-                .try_once(id, command.clone(), meta, fresh && attempt == 0)
+            let outcome = match self
+                .decide(id, command.clone(), meta, fresh && attempt == 0)
                 .await
             {
-                Err(AggregateError::AggregateConflict) => {
-                    self.cache.remove(&id);
-                    metrics::counter!("zhilego_command_conflicts_total", "aggregate" => A::TYPE)
-                        .increment(1);
-                    let cap_ms = 2u64.saturating_pow(attempt.min(6)).min(50);
-                    let pause = rand::rng().random_range(0..=cap_ms);
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                }
+                Ok(decided) => self.write(decided).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Err(AggregateError::AggregateConflict) => self.lost_race(id, attempt).await,
                 Err(AggregateError::UserError(e)) => return Err(CommandError::Rejected(e)),
                 Err(other) => {
                     self.cache.remove(&id);
                     return Err(store_error(other));
                 }
-                Ok(done) => {
-                    metrics::counter!("zhilego_commands_total", "aggregate" => A::TYPE)
-                        .increment(1);
-                    metrics::counter!("zhilego_events_appended_total", "aggregate" => A::TYPE)
-                        .increment(done.events.len() as u64);
-                    return Ok(done);
-                }
+                Ok(done) => return Ok(done),
             }
         }
         Err(CommandError::Busy)
+    }
+
+    /// After a lost optimistic-concurrency race: forgets the cached state and waits a random
+    /// moment, longer after each loss, before the next attempt.
+    async fn lost_race(&self, id: Uuid, attempt: u32) {
+        self.cache.remove(&id);
+        metrics::counter!("zhilego_command_conflicts_total", "aggregate" => A::TYPE).increment(1);
+        let cap_ms = 2u64.saturating_pow(attempt.min(6)).min(50);
+        let pause = rand::rng().random_range(0..=cap_ms);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+
+    /// Runs `command` on the aggregate `id` (as [`Executor::execute`]) and, in the same
+    /// atomic write, the command `then` derives from its outcome on a new aggregate `then_id`
+    /// of `next` (a fresh UUID v7: a listing's reservation and the booking it is for). Both
+    /// are written or neither, so nothing is left to undo when the second is refused. A lost
+    /// race on either decides both again. Holds the first aggregate's turn throughout.
+    #[allow(clippy::too_many_arguments)]
+    #[tracing::instrument(skip_all, fields(aggregate = A::TYPE, id = %id, then = B::TYPE, then_id = %then_id, command_id = %meta.command_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
+    pub async fn execute_then<B>(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        meta: &CommandMeta,
+        next: &Executor<B>,
+        then_id: Uuid,
+        then_meta: &CommandMeta,
+        then: impl Fn(&A, &[A::Event]) -> Result<B::Command, StoreFailure>,
+    ) -> Result<(Executed<A>, Executed<B>), Joint<A::Error, B::Error>>
+    where
+        B: Aggregate<Services = ()> + Clone,
+        B::Command: Clone,
+    {
+        let lock = self.locks.entry(id).or_default().clone();
+        let result = {
+            let _turn = lock.lock().await;
+            self.joint_with_retries(id, command, meta, next, then_id, then_meta, &then)
+                .await
+        };
+        drop(lock);
+        self.locks.remove_if(&id, |_, l| Arc::strong_count(l) == 1);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn joint_with_retries<B>(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        meta: &CommandMeta,
+        next: &Executor<B>,
+        then_id: Uuid,
+        then_meta: &CommandMeta,
+        then: &impl Fn(&A, &[A::Event]) -> Result<B::Command, StoreFailure>,
+    ) -> Result<(Executed<A>, Executed<B>), Joint<A::Error, B::Error>>
+    where
+        B: Aggregate<Services = ()> + Clone,
+        B::Command: Clone,
+    {
+        for attempt in 0..self.max_attempts {
+            let first = match self.decide(id, command.clone(), meta, false).await {
+                Ok(first) => first,
+                Err(AggregateError::AggregateConflict) => {
+                    self.lost_race(id, attempt).await;
+                    continue;
+                }
+                Err(AggregateError::UserError(e)) => {
+                    return Err(Joint::First(CommandError::Rejected(e)))
+                }
+                Err(e) => {
+                    self.cache.remove(&id);
+                    return Err(Joint::First(store_error(e)));
+                }
+            };
+            // Whatever happens from here on, the first aggregate's decision is either written
+            // below or dropped; its cache entry was taken, so the next command loads it.
+            let second_command = then(&first.after, &first.events)
+                .map_err(|e| Joint::Second(CommandError::Store(e)))?;
+            let second = match next
+                .decide(then_id, second_command, then_meta, attempt == 0)
+                .await
+            {
+                Ok(second) => second,
+                Err(AggregateError::AggregateConflict) => {
+                    next.cache.remove(&then_id);
+                    self.lost_race(id, attempt).await;
+                    continue;
+                }
+                Err(e) => return Err(Joint::Second(store_error(e))),
+            };
+            let (Some(p1), Some(p2)) = (&first.prepared, &second.prepared) else {
+                // One of them changed nothing (a repeated command): nothing to join.
+                let first = self
+                    .write(first)
+                    .await
+                    .map_err(|e| Joint::First(store_error(e)))?;
+                let second = next
+                    .write(second)
+                    .await
+                    .map_err(|e| Joint::Second(store_error(e)))?;
+                return Ok((first, second));
+            };
+            match store::append::write(&self.db, &[p1, p2]).await {
+                Ok(positions) => {
+                    return Ok((
+                        self.settle(first, positions.first().copied()),
+                        next.settle(second, positions.get(1).copied()),
+                    ))
+                }
+                Err(cqrs_es::persist::PersistenceError::OptimisticLockError) => {
+                    next.cache.remove(&then_id);
+                    self.lost_race(id, attempt).await;
+                }
+                Err(e) => {
+                    self.cache.remove(&id);
+                    next.cache.remove(&then_id);
+                    return Err(Joint::First(store_error(AggregateError::from(e))));
+                }
+            }
+        }
+        Err(Joint::First(CommandError::Busy))
     }
 
     /// The aggregate's context, and whether it came from the cache unchecked. With
@@ -309,20 +454,21 @@ where
         );
     }
 
-    /// One attempt.
-    async fn try_once(
+    /// Decides `command` on the aggregate's newest state (cached or loaded), and prepares its
+    /// events for the store without writing them. A rejection decided on a cached copy is
+    /// confirmed against the store first (else: a conflict, decide again).
+    async fn decide(
         &self,
         id: Uuid,
         command: A::Command,
         meta: &CommandMeta,
         fresh: bool,
-    ) -> Result<Executed<A>, AggregateError<A::Error>> {
+    ) -> Result<Decided<A>, AggregateError<A::Error>> {
         let (mut ctx, unchecked) = self.context(id, fresh, Use::Take).await?;
-        // Decide on the aggregate itself; the context keeps only its position. The snapshot
-        // store needs the state as loaded only when this commit writes a snapshot (below).
+        // Decide on the aggregate itself; the context keeps only its position.
         let mut after = std::mem::take(&mut ctx.aggregate);
         let sink = cqrs_es::event_sink::EventSink::default();
-        if let Err(rejection) = after.handle(command.clone(), &(), &sink).await {
+        if let Err(rejection) = after.handle(command, &(), &sink).await {
             if unchecked
                 && !self
                     .is_newest(&ctx.aggregate_id, ctx.current_sequence)
@@ -345,31 +491,68 @@ where
         }
         let events = sink.collect().await;
         let sequence = ctx.current_sequence + events.len();
-        let after = Arc::new(after);
-        if !events.is_empty() {
-            let snapshot =
-                self.next_snapshot(ctx.current_sequence, events.len(), ctx.current_snapshot);
-            if snapshot != ctx.current_snapshot {
-                // Once every `snapshot_every` events: the state before this command, from
-                // the store (which must not have moved on meanwhile).
-                let before = self.store.load_aggregate(&ctx.aggregate_id).await?;
-                if before.current_sequence != ctx.current_sequence {
-                    return Err(AggregateError::AggregateConflict);
-                }
-                ctx.aggregate = before.aggregate;
-            }
-            self.store
-                .commit(events.clone(), ctx, meta.to_map())
-                .await?;
-            self.remember(id, after.clone(), sequence, snapshot);
+        let snapshot = self.next_snapshot(ctx.current_sequence, events.len(), ctx.current_snapshot);
+        let prepared = if events.is_empty() {
+            None
         } else {
-            self.remember(id, after.clone(), sequence, ctx.current_snapshot);
-        }
-        Ok(Executed {
-            aggregate: after,
+            // A snapshot is the state after this commit, at its last sequence (cqrs-es would
+            // take the state at the multiple of `snapshot_every` inside a commit that crosses
+            // one, yet record the commit's last sequence with it).
+            let due = (snapshot != ctx.current_snapshot)
+                .then(|| snapshot.map(|counter| (&after, counter)))
+                .flatten();
+            Some(
+                self.store
+                    .prepare(
+                        &ctx.aggregate_id,
+                        ctx.current_sequence,
+                        &events,
+                        &meta.to_map(),
+                        due,
+                    )
+                    .await?,
+            )
+        };
+        Ok(Decided {
+            id,
+            after: Arc::new(after),
             events,
             sequence,
+            snapshot,
+            prepared,
         })
+    }
+
+    /// Writes a decision alone.
+    async fn write(&self, decided: Decided<A>) -> Result<Executed<A>, AggregateError<A::Error>> {
+        let position = match &decided.prepared {
+            Some(prepared) => store::append::write(&self.db, &[prepared])
+                .await?
+                .first()
+                .copied(),
+            None => None,
+        };
+        Ok(self.settle(decided, position))
+    }
+
+    /// A decision that is in the store (or needed no write): remembered as the aggregate's
+    /// newest state, counted, returned.
+    fn settle(&self, decided: Decided<A>, position: Option<i64>) -> Executed<A> {
+        self.remember(
+            decided.id,
+            decided.after.clone(),
+            decided.sequence,
+            decided.snapshot,
+        );
+        metrics::counter!("zhilego_commands_total", "aggregate" => A::TYPE).increment(1);
+        metrics::counter!("zhilego_events_appended_total", "aggregate" => A::TYPE)
+            .increment(decided.events.len() as u64);
+        Executed {
+            aggregate: decided.after,
+            events: decided.events,
+            sequence: decided.sequence,
+            position,
+        }
     }
 
     /// The snapshot counter after appending `n` events at `sequence` (cqrs-es writes a snapshot

@@ -1,5 +1,5 @@
 //! [`Commands`]: every change the API and bots can ask for, and the flows between aggregates.
-use crate::executor::{CommandError, Executed, Executor, StoreFailure};
+use crate::executor::{CommandError, Executed, Executor, Joint, StoreFailure};
 use crate::metadata::CommandMeta;
 use crate::personal::{MasterKey, PersonalData};
 use chrono::{DateTime, Utc};
@@ -201,7 +201,10 @@ impl Commands {
         if !e.events.is_empty() {
             (self.on_write)();
         }
-        let position = executor.position(id, e.sequence).await.map_err(store_err)?;
+        let position = match e.position {
+            Some(position) => Some(position),
+            None => executor.position(id, e.sequence).await.map_err(store_err)?,
+        };
         Ok(Written {
             value,
             position: position.unwrap_or(0),
@@ -302,8 +305,9 @@ impl Commands {
 
     // ----- bookings -------------------------------------------------------------------------
 
-    /// Reserves the nights on the listing's calendar, then opens the booking as held.
-    /// If opening the booking fails, the reservation is released again.
+    /// Reserves the nights on the listing's calendar and opens the booking as held, in one
+    /// write: both are in the store or neither is (a refused booking leaves no reservation to
+    /// release).
     #[tracing::instrument(skip_all, fields(listing_id = %request.listing_id, user_id = %meta.actor.user_id, correlation_id = %meta.correlation_id), err(level = "debug"))]
     pub async fn book(
         &self,
@@ -326,75 +330,85 @@ impl Commands {
             today: local_date(now),
             hold_expires_at,
         };
-        let reserved = self
-            .listings
-            .execute(request.listing_id, reserve, meta)
-            .await
-            .map_err(listing_err)?;
-        (self.on_write)();
-        let price = reserved
-            .events
-            .iter()
-            .find_map(|e| match e {
-                ListingEvent::DatesReserved { price, .. } => Some(price.clone()),
-                _ => None,
+        let hold = |listing: &Listing, reserved: &[ListingEvent]| {
+            let price = reserved
+                .iter()
+                .find_map(|e| match e {
+                    ListingEvent::DatesReserved { price, .. } => Some(price.clone()),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    StoreFailure::Query(store::StoreError::Integrity(
+                        "reservation recorded no price".into(),
+                    ))
+                })?;
+            Ok(BookingCommand::HoldBooking {
+                booking_id,
+                listing_id: request.listing_id,
+                host_id: listing.host_id,
+                guest_id,
+                range: request.range,
+                guests: request.guests,
+                channel: meta.channel,
+                price,
+                cancellation_policy: listing.details.cancellation_policy,
+                hold_expires_at,
             })
-            .ok_or_else(|| {
-                store_err(store::StoreError::Integrity(
-                    "reservation recorded no price".into(),
-                ))
-            })?;
-        let listing = &reserved.aggregate;
-        let hold = BookingCommand::HoldBooking {
-            booking_id,
-            listing_id: request.listing_id,
-            host_id: listing.host_id,
-            guest_id,
-            range: request.range,
-            guests: request.guests,
-            channel: meta.channel,
-            price,
-            cancellation_policy: listing.details.cancellation_policy,
-            hold_expires_at,
         };
         let step_meta = meta.follow_up();
-        match self
-            .bookings
-            .execute_new(booking_id, hold, &step_meta)
-            .await
-        {
-            Ok(done) => {
+        let outcome = self
+            .listings
+            .execute_then(
+                request.listing_id,
+                reserve,
+                meta,
+                &self.bookings,
+                booking_id,
+                &step_meta,
+                hold,
+            )
+            .await;
+        match outcome {
+            Ok((_, booked)) => {
                 let written = self
-                    .written(&self.bookings, booking_id, &done, (*done.aggregate).clone())
+                    .written(
+                        &self.bookings,
+                        booking_id,
+                        &booked,
+                        (*booked.aggregate).clone(),
+                    )
                     .await?;
                 if let Some(cap) = &self.hold_cap {
                     cap.held(guest_id, booking_id, hold_expires_at);
                 }
                 Ok(written)
             }
-            Err(e) => {
+            Err(failed) => {
+                let unknown = matches!(
+                    failed,
+                    Joint::First(CommandError::Store(_)) | Joint::Second(CommandError::Store(_))
+                );
                 // The outcome of a failed write can be unknown (a lost connection during
-                // commit): if the booking is there after all, the flow is complete.
-                if let Ok(b) = self.bookings.load(booking_id).await {
-                    if b.status == BookingStatus::Held {
-                        let position = self
-                            .bookings
-                            .position(booking_id, 1)
-                            .await
-                            .ok()
-                            .flatten()
-                            .unwrap_or(0);
-                        return Ok(Written { value: b, position });
+                // commit): if the booking is there after all, so is its reservation.
+                if unknown {
+                    if let Ok(b) = self.bookings.load(booking_id).await {
+                        if b.status == BookingStatus::Held {
+                            (self.on_write)();
+                            let position = self
+                                .bookings
+                                .position(booking_id, 1)
+                                .await
+                                .ok()
+                                .flatten()
+                                .unwrap_or(0);
+                            return Ok(Written { value: b, position });
+                        }
                     }
                 }
-                self.release(
-                    request.listing_id,
-                    booking_id,
-                    ReleaseReason::Compensated,
-                    &step_meta,
-                )
-                .await;
-                Err(booking_err(e))
+                Err(match failed {
+                    Joint::First(e) => listing_err(e),
+                    Joint::Second(e) => booking_err(e),
+                })
             }
         }
     }

@@ -5,8 +5,11 @@
 //! version, payload and metadata (less `hash`), with object keys sorted. Changing, removing or
 //! reordering any stored event breaks the chain from that point, which `audit verify` reports.
 //!
-//! [`ChainedRepository`] wraps the postgres-es / sqlite-es repositories: reads pass through,
-//! and `persist` stamps `event_id` (UUID v7, also the bus message id) and `hash` first.
+//! [`Chain::prepare`] stamps `event_id` (UUID v7, also the bus message id) and `hash` on
+//! events about to be written; [`ChainedRepository`] wraps the postgres-es / sqlite-es
+//! repositories for cqrs-es: reads pass through, writes are prepared and then written by
+//! [`crate::append`].
+use crate::append::Prepared;
 use crate::{Database, StoreError};
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -15,7 +18,7 @@ use cqrs_es::Aggregate;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -149,17 +152,18 @@ impl HeadCache {
     }
 }
 
-/// A repository that chains and identifies events before the inner repository writes them.
-pub struct ChainedRepository<R> {
-    inner: R,
+/// Stamps events with their id and chained hash before they are written
+/// ([`crate::append`]), and remembers each aggregate's newest hash once written. One per
+/// aggregate store, shared by its repository (the cqrs-es commit path) and its
+/// [`crate::AggregateStore::prepare`] (the executor's).
+pub struct Chain {
     db: Database,
     heads: HeadCache,
 }
 
-impl<R> ChainedRepository<R> {
-    pub fn new(inner: R, db: Database) -> Self {
-        ChainedRepository {
-            inner,
+impl Chain {
+    pub(crate) fn new(db: Database) -> Chain {
+        Chain {
             db,
             heads: HeadCache::default(),
         }
@@ -183,6 +187,86 @@ impl<R> ChainedRepository<R> {
         // A missing predecessor means someone else is writing this aggregate right now; the
         // insert will conflict and be retried. Chain to genesis meanwhile.
         Ok(hash.unwrap_or_else(|| GENESIS_HASH.to_string()))
+    }
+
+    /// `events` (consecutive events of one aggregate, not empty) with `event_id` and `hash`
+    /// set, and the snapshot to write with them, ready for [`crate::append::write`].
+    pub(crate) async fn prepare(
+        self: &Arc<Self>,
+        events: Vec<SerializedEvent>,
+        snapshot: Option<(Value, usize)>,
+    ) -> Result<Prepared, PersistenceError> {
+        let first = events.first().ok_or_else(|| {
+            PersistenceError::UnknownError("a commit with no events to chain".into())
+        })?;
+        let mut prev = self
+            .previous_hash(
+                &first.aggregate_type,
+                &first.aggregate_id,
+                first.sequence - 1,
+            )
+            .await?;
+        let mut chained = Vec::with_capacity(events.len());
+        for mut event in events {
+            if let Value::Object(map) = &mut event.metadata {
+                map.insert(
+                    "event_id".to_string(),
+                    Value::String(uuid::Uuid::now_v7().to_string()),
+                );
+                map.remove("hash");
+            }
+            let hash = event_hash(
+                &prev,
+                &ChainInput {
+                    aggregate_type: &event.aggregate_type,
+                    aggregate_id: &event.aggregate_id,
+                    sequence: event.sequence as i64,
+                    event_type: &event.event_type,
+                    event_version: &event.event_version,
+                    payload: &event.payload,
+                    metadata: &event.metadata,
+                },
+            );
+            if let Value::Object(map) = &mut event.metadata {
+                map.insert("hash".to_string(), Value::String(hash.clone()));
+            }
+            prev = hash;
+            chained.push(event);
+        }
+        Ok(Prepared {
+            events: chained,
+            snapshot,
+            head: prev,
+            chain: self.clone(),
+        })
+    }
+
+    /// Remembers the newest hash of an aggregate whose events were just written.
+    pub(crate) fn advanced(&self, prepared: &Prepared) {
+        let last = prepared
+            .events
+            .last()
+            .expect("a prepared commit has events");
+        self.heads.put(
+            &last.aggregate_type,
+            &last.aggregate_id,
+            last.sequence,
+            prepared.head.clone(),
+        );
+    }
+}
+
+/// A repository whose reads are postgres-es' or sqlite-es', and whose writes chain and
+/// identify events and then go through [`crate::append::write`] (the same rows the inner
+/// repository would write, in one statement).
+pub struct ChainedRepository<R> {
+    inner: R,
+    chain: Arc<Chain>,
+}
+
+impl<R> ChainedRepository<R> {
+    pub(crate) fn new(inner: R, chain: Arc<Chain>) -> Self {
+        ChainedRepository { inner, chain }
     }
 }
 
@@ -216,58 +300,12 @@ impl<R: PersistedEventRepository> PersistedEventRepository for ChainedRepository
         events: &[SerializedEvent],
         snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        let Some(first) = events.first() else {
-            return self.inner.persist::<A>(events, snapshot_update).await;
-        };
-        let mut prev = self
-            .previous_hash(
-                &first.aggregate_type,
-                &first.aggregate_id,
-                first.sequence - 1,
-            )
-            .await?;
-        let mut chained = Vec::with_capacity(events.len());
-        for event in events {
-            let mut event = event.clone();
-            if let Value::Object(map) = &mut event.metadata {
-                map.insert(
-                    "event_id".to_string(),
-                    Value::String(uuid::Uuid::now_v7().to_string()),
-                );
-                map.remove("hash");
-            }
-            let hash = event_hash(
-                &prev,
-                &ChainInput {
-                    aggregate_type: &event.aggregate_type,
-                    aggregate_id: &event.aggregate_id,
-                    sequence: event.sequence as i64,
-                    event_type: &event.event_type,
-                    event_version: &event.event_version,
-                    payload: &event.payload,
-                    metadata: &event.metadata,
-                },
-            );
-            if let Value::Object(map) = &mut event.metadata {
-                map.insert("hash".to_string(), Value::String(hash.clone()));
-            }
-            prev = hash;
-            chained.push(event);
+        if events.is_empty() {
+            return Ok(());
         }
-        {
-            let _turn = match self.db {
-                Database::Sqlite(_) => Some(crate::sqlite_write_gate().lock().await),
-                Database::Postgres(_) => None,
-            };
-            self.inner.persist::<A>(&chained, snapshot_update).await?;
-        }
-        let last = chained.last().expect("non-empty");
-        self.heads.put(
-            &last.aggregate_type,
-            &last.aggregate_id,
-            last.sequence,
-            prev,
-        );
+        let snapshot = snapshot_update.map(|(_, payload, counter)| (payload, counter));
+        let prepared = self.chain.prepare(events.to_vec(), snapshot).await?;
+        crate::append::write(&self.chain.db, &[&prepared]).await?;
         Ok(())
     }
 

@@ -2,21 +2,24 @@
 //!
 //! - [`Database`]: one connection pool, PostgreSQL (production) or SQLite (embedded), with the
 //!   migrations of `migrations/postgres` or `migrations/sqlite`.
-//! - [`AggregateStore`]: a cqrs-es `EventStore` over postgres-es or sqlite-es, with every write
-//!   going through [`chain::ChainedRepository`], which stamps each event with an id and a hash
-//!   chained to the previous event of its aggregate.
+//! - [`AggregateStore`]: a cqrs-es `EventStore` over postgres-es or sqlite-es (their schema and
+//!   their reads); every write is stamped by [`chain::Chain`] with an id and a hash chained to
+//!   the previous event of its aggregate, and written by [`append`] in one statement, one or
+//!   several aggregates at once.
 //! - [`history`]: reading events back in global order (audit, projections) and verifying chains.
 //! - [`browse`]: the auditors' filtered pages of the store in commit order.
 //! - [`trace`]: the W3C trace context events carry from the API to the consumers.
 #![forbid(unsafe_code)]
 
 mod aggregate_store;
+pub mod append;
 pub mod browse;
 pub mod chain;
 pub mod history;
 pub mod trace;
 
 pub use aggregate_store::AggregateStore;
+pub use append::Prepared;
 pub use history::{Checkpoint, StoredEvent, VerifyReport};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -73,7 +76,7 @@ impl Database {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Database, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new()
+            let pool = pg_pool_options()
                 .max_connections(max_connections)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(10))
@@ -87,7 +90,10 @@ impl Database {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30))
                 .foreign_keys(true);
+            // An embedded connection cannot be dropped by a server; sqlx's ping before each
+            // use would only add a trip to the connection's worker thread per query.
             let pool = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(options)
@@ -107,7 +113,7 @@ impl Database {
         acquire_timeout: Duration,
     ) -> Result<Database, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
-        let pool = PgPoolOptions::new()
+        let pool = pg_pool_options()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
             .connect_lazy_with(options);
@@ -159,6 +165,25 @@ impl Database {
             Database::Sqlite(pool) => pool.close().await,
         }
     }
+}
+
+/// A pooled PostgreSQL connection used again within this long is handed out as it is.
+/// sqlx pings every connection before handing it out by default, a round trip per query
+/// (a booking made four); a connection idle for longer is still pinged, so one the server
+/// closed meanwhile (a restart, a proxy's idle timeout) is replaced, not failed on.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(5);
+
+fn pg_pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// Runs the same code against whichever pool `db` holds. SQL written with `$1`-style

@@ -76,6 +76,10 @@ pub enum StoreFailure {
     Query(#[from] store::StoreError),
 }
 
+/// What [`Executor::execute_then`] gives: both commands executed, or why not.
+pub type JointResult<A, B> =
+    Result<(Executed<A>, Executed<B>), Joint<<A as Aggregate>::Error, <B as Aggregate>::Error>>;
+
 /// Why a pair of commands written together ([`Executor::execute_then`]) did not go through:
 /// the first's failure or the second's.
 #[derive(Debug, thiserror::Error)]
@@ -280,7 +284,7 @@ where
         then_id: Uuid,
         then_meta: &CommandMeta,
         then: impl Fn(&A, &[A::Event]) -> Result<B::Command, StoreFailure>,
-    ) -> Result<(Executed<A>, Executed<B>), Joint<A::Error, B::Error>>
+    ) -> JointResult<A, B>
     where
         B: Aggregate<Services = ()> + Clone,
         B::Command: Clone,

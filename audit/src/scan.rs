@@ -449,7 +449,7 @@ impl Forms {
 }
 
 /// `n` in decimal, written into `buf` (an `i64` has at most 20 characters).
-fn decimal(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+pub fn decimal(n: i64, buf: &mut [u8; 20]) -> &[u8] {
     let mut at = buf.len();
     let mut rest = n.unsigned_abs();
     loop {

@@ -110,23 +110,12 @@ fn key_of(out: &mut String, aggregate_type: &str, aggregate_id: &str) {
     out.clear();
     let mut digits = [0u8; 20];
     out.push_str(
-        std::str::from_utf8(scan_decimal(aggregate_type.len(), &mut digits)).expect("digits"),
+        std::str::from_utf8(scan::decimal(aggregate_type.len() as i64, &mut digits))
+            .expect("digits"),
     );
     out.push(':');
     out.push_str(aggregate_type);
     out.push_str(aggregate_id);
-}
-
-fn scan_decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
-        }
-    }
 }
 
 /// The break, if any, of an event with `sequence` and chain hash `computed` (or stored hash

@@ -212,7 +212,9 @@ async fn one_bookings_trace_runs_from_the_api_process_through_the_projector_proc
         "no relay span in the trace: {of_trace:#?}"
     );
     assert!(
-        api_spans.iter().any(|s| s.name == "execute_on"),
+        api_spans
+            .iter()
+            .any(|s| s.name == "execute_on" || s.name == "execute_then"),
         "no store (command) span in the trace: {of_trace:#?}"
     );
     let projected: Vec<&&Received> = of_trace

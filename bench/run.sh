@@ -65,4 +65,4 @@ done
 # run, and the verdict (the reports' `goal:` lines).
 echo
 echo "== goals of this run (figure | goal | anchor, same run | verdict)"
-find bench/results -name '*.txt' -newer "$stamp" -exec grep -h '^goal: ' {} + | sed 's/^goal: //' || true
+find bench/results -name '*.txt' -newer "$stamp" -exec grep -h -E '^ *goal: ' {} + | sed -E 's/^ *goal: +//' || true

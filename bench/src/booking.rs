@@ -36,7 +36,7 @@
 //! CPU use during the timed phase, the goals) is printed and written to
 //! `bench/results/latest.txt` (kept out of git), or to `--out`.
 use crate::harness::{self, Backend, Outcome, Scratch, Stopped, RSS_GOAL_MB};
-use crate::report::{mb, verdict, Report, Section};
+use crate::report::{mb, Report, Section};
 use crate::server::{self, Memory, Server};
 use crate::{kz_today, load, pg, zhilego_binary};
 use anyhow::Result;
@@ -343,9 +343,8 @@ fn render(r: &BackendReport) -> Section {
             r.stopped.log_bytes as f64 / 1e6
         ),
     );
-    match &r.pgbench {
+    let anchor = match &r.pgbench {
         Some(Ok(p)) => {
-            let ratio = rate / p.tps;
             s.row(
                 "pgbench:",
                 format!(
@@ -357,32 +356,40 @@ fn render(r: &BackendReport) -> Section {
                     pg::PAYLOAD_BYTES
                 ),
             );
-            s.row(
-                "goal:",
-                format!(
-                    "bookings/s / pgbench tps = {ratio:.3} (goal >= {POSTGRES_GOAL_RATIO}): {}",
-                    verdict(ratio >= POSTGRES_GOAL_RATIO)
-                ),
+            let ratio = rate / p.tps;
+            s.goal(
+                "bookings/s over pgbench tps",
+                format!("{rate:.0}/s = {ratio:.3}"),
+                format!(">= {POSTGRES_GOAL_RATIO}"),
+                format!("pgbench {:.0} tps", p.tps),
+                ratio >= POSTGRES_GOAL_RATIO,
             );
+            format!("pgbench {:.0} tps", p.tps)
         }
-        Some(Err(e)) => s.row("pgbench:", format!("FAILED: {e:#}")),
-        None => {}
-    }
+        Some(Err(e)) => {
+            s.row("pgbench:", format!("FAILED: {e:#}"));
+            "pgbench failed".to_string()
+        }
+        None => match r.cpu {
+            Some(c) => format!("machine {:.0}% busy", c.machine_busy),
+            None => "none".to_string(),
+        },
+    };
     if r.backend == Backend::Sqlite {
-        s.row(
-            "goal:",
-            format!(
-                "{rate:.0} bookings/s (goal >= {SQLITE_GOAL_PER_SECOND:.0}): {}",
-                verdict(rate >= SQLITE_GOAL_PER_SECOND)
-            ),
+        s.goal(
+            "bookings/s",
+            format!("{rate:.0}"),
+            format!(">= {SQLITE_GOAL_PER_SECOND:.0}"),
+            &anchor,
+            rate >= SQLITE_GOAL_PER_SECOND,
         );
     }
-    s.row(
-        "goal:",
-        format!(
-            "peak RSS {peak:.1} MB (goal < {RSS_GOAL_MB:.0} MB): {}",
-            verdict(peak < RSS_GOAL_MB)
-        ),
+    s.goal(
+        "peak RSS",
+        format!("{peak:.1} MB"),
+        format!("< {RSS_GOAL_MB:.0} MB"),
+        &anchor,
+        peak < RSS_GOAL_MB,
     );
     for w in &r.cleanup_warnings {
         s.row("warning:", w);

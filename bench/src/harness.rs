@@ -2,7 +2,7 @@
 //! a scratch store (a temporary directory, and a PostgreSQL database for the `postgres`
 //! backend), starting `zhilego serve` on it, stopping it and reading its log, and the
 //! per-backend loop that turns each run into a report section.
-use crate::report::{mb, verdict, Report, Section};
+use crate::report::{mb, Report, Section};
 use crate::server::{self, Memory, Server};
 use crate::{load, pg, seed, Common};
 use anyhow::{Context, Result};
@@ -293,7 +293,8 @@ pub async fn stop(server: Server) -> Stopped {
 }
 
 /// The service's memory rows: `server RSS` (the peak after each phase, at the end) and its
-/// goal, labelled with `punct` after the label (`":"` in sections that use colons).
+/// goal row, the RSS row labelled with `punct` after the label (`":"` in sections that use
+/// colons).
 pub fn rss_rows(s: &mut Section, memory: &[(&'static str, Memory)], punct: &str) {
     let Some((_, last)) = memory.last() else {
         return;
@@ -311,12 +312,12 @@ pub fn rss_rows(s: &mut Section, memory: &[(&'static str, Memory)], punct: &str)
             mb(last.current_kib)
         ),
     );
-    s.row(
-        &format!("goal{punct}"),
-        format!(
-            "peak RSS {peak:.1} MB (goal < {RSS_GOAL_MB:.0} MB): {}",
-            verdict(peak < RSS_GOAL_MB)
-        ),
+    s.goal(
+        "peak RSS",
+        format!("{peak:.1} MB"),
+        format!("< {RSS_GOAL_MB:.0} MB"),
+        "none (an absolute goal)",
+        peak < RSS_GOAL_MB,
     );
 }
 

@@ -84,6 +84,7 @@ impl std::fmt::Write for Report {
 
 /// A block of rows `  <label padded to width> <text>` under an optional `[name] …` title.
 pub struct Section {
+    title: String,
     text: String,
     width: usize,
 }
@@ -92,6 +93,7 @@ impl Section {
     /// `[title] what`
     pub fn new(title: &str, what: impl std::fmt::Display, width: usize) -> Section {
         Section {
+            title: title.to_string(),
             text: format!("[{title}] {what}\n"),
             width,
         }
@@ -100,6 +102,7 @@ impl Section {
     /// A backend that was not measured: `[name]` and why.
     pub fn skipped(title: &str, why: &str) -> Section {
         Section {
+            title: title.to_string(),
             text: format!("[{title}]\n  skipped: {why}\n"),
             width: 0,
         }
@@ -108,6 +111,7 @@ impl Section {
     /// A backend whose run failed: `[name]` and the error.
     pub fn failed(title: &str, error: &anyhow::Error) -> Section {
         Section {
+            title: title.to_string(),
             text: format!("[{title}]\n  FAILED: {error:#}\n"),
             width: 0,
         }
@@ -115,6 +119,24 @@ impl Section {
 
     pub fn row(&mut self, label: &str, text: impl std::fmt::Display) {
         let _ = writeln!(self.text, "  {label:<w$} {text}", w = self.width);
+    }
+
+    /// A goal row in the report's one-line form (see [`Report::goal`]), named by the
+    /// section's title: `  goal:  [sqlite] bookings/s: 877 | goal >= 1,000 | anchor … | NOT met`.
+    pub fn goal(
+        &mut self,
+        what: &str,
+        figure: impl std::fmt::Display,
+        goal: impl std::fmt::Display,
+        anchor: impl std::fmt::Display,
+        met: bool,
+    ) {
+        let text = format!(
+            "[{}] {what}: {figure} | goal {goal} | anchor {anchor} | {}",
+            self.title,
+            verdict(met)
+        );
+        self.row("goal:", text);
     }
 
     #[cfg(test)]
@@ -219,6 +241,16 @@ mod tests {
             r.text,
             "goal: verify: 250,000 events/s | goal >= 200,000 | anchor scan 540,000 rows/s | met\n\
              goal: lag p99: 120 ms | goal < 100 ms | anchor answers p99 9 ms | NOT met\n"
+        );
+    }
+
+    #[test]
+    fn a_section_goal_names_its_section() {
+        let mut s = Section::new("postgres", "store", 6);
+        s.goal("bookings/s", "900", ">= 3,000", "pgbench 12,000 tps", false);
+        assert_eq!(
+            s.text(),
+            "[postgres] store\n  goal:  [postgres] bookings/s: 900 | goal >= 3,000 | anchor pgbench 12,000 tps | NOT met\n"
         );
     }
 

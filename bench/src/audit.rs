@@ -180,7 +180,10 @@ async fn measure(args: &AuditArgs, bin: &std::path::Path, url: &str) -> Result<R
     anyhow::ensure!(out.status.success(), "audit verify failed: {stdout}");
     let rate = total as f64 / verify.as_secs_f64();
     let _ = writeln!(report, "verify --checkpoint (chains and tree, separate process): {total} events in {:.1} s = {rate:.0} events/s (goal >= 200000): {}", verify.as_secs_f64(), verdict(rate >= 200_000.0));
-    eprintln!("   verify: {rate:.0} events/s (text scan {:.0} rows/s)", total as f64 / scan.as_secs_f64());
+    eprintln!(
+        "   verify: {rate:.0} events/s (text scan {:.0} rows/s)",
+        total as f64 / scan.as_secs_f64()
+    );
     let _ = writeln!(report, "  anchor: one PostgreSQL scan of every payload and metadata as text: {:.1} s = {:.0} events/s", scan.as_secs_f64(), total as f64 / scan.as_secs_f64());
     let scan_rate = total as f64 / scan.as_secs_f64();
     report.goal(

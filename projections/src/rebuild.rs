@@ -90,10 +90,31 @@ impl<P: Projection> Part for Fresh<P> {
         folded: u64,
         fault: Option<Box<Undecodable>>,
     ) -> Result<u64, StoreError> {
-        self.projector
-            .swap_in(&self.suffix, at, folded, fault)
-            .await
+        // The swap takes the checkpoint lock, then each live table exclusively; a reader or
+        // builder holding a table while it waits for the checkpoint makes PostgreSQL end one
+        // of the two with a deadlock (40P01). The swap's transaction is then rolled back
+        // whole, so it is simply run again.
+        let mut tries = 0;
+        loop {
+            let swapped = self
+                .projector
+                .swap_in(&self.suffix, at, folded, fault.clone())
+                .await;
+            match swapped {
+                Err(e) if tries < 5 && is_deadlock(&e) => {
+                    tries += 1;
+                    tracing::info!(tries, "a rebuild's swap met a deadlock; running it again");
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
+                }
+                other => return other,
+            }
+        }
     }
+}
+
+/// PostgreSQL's `deadlock_detected`.
+fn is_deadlock(e: &StoreError) -> bool {
+    matches!(e, StoreError::Sql(sqlx::Error::Database(d)) if d.code().as_deref() == Some("40P01"))
 }
 
 /// What a rebuild did for one projection.

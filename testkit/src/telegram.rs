@@ -284,7 +284,8 @@ impl FakeTelegram {
 
     /// Waits until `chat` has received a message whose text contains `needle`.
     pub async fn wait_for(&self, chat: i64, needle: &str) -> Call {
-        for _ in 0..200 {
+        // 30 s: CI runs the suite beside the stack, browser and schemathesis tests on 2 cores.
+        for _ in 0..600 {
             if let Some(c) = self
                 .sent_to(chat)
                 .into_iter()

@@ -109,9 +109,25 @@ impl FakeTwilio {
         self.outbox.throttled()
     }
 
+    /// Waits until nothing more has been sent to `to` for half a second (the replies and
+    /// notices still on their way have arrived), at most 30 s; the count then.
+    pub async fn settled(&self, to: &str) -> usize {
+        let mut seen = self.sent_to(to).len();
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = self.sent_to(to).len();
+            if now == seen {
+                return now;
+            }
+            seen = now;
+        }
+        seen
+    }
+
     /// Waits until `to` has received a body containing `needle`.
     pub async fn wait_for(&self, to: &str, needle: &str) -> String {
-        for _ in 0..200 {
+        // 30 s: CI runs the suite beside the stack, browser and schemathesis tests on 2 cores.
+        for _ in 0..600 {
             if let Some(b) = self.sent_to(to).into_iter().find(|b| b.contains(needle)) {
                 return b;
             }

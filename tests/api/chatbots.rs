@@ -656,12 +656,12 @@ async fn a_whatsapp_guest_books_and_pays_with_signed_webhooks() {
 
     // A repeated MessageSid is answered once.
     let params = guest.params("help", "SMrepeat");
-    let before = twilio.sent_to(&guest.number).len();
+    let before = twilio.settled(&guest.number).await;
     assert_eq!(guest.post(&params, TWILIO_TOKEN).await, 200);
-    let once = twilio.sent_to(&guest.number).len();
+    let once = twilio.settled(&guest.number).await;
     assert_eq!(once, before + 1);
     assert_eq!(guest.post(&params, TWILIO_TOKEN).await, 200);
-    assert_eq!(twilio.sent_to(&guest.number).len(), once);
+    assert_eq!(twilio.settled(&guest.number).await, once);
     app.finish().await;
 }
 

@@ -34,7 +34,7 @@
 //!
 //! The report (201/409/other counts, bookings/s, client-side latency p50/p95/p99, peak RSS,
 //! CPU use during the timed phase, the goals) is printed and written to
-//! `bench/results/latest.txt` (kept out of git), or to `--out`.
+//! `bench/results/latest.txt` (kept in the repository), or to `--out`.
 use crate::harness::{self, Backend, Outcome, Scratch, Stopped, RSS_GOAL_MB};
 use crate::report::{mb, Report, Section};
 use crate::server::{self, Memory, Server};

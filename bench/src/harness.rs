@@ -292,9 +292,8 @@ pub async fn stop(server: Server) -> Stopped {
     }
 }
 
-/// The service's memory rows: `server RSS` (the peak after each phase, at the end) and its
-/// goal row, the RSS row labelled with `punct` after the label (`":"` in sections that use
-/// colons).
+/// The service's memory rows: `server RSS` (the peak after each phase, at the end), labelled
+/// with `punct` after the label (`":"` in sections that use colons), and its goal row.
 pub fn rss_rows(s: &mut Section, memory: &[(&'static str, Memory)], punct: &str) {
     let Some((_, last)) = memory.last() else {
         return;

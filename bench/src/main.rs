@@ -43,7 +43,7 @@
 //!
 //! `cargo run -p zhilego-bench` does not build the `zhilego` binary; the bench looks for it
 //! next to its own executable (`target/release/zhilego`) unless `--zhilego-bin` says where.
-//! Every mode prints its report and writes it to `bench/results/<mode>.txt` (kept out of git).
+//! Every mode prints its report and writes it to `bench/results/<mode>.txt` (kept in the repository, so the next change can compare).
 //! What the modes share: [`harness`] (the backends to run, a scratch store, starting and
 //! stopping the service, the per-backend loop) and [`report`] (sections of rows, printed and
 //! written; percentiles, latencies, verdicts).

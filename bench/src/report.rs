@@ -46,8 +46,8 @@ impl Report {
         met: bool,
     ) {
         self.line(format!(
-            "goal: {what}: {figure} | goal {goal} | anchor {anchor} | {}",
-            verdict(met)
+            "goal: {}",
+            goal_line(what, figure, goal, anchor, met)
         ));
     }
 
@@ -131,18 +131,29 @@ impl Section {
         anchor: impl std::fmt::Display,
         met: bool,
     ) {
-        let text = format!(
-            "[{}] {what}: {figure} | goal {goal} | anchor {anchor} | {}",
-            self.title,
-            verdict(met)
-        );
-        self.row("goal:", text);
+        let what = format!("[{}] {what}", self.title);
+        self.row("goal:", goal_line(&what, figure, goal, anchor, met));
     }
 
     #[cfg(test)]
     pub fn text(&self) -> &str {
         &self.text
     }
+}
+
+/// `<what>: <figure> | goal <goal> | anchor <anchor> | met` (or `NOT met`), the text of a
+/// goal line in a report and in a section.
+fn goal_line(
+    what: &str,
+    figure: impl std::fmt::Display,
+    goal: impl std::fmt::Display,
+    anchor: impl std::fmt::Display,
+    met: bool,
+) -> String {
+    format!(
+        "{what}: {figure} | goal {goal} | anchor {anchor} | {}",
+        verdict(met)
+    )
 }
 
 pub fn verdict(ok: bool) -> &'static str {

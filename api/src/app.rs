@@ -32,6 +32,8 @@ pub struct Application {
     extra_routes: axum::Router<AppState>,
 }
 
+/// How often tables that grew are analyzed (`store::statistics`).
+pub const STATISTICS_EVERY: Duration = Duration::from_secs(2);
 /// Opens the configured database (creating the embedded data dir) and applies migrations.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
     if !settings.is_production() && settings.database_url.is_none() {
@@ -512,6 +514,19 @@ pub async fn start_pipeline(
     tasks.push(tokio::spawn(async move {
         reads.report_lag(Duration::from_secs(2), stop).await
     }));
+    // Fresh tables' plans: the store, and the read models where the builders write them.
+    tasks.push(tokio::spawn(store::statistics::keep_statistics(
+        state.db.clone(),
+        STATISTICS_EVERY,
+        stopped(stop_rx.clone()),
+    )));
+    if state.settings.run_projections {
+        tasks.push(tokio::spawn(store::statistics::keep_statistics(
+            state.reads.primary.clone(),
+            STATISTICS_EVERY,
+            stopped(stop_rx.clone()),
+        )));
+    }
     Ok(tasks)
 }
 

@@ -506,6 +506,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         .await
                 }
             }));
+            tasks.push(tokio::spawn(store::statistics::keep_statistics(
+                reads.primary.clone(),
+                crate::app::STATISTICS_EVERY,
+                crate::app::stopped(stop_rx.clone()),
+            )));
             shutdown_signal().await;
             let _ = stop_tx.send(true);
             futures::future::join_all(tasks).await;

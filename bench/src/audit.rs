@@ -53,6 +53,10 @@ pub struct AuditArgs {
     /// HTTP clients sharing the notary-lag load (each its own connections and schedule).
     #[arg(long, default_value_t = 8)]
     clients: usize,
+    /// Keep the store afterwards (its name is printed) for profiling `audit verify` by hand;
+    /// `zhilego-bench drop --database-url` removes it.
+    #[arg(long)]
+    keep: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -63,7 +67,9 @@ pub async fn run(args: AuditArgs) -> Result<()> {
     pg::create_database(&args.common.pg_admin_url, &db).await?;
     let url = pg::database_url(&args.common.pg_admin_url, &db)?;
     let result = measure(&args, &bin, &url).await;
-    if let Err(e) = pg::drop_store(&args.common.pg_admin_url, &db).await {
+    if args.keep {
+        eprintln!("kept the store: {url}");
+    } else if let Err(e) = pg::drop_store(&args.common.pg_admin_url, &db).await {
         eprintln!("warning: could not drop {db}: {e:#}");
     }
     result?.publish("audit.txt", args.common.out.as_deref())

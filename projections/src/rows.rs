@@ -1,7 +1,7 @@
 //! The rows a batch of events works on. Folding is pure and in memory: the builder names the
 //! keys a batch touches, loads those rows, lets the projection change them, and writes back
 //! only what changed. A rebuild starts from an empty, complete set and writes everything once.
-use crate::table::{Arg, ReadTx, Row};
+use crate::table::{binary_row, Arg, ColumnArray, ReadTx, Row};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use store::StoreError;
 use uuid::Uuid;
@@ -106,23 +106,29 @@ impl<R: Row> Rows<R> {
     /// Reads the declared rows from `table`.
     pub async fn load(&mut self, tx: &mut ReadTx, table: &str) -> Result<(), StoreError> {
         let wanted: Vec<Uuid> = std::mem::take(&mut self.wanted).into_iter().collect();
-        for chunk in wanted.chunks(MAX_KEYS) {
-            let placeholders = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "SELECT {} FROM {table} WHERE {} IN ({placeholders})",
-                R::TABLE.column_list(),
-                R::TABLE.key()
-            );
-            let args: Vec<Arg> = chunk.iter().map(|k| Arg::Id(*k)).collect();
-            for key in chunk {
-                self.rows.insert(*key, None);
+        for key in &wanted {
+            self.rows.insert(*key, None);
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let select = format!(
+            "SELECT {} FROM {table} WHERE {}",
+            R::TABLE.column_list(),
+            R::TABLE.key()
+        );
+        let found = if tx.is_postgres() {
+            tx.fetch_by_keys::<R>(&format!("{select} = ANY($1)"), &wanted)
+                .await?
+        } else {
+            let mut found = Vec::new();
+            for (sql, args) in key_lists(&select, &wanted) {
+                found.extend(tx.fetch::<R>(&sql, &args).await?);
             }
-            for row in tx.fetch::<R>(&sql, &args).await? {
-                self.rows.insert(row.key(), Some(row));
-            }
+            found
+        };
+        for row in found {
+            self.rows.insert(row.key(), Some(row));
         }
         Ok(())
     }
@@ -157,33 +163,93 @@ impl<R: Row> Rows<R> {
             .join(", ");
         let conflict = (!self.complete).then_some(updates.as_str());
         insert_rows(tx, table, &upserts, conflict).await?;
-        for chunk in deletes.chunks(MAX_KEYS) {
-            let placeholders = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "DELETE FROM {table} WHERE {} IN ({placeholders})",
-                R::TABLE.key()
-            );
-            let args: Vec<Arg> = chunk.iter().map(|k| Arg::Id(*k)).collect();
-            tx.execute(&sql, &args).await?;
+        if deletes.is_empty() {
+            return Ok(());
+        }
+        let delete = format!("DELETE FROM {table} WHERE {}", R::TABLE.key());
+        if tx.is_postgres() {
+            let keys = ColumnArray::Id(deletes.into_iter().map(Some).collect());
+            tx.execute_arrays(&format!("{delete} = ANY($1)"), vec![keys])
+                .await?;
+        } else {
+            for (sql, args) in key_lists(&delete, &deletes) {
+                tx.execute(&sql, &args).await?;
+            }
         }
         Ok(())
     }
 }
 
-/// Inserts `rows` into `table` in multi-row statements; with `on_conflict`, an upsert that
-/// sets those assignments on a key already present.
+/// `{statement} IN (…)` over `keys`, in lists of a power-of-two length (the last key
+/// repeated to fill one up), so that a table has a handful of statement texts, each prepared
+/// once per connection, instead of one for every batch size.
+fn key_lists(statement: &str, keys: &[Uuid]) -> Vec<(String, Vec<Arg>)> {
+    keys.chunks(MAX_KEYS)
+        .map(|chunk| {
+            let n = chunk.len().next_power_of_two();
+            let placeholders = (1..=n)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let last = chunk[chunk.len() - 1];
+            let args = (0..n)
+                .map(|i| Arg::Id(chunk.get(i).copied().unwrap_or(last)))
+                .collect();
+            (format!("{statement} IN ({placeholders})"), args)
+        })
+        .collect()
+}
+
+/// Inserts `rows` into `table`; with `on_conflict`, an upsert that sets those assignments on
+/// a key already present. On PostgreSQL one statement takes every row as one array per
+/// column (`INSERT … SELECT * FROM UNNEST(…)`: one text whatever the number of rows); on
+/// SQLite, and for rows whose values are not all of their columns' types, multi-row
+/// `VALUES` lists of power-of-two lengths (13 rows: 8, 4 and 1), a handful of texts.
 async fn insert_rows<R: Row>(
     tx: &mut ReadTx,
     table: &str,
     rows: &[&R],
     on_conflict: Option<&str>,
 ) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     let columns = R::TABLE.columns;
+    let conflict = on_conflict
+        .map(|updates| format!(" ON CONFLICT ({}) DO UPDATE SET {updates}", R::TABLE.key()))
+        .unwrap_or_default();
+    let values: Vec<Vec<Arg>> = rows.iter().map(|r| r.values()).collect();
+    if tx.is_postgres() && values.iter().all(|v| binary_row(v, columns)) {
+        let mut arrays: Vec<ColumnArray> = columns
+            .iter()
+            .map(|c| ColumnArray::of(c.kind, values.len()))
+            .collect();
+        for row in values {
+            for (array, arg) in arrays.iter_mut().zip(row) {
+                let typed = array.push(arg);
+                debug_assert!(typed, "binary_row checked every value's type");
+            }
+        }
+        let casts = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("${}::{}", i + 1, ColumnArray::sql_type(c.kind)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO {table} ({}) SELECT * FROM UNNEST({casts}){conflict}",
+            R::TABLE.column_list()
+        );
+        tx.execute_arrays(&sql, arrays).await?;
+        return Ok(());
+    }
     let per_chunk = (MAX_BINDS / columns.len()).max(1);
-    for chunk in rows.chunks(per_chunk) {
+    let mut rest = &values[..];
+    while !rest.is_empty() {
+        // The largest power of two that fits both the rows left and the bound-value limit.
+        let take = 1usize << (rest.len().min(per_chunk).ilog2());
+        let (chunk, after) = rest.split_at(take);
+        rest = after;
         let mut sql = format!("INSERT INTO {table} ({}) VALUES ", R::TABLE.column_list());
         let mut args = Vec::with_capacity(chunk.len() * columns.len());
         for (i, row) in chunk.iter().enumerate() {
@@ -198,14 +264,9 @@ async fn insert_rows<R: Row>(
                 sql.push_str(&format!("${}", args.len() + j + 1));
             }
             sql.push(')');
-            args.extend(row.values());
+            args.extend(row.iter().cloned());
         }
-        if let Some(updates) = on_conflict {
-            sql.push_str(&format!(
-                " ON CONFLICT ({}) DO UPDATE SET {updates}",
-                R::TABLE.key()
-            ));
-        }
+        sql.push_str(&conflict);
         tx.execute(&sql, &args).await?;
     }
     Ok(())

@@ -198,7 +198,7 @@ impl Arg {
 }
 
 /// Whether every value of `row` has exactly its column's type (binary `COPY` can take it).
-fn binary_row(row: &[Arg], columns: &[Column]) -> bool {
+pub(crate) fn binary_row(row: &[Arg], columns: &[Column]) -> bool {
     row.len() == columns.len()
         && row
             .iter()
@@ -280,6 +280,64 @@ macro_rules! bind_args {
     }};
 }
 
+/// One column of many rows, bound as one PostgreSQL array of the column's type: statements
+/// over a batch (`= ANY($1)`, `UNNEST($1, $2, …)`) then have one text whatever the batch's
+/// size, so each is parsed and planned once per connection and kept by sqlx's statement
+/// cache. A multi-row `VALUES` list or `IN ($1, …, $n)` is a new statement for every size.
+pub enum ColumnArray {
+    Id(Vec<Option<Uuid>>),
+    Text(Vec<Option<String>>),
+    Date(Vec<Option<NaiveDate>>),
+    Time(Vec<Option<DateTime<Utc>>>),
+    Int(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+}
+
+impl ColumnArray {
+    /// An empty array for a column of `kind`.
+    pub fn of(kind: Kind, capacity: usize) -> ColumnArray {
+        match kind {
+            Kind::Id => ColumnArray::Id(Vec::with_capacity(capacity)),
+            Kind::Text => ColumnArray::Text(Vec::with_capacity(capacity)),
+            Kind::Date => ColumnArray::Date(Vec::with_capacity(capacity)),
+            Kind::Time => ColumnArray::Time(Vec::with_capacity(capacity)),
+            Kind::Int => ColumnArray::Int(Vec::with_capacity(capacity)),
+            Kind::Float => ColumnArray::Float(Vec::with_capacity(capacity)),
+        }
+    }
+
+    /// The element type's name in SQL (`$1::uuid[]`).
+    pub fn sql_type(kind: Kind) -> &'static str {
+        match kind {
+            Kind::Id => "uuid[]",
+            Kind::Text => "text[]",
+            Kind::Date => "date[]",
+            Kind::Time => "timestamptz[]",
+            Kind::Int => "bigint[]",
+            Kind::Float => "double precision[]",
+        }
+    }
+
+    /// Appends `arg`; false (and nothing appended) when it is not of the array's type.
+    pub fn push(&mut self, arg: Arg) -> bool {
+        match (self, arg) {
+            (ColumnArray::Id(a), Arg::Id(v)) => a.push(Some(v)),
+            (ColumnArray::Id(a), Arg::OptId(v)) => a.push(v),
+            (ColumnArray::Text(a), Arg::Text(v)) => a.push(Some(v)),
+            (ColumnArray::Text(a), Arg::OptText(v)) => a.push(v),
+            (ColumnArray::Date(a), Arg::Date(v)) => a.push(Some(v)),
+            (ColumnArray::Time(a), Arg::Time(v)) => a.push(Some(v)),
+            (ColumnArray::Time(a), Arg::OptTime(v)) => a.push(v),
+            (ColumnArray::Int(a), Arg::Int(v)) => a.push(Some(v)),
+            (ColumnArray::Int(a), Arg::OptInt(v)) => a.push(v),
+            (ColumnArray::Float(a), Arg::Float(v)) => a.push(Some(v)),
+            (ColumnArray::Float(a), Arg::OptFloat(v)) => a.push(v),
+            _ => return false,
+        }
+        true
+    }
+}
+
 /// A read-model row that both backends can decode.
 pub trait Row:
     Clone
@@ -332,6 +390,47 @@ impl ReadTx {
             ),
             Database::Sqlite(pool) => ReadTx::Sqlite(pool.begin().await?),
         })
+    }
+
+    /// Runs `sql` with one array per placeholder (PostgreSQL only).
+    pub async fn execute_arrays(
+        &mut self,
+        sql: &str,
+        arrays: Vec<ColumnArray>,
+    ) -> Result<u64, StoreError> {
+        let ReadTx::Postgres(tx) = self else {
+            return Err(StoreError::Integrity(
+                "array parameters are PostgreSQL's".to_string(),
+            ));
+        };
+        let mut query = sqlx::query(sql);
+        for array in arrays {
+            query = match array {
+                ColumnArray::Id(v) => query.bind(v),
+                ColumnArray::Text(v) => query.bind(v),
+                ColumnArray::Date(v) => query.bind(v),
+                ColumnArray::Time(v) => query.bind(v),
+                ColumnArray::Int(v) => query.bind(v),
+                ColumnArray::Float(v) => query.bind(v),
+            };
+        }
+        Ok(query.execute(&mut **tx).await?.rows_affected())
+    }
+
+    /// Fetches the rows of `sql`, which takes one array of keys (PostgreSQL only).
+    pub async fn fetch_by_keys<R>(&mut self, sql: &str, keys: &[Uuid]) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        let ReadTx::Postgres(tx) = self else {
+            return Err(StoreError::Integrity(
+                "array parameters are PostgreSQL's".to_string(),
+            ));
+        };
+        Ok(sqlx::query_as::<_, R>(sql)
+            .bind(keys)
+            .fetch_all(&mut **tx)
+            .await?)
     }
 
     pub fn is_postgres(&self) -> bool {

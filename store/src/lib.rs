@@ -16,6 +16,7 @@ pub mod append;
 pub mod browse;
 pub mod chain;
 pub mod history;
+pub mod statistics;
 pub mod trace;
 
 pub use aggregate_store::AggregateStore;

@@ -684,3 +684,93 @@ async fn a_position_the_read_model_never_reaches_is_a_clear_503() {
     assert_eq!(status, 422, "{body}");
     app.finish().await;
 }
+
+/// A table created empty and filled afterwards: a connection's prepared lookup keeps the empty
+/// table's plan (a sequential scan) until `store::statistics` analyzes the table, after which
+/// it uses the index; a JSON column with statistics target 0 (as the events table's, by
+/// migration) is left out, and a table analyzed since is not taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_that_grow_from_empty_are_analyzed_and_their_plans_use_the_index() {
+    let Some(admin) = pg_admin_url("tables_that_grow_from_empty_are_analyzed") else {
+        return;
+    };
+    let (name, url) = fresh_pg_database(&admin).await;
+    let db = store::Database::connect(&url, 2).await.expect("connect");
+    let store::Database::Postgres(pool) = &db else {
+        unreachable!()
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE grows (id uuid PRIMARY KEY, owner uuid NOT NULL, doc jsonb NOT NULL); \
+         ALTER TABLE grows ALTER COLUMN doc SET STATISTICS 0; \
+         CREATE INDEX grows_owner ON grows (owner); ANALYZE grows; \
+         PREPARE lookup(uuid) AS SELECT id FROM grows WHERE owner = $1",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let empty_plan = generic_plan(&mut conn).await;
+    assert!(empty_plan.contains("Seq Scan"), "{empty_plan}");
+    // Written on a connection of its own, closed after: a backend that ends reports its
+    // counts at once (an idle one can take up to 10 s; busy ones report every second).
+    let mut writer = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO grows SELECT gen_random_uuid(), gen_random_uuid(), \
+         jsonb_build_object('n', n) FROM generate_series(1, 20000) n",
+    )
+    .execute(&mut writer)
+    .await
+    .unwrap();
+    sqlx::Connection::close(writer).await.unwrap();
+    let mut analyzed = Vec::new();
+    for _ in 0..100 {
+        analyzed = store::statistics::analyze_stale(&db).await.unwrap();
+        if !analyzed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let counts: Vec<(String, i64, f32)> = sqlx::query_as(
+        "SELECT s.relname::text, s.n_mod_since_analyze, c.reltuples FROM pg_stat_user_tables s \
+         JOIN pg_class c ON c.oid = s.relid",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(analyzed, vec!["public.grows".to_string()], "{counts:?}");
+    let stats: Vec<String> = sqlx::query_scalar(
+        "SELECT attname::text FROM pg_stats WHERE tablename = 'grows' ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(stats, vec!["id".to_string(), "owner".to_string()]);
+    let grown_plan = generic_plan(&mut conn).await;
+    assert!(grown_plan.contains("grows_owner"), "{grown_plan}");
+    assert!(store::statistics::analyze_stale(&db)
+        .await
+        .unwrap()
+        .is_empty());
+    drop(conn);
+    pool.close().await;
+    drop_pg_database(&admin, &name).await;
+}
+
+/// The plan PostgreSQL settles on for the prepared `lookup` (five runs first, as a statement
+/// sqlx keeps is run).
+async fn generic_plan(conn: &mut sqlx::PgConnection) -> String {
+    for _ in 0..6 {
+        sqlx::raw_sql("EXECUTE lookup('00000000-0000-0000-0000-000000000001')")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    let lines: Vec<String> =
+        sqlx::query_scalar("EXPLAIN EXECUTE lookup('00000000-0000-0000-0000-000000000001')")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    lines.join("\n")
+}

@@ -3,9 +3,11 @@
 //! `interval` signs a checkpoint, keeps it, and publishes it to the sinks outside the
 //! database (a file, an HTTP witness).
 //!
-//! A step is one transaction holding the notary's row (`FOR UPDATE` on PostgreSQL; on SQLite
-//! the process's write gate), so several notaries (one per `serve`, or `zhilego notary`) take
-//! turns and each event gets exactly one leaf.
+//! A step is one transaction holding the notary's turn (on PostgreSQL an advisory lock,
+//! `store::turns`, which takes no transaction id and so holds back no other reader of the store;
+//! on SQLite the process's write gate), so several notaries (one per `serve`, or `zhilego
+//! notary`) take turns and each event gets exactly one leaf. A step that found nothing writes
+//! nothing.
 use crate::leaf::Hash;
 use crate::merkle::Frontier;
 use crate::note::{Notary, SignedCheckpoint};
@@ -98,14 +100,14 @@ impl NotaryWorker {
 
     /// Appends what the store has (up to a batch) and signs when due.
     pub async fn step(&self) -> Result<Step, StoreError> {
-        // The notary's row, locked for the step (on SQLite the write gate serializes steps).
+        // The notary's turn, held for the step (on SQLite the write gate serializes steps).
         macro_rules! locked_step {
-            ($pool:expr, $lock:literal, $run:ident) => {{
+            ($pool:expr, $turn:expr, $run:ident) => {{
                 let mut tx = $pool.begin().await?;
-                let select = concat!(
-                    "SELECT tx, position, tree_size FROM audit_notary WHERE name = $1",
-                    $lock
-                );
+                if let Some(turn) = $turn {
+                    sqlx::query(turn).bind(NAME).execute(&mut *tx).await?;
+                }
+                let select = "SELECT tx, position, tree_size FROM audit_notary WHERE name = $1";
                 let mut row: Option<(i64, i64, i64)> =
                     sqlx::query_as(select).bind(NAME).fetch_optional(&mut *tx).await?;
                 if row.is_none() {
@@ -133,10 +135,13 @@ impl NotaryWorker {
             }};
         }
         let step = match &self.db {
-            Database::Postgres(pool) => locked_step!(pool, " FOR UPDATE", run_pg),
+            Database::Postgres(pool) => {
+                let turn = store::turns::sql(store::turns::Follower::Notary);
+                locked_step!(pool, Some(turn.as_str()), run_pg)
+            }
             Database::Sqlite(pool) => {
                 let _gate = store::sqlite_write_gate().lock().await;
-                locked_step!(pool, "", run_lite)
+                locked_step!(pool, None::<&str>, run_lite)
             }
         };
         if let Some(size) = step.signed {
@@ -192,7 +197,9 @@ impl NotaryWorker {
                 .nodes
                 .extend(completed.drain(..).filter(|(l, _, _)| *l >= STORED_FROM));
         }
-        writes.place = Some((at, frontier.size()));
+        if appended > 0 {
+            writes.place = Some((at, frontier.size()));
+        }
         let latest = self.tree.latest_checkpoint().await?;
         let (last_size, last_at) = latest
             .as_ref()

@@ -1,7 +1,8 @@
 //! Store → JetStream, gap-free and at-least-once.
 //!
-//! A batch runs inside one PostgreSQL transaction that holds the relay's checkpoint row
-//! (`FOR UPDATE`): several relays may run, and they take turns by construction. The batch is
+//! A batch runs inside one PostgreSQL transaction that holds the relay's turn (an advisory
+//! lock, `store::turns`, which takes no transaction id, so the wait for JetStream holds back no
+//! other reader of the store): several relays may run, and they take turns. The batch is
 //! the events after the checkpoint that no running transaction can still precede (see
 //! `store::history::events_after`), so an event that commits late with a lower position is
 //! published when it commits, never skipped. Messages are published with `Nats-Msg-Id`, all
@@ -236,7 +237,8 @@ impl Relay {
             return Err(RelayError::Unsupported);
         };
         let mut tx = pool.begin().await?;
-        let lock = "SELECT tx, position FROM relay_checkpoints WHERE name = $1 FOR UPDATE";
+        store::turns::take(&mut tx, store::turns::Follower::Relay, &self.config.name).await?;
+        let lock = "SELECT tx, position FROM relay_checkpoints WHERE name = $1";
         let locked: Option<(i64, i64)> = sqlx::query_as(lock)
             .bind(&self.config.name)
             .fetch_optional(&mut *tx)
@@ -313,8 +315,8 @@ impl Relay {
             acks.push(ack);
         }
         // Read the next batch while JetStream acknowledges this one. (A transaction still
-        // running, like ours, hides later ones from it; what it returns is still a correct
-        // start of the next batch.)
+        // running hides later ones from it; what it returns is still a correct start of the
+        // next batch.)
         // Only behind a backlog (a full batch): in steady state there is nothing to prefetch.
         let backlog = rows.len() as i64 == self.config.batch;
         let next = async {

@@ -121,14 +121,15 @@ async fn lock_checkpoint(tx: &mut ReadTx, name: &str) -> Result<CheckpointRow, S
         applied: i64,
         version: i64,
     }
-    // Several builders may run one projection; the checkpoint row makes them take turns
-    // (PostgreSQL row lock; SQLite has one writer anyway).
-    let sql = if tx.is_postgres() {
-        "SELECT tx, position, applied, version FROM projection_checkpoints WHERE name = $1 FOR UPDATE"
-    } else {
-        "SELECT tx, position, applied, version FROM projection_checkpoints WHERE name = $1"
-    };
+    // Several builders may run one projection; they take turns (PostgreSQL: an advisory lock,
+    // store::turns, so that waiting for the turn takes no transaction id; SQLite has one writer
+    // anyway).
+    let sql = "SELECT tx, position, applied, version FROM projection_checkpoints WHERE name = $1";
     let name_arg = [crate::table::Arg::Text(name.to_string())];
+    if tx.is_postgres() {
+        let turn = store::turns::sql(store::turns::Follower::Projection);
+        tx.execute(&turn, &name_arg).await?;
+    }
     let row = match tx.fetch::<Locked>(sql, &name_arg).await?.pop() {
         Some(row) => row,
         None => {

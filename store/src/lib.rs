@@ -9,6 +9,7 @@
 //! - [`history`]: reading events back in global order (audit, projections) and verifying chains.
 //! - [`browse`]: the auditors' filtered pages of the store in commit order.
 //! - [`trace`]: the W3C trace context events carry from the API to the consumers.
+//! - [`turns`]: how relays, notaries and projection builders of one name take turns.
 #![forbid(unsafe_code)]
 
 mod aggregate_store;
@@ -18,6 +19,7 @@ pub mod chain;
 pub mod history;
 pub mod statistics;
 pub mod trace;
+pub mod turns;
 
 pub use aggregate_store::AggregateStore;
 pub use append::Prepared;

@@ -975,6 +975,89 @@ on_both_backends!(
     proofs_verify_independently_and_survive_erasure
 );
 
+/// Three notaries (the app's and two more, as several `serve`s run them) follow one store
+/// while listings change concurrently: they take turns, so every event gets exactly one leaf,
+/// in commit order, and the checkpoint over all of them verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notaries_take_turns_and_give_each_event_one_leaf() {
+    let Some(app) = spawn_app_with(Backend::Postgres, "notaries_take_turns", FAST).await else {
+        return;
+    };
+    let seed: String = app.storage.encryption_key.chars().rev().collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut notaries = Vec::new();
+    for _ in 0..2 {
+        let worker = audit::notary::NotaryWorker::new(
+            app.db.clone(),
+            audit::note::Notary::from_hex(&seed, "zhilego.kz/audit").unwrap(),
+            audit::notary::NotaryConfig {
+                every: 3,
+                interval: Duration::from_millis(20),
+                batch: 7,
+                ..Default::default()
+            },
+        );
+        let stop = stop.clone();
+        notaries.push(tokio::spawn(async move {
+            let mut steps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                worker.step().await.expect("notary step");
+                steps += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            steps
+        }));
+    }
+    let host = Uuid::now_v7();
+    let host_token = app.token(Role::Host, host);
+    let mut listings = Vec::new();
+    for _ in 0..4 {
+        listings.push(app.create_listing(host, json!({})).await);
+    }
+    let changes = (0..15).map(|i| {
+        let (app, token, listing) = (&app, &host_token, listings[i % listings.len()]);
+        async move {
+            let (status, body) = app
+                .patch(
+                    &format!("/api/v1/listings/{listing}"),
+                    token,
+                    &json!({"nightly_price_kzt": 10_000 + i as i64 * 500}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    });
+    futures::future::join_all(changes).await;
+    let checkpoint = checkpoint_over_all(&app).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for notary in notaries {
+        assert!(notary.await.unwrap() > 0, "each extra notary stepped");
+    }
+    let events = all_events(&app.db).await;
+    let Database::Postgres(pool) = &app.db else {
+        unreachable!()
+    };
+    let leaves: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT leaf_index, position FROM audit_leaves ORDER BY leaf_index")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let indexes: Vec<i64> = leaves.iter().map(|(i, _)| *i).collect();
+    assert_eq!(indexes, (0..events.len() as i64).collect::<Vec<_>>());
+    let positions: Vec<i64> = leaves.iter().map(|(_, p)| *p).collect();
+    let expected: Vec<i64> = events.iter().map(|e| e.position).collect();
+    assert_eq!(positions, expected, "one leaf per event, in commit order");
+    let note = temp_dir().join("checkpoint.txt");
+    std::fs::write(&note, checkpoint["text"].as_str().unwrap()).unwrap();
+    let (code, out) = zhilego(
+        &app.storage,
+        &["audit", "verify", "--checkpoint", note.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    app.finish().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tampering
 

@@ -272,6 +272,11 @@ impl Application {
             let stop = stopped(stop_rx.clone());
             async move { keeper.run(every, stop).await }
         }));
+        tasks.push(tokio::spawn(crate::idempotency::keep_forgetting(
+            state.db.clone(),
+            crate::idempotency::FORGET_EVERY,
+            stopped(stop_rx.clone()),
+        )));
         tasks.push(tokio::spawn({
             let access = state.access.clone();
             let stop = stopped(stop_rx.clone());

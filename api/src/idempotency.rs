@@ -6,7 +6,8 @@
 //! arrives while the first is still running waits for it. Server-side failures (5xx) release
 //! the key so the client can retry. Keys are per caller. A claim left without an answer for
 //! longer than `ABANDONED_AFTER` (its request died with the process) is taken over by the
-//! next request with that key.
+//! next request with that key. Answers are kept [`KEEP_ANSWERS`] (24 hours); [`keep_forgetting`]
+//! deletes older keys, which are then new again.
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -16,7 +17,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::time::Duration;
-use store::with_pool;
+use store::{with_pool, Database};
 
 pub const HEADER: &str = "idempotency-key";
 
@@ -25,6 +26,75 @@ const WAIT_FOR_FIRST: Duration = Duration::from_secs(15);
 
 /// A claim this old without an answer belongs to a request that will never answer.
 const ABANDONED_AFTER_SECONDS: i64 = 60;
+
+/// How long a key's answer is replayed: at least this long, and deleted within
+/// [`FORGET_EVERY`] after (a client retries within minutes; a key older than this is new again).
+pub const KEEP_ANSWERS: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How often the keys older than [`KEEP_ANSWERS`] are deleted.
+pub const FORGET_EVERY: Duration = Duration::from_secs(10 * 60);
+
+/// Keys deleted per statement, so that each deletion holds its locks briefly.
+const FORGET_BATCH: i64 = 5_000;
+
+/// Deletes the keys claimed more than `keep` ago, answered or not; returns how many.
+pub async fn forget_older_than(db: &Database, keep: Duration) -> Result<u64, sqlx::Error> {
+    let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+    let cutoff = chrono::Utc::now()
+        .checked_sub_signed(keep)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let mut deleted = 0;
+    loop {
+        let n = match db {
+            Database::Postgres(pool) => sqlx::query(
+                "DELETE FROM idempotency_keys WHERE (principal, key) IN \
+                 (SELECT principal, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(FORGET_BATCH)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+            Database::Sqlite(pool) => {
+                let _gate = store::sqlite_write_gate().lock().await;
+                // `created_at` is text in the column default's format, which sorts as time does.
+                sqlx::query(
+                    "DELETE FROM idempotency_keys WHERE rowid IN \
+                     (SELECT rowid FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+                )
+                .bind(cutoff.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+                .bind(FORGET_BATCH)
+                .execute(pool)
+                .await?
+                .rows_affected()
+            }
+        };
+        deleted += n;
+        if n < FORGET_BATCH as u64 {
+            return Ok(deleted);
+        }
+    }
+}
+
+/// Deletes keys older than [`KEEP_ANSWERS`] every `every` until `stop` (every instance may
+/// run it: the deletions do not conflict).
+pub async fn keep_forgetting(db: Database, every: Duration, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        match forget_older_than(&db, KEEP_ANSWERS).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deleted = n,
+                "Idempotency-Key answers older than a day deleted"
+            ),
+            Err(e) => tracing::warn!(error = %e, "deleting old Idempotency-Key answers failed"),
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
 
 /// What a repeat found.
 enum Repeat {

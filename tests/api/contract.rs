@@ -850,6 +850,75 @@ on_both_backends!(
     idempotency_keys_replay_the_first_answer
 );
 
+/// Answers are replayed for a day; older keys are deleted and are then new: a key from
+/// yesterday books other dates (it would be 422 while kept), today's key still replays.
+async fn idempotency_keys_are_forgotten_after_a_day(backend: Backend, name: &str) {
+    let Some(app) = spawn_app(backend, name).await else {
+        return;
+    };
+    let listing = app.create_listing(Uuid::now_v7(), json!({})).await;
+    let guest = app.token(Role::Guest, Uuid::now_v7());
+    let send = |key: &'static str, body: serde_json::Value| {
+        app.client
+            .post(app.url("/api/v1/bookings"))
+            .bearer_auth(&guest)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let (status, old) = status_and_json(
+        send("yesterday", booking_body(listing, 10, 12, 2))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{old}");
+    let today_body = booking_body(listing, 14, 16, 2);
+    let (status, today) = status_and_json(send("today", today_body.clone()).await.unwrap()).await;
+    assert_eq!(status, 201, "{today}");
+    let age = match &app.db {
+        store::Database::Postgres(_) => "now() - interval '25 hours'",
+        store::Database::Sqlite(_) => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-25 hours')",
+    };
+    let sql = format!("UPDATE idempotency_keys SET created_at = {age} WHERE key = 'yesterday'");
+    store::with_pool!(&app.db, pool => {
+        sqlx::query(&sql).execute(pool).await.unwrap();
+    });
+    let (status, reused) = status_and_json(
+        send("yesterday", booking_body(listing, 20, 22, 2))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422, "kept until deleted: {reused}");
+
+    let deleted = api::idempotency::forget_older_than(&app.db, api::idempotency::KEEP_ANSWERS)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1, "only yesterday's key");
+    let res = send("yesterday", booking_body(listing, 20, 22, 2))
+        .await
+        .unwrap();
+    assert!(res.headers().get("idempotent-replayed").is_none());
+    let (status, fresh) = status_and_json(res).await;
+    assert_eq!(status, 201, "a forgotten key is new: {fresh}");
+    assert_ne!(fresh["id"], old["id"]);
+    let res = send("today", today_body).await.unwrap();
+    assert_eq!(
+        res.headers()
+            .get("idempotent-replayed")
+            .map(|v| v.to_str().unwrap()),
+        Some("true")
+    );
+    let (status, again) = status_and_json(res).await;
+    assert_eq!((status, &again), (201, &today));
+    app.finish().await;
+}
+on_both_backends!(
+    idempotency_keys_are_forgotten_after_a_day,
+    idempotency_keys_are_forgotten_after_a_day
+);
+
 async fn unpaid_holds_expire_and_free_the_nights(backend: Backend, name: &str) {
     let Some(app) = spawn_app_with(backend, name, &[("ZHILEGO_HOLD_SECONDS", "1")]).await else {
         return;

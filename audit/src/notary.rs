@@ -40,7 +40,8 @@ pub struct NotaryConfig {
     pub every: u64,
     /// ...or this long after the last checkpoint when there is anything new.
     pub interval: Duration,
-    /// Events per step.
+    /// Events per step. A step holds its events' text twice (as read and as hashed): 10,000
+    /// raised the service's peak RSS by 70 MB while it caught up with a 225,000-event store.
     pub batch: i64,
     pub sinks: Sinks,
 }
@@ -50,7 +51,7 @@ impl Default for NotaryConfig {
         NotaryConfig {
             every: 1000,
             interval: Duration::from_secs(10),
-            batch: 10_000,
+            batch: 2_000,
             sinks: Sinks::default(),
         }
     }

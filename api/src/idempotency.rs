@@ -37,32 +37,41 @@ pub const FORGET_EVERY: Duration = Duration::from_secs(10 * 60);
 /// Keys deleted per statement, so that each deletion holds its locks briefly.
 const FORGET_BATCH: i64 = 5_000;
 
+/// The condition "`created_at` is more than `$n` seconds ago" on `db`'s own clock (bind the
+/// seconds as an integer); SQLite's `created_at` is text in its column default's format, which
+/// sorts as time does.
+fn claimed_before(db: &Database, n: u8) -> String {
+    match db {
+        Database::Postgres(_) => format!("created_at < now() - make_interval(secs => ${n})"),
+        Database::Sqlite(_) => {
+            format!("created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || ${n} || ' seconds')")
+        }
+    }
+}
+
 /// Deletes the keys claimed more than `keep` ago, answered or not; returns how many.
 pub async fn forget_older_than(db: &Database, keep: Duration) -> Result<u64, sqlx::Error> {
-    let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
-    let cutoff = chrono::Utc::now()
-        .checked_sub_signed(keep)
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let keep = i64::try_from(keep.as_secs()).unwrap_or(i64::MAX);
+    let old = claimed_before(db, 1);
     let mut deleted = 0;
     loop {
         let n = match db {
-            Database::Postgres(pool) => sqlx::query(
+            Database::Postgres(pool) => sqlx::query(&format!(
                 "DELETE FROM idempotency_keys WHERE (principal, key) IN \
-                 (SELECT principal, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
-            )
-            .bind(cutoff)
+                 (SELECT principal, key FROM idempotency_keys WHERE {old} LIMIT $2)"
+            ))
+            .bind(keep)
             .bind(FORGET_BATCH)
             .execute(pool)
             .await?
             .rows_affected(),
             Database::Sqlite(pool) => {
                 let _gate = store::sqlite_write_gate().lock().await;
-                // `created_at` is text in the column default's format, which sorts as time does.
-                sqlx::query(
+                sqlx::query(&format!(
                     "DELETE FROM idempotency_keys WHERE rowid IN \
-                     (SELECT rowid FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
-                )
-                .bind(cutoff.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+                     (SELECT rowid FROM idempotency_keys WHERE {old} LIMIT $2)"
+                ))
+                .bind(keep)
                 .bind(FORGET_BATCH)
                 .execute(pool)
                 .await?
@@ -260,18 +269,19 @@ async fn take_over_if_abandoned(
     owner: &str,
     key: &str,
 ) -> Result<bool, sqlx::Error> {
-    let sql = match state.db {
-        store::Database::Postgres(_) => format!(
-            "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND status_code IS NULL \
-             AND created_at < now() - interval '{ABANDONED_AFTER_SECONDS} seconds'"
-        ),
-        store::Database::Sqlite(_) => format!(
-            "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND status_code IS NULL \
-             AND created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-{ABANDONED_AFTER_SECONDS} seconds')"
-        ),
-    };
+    let sql = format!(
+        "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND status_code IS NULL \
+         AND {}",
+        claimed_before(&state.db, 3)
+    );
     let deleted = with_pool!(&state.db, pool => {
-        sqlx::query(&sql).bind(owner).bind(key).execute(pool).await?.rows_affected()
+        sqlx::query(&sql)
+            .bind(owner)
+            .bind(key)
+            .bind(ABANDONED_AFTER_SECONDS)
+            .execute(pool)
+            .await?
+            .rows_affected()
     });
     Ok(deleted == 1)
 }

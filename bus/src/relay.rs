@@ -238,19 +238,19 @@ impl Relay {
         };
         let mut tx = pool.begin().await?;
         store::turns::take(&mut tx, store::turns::Follower::Relay, &self.config.name).await?;
-        let lock = "SELECT tx, position FROM relay_checkpoints WHERE name = $1";
-        let locked: Option<(i64, i64)> = sqlx::query_as(lock)
+        let select = "SELECT tx, position FROM relay_checkpoints WHERE name = $1";
+        let saved: Option<(i64, i64)> = sqlx::query_as(select)
             .bind(&self.config.name)
             .fetch_optional(&mut *tx)
             .await?;
-        let (cp_tx, cp_pos) = match locked {
+        let (cp_tx, cp_pos) = match saved {
             Some(row) => row,
             None => {
                 sqlx::query("INSERT INTO relay_checkpoints (name, tx, position) VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING")
                     .bind(&self.config.name)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query_as(lock)
+                sqlx::query_as(select)
                     .bind(&self.config.name)
                     .fetch_one(&mut *tx)
                     .await?

@@ -739,20 +739,29 @@ fn assert_validation(status: u16, body: &serde_json::Value, field: &str) {
     );
 }
 
+/// POSTs a booking as `token` with `Idempotency-Key: key`.
+async fn book_with_key(
+    app: &TestApp,
+    token: &str,
+    key: &str,
+    body: serde_json::Value,
+) -> reqwest::Result<reqwest::Response> {
+    app.client
+        .post(app.url("/api/v1/bookings"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+}
+
 async fn idempotency_keys_replay_the_first_answer(backend: Backend, name: &str) {
     let Some(app) = spawn_app(backend, name).await else {
         return;
     };
     let listing = app.create_listing(Uuid::now_v7(), json!({})).await;
     let guest = app.token(Role::Guest, Uuid::now_v7());
-    let send = |key: &'static str, body: serde_json::Value| {
-        app.client
-            .post(app.url("/api/v1/bookings"))
-            .bearer_auth(&guest)
-            .header("Idempotency-Key", key)
-            .json(&body)
-            .send()
-    };
+    let send = |key: &'static str, body| book_with_key(&app, &guest, key, body);
     let body = booking_body(listing, 10, 12, 2);
     let (s1, first) = status_and_json(send("key-1", body.clone()).await.unwrap()).await;
     assert_eq!(s1, 201, "{first}");
@@ -784,13 +793,8 @@ async fn idempotency_keys_replay_the_first_answer(backend: Backend, name: &str) 
     assert_eq!((s5, fifth), (409, fourth));
 
     // Keys are per caller: another guest's key-1 is a new request.
-    let res = app
-        .client
-        .post(app.url("/api/v1/bookings"))
-        .bearer_auth(app.token(Role::Guest, Uuid::now_v7()))
-        .header("Idempotency-Key", "key-1")
-        .json(&booking_body(listing, 30, 32, 2))
-        .send()
+    let other = app.token(Role::Guest, Uuid::now_v7());
+    let res = book_with_key(&app, &other, "key-1", booking_body(listing, 30, 32, 2))
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 201);
@@ -829,15 +833,14 @@ async fn idempotency_keys_replay_the_first_answer(backend: Backend, name: &str) 
             .unwrap();
         }
     }
-    let res = app
-        .client
-        .post(app.url("/api/v1/bookings"))
-        .bearer_auth(app.token(Role::Guest, owner))
-        .header("Idempotency-Key", "key-4")
-        .json(&booking_body(listing, 50, 52, 2))
-        .send()
-        .await
-        .unwrap();
+    let res = book_with_key(
+        &app,
+        &app.token(Role::Guest, owner),
+        "key-4",
+        booking_body(listing, 50, 52, 2),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         res.status().as_u16(),
         201,
@@ -858,14 +861,7 @@ async fn idempotency_keys_are_forgotten_after_a_day(backend: Backend, name: &str
     };
     let listing = app.create_listing(Uuid::now_v7(), json!({})).await;
     let guest = app.token(Role::Guest, Uuid::now_v7());
-    let send = |key: &'static str, body: serde_json::Value| {
-        app.client
-            .post(app.url("/api/v1/bookings"))
-            .bearer_auth(&guest)
-            .header("Idempotency-Key", key)
-            .json(&body)
-            .send()
-    };
+    let send = |key: &'static str, body| book_with_key(&app, &guest, key, body);
     let (status, old) = status_and_json(
         send("yesterday", booking_body(listing, 10, 12, 2))
             .await

@@ -66,7 +66,7 @@ pub async fn forget_older_than(db: &Database, keep: Duration) -> Result<u64, sql
             .await?
             .rows_affected(),
             Database::Sqlite(pool) => {
-                let _gate = store::sqlite_write_gate().lock().await;
+                let _gate = store::sqlite_write_turn("idempotency").await;
                 sqlx::query(&format!(
                     "DELETE FROM idempotency_keys WHERE rowid IN \
                      (SELECT rowid FROM idempotency_keys WHERE {old} LIMIT $2)"

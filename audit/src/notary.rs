@@ -141,7 +141,7 @@ impl NotaryWorker {
                 locked_step!(pool, Some(turn.as_str()), run_pg)
             }
             Database::Sqlite(pool) => {
-                let _gate = store::sqlite_write_gate().lock().await;
+                let _gate = store::sqlite_write_turn("notary").await;
                 locked_step!(pool, None::<&str>, run_lite)
             }
         };

@@ -244,7 +244,7 @@ impl<P: Projection> Projector<P> {
     /// already has, in one transaction with the checkpoint. An event that does not decode ends
     /// the run: what came before it is applied, the fault is recorded and returned as an error.
     pub async fn apply(&self, links: &[Link]) -> Result<Applied, StoreError> {
-        let _turn = write_turn(&self.read).await;
+        let _turn = write_turn(&self.read, P::NAME).await;
         let mut tx = ReadTx::begin(&self.read).await?;
         let row = lock_checkpoint(&mut tx, P::NAME).await?;
         let (run, tail, gap) = bus::follow(row.checkpoint, links);
@@ -389,7 +389,7 @@ impl<P: Projection> Projector<P> {
         mut folded: u64,
         mut fault: Option<Box<Undecodable>>,
     ) -> Result<u64, StoreError> {
-        let _turn = write_turn(&self.read).await;
+        let _turn = write_turn(&self.read, "rebuild").await;
         let mut tx = ReadTx::begin(&self.read).await?;
         lock_checkpoint(&mut tx, P::NAME).await?;
         while fault.is_none() {

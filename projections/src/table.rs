@@ -356,10 +356,11 @@ pub trait Row:
     fn values(&self) -> Vec<Arg>;
 }
 
-/// Holds this process's SQLite writer turn, if `db` is SQLite (see `store::sqlite_write_gate`).
-pub(crate) async fn write_turn(db: &Database) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+/// Holds this process's SQLite writer turn for `holder`, if `db` is SQLite (see
+/// `store::sqlite_write_turn`).
+pub(crate) async fn write_turn(db: &Database, holder: &'static str) -> Option<store::WriteTurn> {
     match db {
-        Database::Sqlite(_) => Some(store::sqlite_write_gate().lock().await),
+        Database::Sqlite(_) => Some(store::sqlite_write_turn(holder).await),
         Database::Postgres(_) => None,
     }
 }
@@ -373,7 +374,7 @@ pub enum ReadTx {
 impl ReadTx {
     /// Begins a write transaction. On SQLite the write lock is taken up front (a
     /// read-then-write transaction would fail instead of waiting when another writer got in
-    /// first); the caller holds `store::sqlite_write_gate()` for the duration.
+    /// first); the caller holds `store::sqlite_write_turn` for the duration.
     pub async fn begin(db: &Database) -> Result<ReadTx, StoreError> {
         Ok(match db {
             Database::Postgres(pool) => ReadTx::Postgres(pool.begin().await?),

@@ -54,14 +54,14 @@ pub async fn write(db: &Database, batch: &[&Prepared]) -> Result<Vec<i64>, Persi
         ));
     }
     let positions = match db {
-        Database::Postgres(pool) => write_in_pg(pool, &insert_sql(rows, "position"), batch)
+        Database::Postgres(pool) => write_in_pg(pool, &insert_sql(rows, "position", true), batch)
             .await
             .map_err(|e| persistence_error(e, "23505"))?,
         Database::Sqlite(pool) => {
             // sqlite-es' rows get their position from the rowid by a trigger, after the
             // statement's RETURNING is computed: the rowid is the position.
-            let sql = insert_sql(rows, "rowid");
-            let _turn = crate::sqlite_write_gate().lock().await;
+            let sql = insert_sql(rows, "rowid", false);
+            let _turn = crate::sqlite_write_turn("events").await;
             write_in_sqlite(pool, &sql, batch)
                 .await
                 .map_err(|e| persistence_error(e, "1555"))?
@@ -98,8 +98,10 @@ fn persistence_error(e: WriteError, duplicate: &str) -> PersistenceError {
 }
 
 /// `INSERT INTO events (the seven columns) VALUES (…), … RETURNING` the rows' keys and
-/// `position_column`, for `rows` rows.
-fn insert_sql(rows: usize, position_column: &str) -> String {
+/// `position_column`, for `rows` rows; the values `$1`, `$2`, … on PostgreSQL, `?` on SQLite
+/// (where each `$n` costs a search of the statement's list of named parameters when it is
+/// bound).
+fn insert_sql(rows: usize, position_column: &str, numbered: bool) -> String {
     let mut sql = String::with_capacity(160 + rows * 40);
     sql.push_str(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) VALUES ",
@@ -107,6 +109,10 @@ fn insert_sql(rows: usize, position_column: &str) -> String {
     for row in 0..rows {
         if row > 0 {
             sql.push(',');
+        }
+        if !numbered {
+            sql.push_str("(?,?,?,?,?,?,?)");
+            continue;
         }
         let n = row * 7;
         sql.push_str(&format!(

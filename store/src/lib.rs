@@ -34,9 +34,40 @@ use std::time::Duration;
 /// SQLite lets one writer in at a time and makes the others poll with sleeps (its busy
 /// handler), which wastes most of the time under load. Writers of this process queue here
 /// instead, in order, and reach SQLite one by one. (One embedded database per process.)
-pub fn sqlite_write_gate() -> &'static tokio::sync::Mutex<()> {
+fn sqlite_write_gate() -> &'static tokio::sync::Mutex<()> {
     static GATE: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
     GATE.get_or_init(|| tokio::sync::Mutex::new(()))
+}
+
+/// This process's turn at the embedded database's writer, until dropped: how long `holder`
+/// waited for it and held it are the histograms `zhilego_sqlite_write_wait_seconds` and
+/// `zhilego_sqlite_write_turn_seconds` (the writer is the embedded mode's one serial
+/// resource, so they say who keeps it).
+pub async fn sqlite_write_turn(holder: &'static str) -> WriteTurn {
+    let asked = std::time::Instant::now();
+    let guard = sqlite_write_gate().lock().await;
+    let since = std::time::Instant::now();
+    metrics::histogram!("zhilego_sqlite_write_wait_seconds", "holder" => holder)
+        .record(since.duration_since(asked).as_secs_f64());
+    WriteTurn {
+        _guard: guard,
+        holder,
+        since,
+    }
+}
+
+/// See [`sqlite_write_turn`].
+pub struct WriteTurn {
+    _guard: tokio::sync::MutexGuard<'static, ()>,
+    holder: &'static str,
+    since: std::time::Instant,
+}
+
+impl Drop for WriteTurn {
+    fn drop(&mut self) {
+        metrics::histogram!("zhilego_sqlite_write_turn_seconds", "holder" => self.holder)
+            .record(self.since.elapsed().as_secs_f64());
+    }
 }
 
 /// The service's database: production PostgreSQL or the embedded SQLite file.

@@ -72,7 +72,7 @@ async fn compact(db: &Database) -> Result<(), StoreError> {
             sqlx::query("VACUUM FULL bot_chats").execute(pool).await?;
         }
         Database::Sqlite(pool) => {
-            let _one_writer = store::sqlite_write_gate().lock().await;
+            let _one_writer = store::sqlite_write_turn("vacuum").await;
             sqlx::query("VACUUM").execute(pool).await?;
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(pool)

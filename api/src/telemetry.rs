@@ -313,6 +313,8 @@ const METRICS: &[(&str, Kind, &str)] = &[
     ("zhilego_commands_total", Kind::Counter, "Commands accepted, by aggregate"),
     ("zhilego_command_conflicts_total", Kind::Counter, "Optimistic-concurrency conflicts retried, by aggregate"),
     ("zhilego_events_appended_total", Kind::Counter, "Events appended to the store, by aggregate"),
+    ("zhilego_sqlite_write_wait_seconds", Kind::Histogram, "Embedded mode: time a writer waited for the SQLite file's one writer turn, by holder (events, a projection, notary, rebuild, idempotency, vacuum)"),
+    ("zhilego_sqlite_write_turn_seconds", Kind::Histogram, "Embedded mode: time a writer held the SQLite file's one writer turn, by holder"),
     ("zhilego_bookings_refused_total", Kind::Counter, "Bookings refused before deciding, by reason"),
     ("zhilego_projection_position", Kind::Gauge, "Global position of the last event a projection applied"),
     ("zhilego_projection_lag_events", Kind::Gauge, "Events in the store a projection has not applied yet (counted up to 100,000)"),

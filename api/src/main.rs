@@ -1,7 +1,7 @@
 use clap::Parser;
 
 /// mimalloc instead of glibc's malloc: a request allocates and frees many small buffers
-/// (headers, log fields, JSON), and glibc spent 12 % of the service's CPU on them.
+/// (headers, log fields, JSON), and glibc spent 11 % of the service's CPU on them (answering `/healthz`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

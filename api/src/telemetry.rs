@@ -83,7 +83,7 @@ impl Default for TelemetrySettings {
 pub struct Telemetry {
     tracer: Option<SdkTracerProvider>,
     sentry: Option<sentry::ClientInitGuard>,
-    log_writer: tracing_appender::non_blocking::WorkerGuard,
+    log_guard: tracing_appender::non_blocking::WorkerGuard,
 }
 
 impl Telemetry {
@@ -96,7 +96,7 @@ impl Telemetry {
         }
         drop(self.sentry);
         // Last, so that what the others logged on their way out is written too.
-        drop(self.log_writer);
+        drop(self.log_guard);
     }
 }
 
@@ -127,7 +127,7 @@ pub fn init(settings: &TelemetrySettings) -> Telemetry {
         }
     });
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(LOG_FILTER));
-    let (writer, log_writer) = log_writer();
+    let (writer, log_guard) = log_writer();
     // Colours for a person at a terminal, never escape codes in a log file or collector.
     let ansi = std::io::stderr().is_terminal();
     let logs = if settings.json_logs {
@@ -170,7 +170,7 @@ pub fn init(settings: &TelemetrySettings) -> Telemetry {
     Telemetry {
         tracer,
         sentry,
-        log_writer,
+        log_guard,
     }
 }
 
@@ -179,9 +179,9 @@ const LOG_QUEUE_LINES: usize = 8_192;
 /// Lines queued to stderr: one thread writes them, as many as are waiting in one write
 /// (the access log is a line per request, and a write per line cost a third of the CPU of
 /// answering `GET /healthz`). Nothing is dropped: when the queue is full the logging thread
-/// waits. The queue is short (8,192 lines, a few MB) because a full one is memory the
-/// service holds: with the default 128,000 a benchmark's access log took 27 MB of RSS. The
-/// guard writes what is queued when it is dropped.
+/// waits. The queue is short (8,192 lines of a few hundred bytes, a few MB at most) where
+/// the default, 128,000 lines, could hold tens of MB of backlog. The guard writes what is
+/// queued when it is dropped.
 fn log_writer() -> (
     tracing_appender::non_blocking::NonBlocking,
     tracing_appender::non_blocking::WorkerGuard,

@@ -4,7 +4,7 @@
 //! listings tables stand at different checkpoints.
 use crate::helpers::*;
 use crate::on_both_backends;
-use crate::projections::settle;
+use crate::projections::{caught_up, index_caught_up, settle};
 use crate::workload::{self, World, CITIES};
 use commands::CommandMeta;
 use domain::listing::ListingChanges;
@@ -215,17 +215,18 @@ async fn index_loads_tables_at_different_checkpoints(backend: Backend, test: &st
     };
     let reads = &app.state.reads;
     let world = random_catalogue(&app, 3).await;
-    reads.listings.catch_up().await.unwrap();
+    caught_up(&reads.listings).await;
     workload::run(app.state.commands.clone(), world, 600, 1, 5).await;
     random_catalogue(&app, 4).await;
-    reads.availability.catch_up().await.unwrap();
+    caught_up(&reads.availability).await;
     let listings_at = reads.listings.checkpoint().await.unwrap().checkpoint;
     let availability_at = reads.availability.checkpoint().await.unwrap().checkpoint;
     assert!(listings_at < availability_at);
 
     let index = SearchIndex::new(app.db.clone(), reads.primary.clone());
     index.load().await.unwrap();
-    reads.listings.catch_up().await.unwrap();
+    index_caught_up(&app, &index).await;
+    caught_up(&reads.listings).await;
     assert_eq!(index.catalogue_dump(), reads.listings.dump().await.unwrap());
     assert_eq!(index.dump(), reads.availability.dump().await.unwrap());
     app.finish().await;

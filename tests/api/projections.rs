@@ -16,7 +16,7 @@ pub async fn settle(app: &TestApp) {
     loop {
         let statuses = app.state.reads.statuses().await.expect("statuses");
         if statuses.iter().all(|s| s.behind_events == 0) {
-            app.state.reads.search_index.catch_up().await.unwrap();
+            index_caught_up(app, &app.state.reads.search_index).await;
             return;
         }
         assert!(
@@ -24,6 +24,46 @@ pub async fn settle(app: &TestApp) {
             "projections did not catch up: {statuses:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Catches a projection up with everything the store holds. One `catch_up` is not enough on
+/// PostgreSQL: the store releases events only below the oldest transaction open anywhere in the
+/// cluster, and another test's open transaction, in another database, holds that back.
+pub async fn caught_up<P: projections::Projection>(projection: &projections::Projector<P>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        projection.catch_up().await.unwrap();
+        let status = projection.status().await.unwrap();
+        if status.behind_events == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} did not catch up: {status:?}",
+            status.name
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The same for a search index (see [`caught_up`]).
+pub async fn index_caught_up(app: &TestApp, index: &projections::SearchIndex) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        index.catch_up().await.unwrap();
+        let behind = store::history::backlog(&app.db, index.checkpoint())
+            .await
+            .unwrap()
+            .events;
+        if behind == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the search index did not catch up: {behind} events behind"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

@@ -68,6 +68,7 @@ pub fn decode(
         traceparent: headers
             .and_then(|h| h.get(store::trace::TRACEPARENT))
             .map(|v| v.as_str().to_string()),
+        memo: crate::Memo::default(),
     })
 }
 

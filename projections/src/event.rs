@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use domain::{DecodeError, Event, Metadata};
 use serde::Serialize;
+use std::sync::Arc;
 use store::history::{Checkpoint, RawEvent};
 use store::{Database, StoreError, StoredEvent};
 use uuid::Uuid;
@@ -162,6 +163,25 @@ pub fn decode_until_fault<'a>(
     (decoded, None)
 }
 
+/// Decodes linked events in order up to the first that does not decode. A link's event is
+/// decoded once for every consumer of it (its [`bus::Memo`]): in-process, the projections and
+/// the search index fold the same batch.
+pub fn decode_links_until_fault<'a>(
+    links: impl IntoIterator<Item = &'a bus::Link>,
+) -> (Vec<Arc<Decoded>>, Option<Box<Undecodable>>) {
+    let mut decoded = Vec::new();
+    for link in links {
+        let once = link
+            .memo
+            .get_or_init(|| Decoded::decode(&link.event).map(Arc::new));
+        match once {
+            Ok(d) => decoded.push(d),
+            Err(fault) => return (decoded, Some(fault)),
+        }
+    }
+    (decoded, None)
+}
+
 /// An error with its sources, one line.
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
@@ -250,4 +270,65 @@ pub async fn fault_of(
             .await?
     });
     Ok(row.and_then(|(text,)| serde_json::from_str(&text).ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn stored(position: i64, payload: serde_json::Value) -> StoredEvent {
+        StoredEvent {
+            position,
+            tx: position,
+            aggregate_type: "Listing".into(),
+            aggregate_id: Uuid::nil().to_string(),
+            sequence: position,
+            event_type: "ListingStatusChanged".into(),
+            event_version: domain::upcast::current_version("Listing", "ListingStatusChanged")
+                .unwrap()
+                .to_string(),
+            payload,
+            metadata: json!({}),
+            recorded_at: Utc::now(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_linked_event_is_decoded_once_for_every_consumer() {
+        let links = bus::chain(
+            Checkpoint::default(),
+            vec![
+                stored(1, json!({"ListingStatusChanged": {"status": "paused"}})),
+                stored(2, json!({"ListingStatusChanged": {"status": "active"}})),
+                stored(3, json!({"ListingStatusChanged": {"status": 7}})),
+            ],
+        );
+        // The batch as two consumers get it: clones of the same links.
+        let theirs = links.clone();
+        let (first, first_fault) = decode_links_until_fault(&links);
+        let (second, second_fault) = decode_links_until_fault(&theirs);
+        assert_eq!(first.len(), 2, "decoded up to the undecodable third");
+        assert_eq!(first, second);
+        for (a, b) in first.iter().zip(&second) {
+            assert!(
+                Arc::ptr_eq(a, b),
+                "the second consumer decoded event {} again",
+                a.position
+            );
+            assert_eq!(
+                **a,
+                Decoded::decode(&links[a.position as usize - 1].event).unwrap()
+            );
+        }
+        let fault = first_fault.expect("the third does not decode");
+        assert_eq!(fault.position, 3);
+        assert_eq!(
+            Some(fault),
+            second_fault,
+            "both consumers stop at the same fault"
+        );
+    }
 }

@@ -244,11 +244,14 @@ impl<P: Projection> Projector<P> {
     /// already has, in one transaction with the checkpoint. An event that does not decode ends
     /// the run: what came before it is applied, the fault is recorded and returned as an error.
     pub async fn apply(&self, links: &[Link]) -> Result<Applied, StoreError> {
+        // Decoded before the turn (embedded, the one writer's), into the links' memos: the
+        // run below, whichever part of the links it is, then only reads them.
+        event::decode_links_until_fault(links);
         let _turn = write_turn(&self.read, P::NAME).await;
         let mut tx = ReadTx::begin(&self.read).await?;
         let row = lock_checkpoint(&mut tx, P::NAME).await?;
         let (run, tail, gap) = bus::follow(row.checkpoint, links);
-        let (run, fault) = event::decode_until_fault(run);
+        let (run, fault) = event::decode_links_until_fault(run);
         let tail = match (&fault, run.last()) {
             (None, _) => tail,
             (Some(_), Some(last)) => last.checkpoint(),

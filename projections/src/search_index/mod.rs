@@ -15,14 +15,14 @@ mod availability;
 mod catalogue;
 
 use crate::availability::{AvailabilityProjection, OfferRow, SpanRow};
-use crate::event::{decode_until_fault, Decoded, Undecodable};
+use crate::event::{decode_links_until_fault, Decoded, Undecodable};
 use crate::listings::{CatalogueRow, ListingsProjection};
 use crate::projector::Projection;
 use crate::table::{Arg, ReadTx, Row};
 use std::sync::RwLock;
 use std::time::Duration;
 use store::history::{self, Checkpoint};
-use store::{Database, StoreError, StoredEvent};
+use store::{Database, StoreError};
 use tokio::sync::{watch, Mutex};
 
 struct IndexState {
@@ -56,10 +56,10 @@ impl IndexState {
     /// not decode; the checkpoint is then `tail`, or the last event folded before a fault.
     fn fold<'a>(
         &mut self,
-        run: impl IntoIterator<Item = &'a StoredEvent>,
+        run: impl IntoIterator<Item = &'a bus::Link>,
         tail: Checkpoint,
     ) -> Result<(), Box<Undecodable>> {
-        let (events, fault) = decode_until_fault(run);
+        let (events, fault) = decode_links_until_fault(run);
         for e in &events {
             self.apply(e);
         }
@@ -164,9 +164,10 @@ impl SearchIndex {
                 return Ok(total);
             }
             let reached = events.last().expect("non-empty").checkpoint();
+            let links = bus::chain(from, events);
             let folded = {
                 let mut state = self.state.write().expect("index lock");
-                let folded = state.fold(&events, reached);
+                let folded = state.fold(&links, reached);
                 self.applied.send_replace(state.checkpoint);
                 folded
             };

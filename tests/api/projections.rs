@@ -27,44 +27,44 @@ pub async fn settle(app: &TestApp) {
     }
 }
 
-/// Catches a projection up with everything the store holds. One `catch_up` is not enough on
-/// PostgreSQL: the store releases events only below the oldest transaction open anywhere in the
-/// cluster, and another test's open transaction, in another database, holds that back.
-pub async fn caught_up<P: projections::Projection>(projection: &projections::Projector<P>) {
+/// Repeats `step`, a catch-up that answers how many events are still behind, until none is.
+/// One catch-up is not enough on PostgreSQL: the store releases events only below the oldest
+/// transaction open anywhere in the cluster, and another test's open transaction, in another
+/// database, holds that back.
+async fn until_none_behind(what: &str, mut step: impl AsyncFnMut() -> i64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        projection.catch_up().await.unwrap();
-        let status = projection.status().await.unwrap();
-        if status.behind_events == 0 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} did not catch up: {status:?}",
-            status.name
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
-/// The same for a search index (see [`caught_up`]).
-pub async fn index_caught_up(app: &TestApp, index: &projections::SearchIndex) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        index.catch_up().await.unwrap();
-        let behind = store::history::backlog(&app.db, index.checkpoint())
-            .await
-            .unwrap()
-            .events;
+        let behind = step().await;
         if behind == 0 {
             return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the search index did not catch up: {behind} events behind"
+            "{what} did not catch up: {behind} events behind"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// Catches a projection up with everything the store holds (see [`until_none_behind`]).
+pub async fn caught_up<P: projections::Projection>(projection: &projections::Projector<P>) {
+    until_none_behind(P::NAME, async || {
+        projection.catch_up().await.unwrap();
+        projection.status().await.unwrap().behind_events
+    })
+    .await;
+}
+
+/// The same for a search index.
+pub async fn index_caught_up(app: &TestApp, index: &projections::SearchIndex) {
+    until_none_behind("the search index", async || {
+        index.catch_up().await.unwrap();
+        store::history::backlog(&app.db, index.checkpoint())
+            .await
+            .unwrap()
+            .events
+    })
+    .await;
 }
 
 /// Every projection's rows, as built so far.

@@ -15,10 +15,11 @@ mod availability;
 mod catalogue;
 
 use crate::availability::{AvailabilityProjection, OfferRow, SpanRow};
-use crate::event::{decode_links_until_fault, Decoded, Undecodable};
+use crate::event::{decode_links_until_fault, decode_until_fault, Decoded, Undecodable};
 use crate::listings::{CatalogueRow, ListingsProjection};
 use crate::projector::Projection;
 use crate::table::{Arg, ReadTx, Row};
+use std::borrow::Borrow;
 use std::sync::RwLock;
 use std::time::Duration;
 use store::history::{self, Checkpoint};
@@ -52,22 +53,22 @@ impl IndexState {
         }
     }
 
-    /// Folds a run of events that continues from the checkpoint, up to the first that does
-    /// not decode; the checkpoint is then `tail`, or the last event folded before a fault.
-    fn fold<'a>(
+    /// Folds a run of events that continues from the checkpoint, decoded up to the first that
+    /// does not decode (`fault`); the checkpoint is then `tail`, or the last event folded
+    /// before the fault.
+    fn fold<D: Borrow<Decoded>>(
         &mut self,
-        run: impl IntoIterator<Item = &'a bus::Link>,
+        (events, fault): (Vec<D>, Option<Box<Undecodable>>),
         tail: Checkpoint,
     ) -> Result<(), Box<Undecodable>> {
-        let (events, fault) = decode_links_until_fault(run);
         for e in &events {
-            self.apply(e);
+            self.apply(e.borrow());
         }
         match fault {
             None => self.checkpoint = tail,
             Some(fault) => {
                 if let Some(last) = events.last() {
-                    self.checkpoint = last.checkpoint();
+                    self.checkpoint = last.borrow().checkpoint();
                 }
                 return Err(fault);
             }
@@ -164,10 +165,9 @@ impl SearchIndex {
                 return Ok(total);
             }
             let reached = events.last().expect("non-empty").checkpoint();
-            let links = bus::chain(from, events);
             let folded = {
                 let mut state = self.state.write().expect("index lock");
-                let folded = state.fold(&links, reached);
+                let folded = state.fold(decode_until_fault(&events), reached);
                 self.applied.send_replace(state.checkpoint);
                 folded
             };
@@ -186,7 +186,7 @@ impl SearchIndex {
             let _turn = self.catching_up.lock().await;
             let mut state = self.state.write().expect("index lock");
             let (run, tail, gap) = bus::follow(state.checkpoint, links);
-            let folded = state.fold(run, tail);
+            let folded = state.fold(decode_links_until_fault(run), tail);
             self.applied.send_replace(state.checkpoint);
             folded.map_err(index_stopped)?;
             gap
